@@ -1,0 +1,188 @@
+package auth
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+)
+
+// Seed corpora are also committed under testdata/fuzz/<FuzzName>/.
+
+func FuzzDecodeXOAUTH2(f *testing.F) {
+	for _, s := range []string{
+		"user=alice@example.com\x01auth=Bearer tok\x01\x01",
+		"user=a\x01auth=bearer tok\x01",
+		"user=a\x01host=h\x01port=993\x01auth=Bearer tok\x01\x01",
+		"user=\x01auth=Bearer t\x01\x01",
+		"user=a\x01auth=Bearer \x01\x01",
+		"\x01\x01",
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, msg []byte) {
+		user, tok, err := DecodeXOAUTH2(msg)
+		if err != nil {
+			if !errors.Is(err, ErrMalformed) || user != "" || tok != "" {
+				t.Fatalf("error %v with results %q %q", err, user, tok)
+			}
+			return
+		}
+		checkFields(t, len(msg), user, tok)
+		u2, t2, err := DecodeXOAUTH2(EncodeXOAUTH2(user, tok))
+		if err != nil || u2 != user || t2 != tok {
+			t.Fatalf("re-encoding %q %q gave %q %q %v", user, tok, u2, t2, err)
+		}
+	})
+}
+
+func FuzzDecodeOAUTHBEARER(f *testing.F) {
+	for _, s := range []string{
+		"n,a=alice@example.com,\x01auth=Bearer tok\x01\x01",
+		"n,a=alice@example.com,\x01host=127.0.0.1\x01port=143\x01auth=Bearer tok\x01\x01",
+		"y,,\x01auth=bearer tok\x01\x01",
+		"n,a=a=2Cb=3D,\x01auth=Bearer t\x01\x01",
+		"p=tls-unique,,\x01auth=Bearer t\x01\x01",
+		"n,,\x01\x01",
+		"\x01",
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, msg []byte) {
+		authz, tok, err := DecodeOAUTHBEARER(msg)
+		if err != nil {
+			if !errors.Is(err, ErrMalformed) || authz != "" || tok != "" {
+				t.Fatalf("error %v with results %q %q", err, authz, tok)
+			}
+			return
+		}
+		checkFields(t, len(msg), authz, tok)
+		if len(msg) < 2 || msg[0] == 'p' {
+			t.Fatalf("accepted %q", msg)
+		}
+		a2, t2, err := DecodeOAUTHBEARER(EncodeOAUTHBEARER(authz, tok))
+		if err != nil || a2 != authz || t2 != tok {
+			t.Fatalf("re-encoding %q %q gave %q %q %v", authz, tok, a2, t2, err)
+		}
+	})
+}
+
+// checkFields checks what every successful OAuth decode guarantees.
+func checkFields(t *testing.T, n int, user, tok string) {
+	t.Helper()
+	if n > MaxSASLMessage {
+		t.Fatalf("accepted %d bytes", n)
+	}
+	if tok == "" || strings.ContainsAny(tok, " \t\x00\x01\r\n\x7f") {
+		t.Fatalf("bad token %q", tok)
+	}
+	if strings.ContainsAny(user, "\x00\x01\r\n") {
+		t.Fatalf("bad user %q", user)
+	}
+}
+
+func FuzzDecodePLAIN(f *testing.F) {
+	for _, s := range []string{
+		"alice@example.com\x00master\x00secret",
+		"\x00alice\x00pw",
+		"\x00alice\x00",
+		"a\x00b\x00c\x00d",
+		"\x00\xff\x00pw",
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, msg []byte) {
+		z, c, p, err := DecodePLAIN(msg)
+		if err != nil {
+			if !errors.Is(err, ErrMalformed) || z != "" || c != "" || p != "" {
+				t.Fatalf("error %v with results %q %q %q", err, z, c, p)
+			}
+		} else {
+			if c == "" || p == "" || strings.ContainsAny(z+c, "\r\n") {
+				t.Fatalf("bad result %q %q %q", z, c, p)
+			}
+			// PLAIN is a bijection on the valid domain.
+			if got := EncodePLAIN(z, c, p); string(got) != string(msg) {
+				t.Fatalf("EncodePLAIN(DecodePLAIN(%q)) = %q", msg, got)
+			}
+		}
+		// Any three fields of the message, encoded, decode to themselves or fail.
+		parts := strings.SplitN(string(msg), "\x01", 3)
+		for len(parts) < 3 {
+			parts = append(parts, "x")
+		}
+		z2, c2, p2, err := DecodePLAIN(EncodePLAIN(parts[0], parts[1], parts[2]))
+		if err == nil && (z2 != parts[0] || c2 != parts[1] || p2 != parts[2]) {
+			t.Fatalf("DecodePLAIN(EncodePLAIN(%q)) = %q %q %q", parts, z2, c2, p2)
+		}
+	})
+}
+
+// FuzzServer drives a Server with two client responses and an
+// Authenticator whose outcome the fuzzer picks.
+func FuzzServer(f *testing.F) {
+	f.Add(uint8(0), true, EncodeXOAUTH2("alice@example.com", "tok"), []byte{}, uint8(0))
+	f.Add(uint8(1), true, EncodeOAUTHBEARER("alice@example.com", "tok"), []byte{1}, uint8(1))
+	f.Add(uint8(0), false, EncodeXOAUTH2("a", "tok"), []byte{}, uint8(2))
+	f.Add(uint8(1), true, EncodeOAUTHBEARER("", "tok"), []byte("x"), uint8(3))
+	f.Add(uint8(1), false, []byte("garbage"), []byte{}, uint8(4))
+	f.Add(uint8(0), true, []byte{}, []byte{}, uint8(5))
+	f.Fuzz(func(t *testing.T, mechSel uint8, withIR bool, first, second []byte, outcome uint8) {
+		mech := MechXOAUTH2
+		if mechSel%2 == 1 {
+			mech = MechOAUTHBEARER
+		}
+		outcomes := []error{nil, ErrInvalidCredentials, ErrThrottled, ErrUnavailable, errors.New("other"), nil}
+		calls := 0
+		a := AuthenticatorFunc(func(_ context.Context, c Credentials) (Identity, error) {
+			calls++
+			if c.Mechanism != mech || c.Token == "" {
+				t.Fatalf("bad credentials %+v", c)
+			}
+			err := outcomes[int(outcome)%len(outcomes)]
+			if err != nil {
+				return Identity{}, fmt.Errorf("fuzz: %w", err)
+			}
+			if int(outcome)%len(outcomes) == 5 {
+				return Identity{}, nil // empty identity must fail closed
+			}
+			return Identity{User: "alice@example.com"}, nil
+		})
+		s, err := NewServer(context.Background(), mech, a, "127.0.0.1:1", ChallengeOptions{Scope: "mail"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		responses := [][]byte{first, second, second}
+		if !withIR {
+			responses = [][]byte{nil, first, second, second}
+		}
+		finished := false
+		for i, r := range responses {
+			ch, done, err := s.Next(r)
+			if finished {
+				if !done || err == nil {
+					t.Fatalf("Next after done = %v, %v", done, err)
+				}
+				continue
+			}
+			if !done {
+				if err != nil {
+					t.Fatalf("not done but error %v", err)
+				}
+				if (r == nil) != (len(ch) == 0) || len(ch) > 0 && !json.Valid(ch) {
+					t.Fatalf("step %d: challenge %q", i, ch)
+				}
+			}
+			finished = done
+			id, ok := s.Identity()
+			if ok != (done && err == nil) || ok && id.User == "" {
+				t.Fatalf("Identity = %+v, %v after done=%v err=%v", id, ok, done, err)
+			}
+		}
+		if !finished || calls > 1 {
+			t.Fatalf("finished=%v calls=%d", finished, calls)
+		}
+	})
+}

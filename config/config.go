@@ -1,0 +1,214 @@
+// Package config is mailgate's configuration: plain data, loading (YAML file,
+// MAILGATE_* environment variables, flags, *_file secrets, docker-mailserver
+// aliases) and validation. It imports nothing of mailgate's own.
+//
+// The file format and the meaning of every key are those of
+// mailgate.example.yaml. Precedence, highest first: a flag that was set on the
+// command line, an environment variable, the file, [Default].
+//
+// A Config is a plain value: loading builds a new one, and a reload builds
+// another one and swaps it; nothing in here changes a Config after Load.
+package config
+
+import "time"
+
+// Config is the whole configuration. The YAML keys are the mapstructure tags;
+// every key can be overridden by MAILGATE_<SECTION>_<KEY> (see [Load]).
+type Config struct {
+	Log    Log    `mapstructure:"log"`
+	TLS    TLS    `mapstructure:"tls"`
+	Master Master `mapstructure:"master"`
+	IMAP   IMAP   `mapstructure:"imap"`
+	SMTP   SMTP   `mapstructure:"smtp"`
+	OAuth2 OAuth2 `mapstructure:"oauth2"`
+	Auth   Auth   `mapstructure:"auth"`
+	Limits Limits `mapstructure:"limits"`
+	HTTP   HTTP   `mapstructure:"http"`
+
+	// notes are remarks made while loading (aliases used, unknown
+	// MAILGATE_* variables); see Warnings.
+	notes []string
+}
+
+// Log configures the process logger.
+type Log struct {
+	Level  string `mapstructure:"level"`  // debug | info | warn | error
+	Format string `mapstructure:"format"` // text | json
+}
+
+// CertPair is one PEM certificate chain and its private key.
+type CertPair struct {
+	CertFile string `mapstructure:"cert_file"`
+	KeyFile  string `mapstructure:"key_file"`
+}
+
+// TLS is what clients see. CertFile/KeyFile is the default certificate; the
+// Certificates are more pairs chosen by SNI. Files are re-read when they
+// change and on SIGHUP.
+type TLS struct {
+	CertFile     string     `mapstructure:"cert_file"`
+	KeyFile      string     `mapstructure:"key_file"`
+	Certificates []CertPair `mapstructure:"certificates"`
+	MinVersion   string     `mapstructure:"min_version"` // "1.2" | "1.3"
+}
+
+// Master is the Dovecot master user mailgate logs in as. After Load,
+// Password holds the contents of PasswordFile when that was set.
+type Master struct {
+	User         string `mapstructure:"user"`
+	Password     string `mapstructure:"password"`
+	PasswordFile string `mapstructure:"password_file"`
+}
+
+// Backend is how mailgate reaches Dovecot (IMAP) or Postfix (submission).
+type Backend struct {
+	Address string `mapstructure:"address"` // host:port, required when the protocol has a listener
+	TLS     string `mapstructure:"tls"`     // none | starttls | implicit
+	// CAFile is a PEM bundle that verifies the backend's certificate
+	// ("" = the system roots).
+	CAFile             string `mapstructure:"ca_file"`
+	InsecureSkipVerify bool   `mapstructure:"insecure_skip_verify"`
+	// ServerName overrides the name checked in the backend's certificate
+	// (default: the host part of Address).
+	ServerName string `mapstructure:"server_name"`
+	ClientIP   string `mapstructure:"client_ip"` // IMAP: none | id | proxy; SMTP: none | xclient | proxy
+	Login      string `mapstructure:"login"`     // SMTP only: master | xclient ("" for IMAP)
+}
+
+// IMAP configures the IMAP listeners. An empty listen address disables that
+// listener.
+type IMAP struct {
+	ListenTLS      string  `mapstructure:"listen_tls"`      // implicit TLS (993)
+	ListenStartTLS string  `mapstructure:"listen_starttls"` // STARTTLS required before AUTHENTICATE (143)
+	Backend        Backend `mapstructure:"backend"`
+}
+
+// SMTP configures the submission listeners. An empty listen address disables
+// that listener.
+type SMTP struct {
+	ListenTLS      string `mapstructure:"listen_tls"`      // submissions, implicit TLS (465)
+	ListenStartTLS string `mapstructure:"listen_starttls"` // submission, STARTTLS required before AUTH (587)
+	// Hostname is the name in the greeting and EHLO reply ("" = decided by
+	// the caller, typically os.Hostname).
+	Hostname string `mapstructure:"hostname"`
+	// MaxMessageBytes is the SIZE limit; 0 takes SIZE from the backend's EHLO.
+	MaxMessageBytes int64 `mapstructure:"max_message_bytes"`
+	// EnforceSender requires MAIL FROM to be the verified address or one of
+	// its SenderAliases.
+	EnforceSender bool `mapstructure:"enforce_sender"`
+	// SenderAliases maps a verified address to the extra MAIL FROM addresses
+	// it may use when EnforceSender is on ("*@domain" allowed on the right).
+	// The keys are lower-cased by Load.
+	SenderAliases map[string][]string `mapstructure:"sender_aliases"`
+	Backend       Backend             `mapstructure:"backend"`
+}
+
+// OAuth2 configures bearer-token validation.
+type OAuth2 struct {
+	Mode                 string        `mapstructure:"mode"` // userinfo | introspection | jwt | auto
+	UserinfoURL          string        `mapstructure:"userinfo_url"`
+	IntrospectionURL     string        `mapstructure:"introspection_url"`
+	IntrospectionAuth    string        `mapstructure:"introspection_auth"` // client_secret_basic | client_secret_post
+	ClientID             string        `mapstructure:"client_id"`          // introspection client credentials
+	ClientSecret         string        `mapstructure:"client_secret"`      // after Load: contents of ClientSecretFile when set
+	ClientSecretFile     string        `mapstructure:"client_secret_file"`
+	Issuer               string        `mapstructure:"issuer"`
+	Audiences            []string      `mapstructure:"audiences"` // accepted aud/azp values; empty = not checked
+	RequiredScopes       []string      `mapstructure:"required_scopes"`
+	UsernameClaim        string        `mapstructure:"username_claim"` // claim that names the mailbox
+	RequireEmailVerified bool          `mapstructure:"require_email_verified"`
+	AllowedDomains       []string      `mapstructure:"allowed_domains"`    // empty = any
+	CacheTTL             time.Duration `mapstructure:"cache_ttl"`          // 0 = no cache; never beyond the token's exp
+	NegativeCacheTTL     time.Duration `mapstructure:"negative_cache_ttl"` // 0 = failures are not cached
+	Timeout              time.Duration `mapstructure:"timeout"`            // per IdP request
+	CAFile               string        `mapstructure:"ca_file"`            // "" = the system roots
+	SessionLifetime      string        `mapstructure:"session_lifetime"`   // none | token | revalidate
+	RevalidateEvery      time.Duration `mapstructure:"revalidate_every"`   // used when SessionLifetime is revalidate
+}
+
+// Auth holds authentication options that are not OAuth2.
+type Auth struct {
+	// PasswordPassthrough also accepts LOGIN/PLAIN (after TLS) and passes
+	// the user's own password to the backend.
+	PasswordPassthrough bool `mapstructure:"password_passthrough"`
+}
+
+// Limits bound resource use. A count of 0 means no limit.
+type Limits struct {
+	MaxConnections      int           `mapstructure:"max_connections"`
+	MaxConnectionsPerIP int           `mapstructure:"max_connections_per_ip"`
+	AuthFailuresPerIP   int           `mapstructure:"auth_failures_per_ip"` // per minute, then a growing delay
+	PreauthTimeout      time.Duration `mapstructure:"preauth_timeout"`      // until authentication succeeds
+	IdleTimeout         time.Duration `mapstructure:"idle_timeout"`         // after login; IMAP IDLE needs > 29m
+}
+
+// HTTP is the operations endpoint (/metrics /healthz /readyz).
+type HTTP struct {
+	Listen string `mapstructure:"listen"` // "" disables it
+}
+
+// Values of the enumerated keys.
+const (
+	ModeUserinfo      = "userinfo"
+	ModeIntrospection = "introspection"
+	ModeJWT           = "jwt"
+	ModeAuto          = "auto"
+
+	BackendTLSNone     = "none"
+	BackendTLSStartTLS = "starttls"
+	BackendTLSImplicit = "implicit"
+
+	ClientIPNone    = "none"
+	ClientIPID      = "id"      // IMAP only
+	ClientIPXClient = "xclient" // SMTP only
+	ClientIPProxy   = "proxy"
+
+	LoginMaster  = "master"
+	LoginXClient = "xclient"
+
+	SessionNone       = "none"
+	SessionToken      = "token"
+	SessionRevalidate = "revalidate"
+
+	IntrospectionBasic = "client_secret_basic"
+	IntrospectionPost  = "client_secret_post"
+)
+
+// Default returns the defaults of mailgate.example.yaml. Backend addresses,
+// certificate files, the master password and the IdP URLs have no default.
+func Default() Config {
+	return Config{
+		Log:    Log{Level: "info", Format: "text"},
+		TLS:    TLS{MinVersion: "1.2"},
+		Master: Master{User: "mailgate"},
+		IMAP: IMAP{
+			ListenTLS:      ":993",
+			ListenStartTLS: ":143",
+			Backend:        Backend{TLS: BackendTLSStartTLS, ClientIP: ClientIPID},
+		},
+		SMTP: SMTP{
+			ListenTLS:      ":465",
+			ListenStartTLS: ":587",
+			EnforceSender:  true,
+			Backend:        Backend{TLS: BackendTLSStartTLS, Login: LoginMaster, ClientIP: ClientIPNone},
+		},
+		OAuth2: OAuth2{
+			Mode:              ModeUserinfo,
+			IntrospectionAuth: IntrospectionBasic,
+			UsernameClaim:     "email",
+			CacheTTL:          5 * time.Minute,
+			NegativeCacheTTL:  30 * time.Second,
+			Timeout:           5 * time.Second,
+			SessionLifetime:   SessionNone,
+			RevalidateEvery:   5 * time.Minute,
+		},
+		Limits: Limits{
+			MaxConnections:      10000,
+			MaxConnectionsPerIP: 50,
+			AuthFailuresPerIP:   10,
+			PreauthTimeout:      60 * time.Second,
+			IdleTimeout:         31 * time.Minute,
+		},
+		HTTP: HTTP{Listen: "127.0.0.1:9090"},
+	}
+}

@@ -1,0 +1,329 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"maps"
+	"net"
+	"net/url"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// FieldError is one problem found by [Config.Validate]: the key it concerns
+// and what to do about it.
+type FieldError struct {
+	Key     string // dotted key, e.g. "imap.backend.address"
+	Problem string
+}
+
+func (e *FieldError) Error() string { return e.Key + ": " + e.Problem }
+
+// IMAP IDLE clients re-issue IDLE every 29 minutes (RFC 2177), so a shorter
+// idle timeout cuts them off; below minIdleTimeout it is surely a mistake.
+const (
+	idleWarnBelow  = 29 * time.Minute
+	minIdleTimeout = time.Minute
+)
+
+type problems []error
+
+func (p *problems) add(key, format string, args ...any) {
+	*p = append(*p, &FieldError{Key: key, Problem: fmt.Sprintf(format, args...)})
+}
+
+func (p *problems) oneOf(key, val string, allowed ...string) {
+	if slices.Contains(allowed, val) {
+		return
+	}
+	want := strings.Join(allowed[:len(allowed)-1], ", ") + " or " + allowed[len(allowed)-1]
+	p.add(key, "want %s, got %q", want, val)
+}
+
+// Validate reports every problem of c at once, joined with errors.Join; each
+// is a *[FieldError] naming its key. It checks that files named by the
+// configuration can be opened, but not their contents. A nil error means c
+// can be served.
+func (c *Config) Validate() error {
+	var p problems
+	p.oneOf("log.level", c.Log.Level, "debug", "info", "warn", "error")
+	p.oneOf("log.format", c.Log.Format, "text", "json")
+
+	imapOn := c.IMAP.ListenTLS != "" || c.IMAP.ListenStartTLS != ""
+	smtpOn := c.SMTP.ListenTLS != "" || c.SMTP.ListenStartTLS != ""
+	if !imapOn && !smtpOn {
+		p.add("imap.listen_tls", "no listener is set: set at least one of imap.listen_tls, imap.listen_starttls, smtp.listen_tls, smtp.listen_starttls")
+	}
+	p.listen("imap.listen_tls", c.IMAP.ListenTLS)
+	p.listen("imap.listen_starttls", c.IMAP.ListenStartTLS)
+	p.listen("smtp.listen_tls", c.SMTP.ListenTLS)
+	p.listen("smtp.listen_starttls", c.SMTP.ListenStartTLS)
+	p.listen("http.listen", c.HTTP.Listen)
+
+	c.validateTLS(&p, imapOn || smtpOn)
+
+	if imapOn || (smtpOn && c.SMTP.Backend.Login != LoginXClient) {
+		if c.Master.User == "" {
+			p.add("master.user", "required: the Dovecot master user (e.g. \"mailgate\")")
+		}
+		if c.Master.Password == "" {
+			p.add("master.password", "required: set master.password_file to a file holding the master password")
+		}
+	}
+
+	p.backend("imap", c.IMAP.Backend, imapOn, "mailserver:143")
+	p.oneOf("imap.backend.client_ip", c.IMAP.Backend.ClientIP, ClientIPNone, ClientIPID, ClientIPProxy)
+	if c.IMAP.Backend.Login != "" {
+		p.add("imap.backend.login", "only used for SMTP: remove it")
+	}
+	p.backend("smtp", c.SMTP.Backend, smtpOn, "mailserver:587")
+	p.oneOf("smtp.backend.client_ip", c.SMTP.Backend.ClientIP, ClientIPNone, ClientIPXClient, ClientIPProxy)
+	p.oneOf("smtp.backend.login", c.SMTP.Backend.Login, LoginMaster, LoginXClient)
+	if c.SMTP.MaxMessageBytes < 0 {
+		p.add("smtp.max_message_bytes", "must be >= 0 (0 = the backend's SIZE)")
+	}
+	for _, from := range slices.Sorted(maps.Keys(c.SMTP.SenderAliases)) {
+		if !strings.Contains(from, "@") {
+			p.add("smtp.sender_aliases", "key %q: want an address", from)
+		}
+		for _, to := range c.SMTP.SenderAliases[from] {
+			if !strings.Contains(to, "@") {
+				p.add("smtp.sender_aliases", "%q: %q is not an address or *@domain", from, to)
+			}
+		}
+	}
+
+	c.validateOAuth2(&p)
+
+	for _, l := range []struct {
+		key string
+		n   int
+	}{
+		{"limits.max_connections", c.Limits.MaxConnections},
+		{"limits.max_connections_per_ip", c.Limits.MaxConnectionsPerIP},
+		{"limits.auth_failures_per_ip", c.Limits.AuthFailuresPerIP},
+	} {
+		if l.n < 0 {
+			p.add(l.key, "must be >= 0 (0 = no limit)")
+		}
+	}
+	p.positive("limits.preauth_timeout", c.Limits.PreauthTimeout)
+	if c.Limits.IdleTimeout < minIdleTimeout {
+		p.add("limits.idle_timeout", "must be at least %v (IMAP IDLE needs more than 29m; default 31m)", minIdleTimeout)
+	}
+	return errors.Join(p...)
+}
+
+func (c *Config) validateTLS(p *problems, listening bool) {
+	p.oneOf("tls.min_version", c.TLS.MinVersion, "1.2", "1.3")
+	need := listening || len(c.TLS.Certificates) > 0
+	switch {
+	case c.TLS.CertFile == "" && need:
+		p.add("tls.cert_file", "required when a listener is set (PEM certificate chain)")
+	case c.TLS.CertFile == "" && c.TLS.KeyFile != "":
+		p.add("tls.cert_file", "required with tls.key_file")
+	}
+	switch {
+	case c.TLS.KeyFile == "" && need:
+		p.add("tls.key_file", "required when a listener is set (PEM private key)")
+	case c.TLS.KeyFile == "" && c.TLS.CertFile != "":
+		p.add("tls.key_file", "required with tls.cert_file")
+	}
+	p.file("tls.cert_file", c.TLS.CertFile)
+	p.file("tls.key_file", c.TLS.KeyFile)
+	for i, cp := range c.TLS.Certificates {
+		key := fmt.Sprintf("tls.certificates[%d]", i)
+		if cp.CertFile == "" {
+			p.add(key+".cert_file", "required")
+		}
+		if cp.KeyFile == "" {
+			p.add(key+".key_file", "required")
+		}
+		p.file(key+".cert_file", cp.CertFile)
+		p.file(key+".key_file", cp.KeyFile)
+	}
+}
+
+func (c *Config) validateOAuth2(p *problems) {
+	o := &c.OAuth2
+	p.oneOf("oauth2.mode", o.Mode, ModeUserinfo, ModeIntrospection, ModeJWT, ModeAuto)
+	p.url("oauth2.userinfo_url", o.UserinfoURL)
+	p.url("oauth2.introspection_url", o.IntrospectionURL)
+	p.url("oauth2.issuer", o.Issuer)
+
+	needIntrospection := o.Mode == ModeIntrospection || (o.Mode == ModeAuto && o.IntrospectionURL != "")
+	switch o.Mode {
+	case ModeUserinfo:
+		if o.UserinfoURL == "" {
+			p.add("oauth2.userinfo_url", "required with oauth2.mode userinfo (the IdP's userinfo endpoint)")
+		}
+	case ModeIntrospection:
+		if o.IntrospectionURL == "" {
+			p.add("oauth2.introspection_url", "required with oauth2.mode introspection (the IdP's RFC 7662 endpoint)")
+		}
+	case ModeJWT:
+		if o.Issuer == "" {
+			p.add("oauth2.issuer", "required with oauth2.mode jwt (its JWKS verifies the tokens)")
+		}
+	case ModeAuto:
+		if o.Issuer == "" {
+			p.add("oauth2.issuer", "required with oauth2.mode auto")
+		}
+		if o.UserinfoURL == "" && o.IntrospectionURL == "" {
+			p.add("oauth2.userinfo_url", "oauth2.mode auto needs oauth2.userinfo_url or oauth2.introspection_url for opaque tokens")
+		}
+	}
+	if needIntrospection {
+		if o.ClientID == "" {
+			p.add("oauth2.client_id", "required for introspection (the client mailgate authenticates as)")
+		}
+		if o.ClientSecret == "" {
+			p.add("oauth2.client_secret", "required for introspection: set oauth2.client_secret_file")
+		}
+	}
+	p.oneOf("oauth2.introspection_auth", o.IntrospectionAuth, IntrospectionBasic, IntrospectionPost)
+	if o.UsernameClaim == "" {
+		p.add("oauth2.username_claim", "required (e.g. \"email\")")
+	}
+	for _, d := range o.AllowedDomains {
+		if d == "" || strings.Contains(d, "@") {
+			p.add("oauth2.allowed_domains", "%q: want a domain such as example.com", d)
+		}
+	}
+	if o.CacheTTL < 0 {
+		p.add("oauth2.cache_ttl", "must be >= 0 (0 = no cache)")
+	}
+	if o.NegativeCacheTTL < 0 {
+		p.add("oauth2.negative_cache_ttl", "must be >= 0 (0 = no cache)")
+	}
+	p.positive("oauth2.timeout", o.Timeout)
+	p.file("oauth2.ca_file", o.CAFile)
+	p.oneOf("oauth2.session_lifetime", o.SessionLifetime, SessionNone, SessionToken, SessionRevalidate)
+	if o.SessionLifetime == SessionRevalidate {
+		p.positive("oauth2.revalidate_every", o.RevalidateEvery)
+	} else if o.RevalidateEvery < 0 {
+		p.add("oauth2.revalidate_every", "must be >= 0")
+	}
+}
+
+func (p *problems) backend(proto string, b Backend, on bool, example string) {
+	key := proto + ".backend.address"
+	switch {
+	case b.Address == "" && on:
+		p.add(key, "required when %s.listen_tls or %s.listen_starttls is set (e.g. %q)", proto, proto, example)
+	case b.Address != "":
+		host, port, err := net.SplitHostPort(b.Address)
+		if err != nil || host == "" || !validPort(port, 1) {
+			p.add(key, "want host:port (e.g. %q)", example)
+		}
+	}
+	p.oneOf(proto+".backend.tls", b.TLS, BackendTLSNone, BackendTLSStartTLS, BackendTLSImplicit)
+	p.file(proto+".backend.ca_file", b.CAFile)
+}
+
+func (p *problems) listen(key, addr string) {
+	if addr == "" {
+		return
+	}
+	if _, port, err := net.SplitHostPort(addr); err != nil || !validPort(port, 0) {
+		p.add(key, "want [host]:port (e.g. \":993\" or \"127.0.0.1:9090\"); empty disables")
+	}
+}
+
+func validPort(s string, min int) bool {
+	n, err := strconv.Atoi(s)
+	return err == nil && n >= min && n <= 65535
+}
+
+func (p *problems) positive(key string, d time.Duration) {
+	if d <= 0 {
+		p.add(key, "must be a positive duration (e.g. \"30s\")")
+	}
+}
+
+// url checks an IdP URL; the value is not echoed (it may hold credentials).
+func (p *problems) url(key, s string) {
+	if s == "" {
+		return
+	}
+	u, err := url.Parse(s)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Hostname() == "" {
+		p.add(key, "want an http(s) URL with a host (e.g. \"https://auth.example.com/...\")")
+	}
+}
+
+// file checks that path ("" = not set) is a readable regular file.
+func (p *problems) file(key, path string) {
+	if path == "" {
+		return
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		var pe *fs.PathError
+		if errors.As(err, &pe) {
+			err = pe.Err
+		}
+		p.add(key, "cannot read %s: %v", path, err)
+		return
+	}
+	defer f.Close()
+	if fi, err := f.Stat(); err == nil && fi.IsDir() {
+		p.add(key, "%s is a directory, want a file", path)
+	}
+}
+
+// Warnings returns remarks that do not stop mailgate but should be logged at
+// startup: aliases used while loading, unknown MAILGATE_* variables, and
+// risky but valid settings.
+func (c *Config) Warnings() []string {
+	w := slices.Clone(c.notes)
+	imapOn := c.IMAP.ListenTLS != "" || c.IMAP.ListenStartTLS != ""
+	smtpOn := c.SMTP.ListenTLS != "" || c.SMTP.ListenStartTLS != ""
+	if d := c.Limits.IdleTimeout; d >= minIdleTimeout && d < idleWarnBelow {
+		w = append(w, fmt.Sprintf("limits.idle_timeout: %v is below %v; IMAP clients in IDLE will be cut off", d, idleWarnBelow))
+	}
+	for _, b := range []struct {
+		proto  string
+		b      Backend
+		on     bool
+		master bool
+	}{
+		{"imap", c.IMAP.Backend, imapOn, true},
+		{"smtp", c.SMTP.Backend, smtpOn, c.SMTP.Backend.Login == LoginMaster},
+	} {
+		if !b.on {
+			continue
+		}
+		if b.b.TLS == BackendTLSNone && b.master {
+			w = append(w, b.proto+".backend.tls: none sends the master password unencrypted; use it only on a private network")
+		}
+		if b.b.TLS != BackendTLSNone && b.b.InsecureSkipVerify {
+			w = append(w, b.proto+".backend.insecure_skip_verify: the backend's certificate is not checked")
+		}
+	}
+	for _, u := range []struct{ key, val string }{
+		{"oauth2.userinfo_url", c.OAuth2.UserinfoURL},
+		{"oauth2.introspection_url", c.OAuth2.IntrospectionURL},
+		{"oauth2.issuer", c.OAuth2.Issuer},
+	} {
+		if pu, err := url.Parse(u.val); err == nil && pu.Scheme == "http" && !isLoopback(pu.Hostname()) {
+			w = append(w, u.key+": plain http, tokens travel unencrypted")
+		}
+	}
+	if (c.OAuth2.Mode == ModeJWT || c.OAuth2.Mode == ModeAuto) && len(c.OAuth2.Audiences) == 0 {
+		w = append(w, "oauth2.audiences: empty, so a JWT issued to any client of the issuer is accepted")
+	}
+	return w
+}
+
+func isLoopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}

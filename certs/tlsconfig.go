@@ -1,0 +1,33 @@
+package certs
+
+import (
+	"crypto/tls"
+	"fmt"
+	"slices"
+)
+
+// TLSConfig returns a new server config whose certificates come from s at
+// every handshake, so a Reload affects new handshakes only. MinVersion is
+// minVersion but never below TLS 1.2. NextProtos is alpn: with it set, a
+// client that offers ALPN with no protocol in common fails the handshake
+// (which stops cross-protocol attacks such as ALPACA); clients that offer no
+// ALPN are unaffected. The caller may change the returned config.
+func (s *Store) TLSConfig(minVersion uint16, alpn ...string) *tls.Config {
+	return &tls.Config{
+		GetCertificate: s.GetCertificate,
+		MinVersion:     max(minVersion, tls.VersionTLS12),
+		NextProtos:     slices.Clone(alpn),
+	}
+}
+
+// ParseMinVersion maps the configuration's tls.min_version ("1.2" or "1.3";
+// "" means "1.2") to a tls.Version constant.
+func ParseMinVersion(s string) (uint16, error) {
+	switch s {
+	case "", "1.2":
+		return tls.VersionTLS12, nil
+	case "1.3":
+		return tls.VersionTLS13, nil
+	}
+	return 0, fmt.Errorf("certs: TLS minimum version %q: want \"1.2\" or \"1.3\"", s)
+}

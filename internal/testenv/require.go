@@ -1,0 +1,161 @@
+package testenv
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+)
+
+// ErrUnavailable is wrapped by the errors of [Check] and of the New functions
+// when a daemon cannot run on this machine (not root, package or binary missing).
+var ErrUnavailable = errors.New("testenv: dependency unavailable")
+
+// IntegrationEnv is the environment variable that turns skips into failures.
+const IntegrationEnv = "MAILGATE_INTEGRATION"
+
+// Part selects what [Require] and [Check] look for. Parts can be or-ed.
+type Part uint
+
+const (
+	PartDovecot Part = 1 << iota
+	PartPostfix
+	PartHydra
+
+	// PartAll is what Require checks when no part is given.
+	PartAll = PartDovecot | PartPostfix | PartHydra
+)
+
+// Host describes the tools found on this machine.
+type Host struct {
+	Dovecot  string // path of the dovecot binary ("" if not checked)
+	Postfix  string // path of the postfix binary ("" if not checked)
+	OpenSSL  string // path of the openssl binary ("" if not checked)
+	Hydra    string // path of the Hydra binary ("" if not checked)
+	VmailUID int    // uid of the vmail user (0 if not checked)
+	VmailGID int    // gid of the vmail user (0 if not checked)
+}
+
+// Integration reports whether MAILGATE_INTEGRATION=1 is set, in which case a
+// missing dependency fails tests instead of skipping them.
+func Integration() bool { return os.Getenv(IntegrationEnv) == "1" }
+
+// Require checks that the given parts (all when none is given) can run here.
+// If not, it skips the test, or fails it when [Integration] is true.
+func Require(tb testing.TB, parts ...Part) Host {
+	tb.Helper()
+	h, err := Check(parts...)
+	if err != nil {
+		unavailable(tb, err)
+	}
+	return h
+}
+
+// unavailable skips or fails tb, depending on Integration.
+func unavailable(tb testing.TB, err error) {
+	tb.Helper()
+	if Integration() {
+		tb.Fatalf("%v (%s=1, so this is a failure; run scripts/install-test-deps.sh as root)", err, IntegrationEnv)
+	}
+	tb.Skipf("%v (run scripts/install-test-deps.sh as root, or set %s=1 to fail instead of skip)", err, IntegrationEnv)
+}
+
+// Check is Require without testing.TB: it returns an error wrapping
+// [ErrUnavailable] that lists everything missing.
+func Check(parts ...Part) (Host, error) {
+	var want Part
+	for _, p := range parts {
+		want |= p
+	}
+	if want == 0 {
+		want = PartAll
+	}
+	var h Host
+	var missing []string
+	look := func(name string, dst *string) {
+		p, err := exec.LookPath(name)
+		if err != nil {
+			// root's PATH usually has sbin; a test runner's may not.
+			for _, dir := range []string{"/usr/sbin", "/usr/bin", "/sbin"} {
+				if fi, err2 := os.Stat(filepath.Join(dir, name)); err2 == nil && !fi.IsDir() {
+					p, err = filepath.Join(dir, name), nil
+					break
+				}
+			}
+		}
+		if err != nil {
+			missing = append(missing, name)
+			return
+		}
+		*dst = p
+	}
+	if want&(PartDovecot|PartPostfix) != 0 {
+		if os.Geteuid() != 0 {
+			missing = append(missing, "root (Dovecot and Postfix masters must start as root)")
+		}
+		if u, err := user.Lookup(vmailUser); err != nil {
+			missing = append(missing, "system user "+vmailUser)
+		} else {
+			h.VmailUID, _ = strconv.Atoi(u.Uid)
+			h.VmailGID, _ = strconv.Atoi(u.Gid)
+		}
+	}
+	if want&PartDovecot != 0 {
+		look("dovecot", &h.Dovecot)
+		look("openssl", &h.OpenSSL)
+		for _, f := range []string{"/usr/lib/dovecot/imap", "/usr/lib/dovecot/lmtp"} {
+			if _, err := os.Stat(f); err != nil {
+				missing = append(missing, f+" (dovecot-imapd, dovecot-lmtpd)")
+			}
+		}
+	}
+	if want&PartPostfix != 0 {
+		look("postfix", &h.Postfix)
+		if _, err := os.Stat(postfixMaster); err != nil {
+			missing = append(missing, postfixMaster)
+		}
+		if _, err := user.LookupGroup("postdrop"); err != nil {
+			missing = append(missing, "group postdrop")
+		}
+	}
+	if want&PartHydra != 0 {
+		p := HydraBinary()
+		if fi, err := os.Stat(p); err != nil || fi.IsDir() || fi.Mode()&0o111 == 0 {
+			missing = append(missing, "Hydra binary "+p+" (set MAILGATE_HYDRA_BIN or build it with scripts/install-test-deps.sh)")
+		} else {
+			h.Hydra = p
+		}
+	}
+	if len(missing) > 0 {
+		return h, fmt.Errorf("%w: missing %s", ErrUnavailable, strings.Join(missing, ", "))
+	}
+	return h, nil
+}
+
+// CacheDir is where third-party test binaries live:
+// $MAILGATE_TEST_CACHE, else $HOME/.cache/mailgate-test.
+// scripts/install-test-deps.sh uses the same rule.
+func CacheDir() string {
+	if d := os.Getenv("MAILGATE_TEST_CACHE"); d != "" {
+		return d
+	}
+	home, err := os.UserHomeDir()
+	if err != nil || home == "" {
+		home = "/root"
+	}
+	return filepath.Join(home, ".cache", "mailgate-test")
+}
+
+// HydraBinary is the Hydra binary used by default: $MAILGATE_HYDRA_BIN, else
+// CacheDir()/hydra.
+func HydraBinary() string {
+	if p := os.Getenv("MAILGATE_HYDRA_BIN"); p != "" {
+		return p
+	}
+	return filepath.Join(CacheDir(), "hydra")
+}

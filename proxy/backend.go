@@ -1,0 +1,89 @@
+package proxy
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"fmt"
+	"io"
+	"net"
+	"time"
+)
+
+// backendKeepAlive is the TCP keepalive period on backend connections.
+const backendKeepAlive = 30 * time.Second
+
+// dialBackend connects to b.Address; with implicit TLS it also completes the
+// handshake. STARTTLS is the protocol code's business.
+func dialBackend(ctx context.Context, b Backend) (net.Conn, error) {
+	d := net.Dialer{KeepAlive: backendKeepAlive}
+	conn, err := d.DialContext(ctx, "tcp", b.Address)
+	if err != nil {
+		return nil, err
+	}
+	if b.TLS == TLSImplicit {
+		tc, err := backendHandshake(ctx, conn, b)
+		if err != nil {
+			conn.Close()
+			return nil, err
+		}
+		return tc, nil
+	}
+	return conn, nil
+}
+
+// backendHandshake runs a client TLS handshake with b's verification settings.
+func backendHandshake(ctx context.Context, conn net.Conn, b Backend) (*tls.Conn, error) {
+	tc := tls.Client(conn, backendTLSConfig(b))
+	if err := tc.HandshakeContext(ctx); err != nil {
+		return nil, fmt.Errorf("tls handshake: %w", err)
+	}
+	return tc, nil
+}
+
+func backendTLSConfig(b Backend) *tls.Config {
+	var cfg *tls.Config
+	if b.TLSConfig != nil {
+		cfg = b.TLSConfig.Clone()
+	} else {
+		cfg = &tls.Config{}
+	}
+	if cfg.ServerName == "" {
+		if host, _, err := net.SplitHostPort(b.Address); err == nil {
+			cfg.ServerName = host
+		}
+	}
+	if cfg.MinVersion < tls.VersionTLS12 {
+		cfg.MinVersion = tls.VersionTLS12
+	}
+	return cfg
+}
+
+// maxBackendLine caps one backend response line during the login.
+const maxBackendLine = 64 << 10
+
+// readBackendLine reads one line from the backend, without its CRLF.
+func readBackendLine(br *bufio.Reader) ([]byte, error) {
+	var line []byte
+	for {
+		frag, err := br.ReadSlice('\n')
+		if len(line)+len(frag) > maxBackendLine {
+			return nil, fmt.Errorf("backend line longer than %d bytes", maxBackendLine)
+		}
+		line = append(line, frag...)
+		if err == nil {
+			break
+		}
+		if err != bufio.ErrBufferFull {
+			if err == io.EOF {
+				err = io.ErrUnexpectedEOF
+			}
+			return nil, err
+		}
+	}
+	line = line[:len(line)-1]
+	if n := len(line); n > 0 && line[n-1] == '\r' {
+		line = line[:n-1]
+	}
+	return line, nil
+}

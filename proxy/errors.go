@@ -1,0 +1,80 @@
+package proxy
+
+import (
+	"errors"
+
+	"github.com/emersion/go-smtp"
+
+	"github.com/mailgate/mailgate/auth"
+)
+
+// Errors of the backend login. Their text goes to the log only.
+var (
+	// errBackendAuthz: the backend accepted the master user but not the
+	// target mailbox (Dovecot NO [AUTHORIZATIONFAILED]: no such user).
+	errBackendAuthz = errors.New("backend refused the mailbox")
+	// errBackendUnavailable: the backend could not be reached or did not
+	// complete the login (down, slow, TLS failure, master login refused).
+	errBackendUnavailable = errors.New("backend unavailable")
+)
+
+// Results, as logged and counted.
+const (
+	resultOK          = "ok"
+	resultInvalid     = "invalid"
+	resultUnavailable = "unavailable"
+	resultMalformed   = "malformed"
+)
+
+type authReply struct {
+	result   string
+	text     string // IMAP: status and text after the tag
+	internal bool   // an unexpected error: log it loudly
+}
+
+// imapAuthReply is the one place where authentication and backend-login
+// errors become IMAP replies (RFC 5530 response codes). A refused token and a
+// missing mailbox look the same to the client; an outage is temporary.
+func imapAuthReply(err error) authReply {
+	switch {
+	case errors.Is(err, auth.ErrMalformed), errors.Is(err, auth.ErrCanceled):
+		return authReply{result: resultMalformed, text: "BAD Invalid SASL message."}
+	case errors.Is(err, auth.ErrInvalidCredentials), errors.Is(err, auth.ErrThrottled), errors.Is(err, errBackendAuthz):
+		return authReply{result: resultInvalid, text: "NO [AUTHENTICATIONFAILED] Authentication failed."}
+	case errors.Is(err, auth.ErrUnavailable), errors.Is(err, errBackendUnavailable):
+		return authReply{result: resultUnavailable, text: "NO [UNAVAILABLE] Temporary authentication failure, try again later."}
+	default:
+		return authReply{result: resultUnavailable, text: "NO [UNAVAILABLE] Temporary authentication failure, try again later.", internal: true}
+	}
+}
+
+// SMTP replies of the authentication phase (RFC 4954, RFC 3463). go-smtp
+// sends an *smtp.SMTPError as is and err.Error() for anything else, so every
+// error given back to it is one of these.
+var (
+	smtpReplyMalformed = &smtp.SMTPError{Code: 501, EnhancedCode: smtp.EnhancedCode{5, 5, 2}, Message: "Invalid SASL message"}
+	smtpReplyInvalid   = &smtp.SMTPError{Code: 535, EnhancedCode: smtp.EnhancedCode{5, 7, 8}, Message: "Authentication credentials invalid"}
+	smtpReplyTempFail  = &smtp.SMTPError{Code: 454, EnhancedCode: smtp.EnhancedCode{4, 7, 0}, Message: "Temporary authentication failure"}
+)
+
+type smtpAuthResult struct {
+	result   string
+	reply    *smtp.SMTPError
+	internal bool // an unexpected error: log it loudly
+}
+
+// smtpAuthReply is the one place where authentication and backend-login
+// errors become SMTP replies: a refused token and a missing mailbox look the
+// same to the client (535 5.7.8); an outage is temporary (454 4.7.0).
+func smtpAuthReply(err error) smtpAuthResult {
+	switch {
+	case errors.Is(err, auth.ErrMalformed), errors.Is(err, auth.ErrCanceled):
+		return smtpAuthResult{result: resultMalformed, reply: smtpReplyMalformed}
+	case errors.Is(err, auth.ErrInvalidCredentials), errors.Is(err, auth.ErrThrottled), errors.Is(err, errBackendAuthz):
+		return smtpAuthResult{result: resultInvalid, reply: smtpReplyInvalid}
+	case errors.Is(err, auth.ErrUnavailable), errors.Is(err, errBackendUnavailable):
+		return smtpAuthResult{result: resultUnavailable, reply: smtpReplyTempFail}
+	default:
+		return smtpAuthResult{result: resultUnavailable, reply: smtpReplyTempFail, internal: true}
+	}
+}

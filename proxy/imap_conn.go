@@ -1,0 +1,243 @@
+package proxy
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"strings"
+	"time"
+)
+
+// The IMAP pre-authentication state machine: greeting, CAPABILITY, NOOP,
+// LOGOUT, ID, STARTTLS, AUTHENTICATE and LOGIN, until a backend session is
+// open; then the byte relay takes over (relay.go).
+
+const (
+	imapCapsBase     = "IMAP4rev1 SASL-IR ID LITERAL+"
+	imapCapsPlain    = imapCapsBase + " STARTTLS LOGINDISABLED"
+	imapCapsTLS      = imapCapsBase + " AUTH=OAUTHBEARER AUTH=XOAUTH2"
+	imapGreetingText = "mailgate ready."
+)
+
+type imapConn struct {
+	s        *Server
+	id       string // connection id, in logs and passed to Dovecot as x-session-ext-id
+	log      *slog.Logger
+	nc       net.Conn // the client connection: plain, or TLS after a handshake
+	raw      net.Conn // the accepted connection, under any TLS layer
+	r        imapReader
+	bw       *bufio.Writer
+	isTLS    bool
+	deadline time.Time // end of the pre-auth phase
+
+	protoErrors  int
+	authFailures int
+	clientID     []string // sanitized ID fields from the client, key/value pairs
+}
+
+// errCloseConn ends the pre-auth loop after a final reply has been written.
+var errCloseConn = errors.New("close connection")
+
+func (s *Server) handleIMAP(ctx context.Context, raw net.Conn, implicitTLS bool, id string, log *slog.Logger) {
+	start := time.Now()
+	c := &imapConn{s: s, id: id, log: log, nc: raw, raw: raw, deadline: start.Add(s.limits.PreauthTimeout)}
+	if implicitTLS {
+		tc, err := c.handshake(raw)
+		if err != nil {
+			log.Debug("tls handshake failed", "err", err)
+			return
+		}
+		c.nc, c.isTLS = tc, true
+	}
+	c.setStream(c.nc)
+
+	log.Debug("connection opened")
+	sess, err := c.preauth(ctx)
+	if err != nil || sess == nil {
+		log.Info("connection closed before login", "duration", time.Since(start).Round(time.Millisecond), "auth_failures", c.authFailures)
+		return
+	}
+	defer sess.backend.Close()
+	log = sess.log
+	log.Info("relay started", "preauth", time.Since(start).Round(time.Millisecond))
+
+	pendingUp, _ := c.r.br.Peek(c.r.br.Buffered())
+	pendingDown, _ := sess.br.Peek(sess.br.Buffered())
+	st := relay(ctx, relayEnds{
+		client: c.nc, backend: sess.backend,
+		pendingUp: pendingUp, pendingDown: pendingDown,
+		idle: s.limits.IdleTimeout,
+	})
+	log.Info("session ended", "duration", time.Since(start).Round(time.Millisecond),
+		"bytes_up", st.up, "bytes_down", st.down, "end", st.reason)
+}
+
+func (c *imapConn) setStream(nc net.Conn) {
+	c.r = imapReader{
+		br:         bufio.NewReaderSize(nc, 4096),
+		maxLine:    c.s.limits.MaxLine,
+		maxLiteral: c.s.limits.MaxLiteral,
+		cont:       func() error { return c.writeLine("+ Ready for literal data") },
+	}
+	c.bw = bufio.NewWriterSize(nc, 4096)
+}
+
+// handshake runs a server TLS handshake on nc under the handshake deadline.
+func (c *imapConn) handshake(nc net.Conn) (*tls.Conn, error) {
+	cfg := c.s.opts.TLSConfig
+	tc := tls.Server(nc, cfg)
+	dl := earliest(time.Now().Add(c.s.limits.HandshakeTimeout), c.deadline)
+	nc.SetDeadline(dl)
+	err := tc.HandshakeContext(context.Background())
+	nc.SetDeadline(time.Time{})
+	if err != nil {
+		return nil, err
+	}
+	return tc, nil
+}
+
+func earliest(a, b time.Time) time.Time {
+	if b.Before(a) {
+		return b
+	}
+	return a
+}
+
+func (c *imapConn) caps() string {
+	if c.isTLS {
+		return imapCapsTLS
+	}
+	return imapCapsPlain
+}
+
+// writeLine writes one response line and flushes it under the write deadline.
+func (c *imapConn) writeLine(format string, a ...any) error {
+	c.nc.SetWriteDeadline(time.Now().Add(c.s.limits.WriteTimeout))
+	fmt.Fprintf(c.bw, format, a...)
+	c.bw.WriteString("\r\n")
+	return c.bw.Flush()
+}
+
+func (c *imapConn) writeRaw(b []byte) error {
+	c.nc.SetWriteDeadline(time.Now().Add(c.s.limits.WriteTimeout))
+	c.bw.Write(b)
+	return c.bw.Flush()
+}
+
+// preauth runs the conversation until a backend session is open (sess != nil)
+// or the connection is to be closed.
+func (c *imapConn) preauth(ctx context.Context) (*imapSession, error) {
+	if err := c.writeLine("* OK [CAPABILITY %s] %s", c.caps(), imapGreetingText); err != nil {
+		return nil, err
+	}
+	for {
+		if ctx.Err() != nil {
+			c.writeLine("* BYE [UNAVAILABLE] Server shutting down.")
+			return nil, ctx.Err()
+		}
+		c.nc.SetReadDeadline(earliest(time.Now().Add(c.s.limits.CommandTimeout), c.deadline))
+		cmd, err := c.r.readCommand()
+		if err != nil {
+			return nil, c.readError(err)
+		}
+		sess, err := c.dispatch(ctx, cmd)
+		if sess != nil || err != nil {
+			if errors.Is(err, errCloseConn) {
+				err = nil
+			}
+			return sess, err
+		}
+	}
+}
+
+// readError answers a failed command read and tells whether to go on.
+func (c *imapConn) readError(err error) error {
+	var se *imapSyntaxError
+	switch {
+	case errors.As(err, &se):
+		tag := se.tag
+		if tag == "" {
+			tag = "*"
+		}
+		if werr := c.writeLine("%s BAD %s", tag, capitalize(se.msg)); werr != nil {
+			return werr
+		}
+		return c.protocolError()
+	case errors.Is(err, errLineTooLong):
+		c.writeLine("* BYE Command line too long.")
+	case errors.Is(err, errLiteralTooLarge):
+		c.writeLine("* BYE [TOOBIG] Literal too large.")
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		if !time.Now().Before(c.deadline) {
+			c.writeLine("* BYE Pre-authentication time limit reached.")
+		} else {
+			c.writeLine("* BYE Autologout; idle for too long.")
+		}
+	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, net.ErrClosed):
+	default:
+		c.log.Debug("read failed", "err", err)
+	}
+	return errCloseConn
+}
+
+// protocolError counts a protocol error and closes after too many.
+func (c *imapConn) protocolError() error {
+	c.protoErrors++
+	if c.protoErrors >= c.s.limits.MaxErrors {
+		c.writeLine("* BYE Too many invalid commands.")
+		return errCloseConn
+	}
+	return nil
+}
+
+func capitalize(s string) string {
+	if s == "" {
+		return s
+	}
+	return strings.ToUpper(s[:1]) + s[1:]
+}
+
+func (c *imapConn) dispatch(ctx context.Context, cmd *imapCommand) (*imapSession, error) {
+	switch cmd.Name {
+	case "CAPABILITY":
+		if len(cmd.Args) != 0 {
+			return nil, c.bad(cmd, "CAPABILITY takes no arguments")
+		}
+		c.writeLine("* CAPABILITY %s", c.caps())
+		return nil, c.writeLine("%s OK CAPABILITY completed.", cmd.Tag)
+	case "NOOP":
+		return nil, c.writeLine("%s OK NOOP completed.", cmd.Tag)
+	case "LOGOUT":
+		c.writeLine("* BYE Logging out.")
+		c.writeLine("%s OK LOGOUT completed.", cmd.Tag)
+		return nil, errCloseConn
+	case "ID":
+		return nil, c.handleID(cmd)
+	case "STARTTLS":
+		return nil, c.handleStartTLS(cmd)
+	case "AUTHENTICATE":
+		return c.handleAuthenticate(ctx, cmd)
+	case "LOGIN":
+		return nil, c.handleLogin(cmd)
+	case "SELECT", "EXAMINE", "CREATE", "DELETE", "RENAME", "SUBSCRIBE", "UNSUBSCRIBE", "LIST", "LSUB",
+		"NAMESPACE", "STATUS", "APPEND", "IDLE", "ENABLE", "CHECK", "CLOSE", "UNSELECT", "EXPUNGE",
+		"SEARCH", "FETCH", "STORE", "COPY", "MOVE", "UID", "COMPRESS", "GETQUOTA", "GETQUOTAROOT":
+		return nil, c.bad(cmd, "Authenticate first")
+	default:
+		return nil, c.bad(cmd, "Unknown command")
+	}
+}
+
+// bad answers a tagged BAD and counts a protocol error.
+func (c *imapConn) bad(cmd *imapCommand, text string) error {
+	if err := c.writeLine("%s BAD %s", cmd.Tag, text); err != nil {
+		return err
+	}
+	return c.protocolError()
+}

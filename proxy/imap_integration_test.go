@@ -1,0 +1,363 @@
+package proxy
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"encoding/base64"
+	"encoding/pem"
+	"fmt"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-imap/v2/imapclient"
+	"github.com/emersion/go-sasl"
+
+	"github.com/mailgate/mailgate/auth"
+	"github.com/mailgate/mailgate/internal/testenv"
+)
+
+// Integration tests: mailgate in front of a real Dovecot 2.3 (DMS-like
+// config, master user) with tokens from a real OpenID provider (Ory Hydra),
+// validated by the production userinfo validator.
+
+type imapIntegration struct {
+	dc  *testenv.Dovecot
+	idp *testenv.Hydra
+	tp  *testProxy
+	// certFile is the proxy's certificate, for curl.
+	certFile string
+}
+
+func newIMAPIntegration(t *testing.T, mode TLSMode) *imapIntegration {
+	t.Helper()
+	dc := testenv.SharedDovecot(t)
+	idp := testenv.SharedHydra(t)
+	addr := map[TLSMode]string{TLSNone: dc.IMAPAddr, TLSStartTLS: dc.IMAPAddr, TLSImplicit: dc.IMAPSAddr}[mode]
+	authn := auth.TokenAuthenticator{
+		Validator: auth.UserinfoValidator{URL: idp.UserinfoURL, Timeout: 2 * time.Second},
+		Policy:    auth.Policy{UsernameClaim: "email"},
+		Source:    "userinfo",
+	}
+	tp := newTestProxy(t, Options{
+		Authenticator: authn,
+		Master:        Master{User: dc.MasterUser, Password: dc.MasterPassword},
+		IMAPBackend:   Backend{Address: addr, TLS: mode, TLSConfig: dc.TLSConfig(), ClientIP: "id"},
+		Challenge:     auth.ChallengeOptions{OpenIDConfiguration: idp.DiscoveryURL, Scope: "openid email"},
+	})
+	return &imapIntegration{dc: dc, idp: idp, tp: tp, certFile: writeProxyCert(t, tp)}
+}
+
+// writeProxyCert writes the proxy's certificate as PEM for curl --cacert.
+func writeProxyCert(t *testing.T, tp *testProxy) string {
+	t.Helper()
+	der := tp.srv.opts.TLSConfig.Certificates[0].Certificate[0]
+	f := filepath.Join(t.TempDir(), "proxy.pem")
+	if err := os.WriteFile(f, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
+// xoauth2Client is a go-sasl client for XOAUTH2 (go-sasl has none).
+type xoauth2Client struct{ user, token string }
+
+func (c xoauth2Client) Start() (string, []byte, error) {
+	return "XOAUTH2", auth.EncodeXOAUTH2(c.user, c.token), nil
+}
+func (c xoauth2Client) Next([]byte) ([]byte, error) { return []byte{}, nil }
+
+func uniqueMessage(subject string) []byte {
+	return []byte(fmt.Sprintf("From: sender@example.test\r\nTo: alice@example.test\r\nSubject: %s\r\nMessage-ID: <%d@test>\r\n\r\nbody of %s\r\n",
+		subject, time.Now().UnixNano(), subject))
+}
+
+func TestIntegrationIMAPSession(t *testing.T) {
+	for _, mode := range []TLSMode{TLSStartTLS, TLSImplicit, TLSNone} {
+		t.Run(string(mode), func(t *testing.T) {
+			it := newIMAPIntegration(t, mode)
+			token := it.idp.MintToken(t, "alice@example.test", testenv.TokenOptions{})
+			subject := fmt.Sprintf("session-%s-%d", mode, time.Now().UnixNano())
+			it.dc.AppendDirect(t, "alice@example.test", uniqueMessage(subject))
+
+			exists := make(chan uint32, 16)
+			c, err := imapclient.DialTLS(it.tp.tlsAddr, &imapclient.Options{
+				TLSConfig: it.tp.clientTLS,
+				UnilateralDataHandler: &imapclient.UnilateralDataHandler{
+					Mailbox: func(d *imapclient.UnilateralDataMailbox) {
+						if d.NumMessages != nil {
+							exists <- *d.NumMessages
+						}
+					},
+				},
+			})
+			if err != nil {
+				t.Fatalf("DialTLS() = %v", err)
+			}
+			defer c.Close()
+			if err := c.Authenticate(xoauth2Client{"alice@example.test", token}); err != nil {
+				t.Fatalf("Authenticate(XOAUTH2) = %v", err)
+			}
+			// The post-login capabilities are Dovecot's, not mailgate's.
+			if caps := c.Caps(); !caps.Has(imap.CapIdle) || caps.Has(imap.Cap("AUTH=XOAUTH2")) {
+				t.Fatalf("post-login caps = %v, want Dovecot's (IDLE, no AUTH=)", caps)
+			}
+			sel, err := c.Select("INBOX", nil).Wait()
+			if err != nil {
+				t.Fatalf("SELECT = %v", err)
+			}
+			// FETCH the message appended directly to Dovecot.
+			msgs, err := c.Fetch(imap.SeqSetNum(sel.NumMessages), &imap.FetchOptions{
+				BodySection: []*imap.FetchItemBodySection{{}},
+			}).Collect()
+			if err != nil || len(msgs) != 1 {
+				t.Fatalf("FETCH = %v, %v", msgs, err)
+			}
+			if body := msgs[0].FindBodySection(&imap.FetchItemBodySection{}); !bytes.Contains(body, []byte(subject)) {
+				t.Fatalf("fetched body lacks the subject %q:\n%s", subject, body)
+			}
+			// APPEND through mailgate.
+			appended := uniqueMessage(subject + "-appended")
+			ac := c.Append("INBOX", int64(len(appended)), nil)
+			ac.Write(appended)
+			ac.Close()
+			if _, err := ac.Wait(); err != nil {
+				t.Fatalf("APPEND = %v", err)
+			}
+			drain(exists)
+			// IDLE: a message delivered meanwhile shows up as EXISTS.
+			idle, err := c.Idle()
+			if err != nil {
+				t.Fatalf("IDLE = %v", err)
+			}
+			it.dc.AppendDirect(t, "alice@example.test", uniqueMessage(subject+"-during-idle"))
+			select {
+			case n := <-exists:
+				if n < sel.NumMessages+2 {
+					t.Fatalf("EXISTS %d during IDLE, want >= %d", n, sel.NumMessages+2)
+				}
+			case <-time.After(15 * time.Second):
+				t.Fatal("no EXISTS during IDLE")
+			}
+			if err := idle.Close(); err != nil {
+				t.Fatalf("IDLE close = %v", err)
+			}
+			if err := idle.Wait(); err != nil {
+				t.Fatalf("IDLE = %v", err)
+			}
+			if err := c.Logout().Wait(); err != nil {
+				t.Fatalf("LOGOUT = %v", err)
+			}
+		})
+	}
+}
+
+func drain(ch chan uint32) {
+	for {
+		select {
+		case <-ch:
+		default:
+			return
+		}
+	}
+}
+
+func TestIntegrationIMAPOAuthBearerStartTLS(t *testing.T) {
+	it := newIMAPIntegration(t, TLSStartTLS)
+	token := it.idp.MintToken(t, "alice@example.test", testenv.TokenOptions{Opaque: true})
+	c := dialPlain(t, it.tp.plainAddr)
+	c.expect("* OK [CAPABILITY IMAP4rev1 SASL-IR ID LITERAL+ STARTTLS LOGINDISABLED]")
+	c.send("a0 AUTHENTICATE OAUTHBEARER " + oauthbearer("alice@example.test", token))
+	c.expect("a0 NO [PRIVACYREQUIRED]")
+	c.starttls(it.tp.clientTLS)
+	c.send("a1 AUTHENTICATE OAUTHBEARER " + oauthbearer("", token))
+	c.expect("a1 OK [CAPABILITY IMAP4rev1")
+	c.send("a2 LOGOUT")
+	c.expect("* BYE")
+	c.expect("a2 OK")
+}
+
+// TestIntegrationIMAPPipelined: commands in the same packet as AUTHENTICATE
+// are answered by Dovecot, none lost.
+func TestIntegrationIMAPPipelined(t *testing.T) {
+	it := newIMAPIntegration(t, TLSStartTLS)
+	token := it.idp.MintToken(t, "alice@example.test", testenv.TokenOptions{})
+	c := dialTLS(t, it.tp.tlsAddr, it.tp.clientTLS)
+	c.expect("* OK")
+	c.c.Write([]byte("a1 AUTHENTICATE XOAUTH2 " + xoauth2("alice@example.test", token) +
+		"\r\na2 SELECT INBOX\r\na3 NOOP\r\na4 LOGOUT\r\n"))
+	c.expect("a1 OK [CAPABILITY")
+	for _, want := range []string{"a2 OK", "a3 OK", "a4 OK"} {
+		for {
+			line := c.readLine()
+			if strings.HasPrefix(line, want) {
+				break
+			}
+			if !strings.HasPrefix(line, "* ") {
+				t.Fatalf("got %q while waiting for %q", line, want)
+			}
+		}
+	}
+	c.expectClosed()
+}
+
+// TestIntegrationIMAPClientAddress: Dovecot logs the client's address and
+// mailgate's connection id, passed with ID from a trusted network.
+func TestIntegrationIMAPClientAddress(t *testing.T) {
+	it := newIMAPIntegration(t, TLSStartTLS)
+	token := it.idp.MintToken(t, "alice@example.test", testenv.TokenOptions{})
+	mark := it.dc.Log.Mark()
+	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 7)}}
+	raw, err := d.Dial("tcp", it.tp.tlsAddr)
+	if err != nil {
+		t.Fatalf("Dial from 127.0.0.7: %v", err)
+	}
+	tc := tls.Client(raw, it.tp.clientTLS)
+	c := &tconn{t: t, c: tc, br: newBufReader(tc)}
+	t.Cleanup(func() { tc.Close() })
+	c.expect("* OK")
+	c.send("a1 AUTHENTICATE XOAUTH2 " + xoauth2("alice@example.test", token))
+	c.expect("a1 OK")
+	line := it.dc.Log.WaitSince(t, mark, "rip=127.0.0.7", 10*time.Second)
+	if !strings.Contains(line, "user=<alice@example.test>") || !strings.Contains(line, "method=PLAIN") {
+		t.Fatalf("Dovecot login line = %q", line)
+	}
+	if !strings.Contains(line, "session=<") {
+		t.Fatalf("no session id in %q", line)
+	}
+}
+
+// TestIntegrationIMAPRefusedTokens: each refused token gets the RFC 7628
+// challenge, then NO [AUTHENTICATIONFAILED].
+func TestIntegrationIMAPRefusedTokens(t *testing.T) {
+	it := newIMAPIntegration(t, TLSStartTLS)
+	for _, tt := range []struct {
+		name, user string
+		opts       testenv.TokenOptions
+		tokenFor   string
+	}{
+		{"wrong user", "alice@example.test", testenv.TokenOptions{}, "bob@example.test"},
+		{"expired", "alice@example.test", testenv.TokenOptions{Expired: true}, "alice@example.test"},
+		{"revoked", "alice@example.test", testenv.TokenOptions{Revoked: true}, "alice@example.test"},
+		{"revoked opaque", "alice@example.test", testenv.TokenOptions{Revoked: true, Opaque: true}, "alice@example.test"},
+		{"garbage", "alice@example.test", testenv.TokenOptions{}, ""},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			token := "not-a-token"
+			if tt.tokenFor != "" {
+				token = it.idp.MintToken(t, tt.tokenFor, tt.opts)
+			}
+			for _, mech := range []string{"XOAUTH2", "OAUTHBEARER"} {
+				c := dialTLS(t, it.tp.tlsAddr, it.tp.clientTLS)
+				c.expect("* OK")
+				ir := xoauth2(tt.user, token)
+				if mech == "OAUTHBEARER" {
+					ir = oauthbearer(tt.user, token)
+				}
+				c.send("a1 AUTHENTICATE " + mech + " " + ir)
+				ch := c.expect("+ ")
+				js, _ := base64.StdEncoding.DecodeString(strings.TrimPrefix(ch, "+ "))
+				if mech == "OAUTHBEARER" && !bytes.Contains(js, []byte(`"openid-configuration":"`+it.idp.DiscoveryURL)) {
+					t.Errorf("challenge %s lacks openid-configuration", js)
+				}
+				c.send("AQ==")
+				c.expect("a1 NO [AUTHENTICATIONFAILED]")
+			}
+		})
+	}
+}
+
+// TestIntegrationIMAPUnknownMailbox: a valid token for an address Dovecot
+// does not know (AUTHORIZATIONFAILED there) is a plain authentication failure.
+func TestIntegrationIMAPUnknownMailbox(t *testing.T) {
+	it := newIMAPIntegration(t, TLSStartTLS)
+	token := it.idp.MintToken(t, "carol@example.test", testenv.TokenOptions{})
+	c := dialTLS(t, it.tp.tlsAddr, it.tp.clientTLS)
+	c.expect("* OK")
+	c.send("a1 AUTHENTICATE XOAUTH2 " + xoauth2("carol@example.test", token))
+	c.expect("a1 NO [AUTHENTICATIONFAILED]")
+}
+
+// TestIntegrationIMAPProviderDown: unreachable or slow provider gives
+// NO [UNAVAILABLE] within the validator's timeout, without a challenge.
+func TestIntegrationIMAPProviderDown(t *testing.T) {
+	dc := testenv.SharedDovecot(t)
+	slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-r.Context().Done():
+		case <-time.After(10 * time.Second):
+		}
+	}))
+	defer slow.Close()
+	closed := httptest.NewServer(http.NotFoundHandler())
+	closedURL := closed.URL
+	closed.Close()
+	for name, url := range map[string]string{"slow": slow.URL, "refused": closedURL} {
+		t.Run(name, func(t *testing.T) {
+			tp := newTestProxy(t, Options{
+				Authenticator: auth.TokenAuthenticator{
+					Validator: auth.UserinfoValidator{URL: url, Timeout: 500 * time.Millisecond},
+					Policy:    auth.Policy{},
+				},
+				Master:      Master{User: dc.MasterUser, Password: dc.MasterPassword},
+				IMAPBackend: Backend{Address: dc.IMAPAddr, TLS: TLSStartTLS, TLSConfig: dc.TLSConfig()},
+			})
+			c := dialTLS(t, tp.tlsAddr, tp.clientTLS)
+			c.expect("* OK")
+			start := time.Now()
+			c.send("a1 AUTHENTICATE XOAUTH2 " + xoauth2("alice@example.test", "some-token"))
+			c.expect("a1 NO [UNAVAILABLE]")
+			if d := time.Since(start); d > 3*time.Second {
+				t.Fatalf("UNAVAILABLE after %v, want within the 500ms timeout (+slack)", d)
+			}
+		})
+	}
+}
+
+// TestIntegrationIMAPCurl: curl --oauth2-bearer over imaps reads a message.
+func TestIntegrationIMAPCurl(t *testing.T) {
+	curl, err := exec.LookPath("curl")
+	if err != nil {
+		if testenv.Integration() {
+			t.Fatal("curl not installed")
+		}
+		t.Skip("curl not installed")
+	}
+	it := newIMAPIntegration(t, TLSStartTLS)
+	token := it.idp.MintToken(t, "alice@example.test", testenv.TokenOptions{})
+	subject := fmt.Sprintf("curl-%d", time.Now().UnixNano())
+	it.dc.AppendDirect(t, "alice@example.test", uniqueMessage(subject))
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	// Search for the message by subject, then fetch it by UID.
+	out, err := exec.CommandContext(ctx, curl, "--silent", "--show-error", "--cacert", it.certFile,
+		"--oauth2-bearer", token, "--user", "alice@example.test:",
+		"imaps://"+it.tp.tlsAddr+"/INBOX", "-X", "UID SEARCH SUBJECT "+subject).CombinedOutput()
+	if err != nil {
+		t.Fatalf("curl search: %v\n%s", err, out)
+	}
+	f := strings.Fields(string(out))
+	if len(f) < 3 || f[1] != "SEARCH" {
+		t.Fatalf("curl search output %q", out)
+	}
+	uid := f[len(f)-1]
+	out, err = exec.CommandContext(ctx, curl, "--silent", "--show-error", "--cacert", it.certFile,
+		"--oauth2-bearer", token, "--user", "alice@example.test:",
+		"imaps://"+it.tp.tlsAddr+"/INBOX;UID="+uid).CombinedOutput()
+	if err != nil || !bytes.Contains(out, []byte("Subject: "+subject)) {
+		t.Fatalf("curl fetch: %v\n%s", err, out)
+	}
+	if strings.Contains(it.tp.logs.String(), token) {
+		t.Fatal("token in the proxy log")
+	}
+}
+
+var _ sasl.Client = xoauth2Client{}

@@ -1,0 +1,334 @@
+package proxy
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+)
+
+// The pre-auth IMAP command reader (RFC 9051 §2.2, §4, §9; RFC 7888 LITERAL+).
+// It reads one whole command, literals included, into a small tree of
+// arguments, under hard caps: a line longer than maxLine or a literal larger
+// than maxLiteral is refused without being buffered. It knows nothing of what
+// the commands mean.
+
+const (
+	maxArgs      = 256 // arguments in one command, lists included
+	maxListDepth = 8
+	maxTagLen    = 64
+	maxVerbLen   = 32
+)
+
+var (
+	// errLineTooLong: a line exceeds the cap. Fatal: the stream cannot be resynchronised.
+	errLineTooLong = errors.New("line too long")
+	// errLiteralTooLarge: a non-synchronizing literal exceeds the cap; its bytes are
+	// already on the way, so this is fatal too.
+	errLiteralTooLarge = errors.New("literal too large")
+)
+
+// imapSyntaxError is a command the client can be told about with a tagged (or,
+// without a usable tag, untagged) BAD; the connection goes on.
+type imapSyntaxError struct {
+	tag string // "" when the tag itself was unusable
+	msg string
+}
+
+func (e *imapSyntaxError) Error() string { return "syntax error: " + e.msg }
+
+type argKind uint8
+
+const (
+	argAtom   argKind = iota // an atom, NIL included
+	argString                // a quoted string or a literal
+	argList                  // a parenthesized list
+)
+
+type imapArg struct {
+	Kind  argKind
+	Value string    // atom or string contents
+	List  []imapArg // argList
+}
+
+// isNIL reports whether a is the atom NIL.
+func (a imapArg) isNIL() bool { return a.Kind == argAtom && strings.EqualFold(a.Value, "NIL") }
+
+// astring returns the value of an atom or string argument.
+func (a imapArg) astring() (string, bool) {
+	if a.Kind == argList {
+		return "", false
+	}
+	return a.Value, true
+}
+
+type imapCommand struct {
+	Tag  string
+	Name string // upper case
+	Args []imapArg
+}
+
+type imapReader struct {
+	br         *bufio.Reader
+	maxLine    int
+	maxLiteral int
+	// cont is called before the bytes of a synchronizing literal are read;
+	// it sends the "+" continuation request to the client.
+	cont func() error
+}
+
+// readLine returns one line without its CRLF (a bare LF is tolerated).
+// The returned slice is only valid until the next read.
+func (r *imapReader) readLine() ([]byte, error) {
+	var line []byte
+	for {
+		frag, err := r.br.ReadSlice('\n')
+		if len(line)+len(frag) > r.maxLine {
+			return nil, errLineTooLong
+		}
+		if err == nil {
+			if line == nil {
+				line = frag
+			} else {
+				line = append(line, frag...)
+			}
+			break
+		}
+		if err != bufio.ErrBufferFull {
+			if err == io.EOF && len(line)+len(frag) > 0 {
+				err = io.ErrUnexpectedEOF
+			}
+			return nil, err
+		}
+		line = append(line, frag...)
+	}
+	line = line[:len(line)-1]
+	if n := len(line); n > 0 && line[n-1] == '\r' {
+		line = line[:n-1]
+	}
+	return line, nil
+}
+
+// readCommand reads one command. Errors: *imapSyntaxError (answer BAD, go
+// on), errLineTooLong / errLiteralTooLarge (answer BYE, close) or an I/O error.
+func (r *imapReader) readCommand() (*imapCommand, error) {
+	line, err := r.readLine()
+	if err != nil {
+		return nil, err
+	}
+	sp := bytes.IndexByte(line, ' ')
+	if sp <= 0 {
+		if len(line) == 0 {
+			return nil, &imapSyntaxError{msg: "empty command line"}
+		}
+		if tag := string(line); validTag(tag) {
+			return nil, &imapSyntaxError{tag: tag, msg: "missing command"}
+		}
+		return nil, &imapSyntaxError{msg: "missing tag"}
+	}
+	tag := string(line[:sp])
+	if !validTag(tag) {
+		return nil, &imapSyntaxError{msg: "invalid tag"}
+	}
+	rest := line[sp+1:]
+	end := bytes.IndexByte(rest, ' ')
+	if end < 0 {
+		end = len(rest)
+	}
+	verb := rest[:end]
+	if len(verb) == 0 || len(verb) > maxVerbLen || !isAlnumWord(verb) {
+		return nil, &imapSyntaxError{tag: tag, msg: "invalid command name"}
+	}
+	cmd := &imapCommand{Tag: tag, Name: strings.ToUpper(string(verb))}
+	p := cmdParser{r: r, line: rest[end:], tag: tag}
+	cmd.Args, err = p.parseArgs(false)
+	if err != nil {
+		return nil, err
+	}
+	return cmd, nil
+}
+
+// validTag: 1*<any ASTRING-CHAR except "+"> (RFC 9051 §9).
+func validTag(tag string) bool {
+	if len(tag) == 0 || len(tag) > maxTagLen {
+		return false
+	}
+	for i := 0; i < len(tag); i++ {
+		c := tag[i]
+		if c <= ' ' || c >= 0x7f || strings.IndexByte(`(){%*"\+`, c) >= 0 {
+			return false
+		}
+	}
+	return true
+}
+
+func isAlnumWord(b []byte) bool {
+	for _, c := range b {
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '_' || c == '.') {
+			return false
+		}
+	}
+	return true
+}
+
+// isAtomChar: ATOM-CHAR plus "]" (ASTRING-CHAR), "%" and "*" (list wildcards).
+func isAtomChar(c byte) bool {
+	return c > ' ' && c < 0x7f && strings.IndexByte(`(){"\`, c) < 0
+}
+
+type cmdParser struct {
+	r     *imapReader
+	line  []byte // rest of the current line
+	tag   string
+	depth int
+	nargs int
+}
+
+func (p *cmdParser) syntax(format string, a ...any) error {
+	return &imapSyntaxError{tag: p.tag, msg: fmt.Sprintf(format, a...)}
+}
+
+// parseArgs parses space-separated arguments up to the end of the command,
+// or up to the ")" that closes the current list when inList.
+func (p *cmdParser) parseArgs(inList bool) ([]imapArg, error) {
+	var args []imapArg
+	for first := true; ; first = false {
+		if len(p.line) == 0 {
+			if inList {
+				return nil, p.syntax("unterminated list")
+			}
+			return args, nil
+		}
+		if p.line[0] == ')' {
+			if !inList {
+				return nil, p.syntax("unexpected \")\"")
+			}
+			p.line = p.line[1:]
+			return args, nil
+		}
+		if !(inList && first) {
+			if p.line[0] != ' ' {
+				return nil, p.syntax("expected a space between arguments")
+			}
+			p.line = p.line[1:]
+			if len(p.line) == 0 {
+				return nil, p.syntax("trailing space")
+			}
+		}
+		if p.nargs++; p.nargs > maxArgs {
+			return nil, p.syntax("too many arguments")
+		}
+		arg, err := p.parseArg()
+		if err != nil {
+			return nil, err
+		}
+		args = append(args, arg)
+	}
+}
+
+func (p *cmdParser) parseArg() (imapArg, error) {
+	switch c := p.line[0]; {
+	case c == '(':
+		if p.depth++; p.depth > maxListDepth {
+			return imapArg{}, p.syntax("lists nested too deeply")
+		}
+		p.line = p.line[1:]
+		list, err := p.parseArgs(true)
+		p.depth--
+		return imapArg{Kind: argList, List: list}, err
+	case c == '"':
+		return p.parseQuoted()
+	case c == '{':
+		return p.parseLiteral()
+	case isAtomChar(c):
+		i := 0
+		for i < len(p.line) && isAtomChar(p.line[i]) {
+			i++
+		}
+		v := string(p.line[:i])
+		p.line = p.line[i:]
+		return imapArg{Kind: argAtom, Value: v}, nil
+	default:
+		return imapArg{}, p.syntax("unexpected character 0x%02x", c)
+	}
+}
+
+func (p *cmdParser) parseQuoted() (imapArg, error) {
+	var sb strings.Builder
+	for i := 1; i < len(p.line); i++ {
+		switch c := p.line[i]; c {
+		case '"':
+			p.line = p.line[i+1:]
+			return imapArg{Kind: argString, Value: sb.String()}, nil
+		case '\\':
+			i++
+			if i == len(p.line) || (p.line[i] != '"' && p.line[i] != '\\') {
+				return imapArg{}, p.syntax("invalid escape in quoted string")
+			}
+			sb.WriteByte(p.line[i])
+		case 0:
+			return imapArg{}, p.syntax("NUL in quoted string")
+		default:
+			sb.WriteByte(c)
+		}
+	}
+	return imapArg{}, p.syntax("unterminated quoted string")
+}
+
+// parseLiteral reads "{n}" or "{n+}", which must end the line, then the n
+// bytes, then the line that follows them.
+func (p *cmdParser) parseLiteral() (imapArg, error) {
+	end := bytes.IndexByte(p.line, '}')
+	if end < 0 || end != len(p.line)-1 {
+		return imapArg{}, p.syntax("a literal must end the line")
+	}
+	spec := p.line[1:end]
+	sync := true
+	if n := len(spec); n > 0 && spec[n-1] == '+' {
+		sync = false
+		spec = spec[:n-1]
+	}
+	if len(spec) == 0 || len(spec) > 10 {
+		return imapArg{}, p.syntax("invalid literal size")
+	}
+	for _, c := range spec {
+		if c < '0' || c > '9' {
+			return imapArg{}, p.syntax("invalid literal size")
+		}
+	}
+	n, err := strconv.ParseInt(string(spec), 10, 64)
+	if err != nil {
+		return imapArg{}, p.syntax("invalid literal size")
+	}
+	if n > int64(p.r.maxLiteral) {
+		if !sync {
+			return imapArg{}, errLiteralTooLarge
+		}
+		// The client waits for "+" before sending the bytes: refusing is enough.
+		return imapArg{}, p.syntax("literal too large")
+	}
+	if sync && p.r.cont != nil {
+		if err := p.r.cont(); err != nil {
+			return imapArg{}, err
+		}
+	}
+	buf := make([]byte, n)
+	if _, err := io.ReadFull(p.r.br, buf); err != nil {
+		if err == io.EOF {
+			err = io.ErrUnexpectedEOF
+		}
+		return imapArg{}, err
+	}
+	if bytes.IndexByte(buf, 0) >= 0 {
+		return imapArg{}, p.syntax("NUL in literal")
+	}
+	line, err := p.r.readLine()
+	if err != nil {
+		return imapArg{}, err
+	}
+	p.line = line
+	return imapArg{Kind: argString, Value: string(buf)}, nil
+}

@@ -1,0 +1,183 @@
+package proxy
+
+import (
+	"bufio"
+	"errors"
+	"io"
+	"reflect"
+	"strings"
+	"testing"
+)
+
+func newTestReader(input string) (*imapReader, *int) {
+	conts := new(int)
+	return &imapReader{
+		br:         bufio.NewReaderSize(strings.NewReader(input), 16),
+		maxLine:    1024,
+		maxLiteral: 64,
+		cont:       func() error { *conts++; return nil },
+	}, conts
+}
+
+func atom(s string) imapArg       { return imapArg{Kind: argAtom, Value: s} }
+func str(s string) imapArg        { return imapArg{Kind: argString, Value: s} }
+func list(a ...imapArg) imapArg   { return imapArg{Kind: argList, List: a} }
+func args(a ...imapArg) []imapArg { return a }
+
+func TestReadCommand(t *testing.T) {
+	for _, tt := range []struct {
+		name  string
+		in    string
+		want  *imapCommand
+		conts int
+	}{
+		{"simple", "a1 noop\r\n", &imapCommand{Tag: "a1", Name: "NOOP"}, 0},
+		{"bare LF", "a1 CAPABILITY\n", &imapCommand{Tag: "a1", Name: "CAPABILITY"}, 0},
+		{"tag with ]", "x]1 NOOP\r\n", &imapCommand{Tag: "x]1", Name: "NOOP"}, 0},
+		{"authenticate IR", "A001 AUTHENTICATE XOAUTH2 dXNlcj1h+/==\r\n",
+			&imapCommand{Tag: "A001", Name: "AUTHENTICATE", Args: args(atom("XOAUTH2"), atom("dXNlcj1h+/=="))}, 0},
+		{"login quoted", `a LOGIN "al\"ice" "p\\w d"` + "\r\n",
+			&imapCommand{Tag: "a", Name: "LOGIN", Args: args(str(`al"ice`), str(`p\w d`))}, 0},
+		{"login sync literals", "a LOGIN {5}\r\nalice {3}\r\npw!\r\n",
+			&imapCommand{Tag: "a", Name: "LOGIN", Args: args(str("alice"), str("pw!"))}, 2},
+		{"login non-sync literal", "a LOGIN {5+}\r\nalice x\r\n",
+			&imapCommand{Tag: "a", Name: "LOGIN", Args: args(str("alice"), atom("x"))}, 0},
+		{"literal with CRLF inside", "a LOGIN {4+}\r\na\r\nb \"c\"\r\n",
+			&imapCommand{Tag: "a", Name: "LOGIN", Args: args(str("a\r\nb"), str("c"))}, 0},
+		{"id list", `a ID ("name" "Thunderbird" "version" NIL)` + "\r\n",
+			&imapCommand{Tag: "a", Name: "ID", Args: args(list(str("name"), str("Thunderbird"), str("version"), atom("NIL")))}, 0},
+		{"id nil", "a ID NIL\r\n", &imapCommand{Tag: "a", Name: "ID", Args: args(atom("NIL"))}, 0},
+		{"empty list", "a ID ()\r\n", &imapCommand{Tag: "a", Name: "ID", Args: args(list())}, 0},
+		{"nested", "a X (a (b) c)\r\n", &imapCommand{Tag: "a", Name: "X", Args: args(list(atom("a"), list(atom("b")), atom("c")))}, 0},
+		{"utf8 quoted", "a ID (\"name\" \"Müller\")\r\n", &imapCommand{Tag: "a", Name: "ID", Args: args(list(str("name"), str("Müller")))}, 0},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			r, conts := newTestReader(tt.in)
+			got, err := r.readCommand()
+			if err != nil {
+				t.Fatalf("readCommand(%q) = %v", tt.in, err)
+			}
+			if !reflect.DeepEqual(got, tt.want) {
+				t.Fatalf("readCommand(%q) = %+v, want %+v", tt.in, got, tt.want)
+			}
+			if *conts != tt.conts {
+				t.Fatalf("continuations = %d, want %d", *conts, tt.conts)
+			}
+		})
+	}
+}
+
+func TestReadCommandErrors(t *testing.T) {
+	for _, tt := range []struct {
+		name    string
+		in      string
+		wantTag string // for syntax errors
+		fatal   error  // for fatal errors
+	}{
+		{"empty line", "\r\n", "", nil},
+		{"no command", "a1\r\n", "a1", nil},
+		{"bad tag", "a+1 NOOP\r\n", "", nil},
+		{"tag with quote", "\"a NOOP\r\n", "", nil},
+		{"bad verb", "a1 NO*OP\r\n", "a1", nil},
+		{"double space", "a1 LOGIN  x y\r\n", "a1", nil},
+		{"trailing space", "a1 NOOP \r\n", "a1", nil},
+		{"unterminated quote", "a1 LOGIN \"abc\r\n", "a1", nil},
+		{"bad escape", "a1 LOGIN \"a\\b\"\r\n", "a1", nil},
+		{"unterminated list", "a1 ID (\"a\" \"b\"\r\n", "a1", nil},
+		{"stray paren", "a1 ID )\r\n", "a1", nil},
+		{"literal not at end", "a1 LOGIN {3} x\r\n", "a1", nil},
+		{"literal bad size", "a1 LOGIN {3x}\r\n", "a1", nil},
+		{"literal empty size", "a1 LOGIN {}\r\n", "a1", nil},
+		{"sync literal too large", "a1 LOGIN {65}\r\n", "a1", nil},
+		{"NUL in literal", "a1 LOGIN {3+}\r\na\x00b\r\n", "a1", nil},
+		{"too deep", "a1 X " + strings.Repeat("(", 9) + strings.Repeat(")", 9) + "\r\n", "a1", nil},
+		{"8-bit atom", "a1 LOGIN \xff\r\n", "a1", nil},
+		{"non-sync literal too large", "a1 LOGIN {65+}\r\n", "", errLiteralTooLarge},
+		{"line too long", "a1 NOOP " + strings.Repeat("x", 1100) + "\r\n", "", errLineTooLong},
+		{"eof mid line", "a1 NOO", "", io.ErrUnexpectedEOF},
+		{"eof mid literal", "a1 LOGIN {10+}\r\nabc", "", io.ErrUnexpectedEOF},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			r, _ := newTestReader(tt.in)
+			cmd, err := r.readCommand()
+			if err == nil {
+				t.Fatalf("readCommand(%q) = %+v, want an error", tt.in, cmd)
+			}
+			if tt.fatal != nil {
+				if !errors.Is(err, tt.fatal) {
+					t.Fatalf("readCommand(%q) error = %v, want %v", tt.in, err, tt.fatal)
+				}
+				return
+			}
+			var se *imapSyntaxError
+			if !errors.As(err, &se) {
+				t.Fatalf("readCommand(%q) error = %v, want a syntax error", tt.in, err)
+			}
+			if se.tag != tt.wantTag {
+				t.Fatalf("syntax error tag = %q, want %q", se.tag, tt.wantTag)
+			}
+		})
+	}
+}
+
+// TestReadCommandResync: after a syntax error the next command is read normally.
+func TestReadCommandResync(t *testing.T) {
+	r, _ := newTestReader("a1 LOGIN {99}\r\na2 NOOP\r\n")
+	if _, err := r.readCommand(); err == nil {
+		t.Fatal("oversized sync literal accepted")
+	}
+	cmd, err := r.readCommand()
+	if err != nil || cmd.Tag != "a2" || cmd.Name != "NOOP" {
+		t.Fatalf("next command = %+v, %v", cmd, err)
+	}
+}
+
+// FuzzReadCommand: the reader never panics, never returns a command that
+// breaks its own invariants, and never reads past its caps.
+func FuzzReadCommand(f *testing.F) {
+	for _, s := range []string{
+		"a1 NOOP\r\n",
+		"a LOGIN {5}\r\nalice {3+}\r\npw!\r\n",
+		`a ID ("name" "x" "version" NIL)` + "\r\n",
+		"A001 AUTHENTICATE OAUTHBEARER bixhPWFsaWNlQGV4YW1wbGUudGVzdCwBYXV0aD1CZWFyZXIgdG9rAQE=\r\n",
+		"a X ((((a))))\r\n",
+		"a LOGIN \"a\\\"b\" {0}\r\n\r\n",
+		"\r\n\r\n",
+		"a1 LOGIN {4294967296}\r\n",
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, in []byte) {
+		r := &imapReader{br: bufio.NewReaderSize(strings.NewReader(string(in)), 16), maxLine: 256, maxLiteral: 128}
+		for i := 0; i < 8; i++ {
+			cmd, err := r.readCommand()
+			if err != nil {
+				var se *imapSyntaxError
+				if errors.As(err, &se) {
+					if se.tag != "" && !validTag(se.tag) {
+						t.Fatalf("syntax error with invalid tag %q", se.tag)
+					}
+					continue
+				}
+				return
+			}
+			if !validTag(cmd.Tag) || cmd.Name == "" || strings.ToUpper(cmd.Name) != cmd.Name {
+				t.Fatalf("bad command %+v", cmd)
+			}
+			var walk func([]imapArg, int)
+			walk = func(a []imapArg, depth int) {
+				if depth > maxListDepth {
+					t.Fatalf("depth %d > %d", depth, maxListDepth)
+				}
+				for _, x := range a {
+					if x.Kind == argList {
+						walk(x.List, depth+1)
+					} else if len(x.Value) > 256 && x.Kind == argAtom || len(x.Value) > 256 {
+						t.Fatalf("argument longer than the caps: %d", len(x.Value))
+					}
+				}
+			}
+			walk(cmd.Args, 0)
+		}
+	})
+}

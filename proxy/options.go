@@ -1,0 +1,171 @@
+package proxy
+
+import (
+	"context"
+	"crypto/tls"
+	"log/slog"
+	"os"
+	"time"
+
+	"github.com/mailgate/mailgate/auth"
+)
+
+// Authenticator verifies what a client presented. auth.TokenAuthenticator
+// and friends implement it; tests use AuthenticatorFunc.
+type Authenticator interface {
+	Authenticate(ctx context.Context, c auth.Credentials) (auth.Identity, error)
+}
+
+// AuthenticatorFunc adapts a function to Authenticator.
+type AuthenticatorFunc func(ctx context.Context, c auth.Credentials) (auth.Identity, error)
+
+// Authenticate calls f.
+func (f AuthenticatorFunc) Authenticate(ctx context.Context, c auth.Credentials) (auth.Identity, error) {
+	return f(ctx, c)
+}
+
+var _ Authenticator = AuthenticatorFunc(nil)
+
+// TLSMode is how mailgate talks TLS to a backend.
+type TLSMode string
+
+const (
+	TLSNone     TLSMode = "none"     // plain TCP (loopback or a trusted network)
+	TLSStartTLS TLSMode = "starttls" // plain, then STARTTLS before anything else
+	TLSImplicit TLSMode = "implicit" // TLS from the first byte
+)
+
+// Backend says how to reach Dovecot (IMAP) or Postfix (submission).
+type Backend struct {
+	// Address is host:port.
+	Address string
+	// TLS is the transport security towards the backend; "" means none.
+	TLS TLSMode
+	// TLSConfig verifies the backend's certificate (RootCAs, ServerName,
+	// InsecureSkipVerify). Nil means the system roots and the host of Address.
+	TLSConfig *tls.Config
+	// ClientIP is how the client's address is passed on: IMAP "none" | "id";
+	// SMTP "none" | "xclient". "" means none.
+	ClientIP string
+	// Login is the SMTP backend login: "master" (AUTH PLAIN authzid=user,
+	// authcid=master; the default) or "xclient" (XCLIENT LOGIN=user).
+	Login string
+}
+
+// Master is the Dovecot master user mailgate logs in as.
+type Master struct {
+	User     string
+	Password string
+}
+
+// Limits bound every phase of a connection. Zero fields take the defaults
+// documented on each field.
+type Limits struct {
+	// MaxLine caps one command line (and one SASL response line). Default 64 KiB:
+	// a JWT bearer token base64-encoded inside XOAUTH2 can take several KiB.
+	MaxLine int
+	// MaxLiteral caps an IMAP literal before authentication. Default 64 KiB.
+	MaxLiteral int
+	// HandshakeTimeout bounds a TLS handshake (implicit or STARTTLS). Default 15 s.
+	HandshakeTimeout time.Duration
+	// CommandTimeout bounds reading one pre-auth command. Default 30 s.
+	CommandTimeout time.Duration
+	// PreauthTimeout bounds the whole conversation before the relay starts. Default 60 s.
+	PreauthTimeout time.Duration
+	// WriteTimeout bounds one write to the client before the relay. Default 30 s.
+	WriteTimeout time.Duration
+	// IdleTimeout ends a relayed IMAP session after this long without a byte
+	// from the client. Default 31 min (IDLE clients re-issue every 29 min).
+	IdleTimeout time.Duration
+	// DialTimeout bounds connecting and logging in to a backend. Default 10 s.
+	DialTimeout time.Duration
+	// MaxAuthFailures per connection before it is closed. Default 3.
+	MaxAuthFailures int
+	// MaxErrors is the number of protocol errors before the connection is closed. Default 3.
+	MaxErrors int
+}
+
+func (l Limits) withDefaults() Limits {
+	def := func(v *time.Duration, d time.Duration) {
+		if *v <= 0 {
+			*v = d
+		}
+	}
+	defInt := func(v *int, d int) {
+		if *v <= 0 {
+			*v = d
+		}
+	}
+	defInt(&l.MaxLine, 64<<10)
+	defInt(&l.MaxLiteral, 64<<10)
+	def(&l.HandshakeTimeout, 15*time.Second)
+	def(&l.CommandTimeout, 30*time.Second)
+	def(&l.PreauthTimeout, 60*time.Second)
+	def(&l.WriteTimeout, 30*time.Second)
+	def(&l.IdleTimeout, 31*time.Minute)
+	def(&l.DialTimeout, 10*time.Second)
+	defInt(&l.MaxAuthFailures, 3)
+	defInt(&l.MaxErrors, 3)
+	return l
+}
+
+// Options configure a Server. Authenticator and TLSConfig are required.
+type Options struct {
+	// Authenticator validates the credentials a client presents.
+	Authenticator Authenticator
+	// TLSConfig is what clients see (certificates, usually via GetCertificate
+	// so that reloads reach new handshakes). Required.
+	TLSConfig *tls.Config
+	// Challenge goes into the RFC 7628 error challenge after a refused token.
+	Challenge auth.ChallengeOptions
+	// Master is the Dovecot master user for backend logins.
+	Master Master
+	// IMAPBackend is Dovecot's IMAP service.
+	IMAPBackend Backend
+	// SMTPBackend is Postfix's submission service.
+	SMTPBackend Backend
+	// SMTP holds submission-specific settings.
+	SMTP SMTPOptions
+	// Limits bound each phase; zero fields take defaults.
+	Limits Limits
+	// Logger receives one line per connection event. Nil means slog.Default().
+	Logger *slog.Logger
+}
+
+// SMTPOptions are the submission-specific settings.
+type SMTPOptions struct {
+	// Hostname is the name in the greeting and EHLO reply, and the name
+	// mailgate gives in its EHLO to the backend. Default: os.Hostname().
+	Hostname string
+	// MaxMessageBytes caps a message; 0 takes SIZE from the backend's EHLO.
+	// When both are set the smaller one is advertised.
+	MaxMessageBytes int64
+	// MaxRecipients caps the recipients of one message. Default 100.
+	MaxRecipients int
+	// DataTimeout bounds the wait for each piece of a message body from the
+	// client (DATA or BDAT) and each write of it to the backend, so a slow but
+	// live upload is never cut off. Default 3 min (RFC 5321 section 4.5.3.2.5).
+	DataTimeout time.Duration
+	// EnforceSender requires MAIL FROM to be the verified address or one of
+	// SenderAliases[address] ("*@domain" matches the whole domain); the null
+	// sender <> is refused too. Addresses compare case-insensitively.
+	EnforceSender bool
+	SenderAliases map[string][]string
+}
+
+func (o SMTPOptions) withDefaults() SMTPOptions {
+	if o.Hostname == "" {
+		if h, err := os.Hostname(); err == nil && h != "" {
+			o.Hostname = h
+		} else {
+			o.Hostname = "localhost"
+		}
+	}
+	if o.MaxRecipients <= 0 {
+		o.MaxRecipients = 100
+	}
+	if o.DataTimeout <= 0 {
+		o.DataTimeout = 3 * time.Minute
+	}
+	return o
+}

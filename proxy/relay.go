@@ -1,0 +1,143 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net"
+	"os"
+	"sync"
+	"time"
+)
+
+// The relay knows nothing about IMAP or SMTP: it copies bytes both ways
+// between an authenticated client and its backend session, bytes that were
+// read ahead during the pre-auth phase first, and half-closes each direction
+// when its source ends.
+
+// lingerTimeout bounds how long the backend may keep talking after the client
+// has closed its sending side.
+const lingerTimeout = 30 * time.Second
+
+// relayBufSize is the copy buffer per direction, taken from a pool.
+const relayBufSize = 32 << 10
+
+var relayBufPool = sync.Pool{New: func() any { b := make([]byte, relayBufSize); return &b }}
+
+type relayEnds struct {
+	client, backend net.Conn
+	// pendingUp and pendingDown were read ahead from the client and the
+	// backend before the hand-off; they are written first.
+	pendingUp, pendingDown []byte
+	// idle ends the session after this long without a byte from the client;
+	// it also bounds each write. Zero means no limit.
+	idle time.Duration
+}
+
+type relayStats struct {
+	up, down int64  // bytes client->backend, backend->client
+	reason   string // why it ended: "client closed", "backend closed", "client idle", "error"
+}
+
+type copyResult struct {
+	up  bool
+	n   int64
+	err error
+}
+
+// relay copies until both directions have ended. It does not close the
+// connections: the caller does.
+func relay(ctx context.Context, e relayEnds) relayStats {
+	done := make(chan copyResult, 2)
+	go relayCopy(done, true, e.backend, e.client, e.pendingUp, e.idle)
+	go relayCopy(done, false, e.client, e.backend, e.pendingDown, e.idle)
+
+	var st relayStats
+	record := func(r copyResult) {
+		if r.up {
+			st.up = r.n
+		} else {
+			st.down = r.n
+		}
+	}
+	first := <-done
+	record(first)
+	switch {
+	case first.up && first.err == nil:
+		// The client has finished sending: pass the EOF on and let the
+		// backend finish its answer (LOGOUT's BYE) for a bounded time.
+		st.reason = "client closed"
+		closeWrite(e.backend)
+		e.backend.SetReadDeadline(time.Now().Add(lingerTimeout))
+	case first.up:
+		st.reason = "client error"
+		if errors.Is(first.err, os.ErrDeadlineExceeded) {
+			st.reason = "client idle"
+		}
+		e.backend.SetReadDeadline(time.Now())
+	default:
+		// The backend is gone: nothing the client sends can be served now.
+		st.reason = "backend closed"
+		if first.err != nil {
+			st.reason = "backend error"
+		}
+		closeWrite(e.client)
+		e.client.SetReadDeadline(time.Now())
+	}
+	record(<-done)
+	return st
+}
+
+// relayCopy copies src to dst, pending bytes first. It is a named function so
+// that relays are easy to find in goroutine dumps.
+func relayCopy(done chan<- copyResult, up bool, dst, src net.Conn, pending []byte, idle time.Duration) {
+	var n int64
+	res := func(err error) { done <- copyResult{up: up, n: n, err: err} }
+	if len(pending) > 0 {
+		setDeadline(dst.SetWriteDeadline, idle)
+		w, err := dst.Write(pending)
+		n += int64(w)
+		if err != nil {
+			res(err)
+			return
+		}
+	}
+	bp := relayBufPool.Get().(*[]byte)
+	defer relayBufPool.Put(bp)
+	buf := *bp
+	for {
+		if up {
+			setDeadline(src.SetReadDeadline, idle)
+		}
+		nr, rerr := src.Read(buf)
+		if nr > 0 {
+			setDeadline(dst.SetWriteDeadline, idle)
+			nw, werr := dst.Write(buf[:nr])
+			n += int64(nw)
+			if werr != nil {
+				res(werr)
+				return
+			}
+		}
+		if rerr != nil {
+			if rerr == io.EOF {
+				rerr = nil
+			}
+			res(rerr)
+			return
+		}
+	}
+}
+
+func setDeadline(set func(time.Time) error, d time.Duration) {
+	if d > 0 {
+		set(time.Now().Add(d))
+	}
+}
+
+// closeWrite half-closes c if it can (TCP FIN, or TLS close_notify).
+func closeWrite(c net.Conn) {
+	if cw, ok := c.(interface{ CloseWrite() error }); ok {
+		cw.CloseWrite()
+	}
+}

@@ -1,0 +1,195 @@
+package proxy
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"runtime/debug"
+	"sync"
+	"time"
+)
+
+// Server accepts client connections for IMAP and SMTP submission.
+// One Server can serve any number of listeners.
+type Server struct {
+	opts   Options
+	limits Limits
+	log    *slog.Logger
+
+	mu       sync.Mutex
+	closing  bool
+	conns    map[net.Conn]struct{}
+	lns      map[net.Listener]struct{}
+	wg       sync.WaitGroup
+	shutdown chan struct{} // closed when Shutdown starts
+}
+
+// New checks opts and returns a Server.
+func New(opts Options) (*Server, error) {
+	if opts.Authenticator == nil {
+		return nil, errors.New("proxy: Options.Authenticator is required")
+	}
+	if opts.TLSConfig == nil {
+		return nil, errors.New("proxy: Options.TLSConfig is required")
+	}
+	log := opts.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	return &Server{
+		opts:     opts,
+		limits:   opts.Limits.withDefaults(),
+		log:      log,
+		conns:    make(map[net.Conn]struct{}),
+		lns:      make(map[net.Listener]struct{}),
+		shutdown: make(chan struct{}),
+	}, nil
+}
+
+// ErrServerClosed is returned by the Serve methods after Shutdown.
+var ErrServerClosed = errors.New("proxy: server closed")
+
+// ServeIMAP accepts IMAP clients on ln until ln fails or Shutdown is called.
+// With implicitTLS the TLS handshake comes first (IMAPS, port 993);
+// otherwise clients must use STARTTLS before they can authenticate (port 143).
+// ServeIMAP closes ln.
+func (s *Server) ServeIMAP(ctx context.Context, ln net.Listener, implicitTLS bool) error {
+	return s.serve(ctx, ln, "imap", implicitTLS, s.handleIMAP)
+}
+
+type connHandler func(ctx context.Context, c net.Conn, implicitTLS bool, id string, log *slog.Logger)
+
+func (s *Server) serve(ctx context.Context, ln net.Listener, proto string, implicitTLS bool, h connHandler) error {
+	if !s.trackListener(ln, true) {
+		ln.Close()
+		return ErrServerClosed
+	}
+	defer s.trackListener(ln, false)
+	defer ln.Close()
+	stop := context.AfterFunc(ctx, func() { ln.Close() })
+	defer stop()
+
+	listener := "starttls"
+	if implicitTLS {
+		listener = "tls"
+	}
+	var tempDelay time.Duration
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			if s.isClosing() || ctx.Err() != nil {
+				return ErrServerClosed
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() || errors.Is(err, errTemporaryAccept) {
+				tempDelay = min(max(2*tempDelay, 5*time.Millisecond), time.Second)
+				time.Sleep(tempDelay)
+				continue
+			}
+			return fmt.Errorf("proxy: accept: %w", err)
+		}
+		tempDelay = 0
+		if !s.trackConn(c, true) {
+			c.Close()
+			continue
+		}
+		id := newConnID()
+		log := s.log.With("conn", id, "proto", proto, "listener", listener, "remote", c.RemoteAddr().String())
+		go func() {
+			defer s.trackConn(c, false)
+			defer c.Close()
+			defer func() {
+				if r := recover(); r != nil {
+					log.Error("panic in connection handler", "panic", r, "stack", string(debug.Stack()))
+				}
+			}()
+			h(ctx, c, implicitTLS, id, log)
+		}()
+	}
+}
+
+// errTemporaryAccept lets tests and wrapped listeners signal a retryable accept error.
+var errTemporaryAccept = errors.New("proxy: temporary accept error")
+
+func (s *Server) trackListener(ln net.Listener, add bool) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if add {
+		if s.closing {
+			return false
+		}
+		s.lns[ln] = struct{}{}
+	} else {
+		delete(s.lns, ln)
+	}
+	return true
+}
+
+func (s *Server) trackConn(c net.Conn, add bool) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if add {
+		if s.closing {
+			return false
+		}
+		s.conns[c] = struct{}{}
+		s.wg.Add(1)
+	} else {
+		delete(s.conns, c)
+		s.wg.Done()
+	}
+	return true
+}
+
+func (s *Server) isClosing() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.closing
+}
+
+// Shutdown stops accepting, then waits for open connections to end until ctx
+// is done, at which point it closes the rest. It returns ctx.Err() in that case.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	if !s.closing {
+		s.closing = true
+		close(s.shutdown)
+	}
+	for ln := range s.lns {
+		ln.Close()
+	}
+	s.mu.Unlock()
+
+	done := make(chan struct{})
+	go func() { s.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		s.mu.Lock()
+		for c := range s.conns {
+			c.Close()
+		}
+		s.mu.Unlock()
+		<-done
+		return ctx.Err()
+	}
+}
+
+// Close closes all listeners and connections at once.
+func (s *Server) Close() error {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	s.Shutdown(ctx)
+	return nil
+}
+
+func newConnID() string {
+	var b [6]byte
+	rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}

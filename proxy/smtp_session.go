@@ -1,0 +1,325 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/emersion/go-sasl"
+	"github.com/emersion/go-smtp"
+
+	"github.com/mailgate/mailgate/auth"
+)
+
+// The go-smtp session: AUTH with XOAUTH2 or OAUTHBEARER opens the backend
+// session (smtp_backend.go); MAIL, RCPT and DATA are then forwarded one to
+// one and the backend's replies returned verbatim (smtp_data.go for DATA).
+//
+// go-smtp writes err.Error() for any error that is not an *smtp.SMTPError
+// (a type assertion, not errors.As), and 554 for a failed DATA, so every
+// method here returns an *smtp.SMTPError or nil.
+
+// Replies of the transaction phase.
+var (
+	smtpReplyAuthRequired = &smtp.SMTPError{Code: 530, EnhancedCode: smtp.EnhancedCode{5, 7, 0}, Message: "Authentication required"}
+	// smtpReplyBackendLost: the backend connection failed; the session
+	// reconnects at the next MAIL.
+	smtpReplyBackendLost = &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 4, 2}, Message: "Connection to the mail server lost, try again"}
+	smtpReplyBackendDown = &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 4, 1}, Message: "Mail server unavailable, try again later"}
+	smtpReplyNoUTF8      = &smtp.SMTPError{Code: 504, EnhancedCode: smtp.EnhancedCode{5, 5, 4}, Message: "SMTPUTF8 is not supported by the mail server"}
+	smtpReplyTooManyAuth = &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 7, 0}, Message: "Too many authentication failures"}
+)
+
+func smtpReplySenderRefused(from string) *smtp.SMTPError {
+	return &smtp.SMTPError{Code: 553, EnhancedCode: smtp.EnhancedCode{5, 7, 1},
+		Message: fmt.Sprintf("<%s>: Sender address rejected: not owned by the authenticated user", from)}
+}
+
+// smtpSession is one go-smtp session: from EHLO to QUIT, or to STARTTLS
+// (after which go-smtp starts a new one).
+type smtpSession struct {
+	f  *smtpFront
+	cc *smtpClientConn
+
+	// mu serializes the methods: with BDAT go-smtp runs Data in its own
+	// goroutine, and closes the chunk pipe before calling Reset or Logout.
+	mu         sync.Mutex
+	id         auth.Identity // after a successful AUTH
+	authCancel context.CancelFunc
+	be         *smtpBackend // nil before AUTH, and after the backend failed
+	inTx       bool         // a MAIL was accepted by be and its transaction is open
+	rcpts      int
+	messages   int
+	started    time.Time
+}
+
+var _ smtp.AuthSession = (*smtpSession)(nil)
+
+func (f *smtpFront) newSession(c *smtp.Conn) (smtp.Session, error) {
+	cc := clientConnOf(c.Conn())
+	if cc == nil {
+		return nil, &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "Internal error"}
+	}
+	return &smtpSession{f: f, cc: cc}, nil
+}
+
+// AuthMechanisms is what EHLO advertises; go-smtp only does so after TLS.
+func (ss *smtpSession) AuthMechanisms() []string {
+	return []string{auth.MechOAUTHBEARER, auth.MechXOAUTH2}
+}
+
+// Auth starts a SASL exchange; see smtpSASL.
+func (ss *smtpSession) Auth(mech string) (sasl.Server, error) {
+	cc := ss.cc
+	if int(cc.authFailures.Load()) >= ss.f.s.limits.MaxAuthFailures {
+		cc.closeAfterWrite.Store(true)
+		return nil, smtpReplyTooManyAuth
+	}
+	ctx, cancel := context.WithDeadline(cc.ctx, cc.preauthEnd)
+	srv, err := auth.NewServer(ctx, mech, ss.f.s.opts.Authenticator, cc.RemoteAddr().String(), ss.f.s.opts.Challenge)
+	if err != nil {
+		cancel()
+		return nil, smtp.ErrAuthUnknownMechanism
+	}
+	ss.mu.Lock()
+	if ss.authCancel != nil {
+		ss.authCancel()
+	}
+	ss.authCancel = cancel
+	ss.mu.Unlock()
+	return &smtpSASL{ss: ss, srv: srv, mech: strings.ToUpper(mech), start: time.Now(), cancel: cancel}, nil
+}
+
+// smtpSASL drives an auth.Server for go-smtp. When the token is good it
+// opens the backend session before go-smtp answers 235, so the client hears
+// success only if the backend accepted the user.
+type smtpSASL struct {
+	ss     *smtpSession
+	srv    *auth.Server
+	mech   string
+	start  time.Time
+	cancel context.CancelFunc
+}
+
+func (a *smtpSASL) Next(resp []byte) ([]byte, bool, error) {
+	ch, done, err := a.srv.Next(resp)
+	if err == nil && !done {
+		return ch, false, nil // an empty challenge, or the RFC 7628 error challenge
+	}
+	defer a.cancel()
+	ss, cc := a.ss, a.ss.cc
+	if err != nil {
+		return nil, true, a.fail(err)
+	}
+	id, _ := a.srv.Identity()
+	log := cc.log.With("user", id.User, "mech", a.mech)
+	be, err := ss.f.s.openSMTPBackend(cc.ctx, cc, ss.f.opts.Hostname, id.User, log)
+	if err != nil {
+		return nil, true, a.fail(err)
+	}
+	ss.mu.Lock()
+	ss.id, ss.be, ss.started = id, be, time.Now()
+	ss.mu.Unlock()
+	cc.authed.Store(true)
+	cc.log = log
+	log.Info("login", "result", resultOK, "source", id.Source, "auth", time.Since(a.start).Round(time.Millisecond))
+	return nil, true, nil
+}
+
+// fail logs a failed exchange, counts it, and returns the reply.
+func (a *smtpSASL) fail(err error) error {
+	cc := a.ss.cc
+	r := smtpAuthReply(err)
+	lvl := cc.log.Info
+	if r.internal {
+		lvl = cc.log.Warn
+	}
+	lvl("login", "result", r.result, "mech", a.mech, "err", err, "auth", time.Since(a.start).Round(time.Millisecond))
+	if r.result == resultInvalid || r.result == resultMalformed {
+		if n := cc.authFailures.Add(1); int(n) >= a.ss.f.s.limits.MaxAuthFailures {
+			cc.log.Info("too many authentication failures: closing")
+			cc.closeAfterWrite.Store(true)
+		}
+	}
+	return r.reply
+}
+
+// backend returns the backend session, reconnecting if an earlier one
+// failed. Called with mu held.
+func (ss *smtpSession) backend() (*smtpBackend, error) {
+	if ss.id.User == "" {
+		return nil, smtpReplyAuthRequired
+	}
+	if ss.be != nil {
+		return ss.be, nil
+	}
+	cc := ss.cc
+	be, err := ss.f.s.openSMTPBackend(cc.ctx, cc, ss.f.opts.Hostname, ss.id.User, cc.log)
+	if err != nil {
+		cc.log.Warn("backend reconnect failed", "err", err)
+		return nil, smtpReplyBackendDown
+	}
+	cc.log.Info("backend reconnected")
+	ss.be = be
+	return be, nil
+}
+
+// Mail checks the sender, then forwards MAIL FROM with the client's
+// parameters (go-smtp's client adds BODY=8BITMIME itself; AUTH= is dropped:
+// the backend knows who the user is).
+func (ss *smtpSession) Mail(from string, opts *smtp.MailOptions) error {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	if ss.id.User == "" {
+		return smtpReplyAuthRequired
+	}
+	if ss.f.opts.EnforceSender && !senderAllowed(ss.id.User, from, ss.f.aliases) {
+		ss.cc.log.Info("sender refused", "from", from)
+		return smtpReplySenderRefused(from)
+	}
+	be, err := ss.backend()
+	if err != nil {
+		return err
+	}
+	var o smtp.MailOptions
+	if opts != nil {
+		o = *opts
+	}
+	o.Auth = nil
+	if o.UTF8 && !be.caps.utf8 {
+		return smtpReplyNoUTF8
+	}
+	if err := be.c.Mail(from, &o); err != nil {
+		return ss.backendError("MAIL", err)
+	}
+	ss.inTx, ss.rcpts = true, 0
+	return nil
+}
+
+// Rcpt forwards RCPT TO.
+func (ss *smtpSession) Rcpt(to string, opts *smtp.RcptOptions) error {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	if ss.id.User == "" {
+		return smtpReplyAuthRequired
+	}
+	if ss.be == nil || !ss.inTx {
+		return smtpReplyBackendLost // the backend failed during this transaction
+	}
+	if err := ss.be.c.Rcpt(to, opts); err != nil {
+		return ss.backendError("RCPT", err)
+	}
+	ss.rcpts++
+	return nil
+}
+
+// Reset aborts the backend's transaction, if one is open. go-smtp calls it
+// after every message too, when the backend has already ended it.
+func (ss *smtpSession) Reset() {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	if ss.be == nil || !ss.inTx {
+		return
+	}
+	ss.inTx = false
+	if err := ss.be.c.Reset(); err != nil {
+		ss.backendError("RSET", err)
+	}
+}
+
+// Logout ends the backend session (QUIT). go-smtp calls it when the client
+// connection closes, and on STARTTLS.
+func (ss *smtpSession) Logout() error {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	if ss.authCancel != nil {
+		ss.authCancel()
+		ss.authCancel = nil
+	}
+	if ss.be != nil {
+		ss.dropBackend(true)
+	}
+	if ss.id.User != "" {
+		ss.cc.log.Info("session ended", "messages", ss.messages, "duration", time.Since(ss.started).Round(time.Millisecond))
+		ss.id = auth.Identity{}
+	}
+	return nil
+}
+
+// backendError turns an error of the backend session into the client's
+// reply: the backend's own reply verbatim, or 451 4.4.2 for a broken
+// connection, which is then dropped (the next MAIL reconnects). Called
+// with mu held.
+func (ss *smtpSession) backendError(cmd string, err error) error {
+	var se *smtp.SMTPError
+	if errors.As(err, &se) {
+		if se.Code == 421 { // the backend is closing the connection
+			ss.cc.log.Info("backend closing", "cmd", cmd, "code", se.Code, "text", se.Message)
+			ss.dropBackend(false)
+			ss.cc.closeAfterWrite.Store(true)
+		}
+		return se
+	}
+	ss.cc.log.Warn("backend connection failed", "cmd", cmd, "err", err)
+	ss.dropBackend(false)
+	return smtpReplyBackendLost
+}
+
+// dropBackend closes the backend session, with QUIT if graceful.
+func (ss *smtpSession) dropBackend(graceful bool) {
+	be := ss.be
+	ss.be, ss.inTx = nil, false
+	if be == nil {
+		return
+	}
+	if graceful {
+		be.quit()
+	} else {
+		be.abort()
+	}
+	ss.cc.clearBackend(be.raw)
+}
+
+// senderAllowed reports whether user may use from as MAIL FROM: their own
+// address, or one of aliases[user], where "*@domain" stands for any address
+// at domain. The null sender is never allowed. user and the aliases are
+// lower case (normalizeAliases); from is compared case-insensitively.
+func senderAllowed(user, from string, aliases map[string][]string) bool {
+	from = strings.ToLower(from)
+	if from == "" {
+		return false
+	}
+	if from == user {
+		return true
+	}
+	at := strings.LastIndexByte(from, '@')
+	for _, a := range aliases[user] {
+		if dom, ok := strings.CutPrefix(a, "*@"); ok {
+			if at > 0 && from[at+1:] == dom {
+				return true
+			}
+		} else if a == from {
+			return true
+		}
+	}
+	return false
+}
+
+// normalizeAliases lower-cases keys and values of a sender alias map.
+func normalizeAliases(m map[string][]string) map[string][]string {
+	out := make(map[string][]string, len(m))
+	for k, v := range m {
+		k = strings.ToLower(strings.TrimSpace(k))
+		for _, a := range v {
+			out[k] = append(out[k], strings.ToLower(strings.TrimSpace(a)))
+		}
+	}
+	return out
+}
+
+// drainBody reads r to its end, ignoring errors.
+func drainBody(r io.Reader) { io.Copy(io.Discard, r) }

@@ -1,0 +1,702 @@
+package proxy
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"io"
+	"net"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/emersion/go-smtp"
+)
+
+func TestSMTPEHLOAuthOnlyAfterTLS(t *testing.T) {
+	tp, fb := newSMTPTest(t, fakeSMTPOptions{}, nil)
+	c := dialPlain(t, tp.plainAddr)
+	c.smtpExpect("220 mailgate.test ESMTP")
+	exts := c.smtpEHLO()
+	if !hasExt(exts, "STARTTLS") || hasExt(exts, "AUTH") {
+		t.Fatalf("EHLO before TLS = %q, want STARTTLS and no AUTH", exts)
+	}
+	c.smtpStartTLS(tp.clientTLS)
+	exts = c.smtpEHLO()
+	if hasExt(exts, "STARTTLS") || extParam(exts, "AUTH") != "OAUTHBEARER XOAUTH2" {
+		t.Fatalf("EHLO after STARTTLS = %q, want AUTH OAUTHBEARER XOAUTH2 and no STARTTLS", exts)
+	}
+	s := dialTLS(t, tp.tlsAddr, tp.clientTLS)
+	s.smtpExpect("220 ")
+	exts = s.smtpEHLO()
+	if hasExt(exts, "STARTTLS") || extParam(exts, "AUTH") != "OAUTHBEARER XOAUTH2" {
+		t.Fatalf("EHLO on implicit TLS = %q", exts)
+	}
+	if hasExt(exts, "BINARYMIME") {
+		t.Fatalf("EHLO advertises BINARYMIME: %q", exts)
+	}
+	// No client has authenticated: the backend saw only the capability probes.
+	for _, l := range fb.received() {
+		if v, _, _ := strings.Cut(l, " "); v != "EHLO" && v != "QUIT" {
+			t.Fatalf("backend received %q before any login", l)
+		}
+	}
+}
+
+func TestSMTPCapabilitiesFollowBackend(t *testing.T) {
+	tests := []struct {
+		name      string
+		ext       []string
+		maxBytes  int64
+		wantSize  string
+		utf8, dsn bool
+	}{
+		{"postfix defaults", nil, 0, "10240000", true, true},
+		{"no smtputf8 no dsn", []string{"PIPELINING", "SIZE 12345", "8BITMIME"}, 0, "12345", false, false},
+		{"configured smaller", nil, 5000, "5000", true, true},
+		{"configured larger", []string{"SIZE 12345", "8BITMIME"}, 99999, "12345", false, false},
+		{"backend unlimited", []string{"SIZE 0", "8BITMIME", "DSN"}, 0, "", false, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tp, _ := newSMTPTest(t, fakeSMTPOptions{ext: tt.ext}, func(o *Options) { o.SMTP.MaxMessageBytes = tt.maxBytes })
+			exts := tp.dialSubmissions(t).smtpEHLO()
+			if tt.wantSize == "" {
+				if !hasExt(exts, "SIZE") || extParam(exts, "SIZE") != "" {
+					t.Errorf("EHLO %q, want SIZE without a limit", exts)
+				}
+			} else if got := extParam(exts, "SIZE"); got != tt.wantSize {
+				t.Errorf("SIZE = %q, want %q", got, tt.wantSize)
+			}
+			if hasExt(exts, "SMTPUTF8") != tt.utf8 || hasExt(exts, "DSN") != tt.dsn {
+				t.Errorf("EHLO %q, want SMTPUTF8=%v DSN=%v", exts, tt.utf8, tt.dsn)
+			}
+			for _, kw := range []string{"PIPELINING", "8BITMIME", "ENHANCEDSTATUSCODES", "CHUNKING"} {
+				if !hasExt(exts, kw) {
+					t.Errorf("EHLO %q lacks %s", exts, kw)
+				}
+			}
+		})
+	}
+}
+
+// TestSMTPReprobeUnreachableBackend: a backend that does not answer at start
+// gives conservative capabilities, replaced once it answers.
+func TestSMTPReprobeUnreachableBackend(t *testing.T) {
+	old := smtpReprobeInterval
+	smtpReprobeInterval = 0
+	t.Cleanup(func() { smtpReprobeInterval = old })
+	tp, fb := newSMTPTest(t, fakeSMTPOptions{paused: true}, func(o *Options) { o.Limits.DialTimeout = 200 * time.Millisecond })
+	exts := tp.dialSubmissions(t).smtpEHLO()
+	if hasExt(exts, "SMTPUTF8") || hasExt(exts, "DSN") || extParam(exts, "SIZE") != "" {
+		t.Fatalf("EHLO with an unreachable backend = %q, want no SMTPUTF8, DSN or SIZE limit", exts)
+	}
+	fb.resume()
+	waitFor(t, "SMTPUTF8 after the backend answered", func() bool {
+		return hasExt(tp.dialSubmissions(t).smtpEHLO(), "SMTPUTF8")
+	})
+}
+
+func TestSMTPAuthBeforeTLSRefused(t *testing.T) {
+	tp, fb := newSMTPTest(t, fakeSMTPOptions{}, nil)
+	probes := fb.connCount()
+	c := dialPlain(t, tp.plainAddr)
+	c.smtpExpect("220 ")
+	c.smtpEHLO()
+	c.smtpCmd("AUTH XOAUTH2 "+xoauth2("alice@example.test", testToken), "5")
+	c.smtpCmd("MAIL FROM:<alice@example.test>", "530 5.7.0")
+	if n := tp.authCalls(); n != 0 {
+		t.Fatalf("authenticator called %d times before TLS", n)
+	}
+	if n := fb.connCount(); n != probes {
+		t.Fatalf("backend contacted %d times, want %d (probes only)", n, probes)
+	}
+}
+
+func TestSMTPMailBeforeAuth(t *testing.T) {
+	tp, fb := newSMTPTest(t, fakeSMTPOptions{}, nil)
+	probes := fb.connCount()
+	for name, c := range map[string]*tconn{"starttls": tp.dialSubmission(t), "implicit": tp.dialSubmissions(t)} {
+		t.Run(name, func(t *testing.T) {
+			c.t = t
+			c.smtpCmd("MAIL FROM:<alice@example.test>", "530 5.7.0 Authentication required")
+			c.smtpCmd("RCPT TO:<bob@example.test>", "502 5.5.1") // go-smtp: no MAIL yet
+			c.smtpCmd("DATA", "502 5.5.1")
+		})
+	}
+	if n := fb.connCount(); n != probes {
+		t.Fatalf("backend contacted %d times, want %d (probes only)", n, probes)
+	}
+}
+
+func TestSMTPAuthFailures(t *testing.T) {
+	tests := []struct {
+		name      string
+		lines     []string // after EHLO
+		challenge string   // the JSON status in the 334 challenge; "" for none
+		want      string
+	}{
+		{"xoauth2 bad token", []string{"AUTH XOAUTH2 " + xoauth2("alice@example.test", badToken), ""}, "401", "535 5.7.8"},
+		{"oauthbearer bad token", []string{"AUTH OAUTHBEARER " + oauthbearer("alice@example.test", badToken), "AQ=="}, "invalid_token", "535 5.7.8"},
+		{"oauthbearer no IR bad token", []string{"AUTH OAUTHBEARER", oauthbearer("", badToken), "="}, "invalid_token", "535 5.7.8"},
+		{"token of another user", []string{"AUTH XOAUTH2 " + xoauth2("bob@example.test", testToken), ""}, "401", "535 5.7.8"},
+		{"provider down", []string{"AUTH XOAUTH2 " + xoauth2("alice@example.test", downToken)}, "", "454 4.7.0"},
+		{"malformed", []string{"AUTH XOAUTH2 " + base64.StdEncoding.EncodeToString([]byte("garbage"))}, "", "501 5.5.2"},
+		{"backend refuses the user", []string{"AUTH XOAUTH2 " + xoauth2("nobody@example.test", "nobody-token")}, "", "535 5.7.8"},
+		{"unknown mechanism", []string{"AUTH PLAIN " + base64.StdEncoding.EncodeToString([]byte("\x00alice\x00pw"))}, "", "504 5.7.4"},
+		{"canceled", []string{"AUTH OAUTHBEARER", "*"}, "", "501 5.0.0"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tp, fb := newSMTPTest(t, fakeSMTPOptions{}, nil)
+			probes := fb.connCount()
+			c := tp.dialSubmissions(t)
+			for i, l := range tt.lines {
+				c.send(l)
+				if i == len(tt.lines)-1 {
+					break
+				}
+				code, lines := c.smtpReply()
+				if code != 334 {
+					t.Fatalf("after %q: %d %q, want 334", l, code, lines)
+				}
+				if lines[0] == "" {
+					continue // empty challenge: waiting for the initial response
+				}
+				raw, err := base64.StdEncoding.DecodeString(lines[0])
+				var ch struct{ Status string }
+				if err != nil || json.Unmarshal(raw, &ch) != nil || ch.Status != tt.challenge {
+					t.Fatalf("challenge %q (%s), want status %q", lines[0], raw, tt.challenge)
+				}
+			}
+			c.smtpExpect(tt.want)
+			c.smtpCmd("MAIL FROM:<alice@example.test>", "530 5.7.0")
+			wantConns := probes
+			if tt.name == "backend refuses the user" {
+				wantConns++
+			}
+			if n := fb.connCount(); n != wantConns {
+				t.Fatalf("backend connections = %d, want %d", n, wantConns)
+			}
+			if tt.name != "backend refuses the user" && fb.sawCommand("AUTH") {
+				t.Fatal("the backend saw an AUTH")
+			}
+		})
+	}
+}
+
+func TestSMTPTooManyAuthFailures(t *testing.T) {
+	tp, _ := newSMTPTest(t, fakeSMTPOptions{}, nil)
+	c := tp.dialSubmissions(t)
+	for i := 0; i < 3; i++ {
+		c.smtpCmd("AUTH XOAUTH2 "+xoauth2("alice@example.test", badToken), "334 ")
+		c.smtpCmd("", "535 5.7.8")
+	}
+	c.expectClosed()
+}
+
+func TestSMTPPreauthTimeout(t *testing.T) {
+	tp, _ := newSMTPTest(t, fakeSMTPOptions{}, func(o *Options) { o.Limits.PreauthTimeout = 300 * time.Millisecond })
+	c := tp.dialSubmissions(t)
+	c.expectClosed()
+	// An authenticated session outlives the pre-auth deadline.
+	c = tp.dialSubmissions(t)
+	c.smtpLogin()
+	time.Sleep(500 * time.Millisecond) // longer than PreauthTimeout: the behaviour under test
+	c.smtpCmd("NOOP", "250 ")
+}
+
+func TestSMTPSenderEnforced(t *testing.T) {
+	tests := []struct {
+		name    string
+		enforce bool
+		from    string
+		want    string
+	}{
+		{"own address", true, "alice@example.test", "250 "},
+		{"own address other case", true, "Alice@Example.TEST", "250 "},
+		{"alias", true, "postmaster@example.test", "250 "},
+		{"domain alias", true, "anyone@alias.test", "250 "},
+		{"forged", true, "bob@example.test", "553 5.7.1 <bob@example.test>: Sender address rejected"},
+		{"subdomain of a domain alias", true, "x@sub.alias.test", "553 5.7.1"},
+		{"null sender", true, "", "553 5.7.1"},
+		{"not enforced", false, "bob@example.test", "250 "},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tp, fb := newSMTPTest(t, fakeSMTPOptions{}, func(o *Options) {
+				o.SMTP.EnforceSender = tt.enforce
+				o.SMTP.SenderAliases = map[string][]string{"Alice@example.test": {"postmaster@example.test", "*@Alias.test"}}
+			})
+			c := tp.dialSubmissions(t)
+			c.smtpLogin()
+			c.smtpCmd("MAIL FROM:<"+tt.from+">", tt.want)
+			if sent := fb.sawCommand("MAIL FROM:<" + tt.from + ">"); sent != (tt.want == "250 ") {
+				t.Fatalf("backend saw MAIL FROM:<%s>: %v", tt.from, sent)
+			}
+		})
+	}
+}
+
+func TestSenderAllowed(t *testing.T) {
+	aliases := normalizeAliases(map[string][]string{"alice@example.test": {"*@example.org", "Team@Example.test"}})
+	tests := []struct {
+		from string
+		want bool
+	}{
+		{"alice@example.test", true},
+		{"ALICE@example.test", true},
+		{"team@example.test", true},
+		{"x@example.org", true},
+		{"x@EXAMPLE.org", true},
+		{"@example.org", false},
+		{"x@sub.example.org", false},
+		{"x@example.org.evil", false},
+		{"bob@example.test", false},
+		{"alice@example.test.evil", false},
+		{"", false},
+	}
+	for _, tt := range tests {
+		if got := senderAllowed("alice@example.test", tt.from, aliases); got != tt.want {
+			t.Errorf("senderAllowed(%q) = %v, want %v", tt.from, got, tt.want)
+		}
+	}
+}
+
+func TestSMTPBackendRepliesVerbatim(t *testing.T) {
+	tp, fb := newSMTPTest(t, fakeSMTPOptions{rcptReply: map[string]string{
+		"nouser@example.test": "550 5.1.1 <nouser@example.test>: Recipient address rejected: User unknown in virtual mailbox table",
+		"later@example.test":  "450 4.2.0 <later@example.test>: Recipient address rejected: Greylisted",
+	}}, nil)
+	c := tp.dialSubmissions(t)
+	c.smtpLogin()
+	c.smtpCmd("MAIL FROM:<alice@example.test>", "250 ")
+	c.smtpCmd("RCPT TO:<nouser@example.test>", "550 5.1.1 <nouser@example.test>: Recipient address rejected: User unknown in virtual mailbox table")
+	c.smtpCmd("RCPT TO:<later@example.test>", "450 4.2.0 <later@example.test>: Recipient address rejected: Greylisted")
+	c.smtpCmd("DATA", "502 5.5.1") // go-smtp: no accepted RCPT
+	c.smtpCmd("RCPT TO:<bob@example.test>", "250 ")
+	c.smtpCmd("DATA", "354 ")
+	c.send("Subject: hi\r\n\r\nhello\r\n.")
+	c.smtpExpect("250 2.0.0 Ok: queued as FAKE1")
+	if m := fb.messages(); len(m) != 1 || m[0].user != "alice@example.test" || m[0].from != "alice@example.test" ||
+		len(m[0].rcpts) != 1 || m[0].rcpts[0] != "bob@example.test" {
+		t.Fatalf("backend messages = %+v", m)
+	}
+}
+
+// TestSMTPRelayStreaming sends a multi-MB message with dot-stuffed lines
+// through go-smtp's client: the backend gets it byte for byte, from a master
+// login on behalf of alice, and the client gets the backend's queue id.
+func TestSMTPRelayStreaming(t *testing.T) {
+	for _, mech := range []string{"XOAUTH2", "OAUTHBEARER"} {
+		t.Run(mech, func(t *testing.T) {
+			tp, fb := newSMTPTest(t, fakeSMTPOptions{}, nil)
+			c, err := smtp.DialTLS(tp.tlsAddr, tp.clientTLS)
+			if err != nil {
+				t.Fatalf("DialTLS() = %v", err)
+			}
+			defer c.Close()
+			if err := c.Hello("client.test"); err != nil {
+				t.Fatalf("Hello() = %v", err)
+			}
+			if err := c.Auth(smtpOAuthClient{mech, "alice@example.test", testToken}); err != nil {
+				t.Fatalf("Auth() = %v", err)
+			}
+			const size = 6 << 20
+			if err := c.Mail("alice@example.test", &smtp.MailOptions{Size: size}); err != nil {
+				t.Fatalf("Mail() = %v", err)
+			}
+			if err := c.Rcpt("bob@example.test", nil); err != nil {
+				t.Fatalf("Rcpt() = %v", err)
+			}
+			w, err := c.Data()
+			if err != nil {
+				t.Fatalf("Data() = %v", err)
+			}
+			h := sha256.New()
+			n, err := io.Copy(io.MultiWriter(w, h), newMessageReader(size))
+			if err != nil {
+				t.Fatalf("writing the body: %v", err)
+			}
+			resp, err := w.CloseWithResponse()
+			if err != nil {
+				t.Fatalf("DATA = %v", err)
+			}
+			if resp.StatusText != "2.0.0 Ok: queued as FAKE1" {
+				t.Fatalf("DATA reply text = %q, want the backend's", resp.StatusText)
+			}
+			if err := c.Quit(); err != nil {
+				t.Fatalf("Quit() = %v", err)
+			}
+			msgs := fb.messages()
+			if len(msgs) != 1 {
+				t.Fatalf("backend got %d messages", len(msgs))
+			}
+			if m := msgs[0]; m.size != n || !bytes.Equal(m.sum[:], h.Sum(nil)) {
+				t.Fatalf("backend got %d bytes sha256 %x, sent %d bytes sha256 %x", m.size, m.sum, n, h.Sum(nil))
+			}
+			if m := msgs[0]; m.user != "alice@example.test" || !strings.Contains(m.mailArgs, "SIZE="+strconv.Itoa(size)) ||
+				!strings.Contains(m.mailArgs, "BODY=8BITMIME") {
+				t.Fatalf("backend message = user %q, MAIL args %q", m.user, m.mailArgs)
+			}
+			var plain string
+			for _, l := range fb.received() {
+				if ir, ok := strings.CutPrefix(l, "AUTH PLAIN "); ok {
+					raw, _ := base64.StdEncoding.DecodeString(ir)
+					plain = string(raw)
+				}
+			}
+			if plain != "alice@example.test\x00mailgate\x00master-secret" {
+				t.Fatalf("backend AUTH PLAIN = %q", plain)
+			}
+		})
+	}
+}
+
+func TestSMTPTwoMessagesOneSession(t *testing.T) {
+	tp, fb := newSMTPTest(t, fakeSMTPOptions{}, nil)
+	c := tp.dialSubmission(t)
+	c.smtpLogin()
+	for i := 1; i <= 2; i++ {
+		c.smtpCmd("MAIL FROM:<alice@example.test>", "250 ")
+		c.smtpCmd("RCPT TO:<bob@example.test>", "250 ")
+		c.smtpCmd("DATA", "354 ")
+		c.send("Subject: " + strconv.Itoa(i) + "\r\n\r\nbody\r\n.")
+		c.smtpExpect("250 2.0.0 Ok: queued as FAKE" + strconv.Itoa(i))
+	}
+	c.smtpCmd("MAIL FROM:<alice@example.test>", "250 ")
+	c.smtpCmd("RSET", "250 ")
+	c.smtpCmd("QUIT", "221 ")
+	if n := len(fb.messages()); n != 2 {
+		t.Fatalf("backend got %d messages, want 2", n)
+	}
+	waitFor(t, "the backend QUIT", func() bool { return fb.sawCommand("QUIT") && fb.sawCommand("RSET") })
+}
+
+func TestSMTPClientGoneMidData(t *testing.T) {
+	tp, fb := newSMTPTest(t, fakeSMTPOptions{}, nil)
+	c := tp.dialSubmissions(t)
+	c.smtpLogin()
+	c.smtpCmd("MAIL FROM:<alice@example.test>", "250 ")
+	c.smtpCmd("RCPT TO:<bob@example.test>", "250 ")
+	c.smtpCmd("DATA", "354 ")
+	io.CopyN(c.c, newMessageReader(1<<20), 300<<10)
+	c.c.Close()
+	waitFor(t, "the backend to see the connection end inside DATA", func() bool { return fb.abortedCount() == 1 })
+	if m := fb.messages(); len(m) != 0 {
+		t.Fatalf("backend got a message: %+v", m)
+	}
+}
+
+func TestSMTPDataIdleTimeout(t *testing.T) {
+	tp, fb := newSMTPTest(t, fakeSMTPOptions{}, func(o *Options) { o.SMTP.DataTimeout = 300 * time.Millisecond })
+	c := tp.dialSubmissions(t)
+	c.smtpLogin()
+	c.smtpCmd("MAIL FROM:<alice@example.test>", "250 ")
+	c.smtpCmd("RCPT TO:<bob@example.test>", "250 ")
+	c.smtpCmd("DATA", "354 ")
+	c.c.Write([]byte("Subject: stalled\r\n\r\nfirst line\r\n"))
+	c.smtpExpect("421 4.4.2")
+	c.expectClosed()
+	waitFor(t, "the backend to see the connection end inside DATA", func() bool { return fb.abortedCount() == 1 })
+	if m := fb.messages(); len(m) != 0 {
+		t.Fatalf("backend got a message: %+v", m)
+	}
+}
+
+// TestSMTPSlowUpload: go-smtp's ReadTimeout (CommandTimeout) would cover the
+// whole body; the body arrives in pieces spaced beyond it and still goes through.
+func TestSMTPSlowUpload(t *testing.T) {
+	tp, fb := newSMTPTest(t, fakeSMTPOptions{}, func(o *Options) {
+		o.Limits.CommandTimeout = 300 * time.Millisecond
+		o.SMTP.DataTimeout = 5 * time.Second
+	})
+	for _, bdat := range []bool{false, true} {
+		c := tp.dialSubmissions(t)
+		c.smtpLogin()
+		c.smtpCmd("MAIL FROM:<alice@example.test>", "250 ")
+		c.smtpCmd("RCPT TO:<bob@example.test>", "250 ")
+		var body bytes.Buffer
+		io.Copy(&body, newMessageReader(500000))
+		if bdat {
+			c.c.Write([]byte("BDAT " + strconv.Itoa(body.Len()) + " LAST\r\n"))
+		} else {
+			c.smtpCmd("DATA", "354 ")
+		}
+		data, wire := body.Bytes(), body.Bytes()
+		if !bdat {
+			wire = bytes.ReplaceAll(data, []byte("\r\n."), []byte("\r\n.."))
+		}
+		for i := 0; i < 4; i++ {
+			c.c.Write(wire[i*len(wire)/4 : (i+1)*len(wire)/4])
+			time.Sleep(500 * time.Millisecond) // a slow client: the behaviour under test
+		}
+		if !bdat {
+			c.c.Write([]byte(".\r\n"))
+		}
+		c.smtpExpect("250 2.0.0 Ok: queued")
+		msgs := fb.messages()
+		if sum := sha256.Sum256(data); len(msgs) == 0 || msgs[len(msgs)-1].sum != sum {
+			t.Fatalf("bdat=%v: backend did not get the message intact", bdat)
+		}
+	}
+}
+
+func TestSMTPBDAT(t *testing.T) {
+	tp, fb := newSMTPTest(t, fakeSMTPOptions{}, nil)
+	c := tp.dialSubmissions(t)
+	c.smtpLogin()
+	c.smtpCmd("MAIL FROM:<alice@example.test>", "250 ")
+	c.smtpCmd("RCPT TO:<bob@example.test>", "250 ")
+	chunks := []string{"Subject: bdat\r\n\r\n", ".a line with a leading dot\r\n.\r\n", "end\r\n"}
+	for i, ch := range chunks {
+		last := ""
+		if i == len(chunks)-1 {
+			last = " LAST"
+		}
+		c.c.Write([]byte("BDAT " + strconv.Itoa(len(ch)) + last + "\r\n" + ch))
+		if last == "" {
+			c.smtpExpect("250 2.0.0")
+		}
+	}
+	c.smtpExpect("250 2.0.0 Ok: queued as FAKE1")
+	msgs := fb.messages()
+	if sum := sha256.Sum256([]byte(strings.Join(chunks, ""))); len(msgs) != 1 || msgs[0].sum != sum {
+		t.Fatalf("backend messages = %+v, want the chunks joined", msgs)
+	}
+}
+
+// TestSMTPBDATReset: RSET in the middle of BDAT leaves nothing at the
+// backend; the connection closes after the RSET reply (see resetWatch).
+func TestSMTPBDATReset(t *testing.T) {
+	tp, fb := newSMTPTest(t, fakeSMTPOptions{}, nil)
+	c := tp.dialSubmissions(t)
+	c.smtpLogin()
+	c.smtpCmd("MAIL FROM:<alice@example.test>", "250 ")
+	c.smtpCmd("RCPT TO:<bob@example.test>", "250 ")
+	c.c.Write([]byte("BDAT 10\r\n0123456789"))
+	c.smtpExpect("250 2.0.0")
+	c.smtpCmd("RSET", "250 ")
+	c.expectClosed()
+	waitFor(t, "the backend DATA to be cut off", func() bool { return fb.abortedCount() == 1 })
+	if n := len(fb.messages()); n != 0 {
+		t.Fatalf("backend got %d messages, want 0", n)
+	}
+}
+
+func TestSMTPSizeExceeded(t *testing.T) {
+	tp, fb := newSMTPTest(t, fakeSMTPOptions{}, func(o *Options) { o.SMTP.MaxMessageBytes = 10000 })
+	c := tp.dialSubmissions(t)
+	c.smtpLogin()
+	c.smtpCmd("MAIL FROM:<alice@example.test> SIZE=20000", "552 5.3.4")
+	c.smtpCmd("MAIL FROM:<alice@example.test>", "250 ")
+	c.smtpCmd("RCPT TO:<bob@example.test>", "250 ")
+	c.smtpCmd("DATA", "354 ")
+	io.Copy(c.c, newMessageReader(30000))
+	c.smtpCmd(".", "552 5.3.4")
+	waitFor(t, "the backend DATA to be cut off", func() bool { return fb.abortedCount() == 1 })
+	// The session goes on with a new backend connection.
+	c.smtpCmd("MAIL FROM:<alice@example.test>", "250 ")
+	c.smtpCmd("RCPT TO:<bob@example.test>", "250 ")
+	c.smtpCmd("DATA", "354 ")
+	c.smtpCmd("Subject: small\r\n\r\nsmall\r\n.", "250 2.0.0 Ok: queued as FAKE1")
+	if n := len(fb.messages()); n != 1 {
+		t.Fatalf("backend got %d messages, want 1", n)
+	}
+}
+
+func TestSMTPBackendFailures(t *testing.T) {
+	t.Run("backend down at AUTH", func(t *testing.T) {
+		tp, fb := newSMTPTest(t, fakeSMTPOptions{}, nil)
+		fb.stop()
+		c := tp.dialSubmissions(t)
+		c.smtpCmd("AUTH XOAUTH2 "+xoauth2("alice@example.test", testToken), "454 4.7.0")
+	})
+	t.Run("connection lost at DATA", func(t *testing.T) {
+		tp, fb := newSMTPTest(t, fakeSMTPOptions{closeOnData: true}, nil)
+		c := tp.dialSubmissions(t)
+		c.smtpLogin()
+		c.smtpCmd("MAIL FROM:<alice@example.test>", "250 ")
+		c.smtpCmd("RCPT TO:<bob@example.test>", "250 ")
+		c.smtpCmd("DATA", "354 ")
+		c.smtpCmd("Subject: x\r\n\r\nx\r\n.", "451 4.4.2")
+		conns := fb.connCount()
+		c.smtpCmd("MAIL FROM:<alice@example.test>", "250 ") // reconnects
+		if fb.connCount() != conns+1 {
+			t.Fatal("no new backend connection after the failure")
+		}
+	})
+	t.Run("backend gone before MAIL", func(t *testing.T) {
+		tp, fb := newSMTPTest(t, fakeSMTPOptions{}, nil)
+		c := tp.dialSubmissions(t)
+		c.smtpLogin()
+		fb.stop()
+		c.smtpCmd("MAIL FROM:<alice@example.test>", "451 4.4.")
+		c.smtpCmd("MAIL FROM:<alice@example.test>", "451 4.4.1")
+	})
+}
+
+func TestSMTPBackendLoginModes(t *testing.T) {
+	serverTLS, clientTLS := testTLS(t)
+	tests := []struct {
+		name     string
+		fb       fakeSMTPOptions
+		backend  Backend
+		wantTLS  bool
+		xclient  string // prefix of the XCLIENT attributes the backend must see
+		wantAuth bool
+	}{
+		{"master plain", fakeSMTPOptions{}, Backend{}, false, "", true},
+		{"master starttls", fakeSMTPOptions{tls: serverTLS}, Backend{TLS: TLSStartTLS}, true, "", true},
+		{"master implicit", fakeSMTPOptions{tls: serverTLS, implicit: true}, Backend{TLS: TLSImplicit}, true, "", true},
+		{"master with xclient addr", fakeSMTPOptions{tls: serverTLS, xclient: true}, Backend{TLS: TLSStartTLS, ClientIP: "xclient"}, true, "ADDR=127.0.0.1 PORT=", true},
+		{"xclient login", fakeSMTPOptions{xclient: true}, Backend{Login: "xclient"}, false, "LOGIN=alice@example.test", false},
+		{"xclient login starttls with addr", fakeSMTPOptions{tls: serverTLS, xclient: true}, Backend{TLS: TLSStartTLS, Login: "xclient", ClientIP: "xclient"}, true, "LOGIN=alice@example.test ADDR=127.0.0.1 PORT=", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tp, fb := newSMTPTest(t, tt.fb, func(o *Options) {
+				b := tt.backend
+				b.Address, b.TLSConfig = o.SMTPBackend.Address, clientTLS
+				o.SMTPBackend = b
+			})
+			c := tp.dialSubmissions(t)
+			c.smtpLogin()
+			c.smtpCmd("MAIL FROM:<alice@example.test>", "250 ")
+			c.smtpCmd("RCPT TO:<bob@example.test>", "250 ")
+			c.smtpCmd("DATA", "354 ")
+			c.smtpCmd("Subject: x\r\n\r\nx\r\n.", "250 2.0.0 Ok: queued as FAKE1")
+			m := fb.messages()[0]
+			if m.user != "alice@example.test" || m.tls != tt.wantTLS || !strings.HasPrefix(m.xclient, tt.xclient) {
+				t.Fatalf("backend message: user %q tls %v xclient %q", m.user, m.tls, m.xclient)
+			}
+			if fb.sawCommand("AUTH") != tt.wantAuth {
+				t.Fatalf("backend AUTH seen = %v, want %v", !tt.wantAuth, tt.wantAuth)
+			}
+			// XCLIENT only ever before AUTH.
+			auth := false
+			for _, l := range fb.received() {
+				auth = auth || strings.HasPrefix(l, "AUTH ")
+				if auth && strings.HasPrefix(l, "XCLIENT") {
+					t.Fatalf("XCLIENT after AUTH: %q", fb.received())
+				}
+			}
+		})
+	}
+	t.Run("xclient not offered", func(t *testing.T) {
+		tp, fb := newSMTPTest(t, fakeSMTPOptions{}, func(o *Options) { o.SMTPBackend.Login = "xclient" })
+		c := tp.dialSubmissions(t)
+		c.smtpCmd("AUTH XOAUTH2 "+xoauth2("alice@example.test", testToken), "454 4.7.0")
+		if fb.sawCommand("XCLIENT") {
+			t.Fatal("XCLIENT sent although not offered")
+		}
+	})
+}
+
+func TestSMTPServeErrors(t *testing.T) {
+	srv, err := New(Options{Authenticator: fakeAuthenticator, TLSConfig: nil})
+	if err == nil || srv != nil {
+		t.Fatal("New without TLSConfig succeeded")
+	}
+	serverTLS, _ := testTLS(t)
+	for _, b := range []Backend{
+		{Address: "127.0.0.1:25", Login: "password"},
+		{Address: "127.0.0.1:25", ClientIP: "proxy"},
+		{Address: ""},
+	} {
+		srv, err := New(Options{Authenticator: fakeAuthenticator, TLSConfig: serverTLS, SMTPBackend: b})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ln := newClosedCheckListener(t)
+		if err := srv.ServeSMTP(context.Background(), ln, false); err == nil || errors.Is(err, ErrServerClosed) {
+			t.Errorf("ServeSMTP with backend %+v = %v, want a configuration error", b, err)
+		}
+		if !ln.closed.Load() {
+			t.Errorf("ServeSMTP did not close its listener")
+		}
+	}
+}
+
+func TestSMTPShutdown(t *testing.T) {
+	tp, fb := newSMTPTest(t, fakeSMTPOptions{}, nil)
+	c := tp.dialSubmissions(t)
+	c.smtpLogin()
+	idle := tp.dialSubmission(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	if err := tp.srv.Shutdown(ctx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Shutdown() = %v, want DeadlineExceeded (clients still connected)", err)
+	}
+	for i := 0; i < 2; i++ {
+		if err := <-tp.serveErr; !errors.Is(err, ErrServerClosed) {
+			t.Fatalf("ServeSMTP() = %v, want ErrServerClosed", err)
+		}
+	}
+	c.expectClosed()
+	idle.expectClosed()
+	waitFor(t, "the backend connection to close", func() bool { return fb.openConns() == 0 })
+}
+
+func TestSMTPContextCancel(t *testing.T) {
+	tp, _ := newSMTPTest(t, fakeSMTPOptions{}, nil)
+	tp.cancel()
+	for i := 0; i < 2; i++ {
+		select {
+		case err := <-tp.serveErr:
+			if !errors.Is(err, ErrServerClosed) {
+				t.Fatalf("ServeSMTP() = %v, want ErrServerClosed", err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("ServeSMTP did not return after the context ended")
+		}
+	}
+}
+
+func TestSMTPSuccessText(t *testing.T) {
+	tests := []struct {
+		in   string
+		code smtp.EnhancedCode
+		msg  string
+	}{
+		{"2.0.0 Ok: queued as 6BCF4984083", smtp.EnhancedCode{2, 0, 0}, "Ok: queued as 6BCF4984083"},
+		{"Ok: queued", smtp.EnhancedCodeNotSet, "Ok: queued"},
+		{"5.0.0 odd", smtp.EnhancedCodeNotSet, "5.0.0 odd"},
+		{"", smtp.EnhancedCodeNotSet, "Ok"},
+	}
+	for _, tt := range tests {
+		var se *smtp.SMTPError
+		if !errors.As(smtpSuccess(tt.in), &se) || se.Code != 250 || se.EnhancedCode != tt.code || se.Message != tt.msg {
+			t.Errorf("smtpSuccess(%q) = %+v", tt.in, se)
+		}
+	}
+}
+
+func TestXtext(t *testing.T) {
+	if got := xtext("a+b=c d@x"); got != "a+2Bb+3Dc+20d@x" {
+		t.Fatalf("xtext = %q", got)
+	}
+}
+
+// closeCheckListener is a listener that records whether it was closed.
+type closeCheckListener struct {
+	net.Listener
+	closed atomic.Bool
+}
+
+func (l *closeCheckListener) Close() error { l.closed.Store(true); return l.Listener.Close() }
+
+func newClosedCheckListener(t *testing.T) *closeCheckListener {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("net.Listen() = %v", err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	return &closeCheckListener{Listener: ln}
+}

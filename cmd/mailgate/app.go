@@ -1,0 +1,247 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/mailgate/mailgate/auth"
+	"github.com/mailgate/mailgate/certs"
+	"github.com/mailgate/mailgate/config"
+	"github.com/mailgate/mailgate/proxy"
+)
+
+// certWatchInterval is how often certificate files are checked for changes.
+const certWatchInterval = 10 * time.Second
+
+// app is a configured mailgate: the certificate store, the proxy server and
+// its listeners. serve and demo both run one.
+type app struct {
+	cfg   *config.Config
+	log   *slog.Logger
+	certs *certs.Store
+	srv   *proxy.Server
+
+	listeners []appListener
+}
+
+type appListener struct {
+	name     string // config key, for logs
+	proto    string // imap | smtp
+	implicit bool
+	ln       net.Listener
+}
+
+// newApp builds everything from cfg and opens the listeners (so that a busy
+// port is reported before anything runs). cfg must have been validated.
+func newApp(cfg *config.Config, log *slog.Logger) (*app, error) {
+	a := &app{cfg: cfg, log: log}
+	pairs := []certs.Pair{{CertFile: cfg.TLS.CertFile, KeyFile: cfg.TLS.KeyFile}}
+	for _, p := range cfg.TLS.Certificates {
+		pairs = append(pairs, certs.Pair{CertFile: p.CertFile, KeyFile: p.KeyFile})
+	}
+	store, err := certs.New(pairs, log.With("component", "certs"))
+	if err != nil {
+		return nil, err
+	}
+	a.certs = store
+	minTLS, err := certs.ParseMinVersion(cfg.TLS.MinVersion)
+	if err != nil {
+		return nil, err
+	}
+	authn, err := newAuthenticator(cfg, log)
+	if err != nil {
+		return nil, err
+	}
+	opts, err := proxyOptions(cfg, authn, log)
+	if err != nil {
+		return nil, err
+	}
+	opts.TLSConfig = store.TLSConfig(minTLS, "imap", "smtp")
+	if a.srv, err = proxy.New(opts); err != nil {
+		return nil, err
+	}
+
+	for _, l := range []appListener{
+		{name: "imap.listen_tls", proto: "imap", implicit: true},
+		{name: "imap.listen_starttls", proto: "imap"},
+		{name: "smtp.listen_tls", proto: "smtp", implicit: true},
+		{name: "smtp.listen_starttls", proto: "smtp"},
+	} {
+		addr := listenAddr(cfg, l.name)
+		if addr == "" {
+			continue
+		}
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			a.closeListeners()
+			return nil, fmt.Errorf("%s: %w", l.name, err)
+		}
+		l.ln = ln
+		a.listeners = append(a.listeners, l)
+	}
+	if len(a.listeners) == 0 {
+		return nil, errors.New("no listener configured")
+	}
+	return a, nil
+}
+
+func listenAddr(cfg *config.Config, key string) string {
+	switch key {
+	case "imap.listen_tls":
+		return cfg.IMAP.ListenTLS
+	case "imap.listen_starttls":
+		return cfg.IMAP.ListenStartTLS
+	case "smtp.listen_tls":
+		return cfg.SMTP.ListenTLS
+	case "smtp.listen_starttls":
+		return cfg.SMTP.ListenStartTLS
+	}
+	return ""
+}
+
+func (a *app) closeListeners() {
+	for _, l := range a.listeners {
+		l.ln.Close()
+	}
+}
+
+// addr returns the bound address of the listener named by its config key.
+func (a *app) addr(name string) string {
+	for _, l := range a.listeners {
+		if l.name == name {
+			return l.ln.Addr().String()
+		}
+	}
+	return ""
+}
+
+// run serves until ctx is done, then shuts down within drain.
+func (a *app) run(ctx context.Context, drain time.Duration) error {
+	go a.certs.Watch(ctx, certWatchInterval)
+	var wg sync.WaitGroup
+	errc := make(chan error, len(a.listeners))
+	for _, l := range a.listeners {
+		a.log.Info("listening", "listener", l.name, "addr", l.ln.Addr().String())
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var err error
+			if l.proto == "imap" {
+				err = a.srv.ServeIMAP(ctx, l.ln, l.implicit)
+			} else {
+				err = a.srv.ServeSMTP(ctx, l.ln, l.implicit)
+			}
+			if err != nil && !errors.Is(err, proxy.ErrServerClosed) {
+				errc <- fmt.Errorf("%s: %w", l.name, err)
+			}
+		}()
+	}
+	var runErr error
+	select {
+	case <-ctx.Done():
+	case runErr = <-errc:
+		a.log.Error("listener failed", "err", runErr)
+	}
+	a.log.Info("shutting down", "drain", drain)
+	sctx, cancel := context.WithTimeout(context.Background(), drain)
+	defer cancel()
+	a.srv.Shutdown(sctx)
+	wg.Wait()
+	return runErr
+}
+
+// newAuthenticator builds the token validator and identity policy of cfg.
+func newAuthenticator(cfg *config.Config, log *slog.Logger) (proxy.Authenticator, error) {
+	o := cfg.OAuth2
+	client, err := auth.NewHTTPClient(o.CAFile)
+	if err != nil {
+		return nil, fmt.Errorf("oauth2.ca_file: %w", err)
+	}
+	var v auth.Validator
+	switch o.Mode {
+	case "userinfo":
+		v = auth.UserinfoValidator{URL: o.UserinfoURL, Client: client, Timeout: o.Timeout}
+	default:
+		return nil, fmt.Errorf("oauth2.mode %q is not available in this version (use userinfo)", o.Mode)
+	}
+	return auth.TokenAuthenticator{
+		Validator: v,
+		Policy: auth.Policy{
+			UsernameClaim:        o.UsernameClaim,
+			RequireEmailVerified: o.RequireEmailVerified,
+			AllowedDomains:       o.AllowedDomains,
+			RequiredScopes:       o.RequiredScopes,
+		},
+		Logger: log.With("component", "auth"),
+		Source: o.Mode,
+	}, nil
+}
+
+// proxyOptions maps the configuration to proxy.Options (without TLSConfig).
+func proxyOptions(cfg *config.Config, authn proxy.Authenticator, log *slog.Logger) (proxy.Options, error) {
+	imapBE, err := backend(cfg.IMAP.Backend)
+	if err != nil {
+		return proxy.Options{}, fmt.Errorf("imap.backend: %w", err)
+	}
+	smtpBE, err := backend(cfg.SMTP.Backend)
+	if err != nil {
+		return proxy.Options{}, fmt.Errorf("smtp.backend: %w", err)
+	}
+	ch := auth.ChallengeOptions{Scope: "openid email"}
+	if len(cfg.OAuth2.RequiredScopes) > 0 {
+		ch.Scope = strings.Join(cfg.OAuth2.RequiredScopes, " ")
+	}
+	if cfg.OAuth2.Issuer != "" {
+		ch.OpenIDConfiguration = strings.TrimSuffix(cfg.OAuth2.Issuer, "/") + "/.well-known/openid-configuration"
+	}
+	return proxy.Options{
+		Authenticator: authn,
+		Challenge:     ch,
+		Master:        proxy.Master{User: cfg.Master.User, Password: cfg.Master.Password},
+		IMAPBackend:   imapBE,
+		SMTPBackend:   smtpBE,
+		SMTP: proxy.SMTPOptions{
+			Hostname:        cfg.SMTP.Hostname,
+			MaxMessageBytes: cfg.SMTP.MaxMessageBytes,
+			EnforceSender:   cfg.SMTP.EnforceSender,
+			SenderAliases:   cfg.SMTP.SenderAliases,
+		},
+		Limits: proxy.Limits{
+			PreauthTimeout: cfg.Limits.PreauthTimeout,
+			IdleTimeout:    cfg.Limits.IdleTimeout,
+		},
+		Logger: log,
+	}, nil
+}
+
+// backend maps a backend section; it reads the CA file.
+func backend(b config.Backend) (proxy.Backend, error) {
+	tc := &tls.Config{ServerName: b.ServerName, InsecureSkipVerify: b.InsecureSkipVerify}
+	if b.CAFile != "" {
+		pem, err := os.ReadFile(b.CAFile)
+		if err != nil {
+			return proxy.Backend{}, fmt.Errorf("ca_file: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return proxy.Backend{}, fmt.Errorf("ca_file %s: no PEM certificate found", b.CAFile)
+		}
+		tc.RootCAs = pool
+	}
+	return proxy.Backend{
+		Address:   b.Address,
+		TLS:       proxy.TLSMode(b.TLS),
+		TLSConfig: tc,
+		ClientIP:  b.ClientIP,
+		Login:     b.Login,
+	}, nil
+}

@@ -1,0 +1,150 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"syscall"
+	"time"
+
+	"github.com/spf13/pflag"
+
+	"github.com/mailgate/mailgate/certs"
+	"github.com/mailgate/mailgate/config"
+	"github.com/mailgate/mailgate/internal/demo"
+)
+
+const demoHelp = `Usage: mailgate demo [flags]
+
+Starts a self-contained demo on this machine: an in-process IMAP mailbox
+server that accepts Dovecot-style master-user logins, an SMTP server that
+delivers into it, a small OpenID issuer that mints a token for
+demo@example.test, a throwaway self-signed certificate, and mailgate in front
+of all of them, wired exactly as in production. It prints the ports, the
+token and curl commands to read the inbox and send a message.
+Stop it with Ctrl-C. Nothing it creates outlives it.
+`
+
+func runDemo(args []string, stdout, stderr io.Writer) int {
+	fs := pflag.NewFlagSet("demo", pflag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() { fmt.Fprint(stderr, demoHelp); fmt.Fprintf(stderr, "\nFlags:\n%s", fs.FlagUsages()) }
+	host := fs.String("host", "127.0.0.1", "address to listen on")
+	imaps := fs.Int("imaps-port", 1993, "IMAPS (implicit TLS) port; 0 picks a free one")
+	imap := fs.Int("imap-port", 1143, "IMAP (STARTTLS) port; 0 picks a free one")
+	smtps := fs.Int("smtps-port", 1465, "SMTP submission (implicit TLS) port; 0 picks a free one")
+	submission := fs.Int("submission-port", 1587, "SMTP submission (STARTTLS) port; 0 picks a free one")
+	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, pflag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+
+	dir, err := os.MkdirTemp("", "mailgate-demo-")
+	if err != nil {
+		fmt.Fprintf(stderr, "mailgate demo: %v\n", err)
+		return 1
+	}
+	defer os.RemoveAll(dir)
+
+	d, err := demo.Start(ctx)
+	if err != nil {
+		fmt.Fprintf(stderr, "mailgate demo: %v\n", err)
+		return 1
+	}
+	defer d.Close()
+
+	certFile, keyFile, err := certs.WritePEM(dir, "localhost", *host)
+	if err != nil {
+		fmt.Fprintf(stderr, "mailgate demo: certificate: %v\n", err)
+		return 1
+	}
+	hp := func(port int) string { return net.JoinHostPort(*host, strconv.Itoa(port)) }
+	cfg := config.Default()
+	cfg.Log.Level = *logLevel
+	cfg.TLS.CertFile, cfg.TLS.KeyFile = certFile, keyFile
+	cfg.Master = config.Master{User: d.MasterUser, Password: d.MasterPassword}
+	cfg.IMAP.ListenTLS, cfg.IMAP.ListenStartTLS = hp(*imaps), hp(*imap)
+	cfg.IMAP.Backend = config.Backend{Address: d.IMAPAddr, TLS: "none", ClientIP: "id"}
+	cfg.SMTP.ListenTLS, cfg.SMTP.ListenStartTLS = hp(*smtps), hp(*submission)
+	cfg.SMTP.Hostname = "mailgate.demo"
+	cfg.SMTP.Backend = config.Backend{Address: d.SMTPAddr, TLS: "none", Login: "master", ClientIP: "none"}
+	cfg.OAuth2.Mode = "userinfo"
+	cfg.OAuth2.Issuer = d.Issuer.URL()
+	cfg.OAuth2.UserinfoURL = d.Issuer.URL() + "/userinfo"
+	cfg.HTTP.Listen = ""
+	if err := cfg.Validate(); err != nil {
+		fmt.Fprintf(stderr, "mailgate demo: internal configuration error:\n%v\n", err)
+		return 1
+	}
+	log := newLogger(stderr, cfg.Log.Level, cfg.Log.Format)
+	a, err := newApp(&cfg, log)
+	if err != nil {
+		fmt.Fprintf(stderr, "mailgate demo: %v\n(if a port is busy, pick others with --imaps-port etc., or 0 for free ones)\n", err)
+		return 1
+	}
+
+	msgFile := filepath.Join(dir, "hello.eml")
+	msg := "From: " + d.User + "\r\nTo: " + d.User + "\r\nSubject: Hello through mailgate\r\n\r\nSent with a bearer token.\r\n"
+	if err := os.WriteFile(msgFile, []byte(msg), 0o644); err != nil {
+		fmt.Fprintf(stderr, "mailgate demo: %v\n", err)
+		return 1
+	}
+	os.WriteFile(filepath.Join(dir, "token"), []byte(d.Token+"\n"), 0o600)
+	printDemo(stdout, a, d, dir, certFile, msgFile)
+
+	if err := a.run(ctx, 5*time.Second); err != nil {
+		return 1
+	}
+	return 0
+}
+
+func printDemo(w io.Writer, a *app, d *demo.Demo, dir, certFile, msgFile string) {
+	imaps, smtps := a.addr("imap.listen_tls"), a.addr("smtp.listen_tls")
+	curl := fmt.Sprintf("curl --silent --show-error --cacert %s --oauth2-bearer \"$TOKEN\" --user %s:", certFile, d.User)
+	fmt.Fprintf(w, `
+  mailgate DEMO - everything below runs inside this one process: an in-memory
+  mailbox server, an SMTP server that delivers into it, a toy OpenID issuer and a
+  throwaway self-signed certificate. It is a demo, not a mail server: nothing is
+  kept, and the token below is for demo@example.test only.
+
+  IMAPS       %s   (implicit TLS)
+  IMAP        %s   (STARTTLS)
+  SMTPS       %s   (implicit TLS)
+  Submission  %s   (STARTTLS)
+  Issuer      %s   (userinfo, JWKS, discovery)
+  Certificate %s
+  User        %s   (token valid 24 h; also in %s)
+
+Copy and paste into a shell:
+
+export TOKEN='%s'
+
+# read the first message of the inbox
+%s 'imaps://%s/INBOX;UID=1'
+
+# send a message to yourself
+%s --mail-from %s --mail-rcpt %s --upload-file %s 'smtps://%s'
+
+# read it back (the second message)
+%s 'imaps://%s/INBOX;UID=2'
+
+Press Ctrl-C to stop.
+`,
+		imaps, a.addr("imap.listen_starttls"), smtps, a.addr("smtp.listen_starttls"), d.Issuer.URL(), certFile,
+		d.User, filepath.Join(dir, "token"),
+		d.Token,
+		curl, imaps,
+		curl, d.User, d.User, msgFile, smtps,
+		curl, imaps)
+}

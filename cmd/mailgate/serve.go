@@ -1,0 +1,111 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	iofs "io/fs"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/spf13/pflag"
+
+	"github.com/mailgate/mailgate/config"
+)
+
+const defaultConfigPath = "/etc/mailgate/mailgate.yaml"
+
+// shutdownDrain bounds a graceful shutdown.
+const shutdownDrain = 30 * time.Second
+
+// loadConfig parses the flags of a command that reads the configuration and
+// loads it: --config (or MAILGATE_CONFIG), then env, then the main flags.
+// The default file may be absent (configuration from the environment only).
+func loadConfig(name string, args []string, stderr io.Writer, help string) (*config.Config, *pflag.FlagSet, error) {
+	fs := pflag.NewFlagSet(name, pflag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprint(stderr, help)
+		fmt.Fprintf(stderr, "\nFlags:\n%s", fs.FlagUsages())
+	}
+	path := fs.String("config", "", "configuration file (default "+defaultConfigPath+", or $MAILGATE_CONFIG)")
+	config.RegisterFlags(fs)
+	if err := fs.Parse(args); err != nil {
+		return nil, nil, err
+	}
+	p := *path
+	if p == "" {
+		p = os.Getenv("MAILGATE_CONFIG")
+	}
+	if p == "" {
+		p = defaultConfigPath
+		if _, err := os.Stat(p); errors.Is(err, iofs.ErrNotExist) {
+			p = ""
+		}
+	}
+	cfg, err := config.Load(p, fs, os.Environ())
+	return cfg, fs, err
+}
+
+const serveHelp = `Usage: mailgate serve [--config FILE] [flags]
+
+Runs the proxy: IMAP on imap.listen_tls (993) and imap.listen_starttls (143),
+SMTP submission on smtp.listen_tls (465) and smtp.listen_starttls (587).
+SIGTERM or SIGINT shuts down gracefully; SIGHUP reloads the certificates.
+`
+
+func runServe(args []string, stdout, stderr io.Writer) int {
+	cfg, _, err := loadConfig("serve", args, stderr, serveHelp)
+	if errors.Is(err, pflag.ErrHelp) {
+		return 0
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "mailgate: %v\n", err)
+		return 1
+	}
+	if err := cfg.Validate(); err != nil {
+		fmt.Fprintf(stderr, "mailgate: the configuration has problems:\n%v\n", err)
+		return 1
+	}
+	log := newLogger(stderr, cfg.Log.Level, cfg.Log.Format)
+	for _, w := range cfg.Warnings() {
+		log.Warn("config", "warning", w)
+	}
+	a, err := newApp(cfg, log)
+	if err != nil {
+		log.Error("startup failed", "err", err)
+		return 1
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	go a.reloadOnSIGHUP(ctx)
+	log.Info("mailgate started", "version", version)
+	if err := a.run(ctx, shutdownDrain); err != nil {
+		return 1
+	}
+	log.Info("mailgate stopped")
+	return 0
+}
+
+// reloadOnSIGHUP reloads the certificates on every SIGHUP until ctx is done;
+// a failed reload keeps the old ones.
+func (a *app) reloadOnSIGHUP(ctx context.Context) {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-hup:
+			if err := a.certs.Reload(); err != nil {
+				a.log.Error("certificate reload failed; keeping the old ones", "err", err)
+			} else {
+				a.log.Info("certificates reloaded")
+			}
+		}
+	}
+}

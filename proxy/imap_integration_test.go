@@ -1,7 +1,9 @@
 package proxy
 
 import (
+	"bufio"
 	"bytes"
+	"compress/flate"
 	"context"
 	"crypto/tls"
 	"encoding/base64"
@@ -35,6 +37,7 @@ type imapIntegration struct {
 	tp  *testProxy
 	// certFile is the proxy's certificate, for curl.
 	certFile string
+	tokens   []string // minted for this test
 }
 
 func newIMAPIntegration(t *testing.T, mode TLSMode) *imapIntegration {
@@ -53,7 +56,28 @@ func newIMAPIntegration(t *testing.T, mode TLSMode) *imapIntegration {
 		IMAPBackend:   Backend{Address: addr, TLS: mode, TLSConfig: dc.TLSConfig(), ClientIP: "id"},
 		Challenge:     auth.ChallengeOptions{OpenIDConfiguration: idp.DiscoveryURL, Scope: "openid email"},
 	})
-	return &imapIntegration{dc: dc, idp: idp, tp: tp, certFile: writeProxyCert(t, tp)}
+	it := &imapIntegration{dc: dc, idp: idp, tp: tp, certFile: writeProxyCert(t, tp)}
+	t.Cleanup(func() {
+		// No token minted for this test may appear in the proxy's logs.
+		logs := tp.logs.String()
+		for _, tok := range it.tokens {
+			if strings.Contains(logs, tok) {
+				t.Errorf("a token appears in the proxy logs")
+			}
+		}
+		if strings.Contains(logs, dc.MasterPassword) {
+			t.Errorf("the master password appears in the proxy logs")
+		}
+	})
+	return it
+}
+
+// mint mints a token and remembers it for the log check.
+func (it *imapIntegration) mint(t *testing.T, email string, opts testenv.TokenOptions) string {
+	t.Helper()
+	tok := it.idp.MintToken(t, email, opts)
+	it.tokens = append(it.tokens, tok)
+	return tok
 }
 
 // writeProxyCert writes the proxy's certificate as PEM for curl --cacert.
@@ -84,7 +108,7 @@ func TestIntegrationIMAPSession(t *testing.T) {
 	for _, mode := range []TLSMode{TLSStartTLS, TLSImplicit, TLSNone} {
 		t.Run(string(mode), func(t *testing.T) {
 			it := newIMAPIntegration(t, mode)
-			token := it.idp.MintToken(t, "alice@example.test", testenv.TokenOptions{})
+			token := it.mint(t, "alice@example.test", testenv.TokenOptions{})
 			subject := fmt.Sprintf("session-%s-%d", mode, time.Now().UnixNano())
 			it.dc.AppendDirect(t, "alice@example.test", uniqueMessage(subject))
 
@@ -109,6 +133,10 @@ func TestIntegrationIMAPSession(t *testing.T) {
 			// The post-login capabilities are Dovecot's, not mailgate's.
 			if caps := c.Caps(); !caps.Has(imap.CapIdle) || caps.Has(imap.Cap("AUTH=XOAUTH2")) {
 				t.Fatalf("post-login caps = %v, want Dovecot's (IDLE, no AUTH=)", caps)
+			}
+			mboxes, err := c.List("", "*", nil).Collect()
+			if err != nil || len(mboxes) == 0 {
+				t.Fatalf("LIST = %v, %v", mboxes, err)
 			}
 			sel, err := c.Select("INBOX", nil).Wait()
 			if err != nil {
@@ -172,7 +200,7 @@ func drain(ch chan uint32) {
 
 func TestIntegrationIMAPOAuthBearerStartTLS(t *testing.T) {
 	it := newIMAPIntegration(t, TLSStartTLS)
-	token := it.idp.MintToken(t, "alice@example.test", testenv.TokenOptions{Opaque: true})
+	token := it.mint(t, "alice@example.test", testenv.TokenOptions{Opaque: true})
 	c := dialPlain(t, it.tp.plainAddr)
 	c.expect("* OK [CAPABILITY IMAP4rev1 SASL-IR ID LITERAL+ STARTTLS LOGINDISABLED]")
 	c.send("a0 AUTHENTICATE OAUTHBEARER " + oauthbearer("alice@example.test", token))
@@ -189,7 +217,7 @@ func TestIntegrationIMAPOAuthBearerStartTLS(t *testing.T) {
 // are answered by Dovecot, none lost.
 func TestIntegrationIMAPPipelined(t *testing.T) {
 	it := newIMAPIntegration(t, TLSStartTLS)
-	token := it.idp.MintToken(t, "alice@example.test", testenv.TokenOptions{})
+	token := it.mint(t, "alice@example.test", testenv.TokenOptions{})
 	c := dialTLS(t, it.tp.tlsAddr, it.tp.clientTLS)
 	c.expect("* OK")
 	c.c.Write([]byte("a1 AUTHENTICATE XOAUTH2 " + xoauth2("alice@example.test", token) +
@@ -213,7 +241,7 @@ func TestIntegrationIMAPPipelined(t *testing.T) {
 // mailgate's connection id, passed with ID from a trusted network.
 func TestIntegrationIMAPClientAddress(t *testing.T) {
 	it := newIMAPIntegration(t, TLSStartTLS)
-	token := it.idp.MintToken(t, "alice@example.test", testenv.TokenOptions{})
+	token := it.mint(t, "alice@example.test", testenv.TokenOptions{})
 	mark := it.dc.Log.Mark()
 	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 7)}}
 	raw, err := d.Dial("tcp", it.tp.tlsAddr)
@@ -253,7 +281,7 @@ func TestIntegrationIMAPRefusedTokens(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			token := "not-a-token"
 			if tt.tokenFor != "" {
-				token = it.idp.MintToken(t, tt.tokenFor, tt.opts)
+				token = it.mint(t, tt.tokenFor, tt.opts)
 			}
 			for _, mech := range []string{"XOAUTH2", "OAUTHBEARER"} {
 				c := dialTLS(t, it.tp.tlsAddr, it.tp.clientTLS)
@@ -279,7 +307,7 @@ func TestIntegrationIMAPRefusedTokens(t *testing.T) {
 // does not know (AUTHORIZATIONFAILED there) is a plain authentication failure.
 func TestIntegrationIMAPUnknownMailbox(t *testing.T) {
 	it := newIMAPIntegration(t, TLSStartTLS)
-	token := it.idp.MintToken(t, "carol@example.test", testenv.TokenOptions{})
+	token := it.mint(t, "carol@example.test", testenv.TokenOptions{})
 	c := dialTLS(t, it.tp.tlsAddr, it.tp.clientTLS)
 	c.expect("* OK")
 	c.send("a1 AUTHENTICATE XOAUTH2 " + xoauth2("carol@example.test", token))
@@ -332,7 +360,7 @@ func TestIntegrationIMAPCurl(t *testing.T) {
 		t.Skip("curl not installed")
 	}
 	it := newIMAPIntegration(t, TLSStartTLS)
-	token := it.idp.MintToken(t, "alice@example.test", testenv.TokenOptions{})
+	token := it.mint(t, "alice@example.test", testenv.TokenOptions{})
 	subject := fmt.Sprintf("curl-%d", time.Now().UnixNano())
 	it.dc.AppendDirect(t, "alice@example.test", uniqueMessage(subject))
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -361,3 +389,47 @@ func TestIntegrationIMAPCurl(t *testing.T) {
 }
 
 var _ sasl.Client = xoauth2Client{}
+
+// TestIntegrationIMAPCompress: COMPRESS=DEFLATE (RFC 4978) negotiated with
+// Dovecot through the relay works, since the relay is byte-exact.
+func TestIntegrationIMAPCompress(t *testing.T) {
+	dc := testenv.StartDovecot(t, testenv.DovecotOptions{
+		ExtraConfig: "mail_plugins = $mail_plugins zlib\nprotocol imap {\n  mail_plugins = $mail_plugins imap_zlib\n}\n",
+	})
+	idp := testenv.SharedHydra(t)
+	tp := newTestProxy(t, Options{
+		Authenticator: auth.TokenAuthenticator{Validator: auth.UserinfoValidator{URL: idp.UserinfoURL}},
+		Master:        Master{User: dc.MasterUser, Password: dc.MasterPassword},
+		IMAPBackend:   Backend{Address: dc.IMAPAddr, TLS: TLSStartTLS, TLSConfig: dc.TLSConfig(), ClientIP: "id"},
+	})
+	token := idp.MintToken(t, "alice@example.test", testenv.TokenOptions{})
+	c := dialTLS(t, tp.tlsAddr, tp.clientTLS)
+	c.expect("* OK")
+	c.send("a1 AUTHENTICATE XOAUTH2 " + xoauth2("alice@example.test", token))
+	if ok := c.expect("a1 OK [CAPABILITY"); !strings.Contains(ok, "COMPRESS=DEFLATE") {
+		t.Fatalf("Dovecot does not offer COMPRESS=DEFLATE: %q", ok)
+	}
+	c.send("a2 COMPRESS DEFLATE")
+	c.expect("a2 OK")
+	// From here on both directions are raw DEFLATE streams.
+	fw, _ := flate.NewWriter(c.c, flate.BestSpeed)
+	fr := bufio.NewReader(flate.NewReader(c.br))
+	for i, cmd := range []string{"a3 SELECT INBOX", "a4 NOOP", "a5 LOGOUT"} {
+		fw.Write([]byte(cmd + "\r\n"))
+		fw.Flush()
+		tag := strings.Fields(cmd)[0]
+		for {
+			c.c.SetReadDeadline(time.Now().Add(10 * time.Second))
+			line, err := fr.ReadString('\n')
+			if err != nil {
+				t.Fatalf("command %d: reading compressed reply: %v", i, err)
+			}
+			if strings.HasPrefix(line, tag+" ") {
+				if !strings.HasPrefix(line, tag+" OK") {
+					t.Fatalf("%s: %q", cmd, line)
+				}
+				break
+			}
+		}
+	}
+}

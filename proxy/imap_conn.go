@@ -67,8 +67,11 @@ func (s *Server) handleIMAP(ctx context.Context, raw net.Conn, implicitTLS bool,
 	log = sess.log
 	log.Info("relay started", "preauth", time.Since(start).Round(time.Millisecond))
 
-	pendingUp, _ := c.r.br.Peek(c.r.br.Buffered())
-	pendingDown, _ := sess.br.Peek(sess.br.Buffered())
+	// Keep only the read-ahead bytes, not the pre-auth buffers: an idle
+	// session should hold as little memory as possible.
+	pendingUp := takeBuffered(c.r.br)
+	pendingDown := takeBuffered(sess.br)
+	c.r, c.bw, sess.br = imapReader{}, nil, nil
 	st := relay(ctx, relayEnds{
 		client: c.nc, backend: sess.backend,
 		pendingUp: pendingUp, pendingDown: pendingDown,
@@ -76,6 +79,15 @@ func (s *Server) handleIMAP(ctx context.Context, raw net.Conn, implicitTLS bool,
 	})
 	log.Info("session ended", "duration", time.Since(start).Round(time.Millisecond),
 		"bytes_up", st.up, "bytes_down", st.down, "end", st.reason)
+}
+
+// takeBuffered returns a copy of the bytes br has read ahead (nil if none).
+func takeBuffered(br *bufio.Reader) []byte {
+	if br == nil || br.Buffered() == 0 {
+		return nil
+	}
+	b, _ := br.Peek(br.Buffered())
+	return append([]byte(nil), b...)
 }
 
 func (c *imapConn) setStream(nc net.Conn) {

@@ -19,8 +19,12 @@ import (
 // has closed its sending side.
 const lingerTimeout = 30 * time.Second
 
-// relayBufSize is the copy buffer per direction, taken from a pool.
-const relayBufSize = 32 << 10
+// relayBufSize is the copy buffer borrowed from a pool while bytes flow;
+// relaySmallBuf is what a direction keeps while it waits on a TLS connection.
+const (
+	relayBufSize  = 32 << 10
+	relaySmallBuf = 2 << 10
+)
 
 var relayBufPool = sync.Pool{New: func() any { b := make([]byte, relayBufSize); return &b }}
 
@@ -90,6 +94,11 @@ func relay(ctx context.Context, e relayEnds) relayStats {
 
 // relayCopy copies src to dst, pending bytes first. It is a named function so
 // that relays are easy to find in goroutine dumps.
+//
+// Memory: an idle session must cost little. When src is a TCP connection the
+// copy waits for readability without a buffer and borrows a pooled buffer
+// only while bytes flow. Otherwise (a TLS client) it reads into a small
+// buffer of its own and borrows a large one only while reads fill the small one.
 func relayCopy(done chan<- copyResult, up bool, dst, src net.Conn, pending []byte, idle time.Duration) {
 	var n int64
 	res := func(err error) { done <- copyResult{up: up, n: n, err: err} }
@@ -101,13 +110,29 @@ func relayCopy(done chan<- copyResult, up bool, dst, src net.Conn, pending []byt
 			res(err)
 			return
 		}
+		pending = nil
 	}
-	bp := relayBufPool.Get().(*[]byte)
-	defer relayBufPool.Put(bp)
-	buf := *bp
+	var small [relaySmallBuf]byte
+	var big *[]byte
+	defer func() {
+		if big != nil {
+			relayBufPool.Put(big)
+		}
+	}()
 	for {
 		if up {
 			setDeadline(src.SetReadDeadline, idle)
+		}
+		buf := small[:]
+		if big != nil {
+			buf = *big
+		} else if ok, err := waitReadable(src); ok {
+			if err != nil {
+				res(err)
+				return
+			}
+			big = relayBufPool.Get().(*[]byte)
+			buf = *big
 		}
 		nr, rerr := src.Read(buf)
 		if nr > 0 {
@@ -125,6 +150,15 @@ func relayCopy(done chan<- copyResult, up bool, dst, src net.Conn, pending []byt
 			}
 			res(rerr)
 			return
+		}
+		switch {
+		case big == nil && nr == len(small):
+			// A burst: more is probably waiting.
+			big = relayBufPool.Get().(*[]byte)
+		case big != nil && nr < len(*big):
+			// The burst is over (or, for TCP, this read drained the socket).
+			relayBufPool.Put(big)
+			big = nil
 		}
 	}
 }

@@ -25,6 +25,8 @@ type Config struct {
 	Limits Limits `mapstructure:"limits"`
 	HTTP   HTTP   `mapstructure:"http"`
 
+	ProxyProtocol ProxyProtocol `mapstructure:"proxy_protocol"`
+
 	// notes are remarks made while loading (aliases used, unknown
 	// MAILGATE_* variables); see Warnings.
 	notes []string
@@ -143,6 +145,14 @@ type Limits struct {
 }
 
 // HTTP is the operations endpoint (/metrics /healthz /readyz).
+// ProxyProtocol is the PROXY protocol (v1/v2) on the client listeners.
+type ProxyProtocol struct {
+	// TrustedNetworks (CIDR) must send a PROXY header, whose source address
+	// is then taken as the client's; connections from anywhere else are taken
+	// as they are. Empty: PROXY protocol off.
+	TrustedNetworks []string `mapstructure:"trusted_networks"`
+}
+
 type HTTP struct {
 	Listen string `mapstructure:"listen"` // "" disables it
 }
@@ -209,6 +219,7 @@ func Default() Config {
 			PreauthTimeout:      60 * time.Second,
 			IdleTimeout:         31 * time.Minute,
 		},
-		HTTP: HTTP{Listen: "127.0.0.1:9090"},
+		HTTP:          HTTP{Listen: "127.0.0.1:9090"},
+		ProxyProtocol: ProxyProtocol{TrustedNetworks: []string{}},
 	}
 }

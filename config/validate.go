@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"maps"
 	"net"
+	"net/netip"
 	"net/url"
 	"os"
 	"slices"
@@ -112,6 +113,11 @@ func (c *Config) Validate() error {
 		}
 	}
 	p.positive("limits.preauth_timeout", c.Limits.PreauthTimeout)
+	for _, n := range c.ProxyProtocol.TrustedNetworks {
+		if _, err := netip.ParsePrefix(n); err != nil {
+			p.add("proxy_protocol.trusted_networks", "%q is not a CIDR network (e.g. 10.0.0.0/8 or 192.0.2.10/32)", n)
+		}
+	}
 	if c.Limits.IdleTimeout < minIdleTimeout {
 		p.add("limits.idle_timeout", "must be at least %v (IMAP IDLE needs more than 29m; default 31m)", minIdleTimeout)
 	}

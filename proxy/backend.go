@@ -8,18 +8,31 @@ import (
 	"io"
 	"net"
 	"time"
+
+	"github.com/pires/go-proxyproto"
 )
 
 // backendKeepAlive is the TCP keepalive period on backend connections.
 const backendKeepAlive = 30 * time.Second
 
-// dialBackend connects to b.Address; with implicit TLS it also completes the
-// handshake. STARTTLS is the protocol code's business.
-func dialBackend(ctx context.Context, b Backend) (net.Conn, error) {
+// dialBackend connects to b.Address, writes preface first if there is one
+// (a PROXY protocol header), and with implicit TLS completes the handshake.
+// STARTTLS is the protocol code's business.
+func dialBackend(ctx context.Context, b Backend, preface []byte) (net.Conn, error) {
 	d := net.Dialer{KeepAlive: backendKeepAlive}
 	conn, err := d.DialContext(ctx, "tcp", b.Address)
 	if err != nil {
 		return nil, err
+	}
+	if len(preface) > 0 {
+		if dl, ok := ctx.Deadline(); ok {
+			conn.SetWriteDeadline(dl)
+		}
+		if _, err := conn.Write(preface); err != nil {
+			conn.Close()
+			return nil, fmt.Errorf("proxy header: %w", err)
+		}
+		conn.SetWriteDeadline(time.Time{})
 	}
 	if b.TLS == TLSImplicit {
 		tc, err := backendHandshake(ctx, conn, b)
@@ -30,6 +43,12 @@ func dialBackend(ctx context.Context, b Backend) (net.Conn, error) {
 		return tc, nil
 	}
 	return conn, nil
+}
+
+// proxyHeader is a PROXY protocol v2 header naming client as the source and
+// local (the address the client connected to) as the destination.
+func proxyHeader(client, local net.Addr) ([]byte, error) {
+	return proxyproto.HeaderProxyFromAddrs(2, client, local).Format()
 }
 
 // backendHandshake runs a client TLS handshake with b's verification settings.

@@ -39,7 +39,13 @@ func (c *imapConn) backendLogin(ctx context.Context, tag string, id auth.Identit
 	ctx, cancel := context.WithTimeout(ctx, s.limits.DialTimeout)
 	defer cancel()
 
-	conn, err := dialBackend(ctx, b)
+	var preface []byte
+	if b.ClientIP == "proxy" {
+		if preface, err = proxyHeader(c.raw.RemoteAddr(), c.raw.LocalAddr()); err != nil {
+			return nil, fmt.Errorf("%w: %v", errBackendUnavailable, err)
+		}
+	}
+	conn, err := dialBackend(ctx, b, preface)
 	if err != nil {
 		return nil, fmt.Errorf("%w: dial %s: %v", errBackendUnavailable, b.Address, err)
 	}

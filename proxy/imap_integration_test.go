@@ -433,3 +433,27 @@ func TestIntegrationIMAPCompress(t *testing.T) {
 		}
 	}
 }
+
+// TestIntegrationIMAPClientIPProxyProtocol: client_ip proxy sends a PROXY v2
+// header to Dovecot's haproxy listener, which then logs the client's address.
+func TestIntegrationIMAPClientIPProxyProtocol(t *testing.T) {
+	dc := testenv.SharedDovecot(t)
+	idp := testenv.SharedHydra(t)
+	tp := newTestProxy(t, Options{
+		Authenticator: auth.TokenAuthenticator{Validator: auth.UserinfoValidator{URL: idp.UserinfoURL}},
+		Master:        Master{User: dc.MasterUser, Password: dc.MasterPassword},
+		IMAPBackend:   Backend{Address: dc.HAProxyAddr, TLS: TLSStartTLS, TLSConfig: dc.TLSConfig(), ClientIP: "proxy"},
+	})
+	token := idp.MintToken(t, "alice@example.test", testenv.TokenOptions{})
+	mark := dc.Log.Mark()
+	c := dialFrom(t, "127.0.0.9", tp.tlsAddr)
+	tc := tls.Client(c.c, tp.clientTLS)
+	c.c, c.br = tc, newBufReader(tc)
+	c.expect("* OK")
+	c.send("a1 AUTHENTICATE XOAUTH2 " + xoauth2("alice@example.test", token))
+	c.expect("a1 OK [CAPABILITY")
+	line := dc.Log.WaitSince(t, mark, "rip=127.0.0.9", 10*time.Second)
+	if !strings.Contains(line, "user=<alice@example.test>") {
+		t.Fatalf("Dovecot login line = %q", line)
+	}
+}

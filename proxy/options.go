@@ -83,6 +83,10 @@ type Limits struct {
 	MaxAuthFailures int
 	// MaxErrors is the number of protocol errors before the connection is closed. Default 3.
 	MaxErrors int
+	// MaxConnections caps open client connections (all listeners). Default 10000; negative: no cap.
+	MaxConnections int
+	// MaxConnectionsPerIP caps open connections per client address (IPv6: per /64). Default 50; negative: no cap.
+	MaxConnectionsPerIP int
 }
 
 func (l Limits) withDefaults() Limits {
@@ -106,6 +110,12 @@ func (l Limits) withDefaults() Limits {
 	def(&l.DialTimeout, 10*time.Second)
 	defInt(&l.MaxAuthFailures, 3)
 	defInt(&l.MaxErrors, 3)
+	if l.MaxConnections == 0 {
+		l.MaxConnections = 10000
+	}
+	if l.MaxConnectionsPerIP == 0 {
+		l.MaxConnectionsPerIP = 50
+	}
 	return l
 }
 
@@ -128,6 +138,11 @@ type Options struct {
 	SMTP SMTPOptions
 	// Limits bound each phase; zero fields take defaults.
 	Limits Limits
+	// ProxyProtocolFrom lists the networks (CIDR) that must send a PROXY
+	// protocol v1/v2 header (a load balancer); the header's source address is
+	// then the client's. Connections from elsewhere are taken as they are.
+	// Empty: PROXY protocol off.
+	ProxyProtocolFrom []string
 	// Logger receives one line per connection event. Nil means slog.Default().
 	Logger *slog.Logger
 }

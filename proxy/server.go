@@ -8,9 +8,12 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"runtime/debug"
 	"sync"
 	"time"
+
+	"github.com/pires/go-proxyproto"
 )
 
 // Server accepts client connections for IMAP and SMTP submission.
@@ -22,6 +25,8 @@ type Server struct {
 
 	mu       sync.Mutex
 	closing  bool
+	active   int                  // admitted connections
+	perIP    map[netip.Prefix]int // admitted connections by client network
 	conns    map[net.Conn]struct{}
 	lns      map[net.Listener]struct{}
 	wg       sync.WaitGroup
@@ -36,6 +41,11 @@ func New(opts Options) (*Server, error) {
 	if opts.TLSConfig == nil {
 		return nil, errors.New("proxy: Options.TLSConfig is required")
 	}
+	if len(opts.ProxyProtocolFrom) > 0 {
+		if _, err := proxyproto.PolicyFromRanges(opts.ProxyProtocolFrom, proxyproto.REQUIRE, proxyproto.SKIP); err != nil {
+			return nil, fmt.Errorf("proxy: ProxyProtocolFrom: %w", err)
+		}
+	}
 	log := opts.Logger
 	if log == nil {
 		log = slog.Default()
@@ -45,6 +55,7 @@ func New(opts Options) (*Server, error) {
 		limits:   opts.Limits.withDefaults(),
 		log:      log,
 		conns:    make(map[net.Conn]struct{}),
+		perIP:    make(map[netip.Prefix]int),
 		lns:      make(map[net.Listener]struct{}),
 		shutdown: make(chan struct{}),
 	}, nil
@@ -58,7 +69,7 @@ var ErrServerClosed = errors.New("proxy: server closed")
 // otherwise clients must use STARTTLS before they can authenticate (port 143).
 // ServeIMAP closes ln.
 func (s *Server) ServeIMAP(ctx context.Context, ln net.Listener, implicitTLS bool) error {
-	return s.serve(ctx, ln, "imap", implicitTLS, s.handleIMAP)
+	return s.serve(ctx, s.wrapProxyProtocol(ln), "imap", implicitTLS, s.handleIMAP)
 }
 
 type connHandler func(ctx context.Context, c net.Conn, implicitTLS bool, id string, log *slog.Logger)
@@ -97,16 +108,24 @@ func (s *Server) serve(ctx context.Context, ln net.Listener, proto string, impli
 			c.Close()
 			continue
 		}
-		id := newConnID()
-		log := s.log.With("conn", id, "proto", proto, "listener", listener, "remote", c.RemoteAddr().String())
 		go func() {
 			defer s.trackConn(c, false)
 			defer c.Close()
+			// RemoteAddr may read a PROXY header: do it here, not in the accept loop.
+			id := newConnID()
+			log := s.log.With("conn", id, "proto", proto, "listener", listener, "remote", c.RemoteAddr().String())
 			defer func() {
 				if r := recover(); r != nil {
 					log.Error("panic in connection handler", "panic", r, "stack", string(debug.Stack()))
 				}
 			}()
+			release, ok := s.admit(c)
+			if !ok {
+				log.Warn("connection refused: too many connections")
+				s.rejectBusy(c, proto, implicitTLS)
+				return
+			}
+			defer release()
 			h(ctx, c, implicitTLS, id, log)
 		}()
 	}

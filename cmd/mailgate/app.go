@@ -216,11 +216,22 @@ func proxyOptions(cfg *config.Config, authn proxy.Authenticator, log *slog.Logge
 			SenderAliases:   cfg.SMTP.SenderAliases,
 		},
 		Limits: proxy.Limits{
-			PreauthTimeout: cfg.Limits.PreauthTimeout,
-			IdleTimeout:    cfg.Limits.IdleTimeout,
+			PreauthTimeout:      cfg.Limits.PreauthTimeout,
+			IdleTimeout:         cfg.Limits.IdleTimeout,
+			MaxConnections:      orNoLimit(cfg.Limits.MaxConnections),
+			MaxConnectionsPerIP: orNoLimit(cfg.Limits.MaxConnectionsPerIP),
 		},
-		Logger: log,
+		ProxyProtocolFrom: cfg.ProxyProtocol.TrustedNetworks,
+		Logger:            log,
 	}, nil
+}
+
+// orNoLimit maps the configuration's 0 (no limit) to proxy's negative.
+func orNoLimit(n int) int {
+	if n == 0 {
+		return -1
+	}
+	return n
 }
 
 // backend maps a backend section; it reads the CA file.

@@ -163,7 +163,7 @@ func (s *Server) probeSMTPBackend(ctx context.Context, hostname string) (smtpCap
 // Errors wrap errBackendUnavailable.
 func (s *Server) dialSMTPBackend(ctx context.Context, hostname string, attrs []string) (_ *smtp.Client, _ net.Conn, err error) {
 	b := s.opts.SMTPBackend
-	conn, err := dialBackend(ctx, b)
+	conn, err := dialBackend(ctx, b, nil)
 	if err != nil {
 		return nil, nil, fmt.Errorf("%w: dial %s: %v", errBackendUnavailable, b.Address, err)
 	}

@@ -49,9 +49,13 @@ func (s *Server) ServeSMTP(ctx context.Context, ln net.Listener, implicitTLS boo
 		ln.Close()
 		return err
 	}
+	if s.isClosing() {
+		ln.Close()
+		return ErrServerClosed
+	}
 	f := newSMTPFront(ctx, s, implicitTLS, ln.Addr())
 	defer f.close()
-	return s.serve(ctx, &smtpListener{Listener: ln}, "smtp", implicitTLS, f.handle)
+	return s.serve(ctx, &smtpListener{Listener: s.wrapProxyProtocol(ln)}, "smtp", implicitTLS, f.handle)
 }
 
 // checkSMTPBackend refuses backend settings that would silently not work.

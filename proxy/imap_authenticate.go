@@ -72,6 +72,7 @@ func (c *imapConn) handleAuthenticate(ctx context.Context, cmd *imapCommand) (*i
 		return nil, c.authError(cmd, mech, start, err)
 	}
 	log.Info("login", "result", "ok", "source", id.Source, "auth", time.Since(start).Round(time.Millisecond))
+	c.s.obs.Login("imap", mech, resultOK, time.Since(start))
 	return sess, nil
 }
 
@@ -96,6 +97,7 @@ func (c *imapConn) authError(cmd *imapCommand, mech string, start time.Time, err
 		lvl = c.log.Warn
 	}
 	lvl("login", "result", r.result, "mech", mech, "err", err, "auth", time.Since(start).Round(time.Millisecond))
+	c.s.obs.Login("imap", mech, r.result, time.Since(start))
 	if werr := c.writeLine("%s %s", cmd.Tag, r.text); werr != nil {
 		return werr
 	}

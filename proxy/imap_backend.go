@@ -38,6 +38,8 @@ func (c *imapConn) backendLogin(ctx context.Context, tag string, id auth.Identit
 	b := s.opts.IMAPBackend
 	ctx, cancel := context.WithTimeout(ctx, s.limits.DialTimeout)
 	defer cancel()
+	start := time.Now()
+	defer func() { s.obs.BackendLogin("imap", time.Since(start), err) }()
 
 	var preface []byte
 	if b.ClientIP == "proxy" {

@@ -58,7 +58,15 @@ func (s *Server) handleIMAP(ctx context.Context, raw net.Conn, implicitTLS bool,
 	c.setStream(c.nc)
 
 	log.Debug("connection opened")
+	// Shutdown interrupts a pre-auth conversation at once (readError says BYE).
+	stopPre := context.AfterFunc(s.shutdownCtx, func() { raw.SetReadDeadline(time.Now()) })
 	sess, err := c.preauth(ctx)
+	stopPre()
+	if err == nil && sess != nil && s.shutdownCtx.Err() != nil {
+		c.writeLine("* BYE [UNAVAILABLE] Server shutting down.")
+		sess.backend.Close()
+		sess = nil
+	}
 	if err != nil || sess == nil {
 		log.Info("connection closed before login", "duration", time.Since(start).Round(time.Millisecond), "auth_failures", c.authFailures)
 		return
@@ -75,10 +83,25 @@ func (s *Server) handleIMAP(ctx context.Context, raw net.Conn, implicitTLS bool,
 	st := relay(ctx, relayEnds{
 		client: c.nc, backend: sess.backend,
 		pendingUp: pendingUp, pendingDown: pendingDown,
-		idle: s.limits.IdleTimeout,
+		idle:  s.limits.IdleTimeout,
+		stop:  s.drainCtx.Done(),
+		count: s.countIMAP,
 	})
+	if st.reason == "shutdown" && st.lastDown == '\n' {
+		// At a line boundary (not inside a literal): tell the client why.
+		c.nc.SetWriteDeadline(time.Now().Add(time.Second))
+		c.nc.Write([]byte("* BYE [UNAVAILABLE] Server shutting down.\r\n"))
+	}
 	log.Info("session ended", "duration", time.Since(start).Round(time.Millisecond),
 		"bytes_up", st.up, "bytes_down", st.down, "end", st.reason)
+}
+
+func (s *Server) countIMAP(up bool, n int) {
+	if up {
+		s.obs.Relayed("imap", "up", n)
+	} else {
+		s.obs.Relayed("imap", "down", n)
+	}
 }
 
 // takeBuffered returns a copy of the bytes br has read ahead (nil if none).
@@ -186,7 +209,9 @@ func (c *imapConn) readError(err error) error {
 	case errors.Is(err, errLiteralTooLarge):
 		c.writeLine("* BYE [TOOBIG] Literal too large.")
 	case errors.Is(err, os.ErrDeadlineExceeded):
-		if !time.Now().Before(c.deadline) {
+		if c.s.shutdownCtx.Err() != nil {
+			c.writeLine("* BYE [UNAVAILABLE] Server shutting down.")
+		} else if !time.Now().Before(c.deadline) {
 			c.writeLine("* BYE Pre-authentication time limit reached.")
 		} else {
 			c.writeLine("* BYE Autologout; idle for too long.")

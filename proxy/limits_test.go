@@ -108,3 +108,7 @@ func dialFrom(t *testing.T, src, addr string) *tconn {
 	t.Cleanup(func() { c.Close() })
 	return &tconn{t: t, c: c, br: newBufReader(c)}
 }
+
+func dialNoFail(addr string) (interface{ Close() error }, error) {
+	return net.DialTimeout("tcp", addr, time.Second)
+}

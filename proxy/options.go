@@ -45,7 +45,7 @@ type Backend struct {
 	// InsecureSkipVerify). Nil means the system roots and the host of Address.
 	TLSConfig *tls.Config
 	// ClientIP is how the client's address is passed on: IMAP "none" | "id";
-	// SMTP "none" | "xclient". "" means none.
+	// SMTP "none" | "xclient"; both "proxy" (a PROXY v2 header). "" means none.
 	ClientIP string
 	// Login is the SMTP backend login: "master" (AUTH PLAIN authzid=user,
 	// authcid=master; the default) or "xclient" (XCLIENT LOGIN=user).
@@ -143,6 +143,8 @@ type Options struct {
 	// then the client's. Connections from elsewhere are taken as they are.
 	// Empty: PROXY protocol off.
 	ProxyProtocolFrom []string
+	// Observer receives events for metrics. Nil means NopObserver.
+	Observer Observer
 	// Logger receives one line per connection event. Nil means slog.Default().
 	Logger *slog.Logger
 }

@@ -36,35 +36,56 @@ type relayEnds struct {
 	// idle ends the session after this long without a byte from the client;
 	// it also bounds each write. Zero means no limit.
 	idle time.Duration
+	// stop, when closed, ends both directions (server shutdown).
+	stop <-chan struct{}
+	// count, if set, is told every chunk copied (for metrics).
+	count func(up bool, n int)
 }
 
 type relayStats struct {
 	up, down int64  // bytes client->backend, backend->client
-	reason   string // why it ended: "client closed", "backend closed", "client idle", "error"
+	reason   string // why it ended: "client closed", "backend closed", "client idle", "shutdown", ...
+	// lastDown is the last byte sent to the client ('\n' if none): a
+	// goodbye may only be added at a line boundary.
+	lastDown byte
 }
 
 type copyResult struct {
-	up  bool
-	n   int64
-	err error
+	up   bool
+	n    int64
+	last byte // last byte written
+	err  error
 }
 
 // relay copies until both directions have ended. It does not close the
 // connections: the caller does.
 func relay(ctx context.Context, e relayEnds) relayStats {
 	done := make(chan copyResult, 2)
-	go relayCopy(done, true, e.backend, e.client, e.pendingUp, e.idle)
-	go relayCopy(done, false, e.client, e.backend, e.pendingDown, e.idle)
+	go relayCopy(done, true, e.backend, e.client, e.pendingUp, e.idle, e.count)
+	go relayCopy(done, false, e.client, e.backend, e.pendingDown, e.idle, e.count)
 
-	var st relayStats
+	st := relayStats{lastDown: '\n'}
 	record := func(r copyResult) {
 		if r.up {
 			st.up = r.n
 		} else {
 			st.down = r.n
+			if r.n > 0 {
+				st.lastDown = r.last
+			}
 		}
 	}
-	first := <-done
+	var first copyResult
+	select {
+	case first = <-done:
+	case <-e.stop:
+		st.reason = "shutdown"
+		e.client.SetReadDeadline(time.Now())
+		e.backend.SetReadDeadline(time.Now())
+		record(<-done)
+		record(<-done)
+		return st
+	}
 	record(first)
 	switch {
 	case first.up && first.err == nil:
@@ -99,13 +120,20 @@ func relay(ctx context.Context, e relayEnds) relayStats {
 // copy waits for readability without a buffer and borrows a pooled buffer
 // only while bytes flow. Otherwise (a TLS client) it reads into a small
 // buffer of its own and borrows a large one only while reads fill the small one.
-func relayCopy(done chan<- copyResult, up bool, dst, src net.Conn, pending []byte, idle time.Duration) {
+func relayCopy(done chan<- copyResult, up bool, dst, src net.Conn, pending []byte, idle time.Duration, count func(bool, int)) {
 	var n int64
-	res := func(err error) { done <- copyResult{up: up, n: n, err: err} }
+	var last byte
+	res := func(err error) { done <- copyResult{up: up, n: n, last: last, err: err} }
 	if len(pending) > 0 {
 		setDeadline(dst.SetWriteDeadline, idle)
 		w, err := dst.Write(pending)
 		n += int64(w)
+		if w > 0 {
+			last = pending[w-1]
+			if count != nil {
+				count(up, w)
+			}
+		}
 		if err != nil {
 			res(err)
 			return
@@ -139,6 +167,12 @@ func relayCopy(done chan<- copyResult, up bool, dst, src net.Conn, pending []byt
 			setDeadline(dst.SetWriteDeadline, idle)
 			nw, werr := dst.Write(buf[:nr])
 			n += int64(nw)
+			if nw > 0 {
+				last = buf[nw-1]
+				if count != nil {
+					count(up, nw)
+				}
+			}
 			if werr != nil {
 				res(werr)
 				return

@@ -22,6 +22,12 @@ type Server struct {
 	opts   Options
 	limits Limits
 	log    *slog.Logger
+	obs    Observer
+
+	// shutdownCtx ends when Shutdown starts: pre-auth conversations end.
+	// drainCtx ends when Shutdown's drain time is up: relayed sessions end.
+	shutdownCtx, drainCtx      context.Context
+	startShutdown, expireDrain context.CancelFunc
 
 	mu       sync.Mutex
 	closing  bool
@@ -50,15 +56,23 @@ func New(opts Options) (*Server, error) {
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Server{
+	obs := opts.Observer
+	if obs == nil {
+		obs = NopObserver{}
+	}
+	s := &Server{
 		opts:     opts,
+		obs:      obs,
 		limits:   opts.Limits.withDefaults(),
 		log:      log,
 		conns:    make(map[net.Conn]struct{}),
 		perIP:    make(map[netip.Prefix]int),
 		lns:      make(map[net.Listener]struct{}),
 		shutdown: make(chan struct{}),
-	}, nil
+	}
+	s.shutdownCtx, s.startShutdown = context.WithCancel(context.Background())
+	s.drainCtx, s.expireDrain = context.WithCancel(context.Background())
+	return s, nil
 }
 
 // ErrServerClosed is returned by the Serve methods after Shutdown.
@@ -122,10 +136,13 @@ func (s *Server) serve(ctx context.Context, ln net.Listener, proto string, impli
 			release, ok := s.admit(c)
 			if !ok {
 				log.Warn("connection refused: too many connections")
+				s.obs.ConnRefused(proto, listener, "limit")
 				s.rejectBusy(c, proto, implicitTLS)
 				return
 			}
 			defer release()
+			s.obs.ConnOpened(proto, listener)
+			defer s.obs.ConnClosed(proto, listener)
 			h(ctx, c, implicitTLS, id, log)
 		}()
 	}
@@ -170,8 +187,15 @@ func (s *Server) isClosing() bool {
 	return s.closing
 }
 
-// Shutdown stops accepting, then waits for open connections to end until ctx
-// is done, at which point it closes the rest. It returns ctx.Err() in that case.
+// shutdownGrace is how long sessions get, once the drain time is up, to say
+// goodbye (IMAP BYE) before their connections are closed.
+const shutdownGrace = 2 * time.Second
+
+// Shutdown stops accepting and ends connections gracefully: pre-auth IMAP
+// conversations get "* BYE" at once; relayed IMAP sessions and SMTP
+// transactions may go on until ctx is done (the drain time), then IMAP
+// sessions get "* BYE" and whatever is left is closed. It returns ctx.Err()
+// if connections were still open when ctx ended.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
 	if !s.closing {
@@ -182,6 +206,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		ln.Close()
 	}
 	s.mu.Unlock()
+	s.startShutdown()
 
 	done := make(chan struct{})
 	go func() { s.wg.Wait(); close(done) }()
@@ -189,14 +214,19 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	case <-done:
 		return nil
 	case <-ctx.Done():
+	}
+	s.expireDrain()
+	select {
+	case <-done:
+	case <-time.After(shutdownGrace):
 		s.mu.Lock()
 		for c := range s.conns {
 			c.Close()
 		}
 		s.mu.Unlock()
 		<-done
-		return ctx.Err()
 	}
+	return ctx.Err()
 }
 
 // Close closes all listeners and connections at once.

@@ -11,6 +11,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/mailgate/mailgate/auth"
@@ -25,10 +26,13 @@ const certWatchInterval = 10 * time.Second
 // app is a configured mailgate: the certificate store, the proxy server and
 // its listeners. serve and demo both run one.
 type app struct {
-	cfg   *config.Config
-	log   *slog.Logger
-	certs *certs.Store
-	srv   *proxy.Server
+	cfg     *config.Config
+	log     *slog.Logger
+	certs   *certs.Store
+	srv     *proxy.Server
+	metrics *metrics
+	ops     *opsServer  // nil when http.listen is empty
+	serving atomic.Bool // the client listeners are up
 
 	listeners []appListener
 }
@@ -43,7 +47,7 @@ type appListener struct {
 // newApp builds everything from cfg and opens the listeners (so that a busy
 // port is reported before anything runs). cfg must have been validated.
 func newApp(cfg *config.Config, log *slog.Logger) (*app, error) {
-	a := &app{cfg: cfg, log: log}
+	a := &app{cfg: cfg, log: log, metrics: newMetrics()}
 	pairs := []certs.Pair{{CertFile: cfg.TLS.CertFile, KeyFile: cfg.TLS.KeyFile}}
 	for _, p := range cfg.TLS.Certificates {
 		pairs = append(pairs, certs.Pair{CertFile: p.CertFile, KeyFile: p.KeyFile})
@@ -57,7 +61,7 @@ func newApp(cfg *config.Config, log *slog.Logger) (*app, error) {
 	if err != nil {
 		return nil, err
 	}
-	authn, err := newAuthenticator(cfg, log)
+	authn, err := newAuthenticator(cfg, log, a.metrics)
 	if err != nil {
 		return nil, err
 	}
@@ -66,6 +70,7 @@ func newApp(cfg *config.Config, log *slog.Logger) (*app, error) {
 		return nil, err
 	}
 	opts.TLSConfig = store.TLSConfig(minTLS, "imap", "smtp")
+	opts.Observer = a.metrics
 	if a.srv, err = proxy.New(opts); err != nil {
 		return nil, err
 	}
@@ -90,6 +95,12 @@ func newApp(cfg *config.Config, log *slog.Logger) (*app, error) {
 	}
 	if len(a.listeners) == 0 {
 		return nil, errors.New("no listener configured")
+	}
+	if cfg.HTTP.Listen != "" {
+		if a.ops, err = newOpsServer(cfg.HTTP.Listen, a.metrics, readyTargets(cfg), &a.serving, log.With("component", "http")); err != nil {
+			a.closeListeners()
+			return nil, err
+		}
 	}
 	return a, nil
 }
@@ -124,9 +135,39 @@ func (a *app) addr(name string) string {
 	return ""
 }
 
+// readyTargets are what /readyz checks: the backends of the protocols in
+// use and the provider's host.
+func readyTargets(cfg *config.Config) []readyTarget {
+	var t []readyTarget
+	if cfg.IMAP.ListenTLS != "" || cfg.IMAP.ListenStartTLS != "" {
+		t = append(t, readyTarget{"imap backend", cfg.IMAP.Backend.Address})
+	}
+	if cfg.SMTP.ListenTLS != "" || cfg.SMTP.ListenStartTLS != "" {
+		t = append(t, readyTarget{"smtp backend", cfg.SMTP.Backend.Address})
+	}
+	for _, u := range []string{cfg.OAuth2.UserinfoURL, cfg.OAuth2.IntrospectionURL, cfg.OAuth2.Issuer} {
+		if hp := urlHostPort(u); hp != "" {
+			t = append(t, readyTarget{"identity provider", hp})
+			break
+		}
+	}
+	return t
+}
+
 // run serves until ctx is done, then shuts down within drain.
 func (a *app) run(ctx context.Context, drain time.Duration) error {
 	go a.certs.Watch(ctx, certWatchInterval)
+	if a.ops != nil {
+		a.log.Info("operations endpoint", "addr", a.ops.ln.Addr().String())
+		go func() {
+			if err := a.ops.serve(); err != nil {
+				a.log.Error("operations endpoint failed", "err", err)
+			}
+		}()
+		defer a.ops.shutdown()
+	}
+	a.serving.Store(true)
+	defer a.serving.Store(false)
 	var wg sync.WaitGroup
 	errc := make(chan error, len(a.listeners))
 	for _, l := range a.listeners {
@@ -160,7 +201,7 @@ func (a *app) run(ctx context.Context, drain time.Duration) error {
 }
 
 // newAuthenticator builds the token validator and identity policy of cfg.
-func newAuthenticator(cfg *config.Config, log *slog.Logger) (proxy.Authenticator, error) {
+func newAuthenticator(cfg *config.Config, log *slog.Logger, m *metrics) (proxy.Authenticator, error) {
 	o := cfg.OAuth2
 	client, err := auth.NewHTTPClient(o.CAFile)
 	if err != nil {
@@ -174,7 +215,7 @@ func newAuthenticator(cfg *config.Config, log *slog.Logger) (proxy.Authenticator
 		return nil, fmt.Errorf("oauth2.mode %q is not available in this version (use userinfo)", o.Mode)
 	}
 	return auth.TokenAuthenticator{
-		Validator: v,
+		Validator: timedValidator{v, m},
 		Policy: auth.Policy{
 			UsernameClaim:        o.UsernameClaim,
 			RequireEmailVerified: o.RequireEmailVerified,
@@ -255,4 +296,24 @@ func backend(b config.Backend) (proxy.Backend, error) {
 		ClientIP:  b.ClientIP,
 		Login:     b.Login,
 	}, nil
+}
+
+// timedValidator records validation latency by result.
+type timedValidator struct {
+	next auth.Validator
+	m    *metrics
+}
+
+func (v timedValidator) Validate(ctx context.Context, token string) (auth.Claims, error) {
+	start := time.Now()
+	c, err := v.next.Validate(ctx, token)
+	result := "ok"
+	switch {
+	case errors.Is(err, auth.ErrInvalidCredentials):
+		result = "invalid"
+	case err != nil:
+		result = "unavailable"
+	}
+	v.m.validation.WithLabelValues(result).Observe(time.Since(start).Seconds())
+	return c, err
 }

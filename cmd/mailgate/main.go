@@ -24,6 +24,7 @@ Commands:
                  OpenID issuer, a throwaway certificate, and mailgate in front
   check-config   load and validate the configuration, print it with secrets
                  redacted; exit 1 if it has problems
+  healthcheck    ask a running mailgate's /healthz (for Docker HEALTHCHECK)
   version        print the version
 
 Every configuration key can also be set with an environment variable
@@ -49,6 +50,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return runDemo(rest, stdout, stderr)
 	case "check-config":
 		return runCheckConfig(rest, stdout, stderr)
+	case "healthcheck":
+		return runHealthcheck(rest, stdout, stderr)
 	case "version", "--version", "-v":
 		fmt.Fprintf(stdout, "mailgate %s\n", version)
 		return 0

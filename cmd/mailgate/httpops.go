@@ -1,0 +1,189 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/spf13/pflag"
+)
+
+// The operations endpoint (http.listen): /metrics (Prometheus), /healthz
+// (the process is up) and /readyz (the listeners serve and the provider and
+// backends are reachable).
+
+const (
+	readyCheckTimeout = 2 * time.Second
+	readyCacheFor     = 5 * time.Second
+)
+
+type opsServer struct {
+	srv     *http.Server
+	ln      net.Listener
+	serving *atomic.Bool // the client listeners are up
+	targets []readyTarget
+	log     *slog.Logger
+
+	mu      sync.Mutex
+	checked time.Time
+	lastErr error
+}
+
+// readyTarget is something that must be reachable for /readyz.
+type readyTarget struct{ name, addr string }
+
+func newOpsServer(addr string, m *metrics, targets []readyTarget, serving *atomic.Bool, log *slog.Logger) (*opsServer, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("http.listen: %w", err)
+	}
+	o := &opsServer{ln: ln, serving: serving, targets: targets, log: log}
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{}))
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok\n") })
+	mux.HandleFunc("GET /readyz", o.readyz)
+	o.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second,
+		WriteTimeout: 30 * time.Second, IdleTimeout: time.Minute}
+	return o, nil
+}
+
+func (o *opsServer) serve() error {
+	err := o.srv.Serve(o.ln)
+	if errors.Is(err, http.ErrServerClosed) {
+		return nil
+	}
+	return err
+}
+
+func (o *opsServer) shutdown() {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	o.srv.Shutdown(ctx)
+}
+
+func (o *opsServer) readyz(w http.ResponseWriter, r *http.Request) {
+	if err := o.ready(r.Context()); err != nil {
+		http.Error(w, "not ready: "+err.Error(), http.StatusServiceUnavailable)
+		return
+	}
+	io.WriteString(w, "ready\n")
+}
+
+// ready reports whether mailgate can serve logins now; results are cached
+// for a few seconds so that probes cannot hammer the backends.
+func (o *opsServer) ready(ctx context.Context) error {
+	if !o.serving.Load() {
+		return errors.New("listeners not up")
+	}
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if time.Since(o.checked) < readyCacheFor {
+		return o.lastErr
+	}
+	var errs []error
+	var wg sync.WaitGroup
+	var emu sync.Mutex
+	for _, t := range o.targets {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			d := net.Dialer{Timeout: readyCheckTimeout}
+			c, err := d.DialContext(ctx, "tcp", t.addr)
+			if err != nil {
+				emu.Lock()
+				errs = append(errs, fmt.Errorf("%s unreachable", t.name))
+				emu.Unlock()
+				return
+			}
+			c.Close()
+		}()
+	}
+	wg.Wait()
+	o.checked, o.lastErr = time.Now(), errors.Join(errs...)
+	if o.lastErr != nil {
+		o.log.Warn("not ready", "err", o.lastErr)
+	}
+	return o.lastErr
+}
+
+// urlHostPort returns host:port of a URL, with the scheme's default port.
+func urlHostPort(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil || u.Host == "" {
+		return ""
+	}
+	if u.Port() != "" {
+		return u.Host
+	}
+	if u.Scheme == "http" {
+		return net.JoinHostPort(u.Hostname(), "80")
+	}
+	return net.JoinHostPort(u.Hostname(), "443")
+}
+
+const healthcheckHelp = `Usage: mailgate healthcheck [--config FILE] [--url URL]
+
+Asks a running mailgate for /healthz on its operations endpoint (http.listen)
+and exits 0 if it answers 200, 1 otherwise. Meant for Docker's HEALTHCHECK.
+`
+
+func runHealthcheck(args []string, stdout, stderr io.Writer) int {
+	var target string
+	rest := args[:0:0]
+	for i := 0; i < len(args); i++ {
+		if a := args[i]; a == "--url" && i+1 < len(args) {
+			target = args[i+1]
+			i++
+		} else if v, ok := strings.CutPrefix(a, "--url="); ok {
+			target = v
+		} else {
+			rest = append(rest, a)
+		}
+	}
+	if target == "" {
+		cfg, _, err := loadConfig("healthcheck", rest, stderr, healthcheckHelp)
+		if errors.Is(err, pflag.ErrHelp) {
+			return 0
+		}
+		if err != nil {
+			fmt.Fprintf(stderr, "mailgate: %v\n", err)
+			return 1
+		}
+		if cfg.HTTP.Listen == "" {
+			fmt.Fprintln(stderr, "mailgate healthcheck: http.listen is empty: no endpoint to ask")
+			return 1
+		}
+		host, port, err := net.SplitHostPort(cfg.HTTP.Listen)
+		if err != nil {
+			fmt.Fprintf(stderr, "mailgate healthcheck: http.listen: %v\n", err)
+			return 1
+		}
+		if host == "" || host == "0.0.0.0" || host == "::" {
+			host = "127.0.0.1"
+		}
+		target = "http://" + net.JoinHostPort(host, port) + "/healthz"
+	}
+	c := http.Client{Timeout: 3 * time.Second}
+	resp, err := c.Get(target)
+	if err != nil {
+		fmt.Fprintf(stderr, "mailgate healthcheck: %v\n", err)
+		return 1
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		fmt.Fprintf(stderr, "mailgate healthcheck: %s\n", resp.Status)
+		return 1
+	}
+	fmt.Fprintln(stdout, "ok")
+	return 0
+}

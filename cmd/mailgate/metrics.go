@@ -1,0 +1,103 @@
+package main
+
+import (
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/mailgate/mailgate/proxy"
+)
+
+// metrics are mailgate's Prometheus metrics. They implement proxy.Observer.
+type metrics struct {
+	reg *prometheus.Registry
+
+	connsOpen     *prometheus.GaugeVec
+	connsTotal    *prometheus.CounterVec
+	connsRefused  *prometheus.CounterVec
+	logins        *prometheus.CounterVec
+	loginSeconds  *prometheus.HistogramVec
+	backendLogin  *prometheus.HistogramVec
+	backendErrors *prometheus.CounterVec
+	bytes         *prometheus.CounterVec
+	smtpMessages  *prometheus.CounterVec
+	smtpBytes     prometheus.Counter
+	validation    *prometheus.HistogramVec
+	cache         *prometheus.CounterVec
+}
+
+var latencyBuckets = []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10}
+
+func newMetrics() *metrics {
+	reg := prometheus.NewRegistry()
+	m := &metrics{
+		reg: reg,
+		connsOpen: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "mailgate_connections_open",
+			Help: "Client connections open now."}, []string{"proto", "listener"}),
+		connsTotal: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "mailgate_connections_total",
+			Help: "Client connections admitted."}, []string{"proto", "listener"}),
+		connsRefused: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "mailgate_connections_refused_total",
+			Help: "Client connections turned away, by reason."}, []string{"proto", "listener", "reason"}),
+		logins: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "mailgate_authentications_total",
+			Help: "Authentication attempts by mechanism and result (ok, invalid, unavailable, malformed)."},
+			[]string{"proto", "mechanism", "result"}),
+		loginSeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "mailgate_authentication_seconds",
+			Help: "Time from the client's credentials to the backend session (token check + backend login).", Buckets: latencyBuckets},
+			[]string{"proto", "result"}),
+		backendLogin: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "mailgate_backend_login_seconds",
+			Help: "Backend dial and master login latency.", Buckets: latencyBuckets}, []string{"proto"}),
+		backendErrors: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "mailgate_backend_errors_total",
+			Help: "Backend dials or logins that failed."}, []string{"proto"}),
+		bytes: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "mailgate_relayed_bytes_total",
+			Help: "Bytes relayed, dir up (client to backend) or down."}, []string{"proto", "dir"}),
+		smtpMessages: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "mailgate_smtp_messages_total",
+			Help: "Messages relayed to the submission backend, by result (ok, rejected, aborted)."}, []string{"result"}),
+		smtpBytes: prometheus.NewCounter(prometheus.CounterOpts{Name: "mailgate_smtp_message_bytes_total",
+			Help: "Bytes of message bodies relayed to the submission backend."}),
+		validation: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "mailgate_token_validation_seconds",
+			Help: "Token validation latency (provider calls and cache hits), by result.", Buckets: latencyBuckets},
+			[]string{"result"}),
+		cache: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "mailgate_token_cache_total",
+			Help: "Token cache lookups, by outcome (hit, negative_hit, miss)."}, []string{"outcome"}),
+	}
+	reg.MustRegister(m.connsOpen, m.connsTotal, m.connsRefused, m.logins, m.loginSeconds, m.backendLogin,
+		m.backendErrors, m.bytes, m.smtpMessages, m.smtpBytes, m.validation, m.cache,
+		prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
+	return m
+}
+
+var _ proxy.Observer = (*metrics)(nil)
+
+func (m *metrics) ConnOpened(proto, listener string) {
+	m.connsOpen.WithLabelValues(proto, listener).Inc()
+	m.connsTotal.WithLabelValues(proto, listener).Inc()
+}
+
+func (m *metrics) ConnClosed(proto, listener string) {
+	m.connsOpen.WithLabelValues(proto, listener).Dec()
+}
+
+func (m *metrics) ConnRefused(proto, listener, reason string) {
+	m.connsRefused.WithLabelValues(proto, listener, reason).Inc()
+}
+
+func (m *metrics) Login(proto, mech, result string, d time.Duration) {
+	m.logins.WithLabelValues(proto, mech, result).Inc()
+	m.loginSeconds.WithLabelValues(proto, result).Observe(d.Seconds())
+}
+
+func (m *metrics) BackendLogin(proto string, d time.Duration, err error) {
+	m.backendLogin.WithLabelValues(proto).Observe(d.Seconds())
+	if err != nil {
+		m.backendErrors.WithLabelValues(proto).Inc()
+	}
+}
+
+func (m *metrics) Relayed(proto, dir string, n int) {
+	m.bytes.WithLabelValues(proto, dir).Add(float64(n))
+}
+
+func (m *metrics) SMTPMessage(result string, bytes int64) {
+	m.smtpMessages.WithLabelValues(result).Inc()
+	m.smtpBytes.Add(float64(bytes))
+}

@@ -1,0 +1,113 @@
+package config
+
+import (
+	"fmt"
+	"reflect"
+	"strings"
+	"time"
+)
+
+// keyDocs says what each key is for; the README's configuration table is
+// generated from it (see Reference) and a test keeps the two in step.
+var keyDocs = map[string]string{
+	"log.level":                         "`debug`, `info`, `warn` or `error`",
+	"log.format":                        "`text` or `json`",
+	"tls.cert_file":                     "PEM certificate chain shown to clients (the default certificate)",
+	"tls.key_file":                      "PEM private key of `tls.cert_file`",
+	"tls.certificates":                  "more `{cert_file, key_file}` pairs, chosen by SNI; all files are re-read when they change and on SIGHUP",
+	"tls.min_version":                   "`1.2` or `1.3`",
+	"master.user":                       "Dovecot master user mailgate logs in as (DMS: `setup dovecot-master add`)",
+	"master.password":                   "its password (prefer `master.password_file`)",
+	"master.password_file":              "file holding the master password",
+	"imap.listen_tls":                   "IMAPS listener (implicit TLS); empty disables",
+	"imap.listen_starttls":              "IMAP listener requiring STARTTLS before authentication; empty disables",
+	"imap.backend.address":              "Dovecot's IMAP `host:port`",
+	"imap.backend.tls":                  "`none`, `starttls` or `implicit`",
+	"imap.backend.ca_file":              "CA bundle for Dovecot's certificate (DMS is often self-signed)",
+	"imap.backend.insecure_skip_verify": "do not verify Dovecot's certificate (avoid)",
+	"imap.backend.server_name":          "name checked in Dovecot's certificate (default: the host of `address`)",
+	"imap.backend.client_ip":            "how Dovecot learns the client's address: `none`, `id` (IMAP ID, needs `login_trusted_networks`) or `proxy` (PROXY v2, needs `haproxy_trusted_networks`)",
+	"imap.backend.login":                "unused for IMAP",
+	"smtp.listen_tls":                   "submissions listener (implicit TLS); empty disables",
+	"smtp.listen_starttls":              "submission listener requiring STARTTLS before AUTH; empty disables",
+	"smtp.hostname":                     "name in the SMTP greeting and EHLO reply",
+	"smtp.max_message_bytes":            "message size limit; 0 takes SIZE from the backend's EHLO",
+	"smtp.enforce_sender":               "MAIL FROM must be the verified address or one of its `sender_aliases`",
+	"smtp.sender_aliases":               "map of verified address to the extra senders it may use (`*@domain` allowed)",
+	"smtp.backend.address":              "Postfix submission `host:port`",
+	"smtp.backend.tls":                  "`none`, `starttls` or `implicit`",
+	"smtp.backend.ca_file":              "CA bundle for Postfix's certificate",
+	"smtp.backend.insecure_skip_verify": "do not verify Postfix's certificate (avoid)",
+	"smtp.backend.server_name":          "name checked in Postfix's certificate (default: the host of `address`)",
+	"smtp.backend.client_ip":            "`none` or `xclient` (XCLIENT ADDR=, needs `smtpd_authorized_xclient_hosts`)",
+	"smtp.backend.login":                "`master` (AUTH PLAIN as the master user) or `xclient` (XCLIENT LOGIN=)",
+	"oauth2.mode":                       "`userinfo`, `introspection`, `jwt` or `auto`",
+	"oauth2.userinfo_url":               "OIDC userinfo endpoint (DMS's `OAUTH2_INTROSPECTION_URL`)",
+	"oauth2.introspection_url":          "RFC 7662 introspection endpoint",
+	"oauth2.introspection_auth":         "`client_secret_basic` or `client_secret_post`",
+	"oauth2.client_id":                  "client id for introspection",
+	"oauth2.client_secret":              "its secret (prefer `client_secret_file`)",
+	"oauth2.client_secret_file":         "file holding the client secret",
+	"oauth2.issuer":                     "OIDC issuer: discovery and JWKS for `jwt`/`auto`, and the `openid-configuration` in RFC 7628 errors",
+	"oauth2.audiences":                  "accepted `aud`/`azp` values",
+	"oauth2.required_scopes":            "scopes every token must carry",
+	"oauth2.username_claim":             "claim that names the mailbox (lower-cased)",
+	"oauth2.require_email_verified":     "refuse tokens whose `email_verified` is not true",
+	"oauth2.allowed_domains":            "mailbox domains accepted; empty = any",
+	"oauth2.cache_ttl":                  "how long a validated token is trusted without asking again (never beyond its `exp`)",
+	"oauth2.negative_cache_ttl":         "how long a refused token is refused without asking again",
+	"oauth2.timeout":                    "provider request timeout",
+	"oauth2.ca_file":                    "CA bundle for the provider's certificate",
+	"oauth2.session_lifetime":           "`none`, `token` (end sessions at the token's `exp`) or `revalidate`",
+	"oauth2.revalidate_every":           "how often `revalidate` asks the provider again",
+	"auth.password_passthrough":         "also accept passwords (LOGIN/PLAIN) after TLS and pass them to the backend",
+	"limits.max_connections":            "open client connections in total; 0 = no limit",
+	"limits.max_connections_per_ip":     "open client connections per client address (IPv6: /64); 0 = no limit",
+	"limits.auth_failures_per_ip":       "failed logins per client address per minute before logins slow down and then stop",
+	"limits.preauth_timeout":            "time a client has to authenticate",
+	"limits.idle_timeout":               "IMAP session ends after this long without a byte from the client (IDLE needs > 29m)",
+	"http.listen":                       "operations endpoint (`/metrics`, `/healthz`, `/readyz`); empty disables",
+	"proxy_protocol.trusted_networks":   "load balancers (CIDR) that must send a PROXY v1/v2 header; empty = PROXY protocol off",
+}
+
+// Reference returns the Markdown table of every key: its environment
+// variable, its default and what it does.
+func Reference() string {
+	def := Default()
+	var sb strings.Builder
+	sb.WriteString("| key | environment variable | default | meaning |\n|---|---|---|---|\n")
+	for _, l := range leaves() {
+		fmt.Fprintf(&sb, "| `%s` | `%s` | %s | %s |\n", l.key, l.env(), defaultText(l.field(&def)), keyDocs[l.key])
+	}
+	return sb.String()
+}
+
+func defaultText(v reflect.Value) string {
+	if d, ok := v.Interface().(time.Duration); ok {
+		return "`" + formatDuration(d) + "`"
+	}
+	switch v.Kind() {
+	case reflect.String:
+		if v.String() == "" {
+			return "(empty)"
+		}
+		return "`" + v.String() + "`"
+	case reflect.Slice, reflect.Map:
+		if v.Len() == 0 {
+			return "(none)"
+		}
+	}
+	return fmt.Sprintf("`%v`", v.Interface())
+}
+
+// formatDuration writes 5m rather than 5m0s.
+func formatDuration(d time.Duration) string {
+	s := d.String()
+	if strings.HasSuffix(s, "m0s") {
+		s = strings.TrimSuffix(s, "0s")
+	}
+	if strings.HasSuffix(s, "h0m") {
+		s = strings.TrimSuffix(s, "0m")
+	}
+	return s
+}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
+	"github.com/pires/go-proxyproto"
 )
 
 // The backend side of submission: a go-smtp client logged in to Postfix on
@@ -29,7 +30,8 @@ import (
 const (
 	smtpLoginMaster     = "master"
 	smtpLoginXCLIENT    = "xclient"
-	smtpClientIPXCLIENT = "xclient"
+	smtpClientIPXCLIENT = "xclient" // XCLIENT ADDR= and PORT=
+	smtpClientIPProxy   = "proxy"   // a PROXY v2 header (Postfix smtpd_upstream_proxy_protocol = haproxy)
 )
 
 // Deadlines towards the backend once logged in (RFC 5321 section 4.5.3.2).
@@ -85,6 +87,8 @@ func (b *smtpBackend) abort() { b.raw.Close() }
 // (the backend refused the user) or errBackendUnavailable.
 func (s *Server) openSMTPBackend(ctx context.Context, cc *smtpClientConn, hostname, user string, log *slog.Logger) (_ *smtpBackend, err error) {
 	b := s.opts.SMTPBackend
+	start := time.Now()
+	defer func() { s.obs.BackendLogin("smtp", time.Since(start), err) }()
 	ctx, cancel := context.WithTimeout(ctx, s.limits.DialTimeout)
 	defer cancel()
 
@@ -100,7 +104,13 @@ func (s *Server) openSMTPBackend(ctx context.Context, cc *smtpClientConn, hostna
 			attrs = append(attrs, "ADDR="+ip, "PORT="+port)
 		}
 	}
-	c, raw, err := s.dialSMTPBackend(ctx, hostname, attrs)
+	var preface []byte
+	if b.ClientIP == smtpClientIPProxy {
+		if preface, err = proxyHeader(cc.RemoteAddr(), cc.LocalAddr()); err != nil {
+			return nil, fmt.Errorf("%w: proxy header: %v", errBackendUnavailable, err)
+		}
+	}
+	c, raw, err := s.dialSMTPBackend(ctx, hostname, preface, attrs)
 	if err != nil {
 		return nil, err
 	}
@@ -146,7 +156,16 @@ func (s *Server) openSMTPBackend(ctx context.Context, cc *smtpClientConn, hostna
 func (s *Server) probeSMTPBackend(ctx context.Context, hostname string) (smtpCaps, error) {
 	ctx, cancel := context.WithTimeout(ctx, s.limits.DialTimeout)
 	defer cancel()
-	c, raw, err := s.dialSMTPBackend(ctx, hostname, nil)
+	var preface []byte
+	if s.opts.SMTPBackend.ClientIP == smtpClientIPProxy {
+		// No client: a PROXY v2 LOCAL header (the backend uses the real
+		// connection's addresses), as load balancers send for health checks.
+		var err error
+		if preface, err = (&proxyproto.Header{Version: 2, Command: proxyproto.LOCAL}).Format(); err != nil {
+			return smtpCaps{}, fmt.Errorf("%w: proxy header: %v", errBackendUnavailable, err)
+		}
+	}
+	c, raw, err := s.dialSMTPBackend(ctx, hostname, preface, nil)
 	if err != nil {
 		return smtpCaps{}, err
 	}
@@ -157,13 +176,14 @@ func (s *Server) probeSMTPBackend(ctx context.Context, hostname string) (smtpCap
 	return caps, nil
 }
 
-// dialSMTPBackend connects to the backend and gets as far as a successful
-// EHLO: after STARTTLS when configured, and after XCLIENT with attrs when
-// attrs is not empty. raw is the TCP connection, closed by the caller.
-// Errors wrap errBackendUnavailable.
-func (s *Server) dialSMTPBackend(ctx context.Context, hostname string, attrs []string) (_ *smtp.Client, _ net.Conn, err error) {
+// dialSMTPBackend connects to the backend (sending preface first, a PROXY
+// header, if not empty) and gets as far as a successful EHLO: after STARTTLS
+// when configured, and after XCLIENT with attrs when attrs is not empty. The
+// returned net.Conn is the TCP connection, closed by the caller. Errors wrap
+// errBackendUnavailable.
+func (s *Server) dialSMTPBackend(ctx context.Context, hostname string, preface []byte, attrs []string) (_ *smtp.Client, _ net.Conn, err error) {
 	b := s.opts.SMTPBackend
-	conn, err := dialBackend(ctx, b, nil)
+	conn, err := dialBackend(ctx, b, preface)
 	if err != nil {
 		return nil, nil, fmt.Errorf("%w: dial %s: %v", errBackendUnavailable, b.Address, err)
 	}

@@ -63,6 +63,12 @@ func (ss *smtpSession) Data(r io.Reader) error {
 		return ss.backendError("DATA", err)
 	}
 	n, rerr, werr := copyBody(w, r, be.raw, timeout)
+	ss.f.s.obs.Relayed("smtp", "up", int(n))
+	if rerr == nil && werr == nil && cc.sawEOF.Load() {
+		// go-smtp ended a BDAT chunk early at the client's EOF and passed
+		// the short body on as complete.
+		rerr = io.ErrUnexpectedEOF
+	}
 	switch {
 	case rerr != nil:
 		// Never w.Close(): its final dot would commit a truncated message.
@@ -72,19 +78,27 @@ func (ss *smtpSession) Data(r io.Reader) error {
 			cc.closeAfterWrite.Store(true)
 		}
 		cc.log.Info("message aborted", "reason", rerr.Error(), "bytes", n, "duration", time.Since(start).Round(time.Millisecond))
+		ss.f.s.obs.SMTPMessage("aborted", n)
 		return reply
 	case werr != nil:
 		ss.dropBackend(false)
 		drainBody(r)
 		cc.log.Warn("backend connection failed", "cmd", "DATA", "err", werr, "bytes", n)
+		ss.f.s.obs.SMTPMessage("aborted", n)
 		return smtpReplyBackendLost
 	}
 	resp, err := w.CloseWithResponse()
 	ss.inTx = false // ended by the backend's reply either way
 	if err != nil {
 		cc.log.Info("message refused", "bytes", n, "duration", time.Since(start).Round(time.Millisecond), "err", err)
+		result := "rejected"
+		if _, ok := err.(*smtp.SMTPError); !ok {
+			result = "aborted" // the connection failed: the backend may or may not have it
+		}
+		ss.f.s.obs.SMTPMessage(result, n)
 		return ss.backendError("DATA", err)
 	}
+	ss.f.s.obs.SMTPMessage("ok", n)
 	ss.messages++
 	cc.log.Info("message relayed", "bytes", n, "rcpts", ss.rcpts, "duration", time.Since(start).Round(time.Millisecond),
 		"reply", resp.StatusText)

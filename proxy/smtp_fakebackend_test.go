@@ -12,6 +12,8 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/pires/go-proxyproto"
+
 	"github.com/mailgate/mailgate/auth"
 )
 
@@ -52,6 +54,8 @@ type fakeSMTPOptions struct {
 	closeOnData bool
 	// paused holds new connections without a greeting until resume.
 	paused bool
+	// proxyProtocol requires a PROXY v1/v2 header on every connection.
+	proxyProtocol bool
 }
 
 var fakeSMTPDefaultExt = []string{"PIPELINING", "SIZE 10240000", "ETRN", "ENHANCEDSTATUSCODES", "8BITMIME", "DSN", "SMTPUTF8", "CHUNKING"}
@@ -65,6 +69,7 @@ type fakeSMTPMessage struct {
 	sum      [32]byte
 	tls      bool
 	xclient  string // the XCLIENT attributes seen on this connection
+	remote   string // the client address, from a PROXY header if one came
 }
 
 func startFakeSMTPBackend(t *testing.T, opts fakeSMTPOptions) *fakeSMTPBackend {
@@ -75,6 +80,11 @@ func startFakeSMTPBackend(t *testing.T, opts fakeSMTPOptions) *fakeSMTPBackend {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatalf("net.Listen() = %v", err)
+	}
+	if opts.proxyProtocol {
+		ln = &proxyproto.Listener{Listener: ln, ConnPolicy: func(proxyproto.ConnPolicyOptions) (proxyproto.Policy, error) {
+			return proxyproto.REQUIRE, nil
+		}}
 	}
 	fb := &fakeSMTPBackend{addr: ln.Addr().String(), opts: opts, gate: make(chan struct{}), ln: ln, open: make(map[net.Conn]bool)}
 	if !opts.paused {
@@ -320,7 +330,8 @@ func (fb *fakeSMTPBackend) serve(c net.Conn, isTLS bool) {
 				fb.mu.Unlock()
 				return
 			}
-			m := fakeSMTPMessage{user: user, from: from, mailArgs: mailArgs, rcpts: rcpts, size: size, tls: isTLS, xclient: xclient}
+			m := fakeSMTPMessage{user: user, from: from, mailArgs: mailArgs, rcpts: rcpts, size: size, tls: isTLS, xclient: xclient,
+				remote: c.RemoteAddr().String()}
 			copy(m.sum[:], h.Sum(nil))
 			fb.mu.Lock()
 			fb.msgs = append(fb.msgs, m)

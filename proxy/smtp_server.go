@@ -3,7 +3,9 @@ package proxy
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"strings"
@@ -66,9 +68,9 @@ func checkSMTPBackend(b Backend) error {
 		return fmt.Errorf("proxy: unsupported SMTP backend login %q (want master or xclient)", b.Login)
 	}
 	switch b.ClientIP {
-	case "", "none", smtpClientIPXCLIENT:
+	case "", "none", smtpClientIPXCLIENT, smtpClientIPProxy:
 	default:
-		return fmt.Errorf("proxy: unsupported SMTP backend client_ip %q (want none or xclient)", b.ClientIP)
+		return fmt.Errorf("proxy: unsupported SMTP backend client_ip %q (want none, xclient or proxy)", b.ClientIP)
 	}
 	switch b.TLS {
 	case "", TLSNone, TLSStartTLS, TLSImplicit:
@@ -242,7 +244,7 @@ func (f *smtpFront) handle(ctx context.Context, raw net.Conn, implicitTLS bool, 
 	}
 	start := time.Now()
 	lim := f.s.limits
-	cc.ctx, cc.id, cc.log, cc.front = ctx, id, log, f
+	cc.ctx, cc.log = ctx, log
 	cc.preauthEnd = start.Add(lim.PreauthTimeout)
 	preauth := time.AfterFunc(lim.PreauthTimeout, func() {
 		if !cc.authed.Load() {
@@ -251,6 +253,13 @@ func (f *smtpFront) handle(ctx context.Context, raw net.Conn, implicitTLS bool, 
 		}
 	})
 	defer preauth.Stop()
+
+	// Shutdown: connections outside a mail transaction end at once, the
+	// others when the drain time is up (see smtpClientConn.Read).
+	stopIdle := context.AfterFunc(f.s.shutdownCtx, func() { cc.shutdown(smtpStopIdle) })
+	defer stopIdle()
+	stopAll := context.AfterFunc(f.s.drainCtx, func() { cc.shutdown(smtpStopAll) })
+	defer stopAll()
 
 	var nc net.Conn = cc
 	if implicitTLS {
@@ -264,6 +273,7 @@ func (f *smtpFront) handle(ctx context.Context, raw net.Conn, implicitTLS bool, 
 		}
 		nc = tc
 	}
+	cc.setTop(nc)
 	log.Debug("connection opened")
 
 	f.maybeReprobe()
@@ -308,9 +318,7 @@ type smtpClientConn struct {
 
 	// Set by the handler before go-smtp sees the connection.
 	ctx        context.Context
-	id         string
-	log        *slog.Logger
-	front      *smtpFront
+	log        *slog.Logger // the connection's logger; with user and mech after login
 	preauthEnd time.Time
 
 	// dataIdle, when > 0, makes every Read push the read deadline this far
@@ -321,6 +329,16 @@ type smtpClientConn struct {
 	closeAfterWrite atomic.Bool
 	authed          atomic.Bool
 	authFailures    atomic.Int32
+	// busy: a mail transaction is open (from an accepted MAIL to the end of
+	// its DATA, or RSET). Shutdown lets it finish during the drain time.
+	busy atomic.Bool
+	// stop is the shutdown level: smtpStopIdle, then smtpStopAll.
+	stop atomic.Int32
+	// sawEOF: the client closed its side. A BDAT chunk cut short by EOF
+	// looks complete to go-smtp, so Data checks this before the final dot.
+	sawEOF atomic.Bool
+	// top is what go-smtp reads and writes: this conn or a *tls.Conn over it.
+	top atomic.Pointer[net.Conn]
 
 	mu      sync.Mutex
 	backend net.Conn
@@ -328,12 +346,78 @@ type smtpClientConn struct {
 	done    chan struct{} // closed by Close
 }
 
+// Shutdown levels of smtpClientConn.stop.
+const (
+	smtpStopIdle = 1 // end the connection at its next read outside a transaction
+	smtpStopAll  = 2 // end it at its next read
+)
+
+// errSMTPShutdown is what Read returns once the connection is to end.
+// It is not io.EOF: go-smtp would take a BDAT chunk cut off by EOF as whole.
+var errSMTPShutdown = errors.New("proxy: server shutting down")
+
 func (c *smtpClientConn) Read(p []byte) (int, error) {
+	if c.stopping() {
+		return 0, c.goodbye()
+	}
 	if d := c.dataIdle.Load(); d > 0 {
 		c.Conn.SetReadDeadline(time.Now().Add(time.Duration(d)))
+		if c.stopping() { // shutdown may have set its deadline just before
+			return 0, c.goodbye()
+		}
 	}
-	return c.Conn.Read(p)
+	n, err := c.Conn.Read(p)
+	if err != nil && n == 0 && c.stopping() { // woken by shutdown's deadline
+		return 0, c.goodbye()
+	}
+	if err == io.EOF {
+		c.sawEOF.Store(true)
+	}
+	return n, err
 }
+
+func (c *smtpClientConn) stopping() bool {
+	switch c.stop.Load() {
+	case smtpStopAll:
+		return true
+	case smtpStopIdle:
+		return !c.busy.Load()
+	}
+	return false
+}
+
+// goodbye writes 421 and closes the connection. It runs inside a Read by
+// go-smtp's goroutine, the only one that writes to the client, so the reply
+// cannot interleave with another.
+func (c *smtpClientConn) goodbye() error {
+	if p := c.top.Load(); p != nil {
+		top := *p
+		top.SetWriteDeadline(time.Now().Add(smtpGoodbyeTimeout))
+		io.WriteString(top, "421 4.3.2 Service shutting down, try again later\r\n")
+	}
+	c.Close()
+	return errSMTPShutdown
+}
+
+// smtpGoodbyeTimeout bounds writing the shutdown 421.
+const smtpGoodbyeTimeout = 5 * time.Second
+
+// shutdown sets the shutdown level and wakes a Read that should end.
+func (c *smtpClientConn) shutdown(level int32) {
+	for {
+		cur := c.stop.Load()
+		if cur >= level || c.stop.CompareAndSwap(cur, level) {
+			break
+		}
+	}
+	if c.stopping() {
+		c.Conn.SetReadDeadline(time.Now())
+	}
+}
+
+// setTop records what go-smtp talks through (after a TLS handshake, the
+// *tls.Conn), for goodbye.
+func (c *smtpClientConn) setTop(nc net.Conn) { c.top.Store(&nc) }
 
 func (c *smtpClientConn) Write(p []byte) (int, error) {
 	n, err := c.Conn.Write(p)

@@ -64,6 +64,7 @@ func (f *smtpFront) newSession(c *smtp.Conn) (smtp.Session, error) {
 	if cc == nil {
 		return nil, &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "Internal error"}
 	}
+	cc.setTop(c.Conn()) // after STARTTLS, the *tls.Conn
 	return &smtpSession{f: f, cc: cc}, nil
 }
 
@@ -126,7 +127,9 @@ func (a *smtpSASL) Next(resp []byte) ([]byte, bool, error) {
 	ss.mu.Unlock()
 	cc.authed.Store(true)
 	cc.log = log
-	log.Info("login", "result", resultOK, "source", id.Source, "auth", time.Since(a.start).Round(time.Millisecond))
+	d := time.Since(a.start)
+	ss.f.s.obs.Login("smtp", a.mech, resultOK, d)
+	log.Info("login", "result", resultOK, "source", id.Source, "auth", d.Round(time.Millisecond))
 	return nil, true, nil
 }
 
@@ -138,7 +141,9 @@ func (a *smtpSASL) fail(err error) error {
 	if r.internal {
 		lvl = cc.log.Warn
 	}
-	lvl("login", "result", r.result, "mech", a.mech, "err", err, "auth", time.Since(a.start).Round(time.Millisecond))
+	d := time.Since(a.start)
+	a.ss.f.s.obs.Login("smtp", a.mech, r.result, d)
+	lvl("login", "result", r.result, "mech", a.mech, "err", err, "auth", d.Round(time.Millisecond))
 	if r.result == resultInvalid || r.result == resultMalformed {
 		if n := cc.authFailures.Add(1); int(n) >= a.ss.f.s.limits.MaxAuthFailures {
 			cc.log.Info("too many authentication failures: closing")
@@ -197,6 +202,7 @@ func (ss *smtpSession) Mail(from string, opts *smtp.MailOptions) error {
 		return ss.backendError("MAIL", err)
 	}
 	ss.inTx, ss.rcpts = true, 0
+	ss.cc.busy.Store(true)
 	return nil
 }
 
@@ -222,6 +228,7 @@ func (ss *smtpSession) Rcpt(to string, opts *smtp.RcptOptions) error {
 func (ss *smtpSession) Reset() {
 	ss.mu.Lock()
 	defer ss.mu.Unlock()
+	ss.cc.busy.Store(false)
 	if ss.be == nil || !ss.inTx {
 		return
 	}
@@ -240,6 +247,7 @@ func (ss *smtpSession) Logout() error {
 		ss.authCancel()
 		ss.authCancel = nil
 	}
+	ss.cc.busy.Store(false)
 	if ss.be != nil {
 		ss.dropBackend(true)
 	}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"crypto/tls"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -598,6 +599,32 @@ func TestSMTPBackendLoginModes(t *testing.T) {
 	})
 }
 
+// TestSMTPProxyProtocolToBackend: client_ip proxy sends a PROXY v2 header
+// with the client's address; the capability probe sends a LOCAL header.
+func TestSMTPProxyProtocolToBackend(t *testing.T) {
+	tp, fb := newSMTPTest(t, fakeSMTPOptions{proxyProtocol: true}, func(o *Options) { o.SMTPBackend.ClientIP = "proxy" })
+	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 5)}}
+	raw, err := d.Dial("tcp", tp.tlsAddr)
+	if err != nil {
+		t.Fatalf("dial from 127.0.0.5: %v", err)
+	}
+	tc := tls.Client(raw, tp.clientTLS)
+	c := &tconn{t: t, c: tc, br: newBufReader(tc)}
+	t.Cleanup(func() { tc.Close() })
+	c.smtpExpect("220 ")
+	if exts := c.smtpEHLO(); extParam(exts, "SIZE") != "10240000" {
+		t.Fatalf("EHLO %q: the probe with a LOCAL header did not get the backend's SIZE", exts)
+	}
+	c.smtpLogin()
+	c.smtpCmd("MAIL FROM:<alice@example.test>", "250 ")
+	c.smtpCmd("RCPT TO:<bob@example.test>", "250 ")
+	c.smtpCmd("DATA", "354 ")
+	c.smtpCmd("Subject: x\r\n\r\nx\r\n.", "250 ")
+	if m := fb.messages(); len(m) != 1 || !strings.HasPrefix(m[0].remote, "127.0.0.5:") {
+		t.Fatalf("backend messages %+v, want one from 127.0.0.5", m)
+	}
+}
+
 func TestSMTPServeErrors(t *testing.T) {
 	srv, err := New(Options{Authenticator: fakeAuthenticator, TLSConfig: nil})
 	if err == nil || srv != nil {
@@ -606,7 +633,7 @@ func TestSMTPServeErrors(t *testing.T) {
 	serverTLS, _ := testTLS(t)
 	for _, b := range []Backend{
 		{Address: "127.0.0.1:25", Login: "password"},
-		{Address: "127.0.0.1:25", ClientIP: "proxy"},
+		{Address: "127.0.0.1:25", ClientIP: "id"},
 		{Address: ""},
 	} {
 		srv, err := New(Options{Authenticator: fakeAuthenticator, TLSConfig: serverTLS, SMTPBackend: b})
@@ -623,24 +650,100 @@ func TestSMTPServeErrors(t *testing.T) {
 	}
 }
 
+// TestSMTPShutdown: connections outside a mail transaction get 421 at once;
+// a transaction goes on during the drain time, then the connection gets 421
+// and the backend never sees the final dot.
 func TestSMTPShutdown(t *testing.T) {
 	tp, fb := newSMTPTest(t, fakeSMTPOptions{}, nil)
-	c := tp.dialSubmissions(t)
-	c.smtpLogin()
-	idle := tp.dialSubmission(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	pre := tp.dialSubmission(t)
+	idle := tp.dialSubmissions(t)
+	idle.smtpLogin()
+	tx := tp.dialSubmissions(t)
+	tx.smtpLogin()
+	tx.smtpCmd("MAIL FROM:<alice@example.test>", "250 ")
+
+	done := make(chan error, 1)
+	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
 	defer cancel()
-	if err := tp.srv.Shutdown(ctx); !errors.Is(err, context.DeadlineExceeded) {
-		t.Fatalf("Shutdown() = %v, want DeadlineExceeded (clients still connected)", err)
+	start := time.Now()
+	go func() { done <- tp.srv.Shutdown(ctx) }()
+	for _, c := range []*tconn{pre, idle} {
+		c.smtpExpect("421 4.3.2")
+		c.expectClosed()
+	}
+	if d := time.Since(start); d > 400*time.Millisecond {
+		t.Fatalf("idle connections ended after %v, want at once", d)
+	}
+	// During the drain the transaction goes on.
+	tx.smtpCmd("RCPT TO:<bob@example.test>", "250 ")
+	tx.smtpCmd("DATA", "354 ")
+	tx.c.Write([]byte("Subject: cut by shutdown\r\n\r\n"))
+	tx.smtpExpect("421 4.3.2")
+	if d := time.Since(start); d < 450*time.Millisecond {
+		t.Fatalf("transaction ended after %v, before the drain time", d)
+	}
+	tx.expectClosed()
+	if err := <-done; !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Shutdown() = %v, want DeadlineExceeded", err)
 	}
 	for i := 0; i < 2; i++ {
 		if err := <-tp.serveErr; !errors.Is(err, ErrServerClosed) {
 			t.Fatalf("ServeSMTP() = %v, want ErrServerClosed", err)
 		}
 	}
+	waitFor(t, "the backend connections to close", func() bool { return fb.openConns() == 0 })
+	if n := len(fb.messages()); n != 0 {
+		t.Fatalf("backend got %d messages", n)
+	}
+}
+
+// TestSMTPShutdownFinishesMessage: a message whose DATA ends within the
+// drain time is delivered and answered, then the connection gets 421.
+func TestSMTPShutdownFinishesMessage(t *testing.T) {
+	tp, fb := newSMTPTest(t, fakeSMTPOptions{}, nil)
+	c := tp.dialSubmissions(t)
+	c.smtpLogin()
+	c.smtpCmd("MAIL FROM:<alice@example.test>", "250 ")
+	c.smtpCmd("RCPT TO:<bob@example.test>", "250 ")
+	c.smtpCmd("DATA", "354 ")
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- tp.srv.Shutdown(ctx) }()
+	waitFor(t, "the listeners to close", func() bool {
+		c, err := dialNoFail(tp.tlsAddr)
+		if err == nil {
+			c.Close()
+		}
+		return err != nil
+	})
+	c.smtpCmd("Subject: during shutdown\r\n\r\nbody\r\n.", "250 2.0.0 Ok: queued as FAKE1")
+	c.smtpExpect("421 4.3.2") // the transaction is over: the connection ends
 	c.expectClosed()
-	idle.expectClosed()
-	waitFor(t, "the backend connection to close", func() bool { return fb.openConns() == 0 })
+	if err := <-done; err != nil {
+		t.Fatalf("Shutdown() = %v, want nil (every connection ended in time)", err)
+	}
+	if n := len(fb.messages()); n != 1 {
+		t.Fatalf("backend got %d messages, want 1", n)
+	}
+}
+
+// TestSMTPBDATShortLastChunk: a client whose connection ends inside a BDAT
+// LAST chunk (go-smtp then passes the short body on as complete) leaves
+// nothing at the backend.
+func TestSMTPBDATShortLastChunk(t *testing.T) {
+	tp, fb := newSMTPTest(t, fakeSMTPOptions{}, nil)
+	c := tp.dialSubmissions(t)
+	c.smtpLogin()
+	c.smtpCmd("MAIL FROM:<alice@example.test>", "250 ")
+	c.smtpCmd("RCPT TO:<bob@example.test>", "250 ")
+	c.c.Write([]byte("BDAT 1000 LAST\r\nSubject: short\r\n\r\nonly part of the chunk\r\n"))
+	// The process dies: the kernel sends FIN, without a TLS close_notify.
+	c.c.(*tls.Conn).NetConn().(*net.TCPConn).CloseWrite()
+	waitFor(t, "the backend DATA to be cut off", func() bool { return fb.abortedCount() == 1 })
+	if n := len(fb.messages()); n != 0 {
+		t.Fatalf("backend got %d messages, want 0", n)
+	}
 }
 
 func TestSMTPContextCancel(t *testing.T) {

@@ -1,0 +1,253 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/pem"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-imap/v2/imapclient"
+	"github.com/emersion/go-sasl"
+	"github.com/emersion/go-smtp"
+
+	"github.com/mailgate/mailgate/certs"
+	"github.com/mailgate/mailgate/internal/demo"
+)
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// TestServeGracefulShutdownSMTPInFlight runs "mailgate serve" as a process,
+// sends SIGTERM while an SMTP DATA is half uploaded, and checks that the
+// message is still delivered, the client hears 250, and mailgate exits 0.
+func TestServeGracefulShutdownSMTPInFlight(t *testing.T) {
+	bin := buildMailgate(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	d, err := demo.Start(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	dir := t.TempDir()
+	certFile, keyFile, err := certs.WritePEM(dir, "127.0.0.1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pw := filepath.Join(dir, "master")
+	os.WriteFile(pw, []byte(d.MasterPassword+"\n"), 0o600)
+	smtps, httpAddr := freeAddr(t), freeAddr(t)
+	cfgFile := filepath.Join(dir, "mailgate.yaml")
+	os.WriteFile(cfgFile, []byte(fmt.Sprintf(`
+tls: {cert_file: %s, key_file: %s}
+master: {user: %s, password_file: %s}
+imap: {listen_tls: "", listen_starttls: ""}
+smtp:
+  listen_tls: %q
+  listen_starttls: ""
+  hostname: mailgate.test
+  backend: {address: %s, tls: none, login: master}
+oauth2: {mode: userinfo, userinfo_url: %s/userinfo}
+http: {listen: %q}
+`, certFile, keyFile, d.MasterUser, pw, smtps, d.SMTPAddr, d.Issuer.URL(), httpAddr)), 0o644)
+
+	cmd := exec.CommandContext(ctx, bin, "serve", "--config", cfgFile)
+	var logs bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &logs, &logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+	waitHTTP(t, "http://"+httpAddr+"/readyz", http.StatusOK)
+
+	pemBytes, _ := os.ReadFile(certFile)
+	block, _ := pem.Decode(pemBytes)
+	leaf, _ := x509.ParseCertificate(block.Bytes)
+	pool := x509.NewCertPool()
+	pool.AddCert(leaf)
+	c, err := smtp.DialTLS(smtps, &tls.Config{RootCAs: pool, ServerName: "127.0.0.1"})
+	if err != nil {
+		t.Fatalf("dial: %v\n%s", err, logs.String())
+	}
+	defer c.Close()
+	if err := c.Hello("client.test"); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Auth(sasl.NewOAuthBearerClient(&sasl.OAuthBearerOptions{Username: d.User, Token: d.Token})); err != nil {
+		t.Fatalf("auth: %v\n%s", err, logs.String())
+	}
+	if err := c.Mail(d.User, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Rcpt(d.User, nil); err != nil {
+		t.Fatal(err)
+	}
+	w, err := c.Data()
+	if err != nil {
+		t.Fatal(err)
+	}
+	subject := fmt.Sprintf("in flight at SIGTERM %d", time.Now().UnixNano())
+	fmt.Fprintf(w, "From: %s\r\nTo: %s\r\nSubject: %s\r\n\r\nfirst half\r\n", d.User, d.User, subject)
+
+	// SIGTERM with the message half sent: mailgate stops accepting...
+	cmd.Process.Signal(syscall.SIGTERM)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		conn, err := net.DialTimeout("tcp", smtps, time.Second)
+		if err != nil {
+			break
+		}
+		conn.Close()
+		if time.Now().After(deadline) {
+			t.Fatal("still accepting connections after SIGTERM")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	// ...but lets the transaction finish.
+	fmt.Fprintf(w, "second half\r\n")
+	if err := w.Close(); err != nil {
+		t.Fatalf("DATA after SIGTERM: %v\n%s", err, logs.String())
+	}
+	waitErr := make(chan error, 1)
+	go func() { waitErr <- cmd.Wait() }()
+	select {
+	case err := <-waitErr:
+		if err != nil {
+			t.Fatalf("mailgate exit: %v\n%s", err, logs.String())
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatalf("mailgate did not exit after the transaction\n%s", logs.String())
+	}
+
+	// The whole message is in the mailbox.
+	ic, err := imapclient.DialInsecure(d.IMAPAddr, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ic.Close()
+	if err := ic.Authenticate(sasl.NewPlainClient(d.User, d.MasterUser, d.MasterPassword)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ic.Select("INBOX", nil).Wait(); err != nil {
+		t.Fatal(err)
+	}
+	msgs, err := ic.Fetch(imap.SeqSetNum(1, 2, 3), &imap.FetchOptions{BodySection: []*imap.FetchItemBodySection{{}}}).Collect()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range msgs {
+		body := m.FindBodySection(&imap.FetchItemBodySection{})
+		if bytes.Contains(body, []byte(subject)) {
+			if !bytes.Contains(body, []byte("first half\r\nsecond half")) {
+				t.Fatalf("message truncated:\n%s", body)
+			}
+			if strings.Contains(logs.String(), d.Token) {
+				t.Fatal("token in the logs")
+			}
+			return
+		}
+	}
+	t.Fatalf("message not delivered\n%s", logs.String())
+}
+
+// TestServeSIGHUPReloadsCertificate: replacing the certificate files and
+// sending SIGHUP makes new handshakes show the new certificate, while a
+// session opened before goes on.
+func TestServeSIGHUPReloadsCertificate(t *testing.T) {
+	bin := buildMailgate(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	d, err := demo.Start(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	dir := t.TempDir()
+	certFile, keyFile, err := certs.WritePEM(dir, "127.0.0.1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	imaps, httpAddr := freeAddr(t), freeAddr(t)
+	cfgFile := filepath.Join(dir, "mailgate.yaml")
+	os.WriteFile(cfgFile, []byte(fmt.Sprintf(`
+tls: {cert_file: %s, key_file: %s}
+master: {user: %s, password: %q}
+imap: {listen_tls: %q, listen_starttls: "", backend: {address: %s, tls: none}}
+smtp: {listen_tls: "", listen_starttls: ""}
+oauth2: {mode: userinfo, userinfo_url: %s/userinfo}
+http: {listen: %q}
+`, certFile, keyFile, d.MasterUser, d.MasterPassword, imaps, d.IMAPAddr, d.Issuer.URL(), httpAddr)), 0o644)
+	cmd := exec.CommandContext(ctx, bin, "serve", "--config", cfgFile)
+	var logs bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &logs, &logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+	waitHTTP(t, "http://"+httpAddr+"/readyz", http.StatusOK)
+
+	serial := func() string {
+		c, err := tls.Dial("tcp", imaps, &tls.Config{InsecureSkipVerify: true})
+		if err != nil {
+			t.Fatalf("dial: %v", err)
+		}
+		defer c.Close()
+		return c.ConnectionState().PeerCertificates[0].SerialNumber.String()
+	}
+	before := serial()
+	old, err := tls.Dial("tcp", imaps, &tls.Config{InsecureSkipVerify: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer old.Close()
+
+	// New files in place (written elsewhere, then renamed over the old ones).
+	nd := t.TempDir()
+	nc, nk, err := certs.WritePEM(nd, "127.0.0.1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.Rename(nc, certFile)
+	os.Rename(nk, keyFile)
+	cmd.Process.Signal(syscall.SIGHUP)
+	deadline := time.Now().Add(10 * time.Second)
+	for serial() == before {
+		if time.Now().After(deadline) {
+			t.Fatalf("certificate not reloaded after SIGHUP\n%s", logs.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	// The session opened before the reload still works.
+	old.SetDeadline(time.Now().Add(5 * time.Second))
+	buf := make([]byte, 512)
+	if n, err := old.Read(buf); err != nil || !bytes.HasPrefix(buf[:n], []byte("* OK")) {
+		t.Fatalf("old session: %q, %v", buf[:n], err)
+	}
+	old.Write([]byte("a NOOP\r\n"))
+	if n, err := old.Read(buf); err != nil || !bytes.HasPrefix(buf[:n], []byte("a OK")) {
+		t.Fatalf("old session after reload: %q, %v", buf[:n], err)
+	}
+	cmd.Process.Signal(syscall.SIGTERM)
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("exit: %v\n%s", err, logs.String())
+	}
+}

@@ -31,8 +31,10 @@ type app struct {
 	certs   *certs.Store
 	srv     *proxy.Server
 	metrics *metrics
-	ops     *opsServer  // nil when http.listen is empty
-	serving atomic.Bool // the client listeners are up
+	auth    *swapAuthenticator // replaced on reload
+	level   *slog.LevelVar     // the logger's level, set on reload (nil in tests)
+	ops     *opsServer         // nil when http.listen is empty
+	serving atomic.Bool        // the client listeners are up
 
 	listeners []appListener
 }
@@ -65,7 +67,8 @@ func newApp(cfg *config.Config, log *slog.Logger) (*app, error) {
 	if err != nil {
 		return nil, err
 	}
-	opts, err := proxyOptions(cfg, authn, log)
+	a.auth = newSwapAuthenticator(authn)
+	opts, err := proxyOptions(cfg, a.auth, log)
 	if err != nil {
 		return nil, err
 	}

@@ -87,7 +87,7 @@ func runDemo(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "mailgate demo: internal configuration error:\n%v\n", err)
 		return 1
 	}
-	log := newLogger(stderr, cfg.Log.Level, cfg.Log.Format)
+	log, _ := newLogger(stderr, cfg.Log.Level, cfg.Log.Format)
 	a, err := newApp(&cfg, log)
 	if err != nil {
 		fmt.Fprintf(stderr, "mailgate demo: %v\n(if a port is busy, pick others with --imaps-port etc., or 0 for free ones)\n", err)

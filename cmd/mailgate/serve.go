@@ -70,42 +70,28 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "mailgate: the configuration has problems:\n%v\n", err)
 		return 1
 	}
-	log := newLogger(stderr, cfg.Log.Level, cfg.Log.Format)
+	log, level := newLogger(stderr, cfg.Log.Level, cfg.Log.Format)
 	for _, w := range cfg.Warnings() {
 		log.Warn("config", "warning", w)
 	}
 	a, err := newApp(cfg, log)
+	if a != nil {
+		a.level = level
+	}
 	if err != nil {
 		log.Error("startup failed", "err", err)
 		return 1
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
-	go a.reloadOnSIGHUP(ctx)
+	go a.reloadOnSIGHUP(ctx, func() (*config.Config, error) {
+		c, _, err := loadConfig("serve", args, io.Discard, serveHelp)
+		return c, err
+	})
 	log.Info("mailgate started", "version", version)
 	if err := a.run(ctx, shutdownDrain); err != nil {
 		return 1
 	}
 	log.Info("mailgate stopped")
 	return 0
-}
-
-// reloadOnSIGHUP reloads the certificates on every SIGHUP until ctx is done;
-// a failed reload keeps the old ones.
-func (a *app) reloadOnSIGHUP(ctx context.Context) {
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-hup:
-			if err := a.certs.Reload(); err != nil {
-				a.log.Error("certificate reload failed; keeping the old ones", "err", err)
-			} else {
-				a.log.Info("certificates reloaded")
-			}
-		}
-	}
 }

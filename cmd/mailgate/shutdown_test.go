@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -251,3 +252,89 @@ http: {listen: %q}
 		t.Fatalf("exit: %v\n%s", err, logs.String())
 	}
 }
+
+// TestServeSIGHUPReloadsConfig: oauth2 settings change on SIGHUP; a broken
+// configuration is refused and the running one stays.
+func TestServeSIGHUPReloadsConfig(t *testing.T) {
+	bin := buildMailgate(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	d, err := demo.Start(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	dir := t.TempDir()
+	certFile, keyFile, err := certs.WritePEM(dir, "127.0.0.1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	imaps, httpAddr := freeAddr(t), freeAddr(t)
+	cfgFile := filepath.Join(dir, "mailgate.yaml")
+	write := func(domain string) {
+		os.WriteFile(cfgFile, []byte(fmt.Sprintf(`
+tls: {cert_file: %s, key_file: %s}
+master: {user: %s, password: %q}
+imap: {listen_tls: %q, listen_starttls: "", backend: {address: %s, tls: none}}
+smtp: {listen_tls: "", listen_starttls: ""}
+oauth2: {mode: userinfo, userinfo_url: %s/userinfo, allowed_domains: [%s], cache_ttl: 0s}
+http: {listen: %q}
+`, certFile, keyFile, d.MasterUser, d.MasterPassword, imaps, d.IMAPAddr, d.Issuer.URL(), domain, httpAddr)), 0o644)
+	}
+	write("example.test")
+	cmd := exec.CommandContext(ctx, bin, "serve", "--config", cfgFile)
+	var logs syncBuf
+	cmd.Stdout, cmd.Stderr = &logs, &logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+	waitHTTP(t, "http://"+httpAddr+"/readyz", http.StatusOK)
+
+	login := func() error {
+		c, err := imapclient.DialTLS(imaps, &imapclient.Options{TLSConfig: &tls.Config{InsecureSkipVerify: true}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		return c.Authenticate(xoauth2{d.User, d.Token})
+	}
+	if err := login(); err != nil {
+		t.Fatalf("login with the first config: %v", err)
+	}
+	reloadAndWait := func(marker string) {
+		n := strings.Count(logs.String(), marker)
+		cmd.Process.Signal(syscall.SIGHUP)
+		deadline := time.Now().Add(10 * time.Second)
+		for strings.Count(logs.String(), marker) == n {
+			if time.Now().After(deadline) {
+				t.Fatalf("no %q after SIGHUP\n%s", marker, logs.String())
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	write("other.test")
+	reloadAndWait("configuration reloaded")
+	if err := login(); err == nil {
+		t.Fatal("login still accepted after allowed_domains changed")
+	}
+	os.WriteFile(cfgFile, []byte("oauth2: {mode: [broken\n"), 0o644)
+	reloadAndWait("configuration reload refused")
+	if err := login(); err == nil {
+		t.Fatal("a broken reload changed the running configuration")
+	}
+	write("example.test")
+	reloadAndWait("configuration reloaded")
+	if err := login(); err != nil {
+		t.Fatalf("login after restoring the config: %v", err)
+	}
+}
+
+// syncBuf is a bytes.Buffer safe for a subprocess's writers and a reader.
+type syncBuf struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuf) Write(p []byte) (int, error) { s.mu.Lock(); defer s.mu.Unlock(); return s.b.Write(p) }
+func (s *syncBuf) String() string              { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }

@@ -1,0 +1,107 @@
+package main
+
+import (
+	"context"
+	"os"
+	"os/signal"
+	"reflect"
+	"sync/atomic"
+	"syscall"
+
+	"github.com/mailgate/mailgate/auth"
+	"github.com/mailgate/mailgate/config"
+	"github.com/mailgate/mailgate/proxy"
+)
+
+// SIGHUP reloads the certificates and the reloadable parts of the
+// configuration: log.level and the whole oauth2 section (validator, policy,
+// cache). Everything else (listeners, backends, master user, limits) needs a
+// restart; a changed value there is reported and ignored. A configuration
+// that does not load or validate is refused and the running one stays.
+
+// swapAuthenticator lets a reload replace the authenticator under running
+// listeners; sessions already authenticated are not affected.
+type swapAuthenticator struct {
+	cur atomic.Pointer[proxy.Authenticator]
+}
+
+func newSwapAuthenticator(a proxy.Authenticator) *swapAuthenticator {
+	s := &swapAuthenticator{}
+	s.cur.Store(&a)
+	return s
+}
+
+func (s *swapAuthenticator) Authenticate(ctx context.Context, c auth.Credentials) (auth.Identity, error) {
+	return (*s.cur.Load()).Authenticate(ctx, c)
+}
+
+func (s *swapAuthenticator) set(a proxy.Authenticator) { s.cur.Store(&a) }
+
+// reloadOnSIGHUP reloads on every SIGHUP until ctx is done.
+func (a *app) reloadOnSIGHUP(ctx context.Context, load func() (*config.Config, error)) {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-hup:
+			a.reload(load)
+		}
+	}
+}
+
+func (a *app) reload(load func() (*config.Config, error)) {
+	if err := a.certs.Reload(); err != nil {
+		a.log.Error("certificate reload failed; keeping the old ones", "err", err)
+	} else {
+		a.log.Info("certificates reloaded")
+	}
+	if load == nil {
+		return
+	}
+	next, err := load()
+	if err == nil {
+		err = next.Validate()
+	}
+	if err != nil {
+		a.log.Error("configuration reload refused; keeping the running one", "err", err)
+		return
+	}
+	authn, err := newAuthenticator(next, a.log, a.metrics)
+	if err != nil {
+		a.log.Error("configuration reload refused; keeping the running one", "err", err)
+		return
+	}
+	for _, key := range restartOnlyChanges(a.cfg, next) {
+		a.log.Warn("configuration change needs a restart; ignored until then", "section", key)
+	}
+	a.auth.set(authn)
+	if a.level != nil {
+		a.level.Set(parseLevel(next.Log.Level))
+	}
+	a.cfg.OAuth2, a.cfg.Log.Level = next.OAuth2, next.Log.Level
+	a.log.Info("configuration reloaded", "reloaded", "log.level, oauth2")
+}
+
+// restartOnlyChanges names the sections that differ but cannot be reloaded.
+func restartOnlyChanges(cur, next *config.Config) []string {
+	var out []string
+	for name, pair := range map[string][2]any{
+		"tls":            {cur.TLS, next.TLS},
+		"master":         {cur.Master, next.Master},
+		"imap":           {cur.IMAP, next.IMAP},
+		"smtp":           {cur.SMTP, next.SMTP},
+		"auth":           {cur.Auth, next.Auth},
+		"limits":         {cur.Limits, next.Limits},
+		"http":           {cur.HTTP, next.HTTP},
+		"proxy_protocol": {cur.ProxyProtocol, next.ProxyProtocol},
+		"log.format":     {cur.Log.Format, next.Log.Format},
+	} {
+		if !reflect.DeepEqual(pair[0], pair[1]) {
+			out = append(out, name)
+		}
+	}
+	return out
+}

@@ -142,9 +142,15 @@ type Limits struct {
 	AuthFailuresPerIP   int           `mapstructure:"auth_failures_per_ip"` // per minute, then a growing delay
 	PreauthTimeout      time.Duration `mapstructure:"preauth_timeout"`      // until authentication succeeds
 	IdleTimeout         time.Duration `mapstructure:"idle_timeout"`         // after login; IMAP IDLE needs > 29m
+
+	HandshakeTimeout time.Duration `mapstructure:"handshake_timeout"` // one TLS handshake
+	CommandTimeout   time.Duration `mapstructure:"command_timeout"`   // one pre-auth command; one SMTP command
+	DataTimeout      time.Duration `mapstructure:"data_timeout"`      // SMTP DATA/BDAT without a byte from the client
+	MaxLineBytes     int           `mapstructure:"max_line_bytes"`    // one command line or SASL response
+	MaxLiteralBytes  int           `mapstructure:"max_literal_bytes"` // one IMAP literal before login
+	MaxAuthAttempts  int           `mapstructure:"max_auth_attempts"` // failed logins per connection
 }
 
-// HTTP is the operations endpoint (/metrics /healthz /readyz).
 // ProxyProtocol is the PROXY protocol (v1/v2) on the client listeners.
 type ProxyProtocol struct {
 	// TrustedNetworks (CIDR) must send a PROXY header, whose source address
@@ -153,6 +159,7 @@ type ProxyProtocol struct {
 	TrustedNetworks []string `mapstructure:"trusted_networks"`
 }
 
+// HTTP is the operations endpoint (/metrics /healthz /readyz).
 type HTTP struct {
 	Listen string `mapstructure:"listen"` // "" disables it
 }
@@ -218,6 +225,12 @@ func Default() Config {
 			AuthFailuresPerIP:   10,
 			PreauthTimeout:      60 * time.Second,
 			IdleTimeout:         31 * time.Minute,
+			HandshakeTimeout:    15 * time.Second,
+			CommandTimeout:      30 * time.Second,
+			DataTimeout:         3 * time.Minute,
+			MaxLineBytes:        64 << 10,
+			MaxLiteralBytes:     64 << 10,
+			MaxAuthAttempts:     3,
 		},
 		HTTP:          HTTP{Listen: "127.0.0.1:9090"},
 		ProxyProtocol: ProxyProtocol{TrustedNetworks: []string{}},

@@ -66,6 +66,12 @@ var keyDocs = map[string]string{
 	"limits.auth_failures_per_ip":       "failed logins per client address per minute before logins slow down and then stop",
 	"limits.preauth_timeout":            "time a client has to authenticate",
 	"limits.idle_timeout":               "IMAP session ends after this long without a byte from the client (IDLE needs > 29m)",
+	"limits.handshake_timeout":          "time for one TLS handshake (implicit TLS or STARTTLS)",
+	"limits.command_timeout":            "time to send one command before login, and one SMTP command after",
+	"limits.data_timeout":               "an SMTP DATA/BDAT upload ends (and nothing is delivered) after this long without a byte",
+	"limits.max_line_bytes":             "longest command line or SASL response accepted",
+	"limits.max_literal_bytes":          "largest IMAP literal accepted before login",
+	"limits.max_auth_attempts":          "failed logins per connection before it is closed",
 	"http.listen":                       "operations endpoint (`/metrics`, `/healthz`, `/readyz`); empty disables",
 	"proxy_protocol.trusted_networks":   "load balancers (CIDR) that must send a PROXY v1/v2 header; empty = PROXY protocol off",
 }

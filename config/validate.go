@@ -113,6 +113,18 @@ func (c *Config) Validate() error {
 		}
 	}
 	p.positive("limits.preauth_timeout", c.Limits.PreauthTimeout)
+	p.positive("limits.handshake_timeout", c.Limits.HandshakeTimeout)
+	p.positive("limits.command_timeout", c.Limits.CommandTimeout)
+	p.positive("limits.data_timeout", c.Limits.DataTimeout)
+	if n := c.Limits.MaxLineBytes; n < 8<<10 || n > 16<<20 {
+		p.add("limits.max_line_bytes", "must be between 8192 and 16777216 (a JWT in XOAUTH2 takes several KiB; default 65536)")
+	}
+	if n := c.Limits.MaxLiteralBytes; n < 1<<10 || n > 16<<20 {
+		p.add("limits.max_literal_bytes", "must be between 1024 and 16777216 (default 65536)")
+	}
+	if c.Limits.MaxAuthAttempts < 1 {
+		p.add("limits.max_auth_attempts", "must be at least 1 (default 3)")
+	}
 	for _, n := range c.ProxyProtocol.TrustedNetworks {
 		if _, err := netip.ParsePrefix(n); err != nil {
 			p.add("proxy_protocol.trusted_networks", "%q is not a CIDR network (e.g. 10.0.0.0/8 or 192.0.2.10/32)", n)

@@ -7,9 +7,26 @@
 // the SASL exchange (base64, "+ " or "334 ", "*" cancel) and map the sentinel
 // errors below to protocol replies in one place each.
 //
+// Token validation (one Validator per oauth2.mode):
+//
+//   - UserinfoValidator: GET the OIDC userinfo endpoint with the token.
+//   - IntrospectionValidator: RFC 7662 introspection, "active" must be true.
+//   - JWTValidator: local check of JWT access tokens with the issuer's JWKS
+//     (OIDC discovery, background refresh, rate-limited refetch on an
+//     unknown kid). A revoked JWT stays valid until its exp: see its doc.
+//   - AutoValidator: the issuer's JWTs locally, other tokens by
+//     introspection or userinfo.
+//
+// Cache puts any of them behind a SHA-256-keyed cache with singleflight and
+// a bound on concurrent provider calls; TokenAuthenticator applies the
+// identity Policy; Throttled applies a Throttle (per-IP and per-user
+// failure delays and blocks) around any Authenticator; Explain says why a
+// token is accepted or refused ("mailgate token").
+//
 // References: RFC 4422 (SASL), RFC 4616 (PLAIN), RFC 7628 (OAUTHBEARER),
 // Google's XOAUTH2 protocol, RFC 7662 (token introspection), OpenID Connect
-// Core 1.0 §5.3 (userinfo).
+// Core 1.0 §5.3 (userinfo), OpenID Connect Discovery 1.0, RFC 7515/7517/7519
+// (JWS, JWK, JWT), RFC 9068 (JWT access tokens).
 package auth
 
 import (

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 )
 
 // Seed corpora are also committed under testdata/fuzz/<FuzzName>/.
@@ -183,6 +184,72 @@ func FuzzServer(f *testing.F) {
 		}
 		if !finished || calls > 1 {
 			t.Fatalf("finished=%v calls=%d", finished, calls)
+		}
+	})
+}
+
+// FuzzParseJWT: the hand-rolled JWT splitter never panics, and what it
+// accepts has an alg and object claims.
+func FuzzParseJWT(f *testing.F) {
+	for _, s := range []string{
+		rawJWT(map[string]any{"alg": "RS256", "kid": "k", "typ": "JWT"}, map[string]any{"iss": "x", "exp": 1}, "c2ln"),
+		rawJWT(map[string]any{"alg": "none"}, map[string]any{}, ""),
+		rawJWT(map[string]any{"alg": 1}, map[string]any{}, "AA"),
+		rawJWT(map[string]any{"alg": "HS256", "crit": []string{"b64"}}, map[string]any{"a": []any{1, "x"}}, "AA"),
+		"eyJhbGciOiJSUzI1NiJ9.bnVsbA.AA",
+		"eyJ.eyJ.eyJ",
+		"a.b.c.d.e",
+		"ory_at_opaque",
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, tok string) {
+		p, err := parseJWT(tok)
+		if err != nil {
+			if p != nil {
+				t.Fatal("result with an error")
+			}
+			if strings.Contains(err.Error(), tok) && len(tok) > 8 {
+				t.Fatalf("error %q contains the token", err)
+			}
+			return
+		}
+		if p.Header.Alg == "" || p.Claims == nil || p.Header.Fields == nil {
+			t.Fatalf("accepted %q as %+v", tok, p)
+		}
+		if strings.Count(tok, ".") != 2 {
+			t.Fatalf("accepted %q", tok)
+		}
+	})
+}
+
+// FuzzJWTValidate: mutated tokens never panic the validator, are refused as
+// invalid credentials, and are accepted only with the original claims.
+func FuzzJWTValidate(f *testing.F) {
+	secret := []byte("fuzz-secret-0123456789abcdef0123456789")
+	const iss = "https://idp.example/"
+	v, err := NewJWTValidator(JWTOptions{Issuer: iss, HMACSecret: secret, Algorithms: []string{"HS256"}, JWKSURL: "http://127.0.0.1:1/jwks"})
+	if err != nil {
+		f.Fatal(err)
+	}
+	k := &testKey{alg: "HS256", hmac: secret}
+	claims := goodClaims(iss, time.Now())
+	good := k.sign(f, claims, "JWT", nil)
+	f.Add(good)
+	f.Add(good[:len(good)-2])
+	f.Add(strings.Replace(good, ".", "..", 1))
+	f.Add(rawJWT(map[string]any{"alg": "HS256"}, claims, "AAAA"))
+	f.Add(rawJWT(map[string]any{"alg": "RS256", "kid": "x"}, claims, "AAAA"))
+	f.Fuzz(func(t *testing.T, tok string) {
+		c, err := v.Validate(context.Background(), tok)
+		if err != nil {
+			if !errors.Is(err, ErrInvalidCredentials) {
+				t.Fatalf("error %v is not ErrInvalidCredentials", err)
+			}
+			return
+		}
+		if c["email"] != claims["email"] || c["iss"] != iss {
+			t.Fatalf("accepted %q with claims %v", tok, c)
 		}
 	})
 }

@@ -6,12 +6,15 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"time"
 )
 
 // TokenAuthenticator authenticates OAuth credentials (Credentials.Token):
 // it validates the token, derives the mailbox with Policy, and checks that
 // the user the client claimed, if any, is that mailbox. Expiry of the token
-// is the Validator's job; the "exp" claim only fills Identity.Expiry.
+// is the Validator's job; the "exp" claim only fills Identity.Expiry (for a
+// userinfo answer without "exp", the unverified "exp" of the token itself
+// when it is a JWT that the provider accepted).
 type TokenAuthenticator struct {
 	// Validator checks the token with the provider. Required.
 	Validator Validator
@@ -19,7 +22,9 @@ type TokenAuthenticator struct {
 	Policy Policy
 	// Logger receives the reason for each refusal. Nil: slog.Default().
 	Logger *slog.Logger
-	// Source names the validator in Identity.Source ("userinfo", ...).
+	// Source names the validator in Identity.Source ("userinfo", ...) when
+	// the Validator does not name itself (this package's validators do,
+	// per token, through a SourceFor(token string) string method).
 	Source string
 }
 
@@ -69,8 +74,11 @@ func (a TokenAuthenticator) Authenticate(ctx context.Context, c Credentials) (Id
 		return Identity{}, err
 	}
 	id := Identity{User: mailbox, Mechanism: c.Mechanism, Source: a.Source}
-	id.Expiry, _ = claims.Time("exp")
-	log.DebugContext(ctx, "auth: token accepted", "mailbox", mailbox, "source", a.Source)
+	if src := sourceOf(a.Validator, c.Token); src != "" {
+		id.Source = src
+	}
+	id.Expiry = tokenExpiry(claims, c.Token)
+	log.DebugContext(ctx, "auth: token accepted", "mailbox", mailbox, "source", id.Source)
 	return id, nil
 }
 
@@ -89,4 +97,22 @@ func scrub(err error, token string) error {
 		return fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}
 	return err
+}
+
+// tokenExpiry is the claims' "exp", or else the "exp" read without
+// verification from token when it is a JWT (userinfo answers rarely carry
+// "exp", but the provider has just accepted the token, so its own "exp" is
+// good enough to bound a session or a cache entry). Zero if unknown.
+func tokenExpiry(c Claims, token string) time.Time {
+	if exp, ok := c.Time("exp"); ok {
+		return exp
+	}
+	if looksLikeJWT(token) {
+		if t, err := parseJWT(token); err == nil {
+			if exp, ok := t.Claims.Time("exp"); ok {
+				return exp
+			}
+		}
+	}
+	return time.Time{}
 }

@@ -26,15 +26,16 @@ const certWatchInterval = 10 * time.Second
 // app is a configured mailgate: the certificate store, the proxy server and
 // its listeners. serve and demo both run one.
 type app struct {
-	cfg     *config.Config
-	log     *slog.Logger
-	certs   *certs.Store
-	srv     *proxy.Server
-	metrics *metrics
-	auth    *swapAuthenticator // replaced on reload
-	level   *slog.LevelVar     // the logger's level, set on reload (nil in tests)
-	ops     *opsServer         // nil when http.listen is empty
-	serving atomic.Bool        // the client listeners are up
+	cfg      *config.Config
+	log      *slog.Logger
+	certs    *certs.Store
+	srv      *proxy.Server
+	metrics  *metrics
+	auth     *swapAuthenticator // replaced on reload
+	throttle *auth.Throttle     // failed-login throttle, kept across reloads
+	level    *slog.LevelVar     // the logger's level, set on reload (nil in tests)
+	ops      *opsServer         // nil when http.listen is empty
+	serving  atomic.Bool        // the client listeners are up
 
 	listeners []appListener
 }
@@ -63,7 +64,8 @@ func newApp(cfg *config.Config, log *slog.Logger) (*app, error) {
 	if err != nil {
 		return nil, err
 	}
-	authn, err := newAuthenticator(cfg, log, a.metrics)
+	a.throttle = newThrottle(cfg, log)
+	authn, err := newAuthenticator(cfg, log, a.metrics, a.throttle)
 	if err != nil {
 		return nil, err
 	}
@@ -203,30 +205,22 @@ func (a *app) run(ctx context.Context, drain time.Duration) error {
 	return runErr
 }
 
-// newAuthenticator builds the token validator and identity policy of cfg.
-func newAuthenticator(cfg *config.Config, log *slog.Logger, m *metrics) (proxy.Authenticator, error) {
-	o := cfg.OAuth2
-	client, err := auth.NewHTTPClient(o.CAFile)
+// newAuthenticator builds the token validator (behind its cache), identity
+// policy and failure throttle of cfg. The throttle is shared across reloads.
+func newAuthenticator(cfg *config.Config, log *slog.Logger, m *metrics, t *auth.Throttle) (proxy.Authenticator, error) {
+	v, policy, err := newValidator(cfg, log, func(v auth.Validator) auth.Validator { return timedValidator{v, m} })
 	if err != nil {
-		return nil, fmt.Errorf("oauth2.ca_file: %w", err)
+		return nil, err
 	}
-	var v auth.Validator
-	switch o.Mode {
-	case "userinfo":
-		v = auth.UserinfoValidator{URL: o.UserinfoURL, Client: client, Timeout: o.Timeout}
-	default:
-		return nil, fmt.Errorf("oauth2.mode %q is not available in this version (use userinfo)", o.Mode)
-	}
-	return auth.TokenAuthenticator{
-		Validator: timedValidator{v, m},
-		Policy: auth.Policy{
-			UsernameClaim:        o.UsernameClaim,
-			RequireEmailVerified: o.RequireEmailVerified,
-			AllowedDomains:       o.AllowedDomains,
-			RequiredScopes:       o.RequiredScopes,
+	m.cache.set(v)
+	return auth.Throttled{
+		Next: auth.TokenAuthenticator{
+			Validator: v,
+			Policy:    policy,
+			Logger:    log.With("component", "auth"),
+			Source:    cfg.OAuth2.Mode,
 		},
-		Logger: log.With("component", "auth"),
-		Source: o.Mode,
+		T: t,
 	}, nil
 }
 
@@ -307,7 +301,8 @@ func backend(b config.Backend) (proxy.Backend, error) {
 	}, nil
 }
 
-// timedValidator records validation latency by result.
+// timedValidator records the latency of real provider calls (it sits
+// inside the cache) by result.
 type timedValidator struct {
 	next auth.Validator
 	m    *metrics
@@ -325,4 +320,12 @@ func (v timedValidator) Validate(ctx context.Context, token string) (auth.Claims
 	}
 	v.m.validation.WithLabelValues(result).Observe(time.Since(start).Seconds())
 	return c, err
+}
+
+// SourceFor forwards the per-token validator name (auto mode) to the logs.
+func (v timedValidator) SourceFor(token string) string {
+	if s, ok := v.next.(interface{ SourceFor(string) string }); ok {
+		return s.SourceFor(token)
+	}
+	return ""
 }

@@ -24,6 +24,9 @@ Commands:
                  OpenID issuer, a throwaway certificate, and mailgate in front
   check-config   load and validate the configuration, print it with secrets
                  redacted; exit 1 if it has problems
+  token          validate a bearer token as "serve" would and explain the
+                 result: the mailbox it maps to, the claims used, or exactly
+                 why it is refused (expired, wrong audience, unverified email...)
   healthcheck    ask a running mailgate's /healthz (for Docker HEALTHCHECK)
   version        print the version
 
@@ -50,6 +53,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return runDemo(rest, stdout, stderr)
 	case "check-config":
 		return runCheckConfig(rest, stdout, stderr)
+	case "token":
+		return runToken(rest, stdout, stderr)
 	case "healthcheck":
 		return runHealthcheck(rest, stdout, stderr)
 	case "version", "--version", "-v":

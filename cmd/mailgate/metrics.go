@@ -1,10 +1,12 @@
 package main
 
 import (
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/mailgate/mailgate/auth"
 	"github.com/mailgate/mailgate/proxy"
 )
 
@@ -23,7 +25,7 @@ type metrics struct {
 	smtpMessages  *prometheus.CounterVec
 	smtpBytes     prometheus.Counter
 	validation    *prometheus.HistogramVec
-	cache         *prometheus.CounterVec
+	cache         *cacheCollector
 }
 
 var latencyBuckets = []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10}
@@ -55,10 +57,9 @@ func newMetrics() *metrics {
 		smtpBytes: prometheus.NewCounter(prometheus.CounterOpts{Name: "mailgate_smtp_message_bytes_total",
 			Help: "Bytes of message bodies relayed to the submission backend."}),
 		validation: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "mailgate_token_validation_seconds",
-			Help: "Token validation latency (provider calls and cache hits), by result.", Buckets: latencyBuckets},
+			Help: "Latency of token validations that reached the provider (cache misses), by result.", Buckets: latencyBuckets},
 			[]string{"result"}),
-		cache: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "mailgate_token_cache_total",
-			Help: "Token cache lookups, by outcome (hit, negative_hit, miss)."}, []string{"outcome"}),
+		cache: &cacheCollector{},
 	}
 	reg.MustRegister(m.connsOpen, m.connsTotal, m.connsRefused, m.logins, m.loginSeconds, m.backendLogin,
 		m.backendErrors, m.bytes, m.smtpMessages, m.smtpBytes, m.validation, m.cache,
@@ -100,4 +101,38 @@ func (m *metrics) Relayed(proto, dir string, n int) {
 func (m *metrics) SMTPMessage(result string, bytes int64) {
 	m.smtpMessages.WithLabelValues(result).Inc()
 	m.smtpBytes.Add(float64(bytes))
+}
+
+// cacheCollector exports the current token cache's counters. A reload
+// replaces the cache, which restarts its counters (Prometheus sees a reset).
+type cacheCollector struct{ cur atomic.Pointer[auth.Cache] }
+
+var (
+	cacheLookupsDesc = prometheus.NewDesc("mailgate_token_cache_total",
+		"Token cache lookups, by outcome (hit, negative_hit, miss).", []string{"outcome"}, nil)
+	providerCallsDesc = prometheus.NewDesc("mailgate_token_provider_calls_total",
+		"Token validations sent to the provider, and how many failed (result unavailable).", []string{"result"}, nil)
+	cacheEntriesDesc = prometheus.NewDesc("mailgate_token_cache_entries", "Tokens in the cache.", nil, nil)
+)
+
+func (c *cacheCollector) set(v *auth.Cache) { c.cur.Store(v) }
+
+func (c *cacheCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- cacheLookupsDesc
+	ch <- providerCallsDesc
+	ch <- cacheEntriesDesc
+}
+
+func (c *cacheCollector) Collect(ch chan<- prometheus.Metric) {
+	v := c.cur.Load()
+	if v == nil {
+		return
+	}
+	st := v.Stats()
+	ch <- prometheus.MustNewConstMetric(cacheLookupsDesc, prometheus.CounterValue, float64(st.Hits), "hit")
+	ch <- prometheus.MustNewConstMetric(cacheLookupsDesc, prometheus.CounterValue, float64(st.NegativeHits), "negative_hit")
+	ch <- prometheus.MustNewConstMetric(cacheLookupsDesc, prometheus.CounterValue, float64(st.Misses), "miss")
+	ch <- prometheus.MustNewConstMetric(providerCallsDesc, prometheus.CounterValue, float64(st.ProviderCalls), "all")
+	ch <- prometheus.MustNewConstMetric(providerCallsDesc, prometheus.CounterValue, float64(st.ProviderErrors), "unavailable")
+	ch <- prometheus.MustNewConstMetric(cacheEntriesDesc, prometheus.GaugeValue, float64(st.Entries))
 }

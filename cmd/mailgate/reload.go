@@ -69,7 +69,7 @@ func (a *app) reload(load func() (*config.Config, error)) {
 		a.log.Error("configuration reload refused; keeping the running one", "err", err)
 		return
 	}
-	authn, err := newAuthenticator(next, a.log, a.metrics)
+	authn, err := newAuthenticator(next, a.log, a.metrics, a.throttle)
 	if err != nil {
 		a.log.Error("configuration reload refused; keeping the running one", "err", err)
 		return

@@ -144,6 +144,15 @@ func TestMetricsAfterLogin(t *testing.T) {
 	}
 	c.Logout().Wait()
 	c.Close()
+	// The same token again: answered by the cache.
+	c2, err := imapclient.DialTLS(ta.a.addr("imap.listen_tls"), &imapclient.Options{TLSConfig: ta.tls})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c2.Authenticate(xoauth2{ta.d.User, ta.d.Token}); err != nil {
+		t.Fatalf("second Authenticate: %v", err)
+	}
+	c2.Close()
 	bad, _ := imapclient.DialTLS(ta.a.addr("imap.listen_tls"), &imapclient.Options{TLSConfig: ta.tls})
 	if err := bad.Authenticate(xoauth2{ta.d.User, "not-a-token"}); err == nil {
 		t.Fatal("a bad token was accepted")
@@ -178,13 +187,16 @@ func TestMetricsAfterLogin(t *testing.T) {
 		labels map[string]string
 		min    float64
 	}{
-		{"mailgate_authentications_total", map[string]string{"proto": "imap", "mechanism": "XOAUTH2", "result": "ok"}, 1},
+		{"mailgate_authentications_total", map[string]string{"proto": "imap", "mechanism": "XOAUTH2", "result": "ok"}, 2},
 		{"mailgate_authentications_total", map[string]string{"proto": "imap", "result": "invalid"}, 1},
 		{"mailgate_connections_total", map[string]string{"proto": "imap", "listener": "tls"}, 2},
 		{"mailgate_backend_login_seconds", map[string]string{"proto": "imap"}, 1},
 		{"mailgate_relayed_bytes_total", map[string]string{"proto": "imap", "dir": "down"}, 100},
 		{"mailgate_token_validation_seconds", map[string]string{"result": "ok"}, 1},
 		{"mailgate_token_validation_seconds", map[string]string{"result": "invalid"}, 1},
+		{"mailgate_token_cache_total", map[string]string{"outcome": "hit"}, 1},
+		{"mailgate_token_cache_total", map[string]string{"outcome": "miss"}, 2},
+		{"mailgate_token_provider_calls_total", map[string]string{"result": "all"}, 2},
 	} {
 		if got := sum(tt.name, tt.labels); got < tt.min {
 			t.Errorf("%s%v = %v, want >= %v", tt.name, tt.labels, got, tt.min)

@@ -37,55 +37,98 @@ func freeAddr(t *testing.T) string {
 	return ln.Addr().String()
 }
 
-// TestServeGracefulShutdownSMTPInFlight runs "mailgate serve" as a process,
-// sends SIGTERM while an SMTP DATA is half uploaded, and checks that the
-// message is still delivered, the client hears 250, and mailgate exits 0.
-func TestServeGracefulShutdownSMTPInFlight(t *testing.T) {
-	bin := buildMailgate(t)
+// serveRig is "mailgate serve" run as a process in front of the demo's
+// in-process backends, configured by a file.
+type serveRig struct {
+	t                          *testing.T
+	ctx                        context.Context
+	bin                        string
+	d                          *demo.Demo
+	certFile, keyFile, cfgFile string
+	imaps, smtps, httpAddr     string
+	cmd                        *exec.Cmd
+	logs                       *syncBuf
+}
+
+func newServeRig(t *testing.T) *serveRig {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
+	t.Cleanup(cancel)
+	r := &serveRig{t: t, ctx: ctx, bin: buildMailgate(t), logs: &syncBuf{}}
 	d, err := demo.Start(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer d.Close()
+	t.Cleanup(func() { d.Close() })
+	r.d = d
 	dir := t.TempDir()
-	certFile, keyFile, err := certs.WritePEM(dir, "127.0.0.1")
-	if err != nil {
+	if r.certFile, r.keyFile, err = certs.WritePEM(dir, "127.0.0.1"); err != nil {
 		t.Fatal(err)
 	}
-	pw := filepath.Join(dir, "master")
-	os.WriteFile(pw, []byte(d.MasterPassword+"\n"), 0o600)
-	smtps, httpAddr := freeAddr(t), freeAddr(t)
-	cfgFile := filepath.Join(dir, "mailgate.yaml")
-	os.WriteFile(cfgFile, []byte(fmt.Sprintf(`
+	r.cfgFile = filepath.Join(dir, "mailgate.yaml")
+	r.imaps, r.smtps, r.httpAddr = freeAddr(t), freeAddr(t), freeAddr(t)
+	r.writeConfig("")
+	return r
+}
+
+// writeConfig writes the configuration; oauth2 holds extra keys of the
+// oauth2 section ("key: value, ...").
+func (r *serveRig) writeConfig(oauth2 string) {
+	if oauth2 != "" {
+		oauth2 = ", " + oauth2
+	}
+	pw := filepath.Join(filepath.Dir(r.cfgFile), "master")
+	os.WriteFile(pw, []byte(r.d.MasterPassword+"\n"), 0o600)
+	err := os.WriteFile(r.cfgFile, []byte(fmt.Sprintf(`
 tls: {cert_file: %s, key_file: %s}
 master: {user: %s, password_file: %s}
-imap: {listen_tls: "", listen_starttls: ""}
+imap: {listen_tls: %q, listen_starttls: "", backend: {address: %s, tls: none}}
 smtp:
   listen_tls: %q
   listen_starttls: ""
   hostname: mailgate.test
   backend: {address: %s, tls: none, login: master}
-oauth2: {mode: userinfo, userinfo_url: %s/userinfo}
+oauth2: {mode: userinfo, userinfo_url: %s/userinfo%s}
 http: {listen: %q}
-`, certFile, keyFile, d.MasterUser, pw, smtps, d.SMTPAddr, d.Issuer.URL(), httpAddr)), 0o644)
-
-	cmd := exec.CommandContext(ctx, bin, "serve", "--config", cfgFile)
-	var logs bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &logs, &logs
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
+`, r.certFile, r.keyFile, r.d.MasterUser, pw, r.imaps, r.d.IMAPAddr, r.smtps, r.d.SMTPAddr, r.d.Issuer.URL(), oauth2, r.httpAddr)), 0o644)
+	if err != nil {
+		r.t.Fatal(err)
 	}
-	defer cmd.Process.Kill()
-	waitHTTP(t, "http://"+httpAddr+"/readyz", http.StatusOK)
+}
 
-	pemBytes, _ := os.ReadFile(certFile)
+// start runs mailgate and waits until /readyz answers.
+func (r *serveRig) start() {
+	r.t.Helper()
+	r.cmd = exec.CommandContext(r.ctx, r.bin, "serve", "--config", r.cfgFile)
+	r.cmd.Stdout, r.cmd.Stderr = r.logs, r.logs
+	if err := r.cmd.Start(); err != nil {
+		r.t.Fatal(err)
+	}
+	r.t.Cleanup(func() { r.cmd.Process.Kill() })
+	waitHTTP(r.t, "http://"+r.httpAddr+"/readyz", http.StatusOK)
+}
+
+// clientTLS trusts the rig's certificate.
+func (r *serveRig) clientTLS() *tls.Config {
+	pemBytes, _ := os.ReadFile(r.certFile)
 	block, _ := pem.Decode(pemBytes)
-	leaf, _ := x509.ParseCertificate(block.Bytes)
+	leaf, err := x509.ParseCertificate(block.Bytes)
+	if err != nil {
+		r.t.Fatal(err)
+	}
 	pool := x509.NewCertPool()
 	pool.AddCert(leaf)
-	c, err := smtp.DialTLS(smtps, &tls.Config{RootCAs: pool, ServerName: "127.0.0.1"})
+	return &tls.Config{RootCAs: pool, ServerName: "127.0.0.1"}
+}
+
+// TestServeGracefulShutdownSMTPInFlight runs "mailgate serve" as a process,
+// sends SIGTERM while an SMTP DATA is half uploaded, and checks that the
+// message is still delivered, the client hears 250, and mailgate exits 0.
+func TestServeGracefulShutdownSMTPInFlight(t *testing.T) {
+	r := newServeRig(t)
+	r.start()
+	d, cmd, logs, smtps := r.d, r.cmd, r.logs, r.smtps
+	c, err := smtp.DialTLS(smtps, r.clientTLS())
 	if err != nil {
 		t.Fatalf("dial: %v\n%s", err, logs.String())
 	}
@@ -174,37 +217,9 @@ http: {listen: %q}
 // sending SIGHUP makes new handshakes show the new certificate, while a
 // session opened before goes on.
 func TestServeSIGHUPReloadsCertificate(t *testing.T) {
-	bin := buildMailgate(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	d, err := demo.Start(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer d.Close()
-	dir := t.TempDir()
-	certFile, keyFile, err := certs.WritePEM(dir, "127.0.0.1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	imaps, httpAddr := freeAddr(t), freeAddr(t)
-	cfgFile := filepath.Join(dir, "mailgate.yaml")
-	os.WriteFile(cfgFile, []byte(fmt.Sprintf(`
-tls: {cert_file: %s, key_file: %s}
-master: {user: %s, password: %q}
-imap: {listen_tls: %q, listen_starttls: "", backend: {address: %s, tls: none}}
-smtp: {listen_tls: "", listen_starttls: ""}
-oauth2: {mode: userinfo, userinfo_url: %s/userinfo}
-http: {listen: %q}
-`, certFile, keyFile, d.MasterUser, d.MasterPassword, imaps, d.IMAPAddr, d.Issuer.URL(), httpAddr)), 0o644)
-	cmd := exec.CommandContext(ctx, bin, "serve", "--config", cfgFile)
-	var logs bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &logs, &logs
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer cmd.Process.Kill()
-	waitHTTP(t, "http://"+httpAddr+"/readyz", http.StatusOK)
+	r := newServeRig(t)
+	r.start()
+	imaps, cmd, logs, certFile, keyFile := r.imaps, r.cmd, r.logs, r.certFile, r.keyFile
 
 	serial := func() string {
 		c, err := tls.Dial("tcp", imaps, &tls.Config{InsecureSkipVerify: true})
@@ -256,40 +271,11 @@ http: {listen: %q}
 // TestServeSIGHUPReloadsConfig: oauth2 settings change on SIGHUP; a broken
 // configuration is refused and the running one stays.
 func TestServeSIGHUPReloadsConfig(t *testing.T) {
-	bin := buildMailgate(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	d, err := demo.Start(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer d.Close()
-	dir := t.TempDir()
-	certFile, keyFile, err := certs.WritePEM(dir, "127.0.0.1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	imaps, httpAddr := freeAddr(t), freeAddr(t)
-	cfgFile := filepath.Join(dir, "mailgate.yaml")
-	write := func(domain string) {
-		os.WriteFile(cfgFile, []byte(fmt.Sprintf(`
-tls: {cert_file: %s, key_file: %s}
-master: {user: %s, password: %q}
-imap: {listen_tls: %q, listen_starttls: "", backend: {address: %s, tls: none}}
-smtp: {listen_tls: "", listen_starttls: ""}
-oauth2: {mode: userinfo, userinfo_url: %s/userinfo, allowed_domains: [%s], cache_ttl: 0s}
-http: {listen: %q}
-`, certFile, keyFile, d.MasterUser, d.MasterPassword, imaps, d.IMAPAddr, d.Issuer.URL(), domain, httpAddr)), 0o644)
-	}
+	r := newServeRig(t)
+	write := func(domain string) { r.writeConfig("allowed_domains: [" + domain + "], cache_ttl: 0s") }
 	write("example.test")
-	cmd := exec.CommandContext(ctx, bin, "serve", "--config", cfgFile)
-	var logs syncBuf
-	cmd.Stdout, cmd.Stderr = &logs, &logs
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer cmd.Process.Kill()
-	waitHTTP(t, "http://"+httpAddr+"/readyz", http.StatusOK)
+	r.start()
+	d, cmd, logs, imaps := r.d, r.cmd, r.logs, r.imaps
 
 	login := func() error {
 		c, err := imapclient.DialTLS(imaps, &imapclient.Options{TLSConfig: &tls.Config{InsecureSkipVerify: true}})
@@ -318,7 +304,7 @@ http: {listen: %q}
 	if err := login(); err == nil {
 		t.Fatal("login still accepted after allowed_domains changed")
 	}
-	os.WriteFile(cfgFile, []byte("oauth2: {mode: [broken\n"), 0o644)
+	os.WriteFile(r.cfgFile, []byte("oauth2: {mode: [broken\n"), 0o644)
 	reloadAndWait("configuration reload refused")
 	if err := login(); err == nil {
 		t.Fatal("a broken reload changed the running configuration")

@@ -131,8 +131,26 @@ type OAuth2 struct {
 // Auth holds authentication options that are not OAuth2.
 type Auth struct {
 	// PasswordPassthrough also accepts LOGIN/PLAIN (after TLS) and passes
-	// the user's own password to the backend.
+	// the user's own password to the backend, for the protocols listed in
+	// PasswordPassthroughProtocols.
 	PasswordPassthrough bool `mapstructure:"password_passthrough"`
+	// PasswordPassthroughProtocols are the protocols (ProtoIMAP, ProtoSMTP)
+	// that passthrough applies to when PasswordPassthrough is on.
+	PasswordPassthroughProtocols []string `mapstructure:"password_passthrough_protocols"`
+}
+
+// PasswordPassthroughFor reports whether password passthrough is on for
+// proto (ProtoIMAP or ProtoSMTP).
+func (a Auth) PasswordPassthroughFor(proto string) bool {
+	if !a.PasswordPassthrough {
+		return false
+	}
+	for _, p := range a.PasswordPassthroughProtocols {
+		if p == proto {
+			return true
+		}
+	}
+	return false
 }
 
 // Limits bound resource use. A count of 0 means no limit.
@@ -183,6 +201,9 @@ const (
 	LoginMaster  = "master"
 	LoginXClient = "xclient"
 
+	ProtoIMAP = "imap"
+	ProtoSMTP = "smtp"
+
 	SessionNone       = "none"
 	SessionToken      = "token"
 	SessionRevalidate = "revalidate"
@@ -219,6 +240,7 @@ func Default() Config {
 			SessionLifetime:   SessionNone,
 			RevalidateEvery:   5 * time.Minute,
 		},
+		Auth: Auth{PasswordPassthroughProtocols: []string{ProtoIMAP, ProtoSMTP}},
 		Limits: Limits{
 			MaxConnections:      10000,
 			MaxConnectionsPerIP: 50,

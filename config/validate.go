@@ -99,6 +99,14 @@ func (c *Config) Validate() error {
 	}
 
 	c.validateOAuth2(&p)
+	for _, proto := range c.Auth.PasswordPassthroughProtocols {
+		if proto != ProtoIMAP && proto != ProtoSMTP {
+			p.add("auth.password_passthrough_protocols", "want imap and/or smtp, got %q", proto)
+		}
+	}
+	if c.Auth.PasswordPassthrough && len(c.Auth.PasswordPassthroughProtocols) == 0 {
+		p.add("auth.password_passthrough_protocols", "empty while auth.password_passthrough is on: list imap and/or smtp, or turn passthrough off")
+	}
 
 	for _, l := range []struct {
 		key string
@@ -318,6 +326,15 @@ func (c *Config) Warnings() []string {
 		}
 		if b.b.TLS == BackendTLSNone && b.master {
 			w = append(w, b.proto+".backend.tls: none sends the master password unencrypted; use it only on a private network")
+		} else if b.b.TLS == BackendTLSNone && c.Auth.PasswordPassthroughFor(b.proto) {
+			w = append(w, b.proto+".backend.tls: none sends users' passwords (auth.password_passthrough) unencrypted; use it only on a private network")
+		}
+		if c.Auth.PasswordPassthroughFor(b.proto) && b.b.ClientIP == ClientIPNone {
+			pass := "id or proxy"
+			if b.proto == ProtoSMTP {
+				pass = "xclient or proxy"
+			}
+			w = append(w, b.proto+".backend.client_ip: none with auth.password_passthrough: the backend counts wrong passwords against mailgate's address and slows down every user's login; pass the client's address ("+pass+")")
 		}
 		if b.b.TLS != BackendTLSNone && b.b.InsecureSkipVerify {
 			w = append(w, b.proto+".backend.insecure_skip_verify: the backend's certificate is not checked")

@@ -16,6 +16,9 @@ var (
 	// errBackendUnavailable: the backend could not be reached or did not
 	// complete the login (down, slow, TLS failure, master login refused).
 	errBackendUnavailable = errors.New("backend unavailable")
+	// errBackendRefused: the backend refused the user's own credentials
+	// (password passthrough: wrong password, unknown user).
+	errBackendRefused = errors.New("backend refused the credentials")
 )
 
 // Results, as logged and counted.
@@ -39,7 +42,8 @@ func imapAuthReply(err error) authReply {
 	switch {
 	case errors.Is(err, auth.ErrMalformed), errors.Is(err, auth.ErrCanceled):
 		return authReply{result: resultMalformed, text: "BAD Invalid SASL message."}
-	case errors.Is(err, auth.ErrInvalidCredentials), errors.Is(err, auth.ErrThrottled), errors.Is(err, errBackendAuthz):
+	case errors.Is(err, auth.ErrInvalidCredentials), errors.Is(err, auth.ErrThrottled), errors.Is(err, errBackendAuthz),
+		errors.Is(err, errBackendRefused):
 		return authReply{result: resultInvalid, text: "NO [AUTHENTICATIONFAILED] Authentication failed."}
 	case errors.Is(err, auth.ErrUnavailable), errors.Is(err, errBackendUnavailable):
 		return authReply{result: resultUnavailable, text: "NO [UNAVAILABLE] Temporary authentication failure, try again later."}
@@ -70,7 +74,8 @@ func smtpAuthReply(err error) smtpAuthResult {
 	switch {
 	case errors.Is(err, auth.ErrMalformed), errors.Is(err, auth.ErrCanceled):
 		return smtpAuthResult{result: resultMalformed, reply: smtpReplyMalformed}
-	case errors.Is(err, auth.ErrInvalidCredentials), errors.Is(err, auth.ErrThrottled), errors.Is(err, errBackendAuthz):
+	case errors.Is(err, auth.ErrInvalidCredentials), errors.Is(err, auth.ErrThrottled), errors.Is(err, errBackendAuthz),
+		errors.Is(err, errBackendRefused):
 		return smtpAuthResult{result: resultInvalid, reply: smtpReplyInvalid}
 	case errors.Is(err, auth.ErrUnavailable), errors.Is(err, errBackendUnavailable):
 		return smtpAuthResult{result: resultUnavailable, reply: smtpReplyTempFail}

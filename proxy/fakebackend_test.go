@@ -12,7 +12,8 @@ import (
 )
 
 // fakeIMAPBackend speaks just enough of Dovecot's pre-login IMAP for the
-// unit tests: greeting with SASL-IR, ID, master-user AUTHENTICATE PLAIN, then
+// unit tests: greeting with SASL-IR, ID, master-user AUTHENTICATE PLAIN (or
+// fakeUser's own PLAIN login with fakeUserPassword), then
 // it echoes every command as "* ECHO <line>" + "<tag> OK".
 // Real Dovecot is exercised by the integration tests.
 type fakeIMAPBackend struct {
@@ -63,6 +64,12 @@ func (fb *fakeIMAPBackend) connCount() int {
 
 const fakePostLoginCaps = "IMAP4rev1 SASL-IR ID IDLE FAKE-POSTLOGIN"
 
+// fakeUser may also log in with its own password (password passthrough).
+const (
+	fakeUser         = "alice@example.test"
+	fakeUserPassword = "alice-password"
+)
+
 func (fb *fakeIMAPBackend) serve(c net.Conn) {
 	br := bufio.NewReader(c)
 	w := func(s string) { c.Write([]byte(s + "\r\n")) }
@@ -92,6 +99,9 @@ func (fb *fakeIMAPBackend) serve(c net.Conn) {
 			}
 			authz, authc, pass, err := auth.DecodePLAIN(raw)
 			switch {
+			case err == nil && authz == "" && authc == fakeUser && pass == fakeUserPassword:
+				loggedIn = true // password passthrough: the user's own login
+				w(tag + " OK [CAPABILITY " + fakePostLoginCaps + "] Logged in")
 			case err != nil || authc != "mailgate" || pass != "master-secret":
 				w(tag + " NO [AUTHENTICATIONFAILED] Authentication failed.")
 			case authz == "nobody@example.test":

@@ -11,8 +11,9 @@ import (
 
 // handleAuthenticate runs AUTHENTICATE (RFC 9051 §6.2.2, SASL-IR RFC 4959)
 // for XOAUTH2 and OAUTHBEARER, then logs in to the backend as the master user
-// on behalf of the verified address. On success the backend's tagged reply has
-// been sent to the client and the session is ready for the relay.
+// on behalf of the verified address; with password passthrough PLAIN and
+// LOGIN go to handlePasswordAuthenticate. On success the backend's tagged
+// reply has been sent to the client and the session is ready for the relay.
 func (c *imapConn) handleAuthenticate(ctx context.Context, cmd *imapCommand) (*imapSession, error) {
 	if len(cmd.Args) < 1 || len(cmd.Args) > 2 || cmd.Args[0].Kind != argAtom || (len(cmd.Args) == 2 && cmd.Args[1].Kind != argAtom) {
 		return nil, c.bad(cmd, "AUTHENTICATE expects a mechanism and an optional initial response")
@@ -21,7 +22,8 @@ func (c *imapConn) handleAuthenticate(ctx context.Context, cmd *imapCommand) (*i
 		return nil, c.writeLine("%s NO [PRIVACYREQUIRED] Authentication is disabled before STARTTLS.", cmd.Tag)
 	}
 	mech := strings.ToUpper(cmd.Args[0].Value)
-	if mech != "XOAUTH2" && mech != "OAUTHBEARER" {
+	password := c.s.opts.Passwords.IMAP && (mech == auth.MechPLAIN || mech == mechLOGIN)
+	if mech != "XOAUTH2" && mech != "OAUTHBEARER" && !password {
 		return nil, c.writeLine("%s NO Unsupported authentication mechanism.", cmd.Tag)
 	}
 	var resp []byte // nil: no initial response
@@ -32,11 +34,15 @@ func (c *imapConn) handleAuthenticate(ctx context.Context, cmd *imapCommand) (*i
 		}
 		resp = ir
 	}
+	if password {
+		return c.handlePasswordAuthenticate(ctx, cmd, mech, resp)
+	}
 
 	authCtx, cancel := context.WithDeadline(ctx, c.deadline)
 	defer cancel()
 	start := time.Now()
-	srv, err := auth.NewServer(authCtx, mech, c.s.opts.Authenticator, c.raw.RemoteAddr().String(), c.s.opts.Challenge)
+	authn, token := c.s.tokenAuthenticator()
+	srv, err := auth.NewServer(authCtx, mech, authn, c.raw.RemoteAddr().String(), c.s.opts.Challenge)
 	if err != nil {
 		return nil, c.writeLine("%s NO Unsupported authentication mechanism.", cmd.Tag)
 	}
@@ -67,9 +73,13 @@ func (c *imapConn) handleAuthenticate(ctx context.Context, cmd *imapCommand) (*i
 
 	id, _ := srv.Identity()
 	log := c.log.With("user", id.User, "mech", mech)
-	sess, err := c.backendLogin(ctx, cmd.Tag, id, log)
+	sess, err := c.backendLogin(ctx, cmd.Tag, c.s.masterLogin(id.User), log)
 	if err != nil {
 		return nil, c.authError(cmd, mech, start, err)
+	}
+	sess.id = id
+	if token != nil {
+		sess.token = *token
 	}
 	log.Info("login", "result", "ok", "source", id.Source, "auth", time.Since(start).Round(time.Millisecond))
 	c.s.obs.Login("imap", mech, resultOK, time.Since(start))

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -19,6 +20,56 @@ type imapSession struct {
 	backend net.Conn
 	br      *bufio.Reader // may hold bytes the backend sent after the login reply
 	log     *slog.Logger
+	// id is who logged in; token is kept for revalidation only (never
+	// logged). Both are set by the caller of backendLogin.
+	id       auth.Identity
+	token    string
+	password bool // logged in with the user's own password: no lifetime watch
+}
+
+// imapLogin is what mailgate logs in to the backend with: the master user on
+// behalf of a verified user (authzid=user, authcid=master), or, for password
+// passthrough, the user's own credentials (own: refusals go to the client).
+type imapLogin struct {
+	authzid, authcid, password string
+	own                        bool
+}
+
+// imapRefusal is the backend's tagged NO or BAD to a login with the user's
+// own credentials, passed to the client verbatim.
+type imapRefusal struct {
+	reply  []byte // the untagged lines before it and the tagged line, each with CRLF
+	status string // NO or BAD
+	code   string // the response code, upper case ("" if none)
+}
+
+func (e *imapRefusal) Error() string {
+	if e.code != "" {
+		return fmt.Sprintf("backend refused the login: %s [%s]", e.status, e.code)
+	}
+	return "backend refused the login: " + e.status
+}
+
+// credentials reports whether the backend judged the credentials (wrong
+// password, unknown user, expired...) rather than failing for another reason
+// (unavailable, a protocol or configuration problem).
+func (e *imapRefusal) credentials() bool {
+	if e.status != "NO" {
+		return false
+	}
+	switch e.code {
+	case "", "AUTHENTICATIONFAILED", "AUTHORIZATIONFAILED", "EXPIRED":
+		return true
+	}
+	return false
+}
+
+// Unwrap classifies the refusal for errors.Is.
+func (e *imapRefusal) Unwrap() error {
+	if e.credentials() {
+		return errBackendRefused
+	}
+	return errBackendUnavailable
 }
 
 // Tags of mailgate's own commands to the backend. The backend answers in
@@ -28,18 +79,31 @@ const (
 	tagID       = "mg1"
 )
 
-// backendLogin opens the backend session for id: dial, optional STARTTLS,
-// optional ID with the client's address, then "<client tag> AUTHENTICATE
-// PLAIN" with authzid=user, authcid=master. Dovecot's untagged and tagged
-// replies to it are written to the client verbatim, so the client sees the
-// post-login CAPABILITY code. On failure nothing has been written to the client.
-func (c *imapConn) backendLogin(ctx context.Context, tag string, id auth.Identity, log *slog.Logger) (_ *imapSession, err error) {
+// masterLogin is the backend login as the master user on behalf of user.
+func (s *Server) masterLogin(user string) imapLogin {
+	return imapLogin{authzid: user, authcid: s.opts.Master.User, password: s.opts.Master.Password}
+}
+
+// backendLogin opens a backend session: dial, optional STARTTLS, optional ID
+// with the client's address, then "<client tag> AUTHENTICATE PLAIN" with
+// login's credentials. Dovecot's untagged and tagged replies to it are
+// written to the client verbatim, so the client sees the post-login
+// CAPABILITY code. On failure nothing has been written to the client; a
+// refusal of the user's own credentials is an *imapRefusal for the caller
+// to pass on.
+func (c *imapConn) backendLogin(ctx context.Context, tag string, login imapLogin, log *slog.Logger) (_ *imapSession, err error) {
 	s := c.s
 	b := s.opts.IMAPBackend
-	ctx, cancel := context.WithTimeout(ctx, s.limits.DialTimeout)
+	ctx, cancel := context.WithTimeout(ctx, s.backendLoginTimeout(login.own))
 	defer cancel()
 	start := time.Now()
-	defer func() { s.obs.BackendLogin("imap", time.Since(start), err) }()
+	defer func() {
+		berr := err
+		if ref := (*imapRefusal)(nil); errors.As(err, &ref) && ref.credentials() {
+			berr = nil // the backend works; the user's password was wrong
+		}
+		s.obs.BackendLogin("imap", time.Since(start), berr)
+	}()
 
 	var preface []byte
 	if b.ClientIP == "proxy" {
@@ -91,7 +155,7 @@ func (c *imapConn) backendLogin(ctx context.Context, tag string, id auth.Identit
 	if b.ClientIP == "id" {
 		out.WriteString(c.idCommand())
 	}
-	ir := base64.StdEncoding.EncodeToString(auth.EncodePLAIN(id.User, s.opts.Master.User, s.opts.Master.Password))
+	ir := base64.StdEncoding.EncodeToString(auth.EncodePLAIN(login.authzid, login.authcid, login.password))
 	if saslIR {
 		fmt.Fprintf(&out, "%s AUTHENTICATE PLAIN %s\r\n", tag, ir)
 	} else {
@@ -138,6 +202,10 @@ func (c *imapConn) backendLogin(ctx context.Context, tag string, id auth.Identit
 					return nil, err
 				}
 				return &imapSession{backend: conn, br: br, log: log}, nil
+			case login.own:
+				relay.Write(line)
+				relay.WriteString("\r\n")
+				return nil, &imapRefusal{reply: relay.Bytes(), status: status, code: code}
 			case code == "AUTHORIZATIONFAILED":
 				return nil, fmt.Errorf("%w: %q", errBackendAuthz, truncate(line))
 			default:

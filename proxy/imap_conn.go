@@ -11,6 +11,7 @@ import (
 	"net"
 	"os"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -19,10 +20,12 @@ import (
 // open; then the byte relay takes over (relay.go).
 
 const (
-	imapCapsBase     = "IMAP4rev1 SASL-IR ID LITERAL+"
-	imapCapsPlain    = imapCapsBase + " STARTTLS LOGINDISABLED"
-	imapCapsTLS      = imapCapsBase + " AUTH=OAUTHBEARER AUTH=XOAUTH2"
-	imapGreetingText = "mailgate ready."
+	imapCapsBase  = "IMAP4rev1 SASL-IR ID LITERAL+"
+	imapCapsPlain = imapCapsBase + " STARTTLS LOGINDISABLED"
+	imapCapsTLS   = imapCapsBase + " AUTH=OAUTHBEARER AUTH=XOAUTH2"
+	// imapCapsTLSPasswords is imapCapsTLS with password passthrough on.
+	imapCapsTLSPasswords = imapCapsTLS + " AUTH=PLAIN AUTH=LOGIN"
+	imapGreetingText     = "mailgate ready."
 )
 
 type imapConn struct {
@@ -80,20 +83,55 @@ func (s *Server) handleIMAP(ctx context.Context, raw net.Conn, implicitTLS bool,
 	pendingUp := takeBuffered(c.r.br)
 	pendingDown := takeBuffered(sess.br)
 	c.r, c.bw, sess.br = imapReader{}, nil, nil
+
+	// The relay stops for a server shutdown (drain time over) or at the
+	// end of the session's lifetime, whichever comes first.
+	var (
+		stop     = make(chan struct{})
+		stopOnce sync.Once
+		stopWhy  string // written before stop is closed
+	)
+	end := func(why string) { stopOnce.Do(func() { stopWhy = why; close(stop) }) }
+	stopDrain := context.AfterFunc(s.drainCtx, func() { end(imapEndShutdown) })
+	defer stopDrain()
+	if !sess.password {
+		stopWatch := s.watchSession(sess.id, sess.token, c.raw.RemoteAddr().String(), log,
+			func(why sessionEnd) { end(why.String()) })
+		defer stopWatch()
+		sess.token = ""
+	}
 	st := relay(ctx, relayEnds{
 		client: c.nc, backend: sess.backend,
 		pendingUp: pendingUp, pendingDown: pendingDown,
 		idle:  s.limits.IdleTimeout,
-		stop:  s.drainCtx.Done(),
+		stop:  stop,
 		count: s.countIMAP,
 	})
-	if st.reason == "shutdown" && st.lastDown == '\n' {
-		// At a line boundary (not inside a literal): tell the client why.
-		c.nc.SetWriteDeadline(time.Now().Add(time.Second))
-		c.nc.Write([]byte("* BYE [UNAVAILABLE] Server shutting down.\r\n"))
+	if st.reason == "stopped" {
+		st.reason = stopWhy
+		if st.lastDown == '\n' {
+			// At a line boundary (not inside a literal): tell the client why.
+			c.nc.SetWriteDeadline(time.Now().Add(time.Second))
+			c.nc.Write([]byte(imapByeFor(stopWhy)))
+		}
 	}
 	log.Info("session ended", "duration", time.Since(start).Round(time.Millisecond),
 		"bytes_up", st.up, "bytes_down", st.down, "end", st.reason)
+}
+
+// imapEndShutdown is the relay's end reason for a server shutdown; the
+// others are sessionEnd's.
+const imapEndShutdown = "shutdown"
+
+// imapByeFor is the goodbye for a relay stopped for why.
+func imapByeFor(why string) string {
+	switch why {
+	case endExpired.String():
+		return "* BYE [EXPIRED] Access token expired, log in again.\r\n"
+	case endRevoked.String():
+		return "* BYE [EXPIRED] Access token no longer valid, log in again.\r\n"
+	}
+	return "* BYE [UNAVAILABLE] Server shutting down.\r\n"
 }
 
 func (s *Server) countIMAP(up bool, n int) {
@@ -146,6 +184,9 @@ func earliest(a, b time.Time) time.Time {
 
 func (c *imapConn) caps() string {
 	if c.isTLS {
+		if c.s.opts.Passwords.IMAP {
+			return imapCapsTLSPasswords
+		}
 		return imapCapsTLS
 	}
 	return imapCapsPlain
@@ -261,7 +302,7 @@ func (c *imapConn) dispatch(ctx context.Context, cmd *imapCommand) (*imapSession
 	case "AUTHENTICATE":
 		return c.handleAuthenticate(ctx, cmd)
 	case "LOGIN":
-		return nil, c.handleLogin(cmd)
+		return c.handleLogin(ctx, cmd)
 	case "SELECT", "EXAMINE", "CREATE", "DELETE", "RENAME", "SUBSCRIBE", "UNSUBSCRIBE", "LIST", "LSUB",
 		"NAMESPACE", "STATUS", "APPEND", "IDLE", "ENABLE", "CHECK", "CLOSE", "UNSELECT", "EXPUNGE",
 		"SEARCH", "FETCH", "STORE", "COPY", "MOVE", "UID", "COMPRESS", "GETQUOTA", "GETQUOTAROOT":

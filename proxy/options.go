@@ -3,6 +3,8 @@ package proxy
 import (
 	"context"
 	"crypto/tls"
+	"errors"
+	"fmt"
 	"log/slog"
 	"os"
 	"time"
@@ -143,6 +145,12 @@ type Options struct {
 	// then the client's. Connections from elsewhere are taken as they are.
 	// Empty: PROXY protocol off.
 	ProxyProtocolFrom []string
+	// Passwords configures password passthrough (off unless a protocol
+	// flag is set).
+	Passwords PasswordOptions
+	// Lifetime bounds sessions authenticated by a token (the zero value:
+	// not bounded).
+	Lifetime LifetimeOptions
 	// Observer receives events for metrics. Nil means NopObserver.
 	Observer Observer
 	// Logger receives one line per connection event. Nil means slog.Default().
@@ -183,6 +191,111 @@ func (o SMTPOptions) withDefaults() SMTPOptions {
 	}
 	if o.DataTimeout <= 0 {
 		o.DataTimeout = 3 * time.Minute
+	}
+	return o
+}
+
+// PasswordOptions configure password passthrough: a client that cannot do
+// OAuth logs in with its own user name and password, which mailgate passes
+// to the backend as they are (no master user), after TLS only. The backend's
+// verdict is the client's. Passwords are never logged, cached or kept after
+// the backend login.
+type PasswordOptions struct {
+	// IMAP accepts LOGIN and AUTHENTICATE PLAIN / LOGIN (and advertises
+	// AUTH=PLAIN AUTH=LOGIN without LOGINDISABLED) after TLS.
+	IMAP bool
+	// SMTP accepts AUTH PLAIN / LOGIN (and advertises them) after TLS.
+	SMTP bool
+	// Throttle is asked before every password attempt reaches the backend
+	// (it may wait or refuse) and told the backend's verdict, so that a
+	// password guesser is slowed down by mailgate, per client address and
+	// per user, before the backend's own penalty hits mailgate's address.
+	// *auth.Throttle implements it; share the token logins' one. Nil: no
+	// throttling.
+	Throttle Throttle
+}
+
+// Throttle slows down clients that keep failing to log in. *auth.Throttle
+// implements it (see there); ip is "ip:port" or an address, user the
+// claimed user name.
+type Throttle interface {
+	// Check is called before an attempt; it may wait, and returns an error
+	// wrapping auth.ErrThrottled when the attempt must not go on.
+	Check(ctx context.Context, ip, user string) error
+	// Failure records a refused attempt, Success a successful one.
+	Failure(ip, user string)
+	Success(ip, user string)
+}
+
+var _ Throttle = (*auth.Throttle)(nil)
+
+// Values of LifetimeOptions.Mode.
+const (
+	LifetimeNone       = "none"       // sessions last as long as the client and the backend want
+	LifetimeToken      = "token"      // a session ends when its token expires
+	LifetimeRevalidate = "revalidate" // as token, and the token is checked again every RevalidateEvery
+)
+
+// LifetimeOptions bound sessions authenticated by a token (sessions
+// authenticated by password are never affected). When a session's token has
+// expired or been found invalid, an IMAP session gets "* BYE [EXPIRED]" (at
+// once, at a line boundary of the relayed stream, or it is just closed) and
+// an SMTP session gets "421 4.7.0" at its next command outside a mail
+// transaction; the client then logs in again with a fresh token.
+type LifetimeOptions struct {
+	// Mode is LifetimeNone ("" means the same), LifetimeToken or
+	// LifetimeRevalidate. A token whose expiry is unknown (auth.Identity.
+	// Expiry is zero) is not bounded by LifetimeToken.
+	Mode string
+	// RevalidateEvery is how often LifetimeRevalidate checks a session's
+	// token with the provider. Default 5 min.
+	RevalidateEvery time.Duration
+	// Revalidator checks a token again for LifetimeRevalidate, bypassing
+	// any cache. Required with LifetimeRevalidate. With it the session's
+	// token is kept in memory for the whole session (never logged).
+	Revalidator Revalidator
+}
+
+// Revalidator checks again whether the token that authenticated a session is
+// still good. c carries the token, the session's user (the mailbox: the
+// token must still name it), the mechanism and the client's address. An
+// error wrapping auth.ErrInvalidCredentials ends the session; any other
+// error (auth.ErrUnavailable: the provider did not answer) keeps it.
+type Revalidator interface {
+	Revalidate(ctx context.Context, c auth.Credentials) error
+}
+
+// RevalidatorFunc adapts a function to Revalidator.
+type RevalidatorFunc func(ctx context.Context, c auth.Credentials) error
+
+// Revalidate calls f.
+func (f RevalidatorFunc) Revalidate(ctx context.Context, c auth.Credentials) error { return f(ctx, c) }
+
+var _ Revalidator = RevalidatorFunc(nil)
+
+// defaultRevalidateEvery is LifetimeOptions.RevalidateEvery's default.
+const defaultRevalidateEvery = 5 * time.Minute
+
+// check refuses an unknown Mode and LifetimeRevalidate without a Revalidator.
+func (o LifetimeOptions) check() error {
+	switch o.Mode {
+	case "", LifetimeNone, LifetimeToken:
+	case LifetimeRevalidate:
+		if o.Revalidator == nil {
+			return errors.New("proxy: Options.Lifetime: revalidate needs a Revalidator")
+		}
+	default:
+		return fmt.Errorf("proxy: Options.Lifetime: unknown mode %q (want none, token or revalidate)", o.Mode)
+	}
+	return nil
+}
+
+func (o LifetimeOptions) withDefaults() LifetimeOptions {
+	if o.Mode == "" {
+		o.Mode = LifetimeNone
+	}
+	if o.RevalidateEvery <= 0 {
+		o.RevalidateEvery = defaultRevalidateEvery
 	}
 	return o
 }

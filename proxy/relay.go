@@ -36,7 +36,8 @@ type relayEnds struct {
 	// idle ends the session after this long without a byte from the client;
 	// it also bounds each write. Zero means no limit.
 	idle time.Duration
-	// stop, when closed, ends both directions (server shutdown).
+	// stop, when closed, ends both directions (server shutdown, end of the
+	// session's lifetime); the reason is then "stopped".
 	stop <-chan struct{}
 	// count, if set, is told every chunk copied (for metrics).
 	count func(up bool, n int)
@@ -44,7 +45,7 @@ type relayEnds struct {
 
 type relayStats struct {
 	up, down int64  // bytes client->backend, backend->client
-	reason   string // why it ended: "client closed", "backend closed", "client idle", "shutdown", ...
+	reason   string // why it ended: "client closed", "backend closed", "client idle", "stopped", ...
 	// lastDown is the last byte sent to the client ('\n' if none): a
 	// goodbye may only be added at a line boundary.
 	lastDown byte
@@ -61,8 +62,8 @@ type copyResult struct {
 // connections: the caller does.
 func relay(ctx context.Context, e relayEnds) relayStats {
 	done := make(chan copyResult, 2)
-	go relayCopy(done, true, e.backend, e.client, e.pendingUp, e.idle, e.count)
-	go relayCopy(done, false, e.client, e.backend, e.pendingDown, e.idle, e.count)
+	go relayCopy(done, true, e.backend, e.client, e.pendingUp, e.idle, e.stop, e.count)
+	go relayCopy(done, false, e.client, e.backend, e.pendingDown, e.idle, e.stop, e.count)
 
 	st := relayStats{lastDown: '\n'}
 	record := func(r copyResult) {
@@ -79,7 +80,7 @@ func relay(ctx context.Context, e relayEnds) relayStats {
 	select {
 	case first = <-done:
 	case <-e.stop:
-		st.reason = "shutdown"
+		st.reason = "stopped"
 		e.client.SetReadDeadline(time.Now())
 		e.backend.SetReadDeadline(time.Now())
 		record(<-done)
@@ -113,14 +114,22 @@ func relay(ctx context.Context, e relayEnds) relayStats {
 	return st
 }
 
-// relayCopy copies src to dst, pending bytes first. It is a named function so
-// that relays are easy to find in goroutine dumps.
+// errRelayStopped ends a copy that found the relay's stop channel closed.
+var errRelayStopped = errors.New("relay stopped")
+
+// relayCopy copies src to dst, pending bytes first, until stop is closed. It
+// is a named function so that relays are easy to find in goroutine dumps.
+//
+// Stopping: relay closes stop, then sets src's read deadline to now. The
+// copy sets its own (idle) read deadline before each read, which could undo
+// relay's; so it looks at stop after setting it: either it sees stop closed,
+// or relay's deadline came later and wakes the read.
 //
 // Memory: an idle session must cost little. When src is a TCP connection the
 // copy waits for readability without a buffer and borrows a pooled buffer
 // only while bytes flow. Otherwise (a TLS client) it reads into a small
 // buffer of its own and borrows a large one only while reads fill the small one.
-func relayCopy(done chan<- copyResult, up bool, dst, src net.Conn, pending []byte, idle time.Duration, count func(bool, int)) {
+func relayCopy(done chan<- copyResult, up bool, dst, src net.Conn, pending []byte, idle time.Duration, stop <-chan struct{}, count func(bool, int)) {
 	var n int64
 	var last byte
 	res := func(err error) { done <- copyResult{up: up, n: n, last: last, err: err} }
@@ -150,6 +159,12 @@ func relayCopy(done chan<- copyResult, up bool, dst, src net.Conn, pending []byt
 	for {
 		if up {
 			setDeadline(src.SetReadDeadline, idle)
+		}
+		select {
+		case <-stop:
+			res(errRelayStopped)
+			return
+		default:
 		}
 		buf := small[:]
 		if big != nil {

@@ -47,6 +47,9 @@ func New(opts Options) (*Server, error) {
 	if opts.TLSConfig == nil {
 		return nil, errors.New("proxy: Options.TLSConfig is required")
 	}
+	if err := opts.Lifetime.check(); err != nil {
+		return nil, err
+	}
 	if len(opts.ProxyProtocolFrom) > 0 {
 		if _, err := proxyproto.PolicyFromRanges(opts.ProxyProtocolFrom, proxyproto.REQUIRE, proxyproto.SKIP); err != nil {
 			return nil, fmt.Errorf("proxy: ProxyProtocolFrom: %w", err)

@@ -80,20 +80,38 @@ func (b *smtpBackend) quit() {
 // never sees the final dot and discards what it got.
 func (b *smtpBackend) abort() { b.raw.Close() }
 
-// openSMTPBackend opens a backend session for user: dial, STARTTLS when
+// smtpLogin is who a backend session is for: a verified user, logged in
+// as the master user or with XCLIENT LOGIN, or, with a password (password
+// passthrough), a user logging in with their own credentials.
+type smtpLogin struct {
+	user     string
+	password string // the user's own password; "" for a verified user
+}
+
+// openSMTPBackend opens a backend session for login.user: dial, STARTTLS when
 // configured, XCLIENT when configured, EHLO, then AUTH PLAIN as the master
-// user unless XCLIENT LOGIN did the login. The connection is registered with
-// cc so that closing the client closes it too. Errors wrap errBackendAuthz
-// (the backend refused the user) or errBackendUnavailable.
-func (s *Server) openSMTPBackend(ctx context.Context, cc *smtpClientConn, hostname, user string, log *slog.Logger) (_ *smtpBackend, err error) {
+// user unless XCLIENT LOGIN did the login. With login.password it is AUTH
+// PLAIN with the user's own credentials instead, and XCLIENT never carries
+// LOGIN (only the client's address, when configured). The connection is
+// registered with cc so that closing the client closes it too. Errors wrap
+// errBackendAuthz (the backend refused the user), errBackendRefused (it
+// refused the user's own password) or errBackendUnavailable.
+func (s *Server) openSMTPBackend(ctx context.Context, cc *smtpClientConn, hostname string, login smtpLogin, log *slog.Logger) (_ *smtpBackend, err error) {
 	b := s.opts.SMTPBackend
+	user, own := login.user, login.password != ""
 	start := time.Now()
-	defer func() { s.obs.BackendLogin("smtp", time.Since(start), err) }()
-	ctx, cancel := context.WithTimeout(ctx, s.limits.DialTimeout)
+	defer func() {
+		berr := err
+		if errors.Is(err, errBackendRefused) {
+			berr = nil // the backend works; the user's password was wrong
+		}
+		s.obs.BackendLogin("smtp", time.Since(start), berr)
+	}()
+	ctx, cancel := context.WithTimeout(ctx, s.backendLoginTimeout(own))
 	defer cancel()
 
 	var attrs []string
-	if b.Login == smtpLoginXCLIENT {
+	if b.Login == smtpLoginXCLIENT && !own {
 		attrs = append(attrs, "LOGIN="+xtext(user))
 	}
 	if b.ClientIP == smtpClientIPXCLIENT {
@@ -128,14 +146,22 @@ func (s *Server) openSMTPBackend(ctx context.Context, cc *smtpClientConn, hostna
 		}
 	}()
 
-	if b.Login != smtpLoginXCLIENT {
+	if b.Login != smtpLoginXCLIENT || own {
 		stop := context.AfterFunc(ctx, func() { raw.Close() })
-		err := c.Auth(sasl.NewPlainClient(user, s.opts.Master.User, s.opts.Master.Password))
+		cl := sasl.NewPlainClient(user, s.opts.Master.User, s.opts.Master.Password)
+		if own {
+			cl = sasl.NewPlainClient("", user, login.password)
+			c.CommandTimeout = s.backendLoginTimeout(true)
+		}
+		err := c.Auth(cl)
 		if !stop() {
 			return nil, fmt.Errorf("%w: AUTH: %v", errBackendUnavailable, context.Cause(ctx))
 		}
 		if err != nil {
 			var se *smtp.SMTPError
+			if own && errors.As(err, &se) && se.Code == 535 {
+				return nil, fmt.Errorf("%w: AUTH: %v", errBackendRefused, err)
+			}
 			if errors.As(err, &se) && se.Code == 535 {
 				// Postfix says the same for an unknown user and a wrong master
 				// password; the second is a configuration error worth a warning.

@@ -20,9 +20,10 @@ import (
 // fakeSMTPBackend speaks just enough of Postfix's submission service for the
 // unit tests: greeting, EHLO with configurable extensions, STARTTLS, master
 // AUTH PLAIN (mailgate / master-secret, "nobody@example.test" refused with
-// 535), XCLIENT, MAIL/RCPT/DATA, RSET, NOOP, QUIT. It records every command
-// line and every message whose final dot arrived, and counts DATA bodies cut
-// off before the dot. Real Postfix is exercised by the integration tests.
+// 535; or fakeUser's own login with fakeUserPassword), XCLIENT,
+// MAIL/RCPT/DATA, RSET, NOOP, QUIT. It records every command line and every
+// message whose final dot arrived, and counts DATA bodies cut off before the
+// dot. Real Postfix is exercised by the integration tests.
 type fakeSMTPBackend struct {
 	addr string
 	opts fakeSMTPOptions
@@ -271,6 +272,9 @@ func (fb *fakeSMTPBackend) serve(c net.Conn, isTLS bool) {
 			}
 			authz, authc, pass, err := auth.DecodePLAIN(raw)
 			switch {
+			case err == nil && authz == "" && authc == fakeUser && pass == fakeUserPassword:
+				user = authc // password passthrough: the user's own login
+				w("235 2.7.0 Authentication successful")
 			case err != nil || authc != "mailgate" || pass != "master-secret":
 				w("535 5.7.8 Error: authentication failed: (reason unavailable)")
 			case authz == "nobody@example.test":

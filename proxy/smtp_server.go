@@ -334,6 +334,10 @@ type smtpClientConn struct {
 	busy atomic.Bool
 	// stop is the shutdown level: smtpStopIdle, then smtpStopAll.
 	stop atomic.Int32
+	// ended is set (a sessionEnd) when the session's token has expired or
+	// been found invalid: the next command outside a mail transaction is
+	// answered 421 4.7.0 and the connection closed (see Read).
+	ended atomic.Int32
 	// sawEOF: the client closed its side. A BDAT chunk cut short by EOF
 	// looks complete to go-smtp, so Data checks this before the final dot.
 	sawEOF atomic.Bool
@@ -370,6 +374,11 @@ func (c *smtpClientConn) Read(p []byte) (int, error) {
 	if err != nil && n == 0 && c.stopping() { // woken by shutdown's deadline
 		return 0, c.goodbye()
 	}
+	if n > 0 && c.ended.Load() != 0 && !c.busy.Load() {
+		// The next command after the end of the session's lifetime: it is
+		// not read, but answered with 421.
+		return 0, c.endSession(sessionEnd(c.ended.Load()))
+	}
 	if err == io.EOF {
 		c.sawEOF.Store(true)
 	}
@@ -397,6 +406,26 @@ func (c *smtpClientConn) goodbye() error {
 	}
 	c.Close()
 	return errSMTPShutdown
+}
+
+// errSMTPSessionEnded is what Read returns once the session's lifetime is over.
+var errSMTPSessionEnded = errors.New("proxy: session lifetime over")
+
+// endSession writes the 421 for the end of the session's lifetime and closes
+// the connection. Like goodbye, it runs inside go-smtp's Read.
+func (c *smtpClientConn) endSession(why sessionEnd) error {
+	if p := c.top.Load(); p != nil {
+		top := *p
+		top.SetWriteDeadline(time.Now().Add(smtpGoodbyeTimeout))
+		msg := "421 4.7.0 Access token expired, log in again\r\n"
+		if why == endRevoked {
+			msg = "421 4.7.0 Access token no longer valid, log in again\r\n"
+		}
+		io.WriteString(top, msg)
+	}
+	c.log.Info("closing: session lifetime over", "end", why.String())
+	c.Close()
+	return errSMTPSessionEnded
 }
 
 // smtpGoodbyeTimeout bounds writing the shutdown 421.

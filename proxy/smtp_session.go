@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"strings"
 	"sync"
 	"time"
@@ -32,6 +33,10 @@ var (
 	smtpReplyBackendDown = &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 4, 1}, Message: "Mail server unavailable, try again later"}
 	smtpReplyNoUTF8      = &smtp.SMTPError{Code: 504, EnhancedCode: smtp.EnhancedCode{5, 5, 4}, Message: "SMTPUTF8 is not supported by the mail server"}
 	smtpReplyTooManyAuth = &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 7, 0}, Message: "Too many authentication failures"}
+	// smtpReplyBackendGone: the backend connection of a password session
+	// failed; mailgate does not keep the password to reconnect, so the
+	// client must log in again.
+	smtpReplyBackendGone = &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 4, 2}, Message: "Connection to the mail server lost, log in again"}
 )
 
 func smtpReplySenderRefused(from string) *smtp.SMTPError {
@@ -51,6 +56,8 @@ type smtpSession struct {
 	id         auth.Identity // after a successful AUTH
 	authCancel context.CancelFunc
 	be         *smtpBackend // nil before AUTH, and after the backend failed
+	password   bool         // logged in with the user's own password (no reconnect, no lifetime)
+	stopWatch  func()       // ends the session lifetime watch; nil if none
 	inTx       bool         // a MAIL was accepted by be and its transaction is open
 	rcpts      int
 	messages   int
@@ -70,21 +77,33 @@ func (f *smtpFront) newSession(c *smtp.Conn) (smtp.Session, error) {
 
 // AuthMechanisms is what EHLO advertises; go-smtp only does so after TLS.
 func (ss *smtpSession) AuthMechanisms() []string {
+	if ss.f.s.opts.Passwords.SMTP {
+		return []string{auth.MechOAUTHBEARER, auth.MechXOAUTH2, auth.MechPLAIN, mechLOGIN}
+	}
 	return []string{auth.MechOAUTHBEARER, auth.MechXOAUTH2}
 }
 
-// Auth starts a SASL exchange; see smtpSASL.
+// Auth starts a SASL exchange; see smtpSASL, and smtpPasswordSASL for
+// password passthrough.
 func (ss *smtpSession) Auth(mech string) (sasl.Server, error) {
 	cc := ss.cc
 	if int(cc.authFailures.Load()) >= ss.f.s.limits.MaxAuthFailures {
 		cc.closeAfterWrite.Store(true)
 		return nil, smtpReplyTooManyAuth
 	}
+	mech = strings.ToUpper(mech)
 	ctx, cancel := context.WithDeadline(cc.ctx, cc.preauthEnd)
-	srv, err := auth.NewServer(ctx, mech, ss.f.s.opts.Authenticator, cc.RemoteAddr().String(), ss.f.s.opts.Challenge)
-	if err != nil {
-		cancel()
-		return nil, smtp.ErrAuthUnknownMechanism
+	var srv sasl.Server
+	if ss.f.s.opts.Passwords.SMTP && (mech == auth.MechPLAIN || mech == mechLOGIN) {
+		srv = &smtpPasswordSASL{ss: ss, ctx: ctx, mech: mech, start: time.Now(), cancel: cancel}
+	} else {
+		authn, token := ss.f.s.tokenAuthenticator()
+		as, err := auth.NewServer(ctx, mech, authn, cc.RemoteAddr().String(), ss.f.s.opts.Challenge)
+		if err != nil {
+			cancel()
+			return nil, smtp.ErrAuthUnknownMechanism
+		}
+		srv = &smtpSASL{ss: ss, srv: as, mech: mech, start: time.Now(), cancel: cancel, token: token}
 	}
 	ss.mu.Lock()
 	if ss.authCancel != nil {
@@ -92,7 +111,7 @@ func (ss *smtpSession) Auth(mech string) (sasl.Server, error) {
 	}
 	ss.authCancel = cancel
 	ss.mu.Unlock()
-	return &smtpSASL{ss: ss, srv: srv, mech: strings.ToUpper(mech), start: time.Now(), cancel: cancel}, nil
+	return srv, nil
 }
 
 // smtpSASL drives an auth.Server for go-smtp. When the token is good it
@@ -104,6 +123,7 @@ type smtpSASL struct {
 	mech   string
 	start  time.Time
 	cancel context.CancelFunc
+	token  *string // where the accepted token is kept for revalidation; nil if not needed
 }
 
 func (a *smtpSASL) Next(resp []byte) ([]byte, bool, error) {
@@ -114,43 +134,120 @@ func (a *smtpSASL) Next(resp []byte) ([]byte, bool, error) {
 	defer a.cancel()
 	ss, cc := a.ss, a.ss.cc
 	if err != nil {
-		return nil, true, a.fail(err)
+		return nil, true, ss.loginFailed(a.mech, a.start, err)
 	}
 	id, _ := a.srv.Identity()
 	log := cc.log.With("user", id.User, "mech", a.mech)
-	be, err := ss.f.s.openSMTPBackend(cc.ctx, cc, ss.f.opts.Hostname, id.User, log)
+	be, err := ss.f.s.openSMTPBackend(cc.ctx, cc, ss.f.opts.Hostname, smtpLogin{user: id.User}, log)
 	if err != nil {
-		return nil, true, a.fail(err)
+		return nil, true, ss.loginFailed(a.mech, a.start, err)
 	}
-	ss.mu.Lock()
-	ss.id, ss.be, ss.started = id, be, time.Now()
-	ss.mu.Unlock()
-	cc.authed.Store(true)
-	cc.log = log
-	d := time.Since(a.start)
-	ss.f.s.obs.Login("smtp", a.mech, resultOK, d)
-	log.Info("login", "result", resultOK, "source", id.Source, "auth", d.Round(time.Millisecond))
+	token := ""
+	if a.token != nil {
+		token = *a.token
+	}
+	stop := ss.f.s.watchSession(id, token, cc.RemoteAddr().String(), log,
+		func(why sessionEnd) { cc.ended.CompareAndSwap(0, int32(why)) })
+	ss.loggedIn(a.mech, id, be, false, stop, log, a.start)
 	return nil, true, nil
 }
 
-// fail logs a failed exchange, counts it, and returns the reply.
-func (a *smtpSASL) fail(err error) error {
-	cc := a.ss.cc
+// loggedIn records a successful login: the session is open on be.
+func (ss *smtpSession) loggedIn(mech string, id auth.Identity, be *smtpBackend, password bool, stopWatch func(), log *slog.Logger, start time.Time) {
+	cc := ss.cc
+	ss.mu.Lock()
+	ss.id, ss.be, ss.started, ss.password, ss.stopWatch = id, be, time.Now(), password, stopWatch
+	ss.mu.Unlock()
+	cc.authed.Store(true)
+	cc.log = log
+	d := time.Since(start)
+	ss.f.s.obs.Login("smtp", mech, resultOK, d)
+	log.Info("login", "result", resultOK, "source", id.Source, "auth", d.Round(time.Millisecond))
+}
+
+// loginFailed logs a failed exchange, counts it, and returns the reply.
+func (ss *smtpSession) loginFailed(mech string, start time.Time, err error) error {
+	cc := ss.cc
 	r := smtpAuthReply(err)
 	lvl := cc.log.Info
 	if r.internal {
 		lvl = cc.log.Warn
 	}
-	d := time.Since(a.start)
-	a.ss.f.s.obs.Login("smtp", a.mech, r.result, d)
-	lvl("login", "result", r.result, "mech", a.mech, "err", err, "auth", d.Round(time.Millisecond))
+	d := time.Since(start)
+	ss.f.s.obs.Login("smtp", mech, r.result, d)
+	lvl("login", "result", r.result, "mech", mech, "err", err, "auth", d.Round(time.Millisecond))
 	if r.result == resultInvalid || r.result == resultMalformed {
-		if n := cc.authFailures.Add(1); int(n) >= a.ss.f.s.limits.MaxAuthFailures {
+		if n := cc.authFailures.Add(1); int(n) >= ss.f.s.limits.MaxAuthFailures {
 			cc.log.Info("too many authentication failures: closing")
 			cc.closeAfterWrite.Store(true)
 		}
 	}
 	return r.reply
+}
+
+// smtpPasswordSASL is the PLAIN or LOGIN exchange of password passthrough.
+// When the client has given its user name and password it logs in to the
+// backend with them (after the throttle let the attempt through), before
+// go-smtp answers 235: the client hears success only if the backend
+// accepted the password, and 535 5.7.8 if it did not.
+type smtpPasswordSASL struct {
+	ss      *smtpSession
+	ctx     context.Context // bounds the throttle's wait (pre-auth deadline)
+	mech    string          // PLAIN or LOGIN
+	start   time.Time
+	cancel  context.CancelFunc
+	step    int
+	user    string // LOGIN, once given
+	gotUser bool
+}
+
+func (a *smtpPasswordSASL) Next(resp []byte) ([]byte, bool, error) {
+	a.step++
+	if a.mech == auth.MechPLAIN {
+		if resp == nil && a.step == 1 {
+			return []byte{}, false, nil // no initial response: ask for it
+		}
+		user, pass, err := plainCredentials(resp)
+		if err != nil {
+			a.cancel()
+			return nil, true, a.ss.loginFailed(a.mech, a.start, err)
+		}
+		return a.login(user, pass)
+	}
+	switch {
+	case a.step == 1 && len(resp) == 0:
+		return loginUserChallenge, false, nil
+	case !a.gotUser:
+		a.user, a.gotUser = string(resp), true
+		return loginPassChallenge, false, nil
+	}
+	return a.login(a.user, string(resp))
+}
+
+func (a *smtpPasswordSASL) login(user, pass string) ([]byte, bool, error) {
+	defer a.cancel()
+	ss, cc := a.ss, a.ss.cc
+	t := ss.f.s.passwordThrottle()
+	ip := cc.RemoteAddr().String()
+	if err := checkPassword(user, pass); err != nil {
+		t.Failure(ip, user)
+		return nil, true, ss.loginFailed(a.mech, a.start, err)
+	}
+	if err := t.Check(a.ctx, ip, user); err != nil {
+		return nil, true, ss.loginFailed(a.mech, a.start, err)
+	}
+	log := cc.log.With("user", user, "mech", a.mech)
+	be, err := ss.f.s.openSMTPBackend(cc.ctx, cc, ss.f.opts.Hostname, smtpLogin{user: user, password: pass}, log)
+	if err != nil {
+		if errors.Is(err, errBackendRefused) {
+			t.Failure(ip, user)
+		}
+		return nil, true, ss.loginFailed(a.mech, a.start, fmt.Errorf("user %s: %w", user, err))
+	}
+	t.Success(ip, user)
+	id := auth.Identity{User: strings.ToLower(user), Mechanism: a.mech, Source: sourcePassword}
+	ss.loggedIn(a.mech, id, be, true, nil, log, a.start)
+	return nil, true, nil
 }
 
 // backend returns the backend session, reconnecting if an earlier one
@@ -163,7 +260,12 @@ func (ss *smtpSession) backend() (*smtpBackend, error) {
 		return ss.be, nil
 	}
 	cc := ss.cc
-	be, err := ss.f.s.openSMTPBackend(cc.ctx, cc, ss.f.opts.Hostname, ss.id.User, cc.log)
+	if ss.password {
+		cc.log.Info("backend connection lost; a password session cannot reconnect: closing")
+		cc.closeAfterWrite.Store(true)
+		return nil, smtpReplyBackendGone
+	}
+	be, err := ss.f.s.openSMTPBackend(cc.ctx, cc, ss.f.opts.Hostname, smtpLogin{user: ss.id.User}, cc.log)
 	if err != nil {
 		cc.log.Warn("backend reconnect failed", "err", err)
 		return nil, smtpReplyBackendDown
@@ -246,6 +348,10 @@ func (ss *smtpSession) Logout() error {
 	if ss.authCancel != nil {
 		ss.authCancel()
 		ss.authCancel = nil
+	}
+	if ss.stopWatch != nil {
+		ss.stopWatch()
+		ss.stopWatch = nil
 	}
 	ss.cc.busy.Store(false)
 	if ss.be != nil {

@@ -76,6 +76,12 @@ func newApp(cfg *config.Config, log *slog.Logger) (*app, error) {
 	}
 	opts.TLSConfig = store.TLSConfig(minTLS, "imap", "smtp")
 	opts.Observer = a.metrics
+	if a.throttle != nil {
+		opts.Passwords.Throttle = a.throttle // the token logins' throttle: one score per address and user
+	}
+	if opts.Lifetime.Mode == proxy.LifetimeRevalidate {
+		opts.Lifetime.Revalidator = revalidator{a.auth}
+	}
 	if a.srv, err = proxy.New(opts); err != nil {
 		return nil, err
 	}
@@ -265,9 +271,37 @@ func proxyOptions(cfg *config.Config, authn proxy.Authenticator, log *slog.Logge
 			MaxLiteral:          cfg.Limits.MaxLiteralBytes,
 			MaxAuthFailures:     cfg.Limits.MaxAuthAttempts,
 		},
+		Passwords: proxy.PasswordOptions{
+			IMAP: cfg.Auth.PasswordPassthroughFor(config.ProtoIMAP),
+			SMTP: cfg.Auth.PasswordPassthroughFor(config.ProtoSMTP),
+		},
+		Lifetime: proxy.LifetimeOptions{
+			Mode:            cfg.OAuth2.SessionLifetime,
+			RevalidateEvery: cfg.OAuth2.RevalidateEvery,
+		},
 		ProxyProtocolFrom: cfg.ProxyProtocol.TrustedNetworks,
 		Logger:            log,
 	}, nil
+}
+
+// revalidator is oauth2.session_lifetime revalidate's check of a session's
+// token: the running authenticator's token validator without its cache (so
+// the provider is asked, and a reload's new oauth2 settings apply), and its
+// identity policy (the token must still name the session's mailbox). It is
+// not throttled: a revoked token is not a guess.
+type revalidator struct{ cur *swapAuthenticator }
+
+func (r revalidator) Revalidate(ctx context.Context, c auth.Credentials) error {
+	th, _ := (*r.cur.cur.Load()).(auth.Throttled)
+	ta, ok := th.Next.(auth.TokenAuthenticator)
+	if !ok {
+		return fmt.Errorf("%w: no token authenticator to revalidate with", auth.ErrUnavailable)
+	}
+	if cache, ok := ta.Validator.(interface{ Unwrap() auth.Validator }); ok {
+		ta.Validator = cache.Unwrap()
+	}
+	_, err := ta.Authenticate(ctx, c)
+	return err
 }
 
 // orNoLimit maps the configuration's 0 (no limit) to proxy's negative.

@@ -1,0 +1,400 @@
+package proxy
+
+import (
+	"context"
+	"encoding/base64"
+	"fmt"
+	"net"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/mailgate/mailgate/auth"
+)
+
+// Password passthrough over IMAP against the fake backend (fakebackend_test.go).
+
+// recordingThrottle is a Throttle that records what it is told. onCheck,
+// if set, runs inside Check (before the attempt may go on); refuse makes
+// Check fail with auth.ErrThrottled.
+type recordingThrottle struct {
+	mu      sync.Mutex
+	events  []string // "check alice@...", "failure alice@...", "success alice@..."
+	onCheck func()
+	refuse  bool
+}
+
+func (r *recordingThrottle) add(ev string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.events = append(r.events, ev)
+}
+
+func (r *recordingThrottle) Check(ctx context.Context, ip, user string) error {
+	if _, _, err := net.SplitHostPort(ip); err != nil {
+		return fmt.Errorf("check: ip %q is not host:port", ip)
+	}
+	r.add("check " + user)
+	if r.onCheck != nil {
+		r.onCheck()
+	}
+	if r.refuse {
+		return fmt.Errorf("%w: test", auth.ErrThrottled)
+	}
+	return nil
+}
+func (r *recordingThrottle) Failure(ip, user string) { r.add("failure " + user) }
+func (r *recordingThrottle) Success(ip, user string) { r.add("success " + user) }
+
+func (r *recordingThrottle) got() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]string(nil), r.events...)
+}
+
+// newIMAPPasswordTest starts the fake backend and a proxy with IMAP
+// password passthrough on (mod may change the options), and fails the test
+// if a password or a PLAIN message appears in the proxy's log.
+func newIMAPPasswordTest(t *testing.T, mod func(*Options)) (*testProxy, *fakeIMAPBackend) {
+	t.Helper()
+	var tp *testProxy
+	t.Cleanup(func() { // runs after the proxy has stopped
+		if tp != nil {
+			checkNoPasswords(t, tp.logs.String())
+		}
+	})
+	fb := startFakeIMAPBackend(t)
+	opts := Options{
+		Authenticator: fakeAuthenticator,
+		IMAPBackend:   Backend{Address: fb.addr, TLS: TLSNone, ClientIP: "id"},
+		Passwords:     PasswordOptions{IMAP: true},
+	}
+	if mod != nil {
+		mod(&opts)
+	}
+	tp = newTestProxy(t, opts)
+	return tp, fb
+}
+
+// testPasswords are the passwords the unit tests use; none may be logged.
+var testPasswords = []string{fakeUserPassword, "wrong-password"}
+
+func checkNoPasswords(t *testing.T, logs string) {
+	t.Helper()
+	for _, pw := range testPasswords {
+		for _, s := range []string{pw, base64.StdEncoding.EncodeToString(auth.EncodePLAIN("", fakeUser, pw))} {
+			if strings.Contains(logs, s) {
+				t.Errorf("a password (or a PLAIN message with it) appears in the log")
+			}
+		}
+	}
+}
+
+func plainIR(user, pass string) string {
+	return base64.StdEncoding.EncodeToString(auth.EncodePLAIN("", user, pass))
+}
+
+func b64(s string) string { return base64.StdEncoding.EncodeToString([]byte(s)) }
+
+// backendLogins returns the PLAIN messages of the AUTHENTICATE commands the
+// fake backend received, decoded.
+func (fb *fakeIMAPBackend) backendLogins() []string {
+	var out []string
+	for _, l := range fb.received() {
+		f := strings.Fields(l)
+		if len(f) == 4 && strings.EqualFold(f[1], "AUTHENTICATE") {
+			raw, _ := base64.StdEncoding.DecodeString(f[3])
+			out = append(out, string(raw))
+		}
+	}
+	return out
+}
+
+// TestIMAPPasswordCapabilities: AUTH=PLAIN and AUTH=LOGIN (and no
+// LOGINDISABLED) are advertised after TLS only, and only with passthrough on.
+func TestIMAPPasswordCapabilities(t *testing.T) {
+	for _, tt := range []struct {
+		name     string
+		on, tls  bool
+		wantCaps string
+	}{
+		{"off before TLS", false, false, imapCapsPlain},
+		{"on before TLS", true, false, imapCapsPlain},
+		{"off after TLS", false, true, "IMAP4rev1 SASL-IR ID LITERAL+ AUTH=OAUTHBEARER AUTH=XOAUTH2"},
+		{"on after TLS", true, true, "IMAP4rev1 SASL-IR ID LITERAL+ AUTH=OAUTHBEARER AUTH=XOAUTH2 AUTH=PLAIN AUTH=LOGIN"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			tp, _ := newIMAPPasswordTest(t, func(o *Options) { o.Passwords.IMAP = tt.on })
+			c := dialPlain(t, tp.plainAddr)
+			g := c.expect("* OK [CAPABILITY ")
+			if tt.tls {
+				c.starttls(tp.clientTLS)
+			} else if g != "* OK [CAPABILITY "+imapCapsPlain+"] "+imapGreetingText {
+				t.Fatalf("greeting = %q", g)
+			}
+			c.send("a1 CAPABILITY")
+			if got := c.expect("* CAPABILITY "); got != "* CAPABILITY "+tt.wantCaps {
+				t.Fatalf("CAPABILITY = %q, want %q", got, "* CAPABILITY "+tt.wantCaps)
+			}
+			c.expect("a1 OK")
+			// The implicit-TLS greeting says the same.
+			if tt.tls {
+				c2 := dialTLS(t, tp.tlsAddr, tp.clientTLS)
+				if got := c2.expect("* OK [CAPABILITY "); got != "* OK [CAPABILITY "+tt.wantCaps+"] "+imapGreetingText {
+					t.Fatalf("implicit TLS greeting = %q", got)
+				}
+			}
+		})
+	}
+}
+
+// TestIMAPPasswordRefusedWhenOffOrBeforeTLS: without passthrough a password
+// never reaches the backend; with it, not before TLS either.
+func TestIMAPPasswordRefusedWhenOffOrBeforeTLS(t *testing.T) {
+	t.Run("off", func(t *testing.T) {
+		tp, fb := newIMAPPasswordTest(t, func(o *Options) { o.Passwords.IMAP = false })
+		c := dialTLS(t, tp.tlsAddr, tp.clientTLS)
+		c.expect("* OK")
+		c.send(fmt.Sprintf(`a1 LOGIN %s "%s"`, fakeUser, fakeUserPassword))
+		c.expect("a1 NO [CANNOT]")
+		c.send("a2 AUTHENTICATE PLAIN " + plainIR(fakeUser, fakeUserPassword))
+		c.expect("a2 NO Unsupported authentication mechanism.")
+		c.send("a3 AUTHENTICATE LOGIN")
+		c.expect("a3 NO Unsupported authentication mechanism.")
+		if n := fb.connCount(); n != 0 {
+			t.Fatalf("backend contacted %d times", n)
+		}
+	})
+	t.Run("on, before TLS", func(t *testing.T) {
+		tp, fb := newIMAPPasswordTest(t, nil)
+		c := dialPlain(t, tp.plainAddr)
+		c.expect("* OK")
+		c.send(fmt.Sprintf(`a1 LOGIN %s "%s"`, fakeUser, fakeUserPassword))
+		c.expect("a1 NO [PRIVACYREQUIRED]")
+		c.send("a2 AUTHENTICATE PLAIN " + plainIR(fakeUser, fakeUserPassword))
+		c.expect("a2 NO [PRIVACYREQUIRED]")
+		if n := fb.connCount(); n != 0 {
+			t.Fatalf("backend contacted %d times", n)
+		}
+	})
+}
+
+// TestIMAPPasswordLogin: every way of giving a password logs in to the
+// backend with the user's own credentials (no master user), the backend's
+// tagged OK reaches the client verbatim, and the relay works.
+func TestIMAPPasswordLogin(t *testing.T) {
+	for _, tt := range []struct {
+		name   string
+		script func(c *tconn)
+	}{
+		{"LOGIN quoted", func(c *tconn) { c.send(fmt.Sprintf(`a1 LOGIN "%s" "%s"`, fakeUser, fakeUserPassword)) }},
+		{"LOGIN atom and literal", func(c *tconn) {
+			c.send(fmt.Sprintf("a1 LOGIN %s {%d}", fakeUser, len(fakeUserPassword)))
+			c.expect("+ ")
+			c.send(fakeUserPassword)
+		}},
+		{"LOGIN non-synchronizing literals", func(c *tconn) {
+			c.send(fmt.Sprintf("a1 LOGIN {%d+}\r\n%s {%d+}\r\n%s", len(fakeUser), fakeUser, len(fakeUserPassword), fakeUserPassword))
+		}},
+		{"AUTHENTICATE PLAIN with initial response", func(c *tconn) {
+			c.send("a1 AUTHENTICATE PLAIN " + plainIR(fakeUser, fakeUserPassword))
+		}},
+		{"AUTHENTICATE PLAIN, authzid = user", func(c *tconn) {
+			c.send("a1 AUTHENTICATE PLAIN " + base64.StdEncoding.EncodeToString(auth.EncodePLAIN(fakeUser, fakeUser, fakeUserPassword)))
+		}},
+		{"AUTHENTICATE plain without initial response", func(c *tconn) {
+			c.send("a1 AUTHENTICATE plain")
+			if got := c.readLine(); got != "+ " {
+				c.t.Fatalf("continuation = %q, want %q", got, "+ ")
+			}
+			c.send(plainIR(fakeUser, fakeUserPassword))
+		}},
+		{"AUTHENTICATE LOGIN", func(c *tconn) {
+			c.send("a1 AUTHENTICATE LOGIN")
+			if got := c.readLine(); got != "+ "+b64("Username:") {
+				c.t.Fatalf("challenge = %q, want Username:", got)
+			}
+			c.send(b64(fakeUser))
+			if got := c.readLine(); got != "+ "+b64("Password:") {
+				c.t.Fatalf("challenge = %q, want Password:", got)
+			}
+			c.send(b64(fakeUserPassword))
+		}},
+		{"AUTHENTICATE LOGIN with initial response", func(c *tconn) {
+			c.send("a1 AUTHENTICATE LOGIN " + b64(fakeUser))
+			c.expect("+ " + b64("Password:"))
+			c.send(b64(fakeUserPassword))
+		}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			th := &recordingThrottle{}
+			tp, fb := newIMAPPasswordTest(t, func(o *Options) { o.Passwords.Throttle = th })
+			c := dialTLS(t, tp.tlsAddr, tp.clientTLS)
+			c.expect("* OK")
+			tt.script(c)
+			if got := c.readLine(); got != "a1 OK [CAPABILITY "+fakePostLoginCaps+"] Logged in" {
+				t.Fatalf("login reply = %q, want the backend's verbatim", got)
+			}
+			c.send("a2 SELECT INBOX")
+			c.expect("* ECHO SELECT INBOX")
+			c.expect("a2 OK")
+			if got, want := fb.backendLogins(), []string{"\x00" + fakeUser + "\x00" + fakeUserPassword}; fmt.Sprint(got) != fmt.Sprint(want) {
+				t.Fatalf("backend logins = %q, want the user's own PLAIN %q", got, want)
+			}
+			// ID with the client's address came first, as for token logins.
+			if r := fb.received(); len(r) < 2 || !strings.Contains(r[0], " ID (\"x-originating-ip\" \"127.0.0.1\"") {
+				t.Fatalf("backend lines = %q, want ID first", r)
+			}
+			if got, want := th.got(), []string{"check " + fakeUser, "success " + fakeUser}; fmt.Sprint(got) != fmt.Sprint(want) {
+				t.Fatalf("throttle saw %q, want %q", got, want)
+			}
+		})
+	}
+}
+
+// TestIMAPPasswordRefused: the backend's refusal reaches the client verbatim,
+// counts for the throttle and the per-connection limit; what cannot be a
+// valid login never reaches the backend.
+func TestIMAPPasswordRefused(t *testing.T) {
+	th := &recordingThrottle{}
+	tp, fb := newIMAPPasswordTest(t, func(o *Options) { o.Passwords.Throttle = th; o.Limits.MaxAuthFailures = 4 })
+	c := dialTLS(t, tp.tlsAddr, tp.clientTLS)
+	c.expect("* OK")
+	c.send(fmt.Sprintf(`a1 LOGIN %s wrong-password`, fakeUser))
+	if got := c.readLine(); got != "a1 NO [AUTHENTICATIONFAILED] Authentication failed." {
+		t.Fatalf("reply = %q, want the backend's verbatim", got)
+	}
+	if n := len(fb.backendLogins()); n != 1 {
+		t.Fatalf("backend saw %d logins, want 1", n)
+	}
+	// Never sent to the backend: a master-user login in disguise, another
+	// user's authorization identity, an empty password.
+	c.send(`a2 LOGIN "alice@example.test*mailgate" master-secret`)
+	c.expect("a2 NO [AUTHENTICATIONFAILED]")
+	c.send("a3 AUTHENTICATE PLAIN " + base64.StdEncoding.EncodeToString(auth.EncodePLAIN("bob@example.test", fakeUser, fakeUserPassword)))
+	c.expect("a3 NO [AUTHENTICATIONFAILED]")
+	c.send(`a4 LOGIN alice@example.test ""`)
+	c.expect("a4 NO [AUTHENTICATIONFAILED]")
+	c.expect("* BYE Too many authentication failures.")
+	c.expectClosed()
+	if n := len(fb.backendLogins()); n != 1 {
+		t.Fatalf("backend saw %d logins, want still 1", n)
+	}
+	want := []string{"check " + fakeUser, "failure " + fakeUser, "failure alice@example.test*mailgate", "failure " + fakeUser}
+	if got := th.got(); fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("throttle saw %q, want %q", got, want)
+	}
+	// Malformed PLAIN is a protocol error, not a failed password.
+	c = dialTLS(t, tp.tlsAddr, tp.clientTLS)
+	c.expect("* OK")
+	c.send("b1 AUTHENTICATE PLAIN " + b64("no-nul-here"))
+	c.expect("b1 BAD")
+	c.send("b2 AUTHENTICATE PLAIN")
+	c.expect("+ ")
+	c.send("*")
+	c.expect("b2 BAD AUTHENTICATE canceled.")
+	c.send("b3 NOOP")
+	c.expect("b3 OK")
+}
+
+// TestIMAPPasswordThrottleFirst: the throttle is asked before the backend
+// sees anything, and a refusal there never reaches the backend.
+func TestIMAPPasswordThrottleFirst(t *testing.T) {
+	th := &recordingThrottle{}
+	tp, fb := newIMAPPasswordTest(t, func(o *Options) { o.Passwords.Throttle = th })
+	th.onCheck = func() {
+		if n := fb.connCount(); n != 0 {
+			t.Errorf("backend contacted %d times before the throttle's check", n)
+		}
+	}
+	c := dialTLS(t, tp.tlsAddr, tp.clientTLS)
+	c.expect("* OK")
+	th.refuse = true
+	c.send(fmt.Sprintf(`a1 LOGIN %s %s`, fakeUser, fakeUserPassword))
+	c.expect("a1 NO [AUTHENTICATIONFAILED] Authentication failed.")
+	if n := fb.connCount(); n != 0 {
+		t.Fatalf("a throttled attempt reached the backend (%d connections)", n)
+	}
+}
+
+// TestIMAPPasswordThrottled: with a real auth.Throttle (two failures, then
+// the address is blocked), the backend sees two wrong passwords and nothing
+// more, not even the right one; the block comes from mailgate at once.
+func TestIMAPPasswordThrottled(t *testing.T) {
+	th := newTestThrottle(2)
+	tp, fb := newIMAPPasswordTest(t, func(o *Options) { o.Passwords.Throttle = th; o.Limits.MaxAuthFailures = 10 })
+	c := dialTLS(t, tp.tlsAddr, tp.clientTLS)
+	c.expect("* OK")
+	for i := 0; i < 2; i++ {
+		c.send(fmt.Sprintf(`a%d LOGIN %s wrong-password`, i, fakeUser))
+		c.expect(fmt.Sprintf("a%d NO [AUTHENTICATIONFAILED]", i))
+	}
+	for i, pw := range []string{"wrong-password", fakeUserPassword} {
+		start := time.Now()
+		c.send(fmt.Sprintf(`b%d LOGIN %s %s`, i, fakeUser, pw))
+		c.expect(fmt.Sprintf("b%d NO [AUTHENTICATIONFAILED]", i))
+		if d := time.Since(start); d > time.Second {
+			t.Errorf("blocked attempt answered after %v, want at once", d)
+		}
+	}
+	if n := len(fb.backendLogins()); n != 2 {
+		t.Fatalf("backend saw %d logins, want 2", n)
+	}
+}
+
+// newTestThrottle returns an auth.Throttle that blocks an address after
+// failures failures, for a minute. Its clock stands still, so that scores do
+// not drain between attempts.
+func newTestThrottle(failures int) *auth.Throttle {
+	now := time.Now()
+	return auth.NewThrottle(auth.ThrottleOptions{
+		Failures: failures, BlockAfter: failures, BlockFor: time.Minute,
+		Now: func() time.Time { return now },
+	})
+}
+
+// TestIMAPPasswordThrottleDelay: above the allowance an attempt is delayed
+// by mailgate before it goes to the backend; a success resets the score.
+func TestIMAPPasswordThrottleDelay(t *testing.T) {
+	const delay = 400 * time.Millisecond
+	th := auth.NewThrottle(auth.ThrottleOptions{Failures: 1, BaseDelay: delay, MaxDelay: delay, BlockAfter: 100})
+	tp, fb := newIMAPPasswordTest(t, func(o *Options) { o.Passwords.Throttle = th; o.Limits.MaxAuthFailures = 10 })
+	c := dialTLS(t, tp.tlsAddr, tp.clientTLS)
+	c.expect("* OK")
+	for i := 0; i < 2; i++ {
+		c.send(fmt.Sprintf(`a%d LOGIN %s wrong-password`, i, fakeUser))
+		c.expect(fmt.Sprintf("a%d NO [AUTHENTICATIONFAILED]", i))
+	}
+	start := time.Now()
+	c.send(fmt.Sprintf(`a2 LOGIN %s %s`, fakeUser, fakeUserPassword))
+	c.expect("a2 OK")
+	if d := time.Since(start); d < delay {
+		t.Fatalf("third attempt answered after %v, want a delay of at least %v", d, delay)
+	}
+	if n := len(fb.backendLogins()); n != 3 {
+		t.Fatalf("backend saw %d logins, want 3", n)
+	}
+	// Success is recorded right after the backend's OK went to the client.
+	waitFor(t, "the throttle to forget the failures", func() bool {
+		d, _ := th.Delay("127.0.0.1", fakeUser)
+		return d == 0
+	})
+}
+
+// TestIMAPPasswordBackendDown: an unreachable backend is a temporary
+// failure, not a wrong password.
+func TestIMAPPasswordBackendDown(t *testing.T) {
+	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	addr := ln.Addr().String()
+	ln.Close()
+	th := &recordingThrottle{}
+	tp, _ := newIMAPPasswordTest(t, func(o *Options) { o.IMAPBackend.Address = addr; o.Passwords.Throttle = th })
+	c := dialTLS(t, tp.tlsAddr, tp.clientTLS)
+	c.expect("* OK")
+	c.send(fmt.Sprintf(`a1 LOGIN %s %s`, fakeUser, fakeUserPassword))
+	c.expect("a1 NO [UNAVAILABLE]")
+	if got := th.got(); fmt.Sprint(got) != fmt.Sprint([]string{"check " + fakeUser}) {
+		t.Fatalf("throttle saw %q, want only the check", got)
+	}
+}

@@ -123,6 +123,15 @@ func NewCache(next Validator, opts CacheOptions) *Cache {
 	return c
 }
 
+// Forget drops what the cache knows about token, so that its next use asks
+// the provider (for example after the provider refused it on revalidation).
+func (c *Cache) Forget(token string) {
+	key := tokenKey(token)
+	c.mu.Lock()
+	delete(c.entries, key)
+	c.mu.Unlock()
+}
+
 // Unwrap returns the wrapped Validator.
 func (c *Cache) Unwrap() Validator { return c.next }
 

@@ -304,3 +304,24 @@ func Benchmark100ConcurrentLogins(b *testing.B) {
 		b.Fatalf("%d provider calls for %d rounds", n, b.N)
 	}
 }
+
+// TestCacheForget: a forgotten token is asked for again; others stay cached.
+func TestCacheForget(t *testing.T) {
+	v := &countingValidator{answer: answers(time.Now)}
+	c := NewCache(v, CacheOptions{TTL: time.Minute})
+	ctx := context.Background()
+	for _, tok := range []string{"ok1", "ok2", "ok1", "ok2"} {
+		if _, err := c.Validate(ctx, tok); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := v.calls.Load(); n != 2 {
+		t.Fatalf("provider calls = %d, want 2 (both cached)", n)
+	}
+	c.Forget("ok1")
+	c.Validate(ctx, "ok1")
+	c.Validate(ctx, "ok2")
+	if n := v.calls.Load(); n != 3 {
+		t.Fatalf("provider calls = %d, want 3 (only ok1 asked again)", n)
+	}
+}

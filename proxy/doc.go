@@ -1,7 +1,12 @@
 // Package proxy is mailgate's network side: it owns the client listeners
 // (implicit TLS and STARTTLS), the IMAP and SMTP pre-authentication
 // conversations, the backend login as a Dovecot master user on behalf of the
-// verified address, and the relay of the rest of the session.
+// verified address (or, with opt-in password passthrough, with the user's own
+// password), and the relay of the rest of the session.
+//
+// Around that: connection limits and PROXY protocol in (limits.go), graceful
+// shutdown (server.go), session lifetime bound to the token (lifetime.go),
+// and an Observer for metrics (observer.go).
 //
 // The pre-auth state machines (imap_*.go, smtp_*.go) run a conversation until
 // authentication succeeds and a backend session is open; relay.go then copies

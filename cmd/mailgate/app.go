@@ -33,9 +33,10 @@ type app struct {
 	metrics  *metrics
 	auth     *swapAuthenticator // replaced on reload
 	throttle *auth.Throttle     // failed-login throttle, kept across reloads
-	level    *slog.LevelVar     // the logger's level, set on reload (nil in tests)
-	ops      *opsServer         // nil when http.listen is empty
-	serving  atomic.Bool        // the client listeners are up
+	checks   atomic.Pointer[tokenCheck]
+	level    *slog.LevelVar // the logger's level, set on reload (nil in tests)
+	ops      *opsServer     // nil when http.listen is empty
+	serving  atomic.Bool    // the client listeners are up
 
 	listeners []appListener
 }
@@ -65,11 +66,12 @@ func newApp(cfg *config.Config, log *slog.Logger) (*app, error) {
 		return nil, err
 	}
 	a.throttle = newThrottle(cfg, log)
-	authn, err := newAuthenticator(cfg, log, a.metrics, a.throttle)
+	tc, err := newTokenCheck(cfg, log, a.metrics)
 	if err != nil {
 		return nil, err
 	}
-	a.auth = newSwapAuthenticator(authn)
+	a.auth = &swapAuthenticator{}
+	a.use(tc)
 	opts, err := proxyOptions(cfg, a.auth, log)
 	if err != nil {
 		return nil, err
@@ -80,7 +82,7 @@ func newApp(cfg *config.Config, log *slog.Logger) (*app, error) {
 		opts.Passwords.Throttle = a.throttle // the token logins' throttle: one score per address and user
 	}
 	if opts.Lifetime.Mode == proxy.LifetimeRevalidate {
-		opts.Lifetime.Revalidator = revalidator{a.auth}
+		opts.Lifetime.Revalidator = revalidator{a}
 	}
 	if a.srv, err = proxy.New(opts); err != nil {
 		return nil, err
@@ -211,23 +213,38 @@ func (a *app) run(ctx context.Context, drain time.Duration) error {
 	return runErr
 }
 
-// newAuthenticator builds the token validator (behind its cache), identity
-// policy and failure throttle of cfg. The throttle is shared across reloads.
-func newAuthenticator(cfg *config.Config, log *slog.Logger, m *metrics, t *auth.Throttle) (proxy.Authenticator, error) {
+// tokenCheck is the token validation of one configuration: the cache over
+// the provider-facing validator, and the identity policy.
+type tokenCheck struct {
+	cache  *auth.Cache
+	policy auth.Policy
+	mode   string
+	log    *slog.Logger
+}
+
+// authenticator is the login path: throttle, cache, validator, policy.
+func (tc *tokenCheck) authenticator(t *auth.Throttle) proxy.Authenticator {
+	return auth.Throttled{
+		Next: auth.TokenAuthenticator{Validator: tc.cache, Policy: tc.policy, Logger: tc.log, Source: tc.mode},
+		T:    t,
+	}
+}
+
+// newTokenCheck builds the token validator (behind its cache) and identity
+// policy of cfg.
+func newTokenCheck(cfg *config.Config, log *slog.Logger, m *metrics) (*tokenCheck, error) {
 	v, policy, err := newValidator(cfg, log, func(v auth.Validator) auth.Validator { return timedValidator{v, m} })
 	if err != nil {
 		return nil, err
 	}
-	m.cache.set(v)
-	return auth.Throttled{
-		Next: auth.TokenAuthenticator{
-			Validator: v,
-			Policy:    policy,
-			Logger:    log.With("component", "auth"),
-			Source:    cfg.OAuth2.Mode,
-		},
-		T: t,
-	}, nil
+	return &tokenCheck{cache: v, policy: policy, mode: cfg.OAuth2.Mode, log: log.With("component", "auth")}, nil
+}
+
+// use makes tc the running token check: logins, revalidation and metrics.
+func (a *app) use(tc *tokenCheck) {
+	a.checks.Store(tc)
+	a.metrics.cache.set(tc.cache)
+	a.auth.set(tc.authenticator(a.throttle))
 }
 
 // proxyOptions maps the configuration to proxy.Options (without TLSConfig).
@@ -289,18 +306,18 @@ func proxyOptions(cfg *config.Config, authn proxy.Authenticator, log *slog.Logge
 // the provider is asked, and a reload's new oauth2 settings apply), and its
 // identity policy (the token must still name the session's mailbox). It is
 // not throttled: a revoked token is not a guess.
-type revalidator struct{ cur *swapAuthenticator }
+type revalidator struct{ a *app }
 
+// Revalidate asks the provider again (bypassing the cache) and applies the
+// running identity policy; a refused token is also dropped from the cache,
+// so that a reconnect with it is refused too.
 func (r revalidator) Revalidate(ctx context.Context, c auth.Credentials) error {
-	th, _ := (*r.cur.cur.Load()).(auth.Throttled)
-	ta, ok := th.Next.(auth.TokenAuthenticator)
-	if !ok {
-		return fmt.Errorf("%w: no token authenticator to revalidate with", auth.ErrUnavailable)
-	}
-	if cache, ok := ta.Validator.(interface{ Unwrap() auth.Validator }); ok {
-		ta.Validator = cache.Unwrap()
-	}
+	tc := r.a.checks.Load()
+	ta := auth.TokenAuthenticator{Validator: tc.cache.Unwrap(), Policy: tc.policy, Logger: tc.log, Source: tc.mode}
 	_, err := ta.Authenticate(ctx, c)
+	if errors.Is(err, auth.ErrInvalidCredentials) {
+		tc.cache.Forget(c.Token)
+	}
 	return err
 }
 

@@ -14,8 +14,8 @@ import (
 )
 
 // SIGHUP reloads the certificates and the reloadable parts of the
-// configuration: log.level and the whole oauth2 section (validator, policy,
-// cache). Everything else (listeners, backends, master user, limits) needs a
+// configuration: log.level and the oauth2 section (validator, policy,
+// cache), except session_lifetime and revalidate_every. Everything else (listeners, backends, master user, limits) needs a
 // restart; a changed value there is reported and ignored. A configuration
 // that does not load or validate is refused and the running one stays.
 
@@ -23,12 +23,6 @@ import (
 // listeners; sessions already authenticated are not affected.
 type swapAuthenticator struct {
 	cur atomic.Pointer[proxy.Authenticator]
-}
-
-func newSwapAuthenticator(a proxy.Authenticator) *swapAuthenticator {
-	s := &swapAuthenticator{}
-	s.cur.Store(&a)
-	return s
 }
 
 func (s *swapAuthenticator) Authenticate(ctx context.Context, c auth.Credentials) (auth.Identity, error) {
@@ -69,7 +63,7 @@ func (a *app) reload(load func() (*config.Config, error)) {
 		a.log.Error("configuration reload refused; keeping the running one", "err", err)
 		return
 	}
-	authn, err := newAuthenticator(next, a.log, a.metrics, a.throttle)
+	tc, err := newTokenCheck(next, a.log, a.metrics)
 	if err != nil {
 		a.log.Error("configuration reload refused; keeping the running one", "err", err)
 		return
@@ -77,11 +71,13 @@ func (a *app) reload(load func() (*config.Config, error)) {
 	for _, key := range restartOnlyChanges(a.cfg, next) {
 		a.log.Warn("configuration change needs a restart; ignored until then", "section", key)
 	}
-	a.auth.set(authn)
+	a.use(tc)
 	if a.level != nil {
 		a.level.Set(parseLevel(next.Log.Level))
 	}
+	lifetime, every := a.cfg.OAuth2.SessionLifetime, a.cfg.OAuth2.RevalidateEvery
 	a.cfg.OAuth2, a.cfg.Log.Level = next.OAuth2, next.Log.Level
+	a.cfg.OAuth2.SessionLifetime, a.cfg.OAuth2.RevalidateEvery = lifetime, every // restart only
 	a.log.Info("configuration reloaded", "reloaded", "log.level, oauth2")
 }
 
@@ -98,6 +94,9 @@ func restartOnlyChanges(cur, next *config.Config) []string {
 		"http":           {cur.HTTP, next.HTTP},
 		"proxy_protocol": {cur.ProxyProtocol, next.ProxyProtocol},
 		"log.format":     {cur.Log.Format, next.Log.Format},
+		"oauth2.session_lifetime, oauth2.revalidate_every": {
+			[2]any{cur.OAuth2.SessionLifetime, cur.OAuth2.RevalidateEvery},
+			[2]any{next.OAuth2.SessionLifetime, next.OAuth2.RevalidateEvery}},
 	} {
 		if !reflect.DeepEqual(pair[0], pair[1]) {
 			out = append(out, name)

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"errors"
+	"fmt"
 
 	"github.com/emersion/go-smtp"
 
@@ -20,6 +21,19 @@ var (
 	// (password passthrough: wrong password, unknown user).
 	errBackendRefused = errors.New("backend refused the credentials")
 )
+
+// errUnsafeIdentity: the authenticator vouched for a name that cannot go on
+// a backend protocol line (CR, LF, NUL, quotes...). auth.Policy never does;
+// the proxy checks again, fails closed, and treats it as a refused login.
+var errUnsafeIdentity = fmt.Errorf("%w: the authenticator returned an unsafe mailbox name", auth.ErrInvalidCredentials)
+
+// safeIdentity checks a verified identity before it reaches a backend.
+func safeIdentity(id auth.Identity) error {
+	if !auth.SafeMailbox(id.User) {
+		return errUnsafeIdentity
+	}
+	return nil
+}
 
 // Results, as logged and counted.
 const (

@@ -54,24 +54,16 @@ func (c *imapConn) handleAuthenticate(ctx context.Context, cmd *imapCommand) (*i
 			}
 			break
 		}
-		if err := c.writeLine("+ %s", base64.StdEncoding.EncodeToString(chal)); err != nil {
-			return nil, err
-		}
-		c.nc.SetReadDeadline(earliest(time.Now().Add(c.s.limits.CommandTimeout), c.deadline))
-		line, err := c.r.readLine()
-		if err != nil {
-			return nil, c.readError(err)
-		}
-		if len(line) == 1 && line[0] == '*' {
-			return nil, c.writeLine("%s BAD AUTHENTICATE canceled.", cmd.Tag)
-		}
 		var ok bool
-		if resp, ok = decodeSASL(string(line)); !ok {
-			return nil, c.bad(cmd, "Invalid base64 in the SASL response")
+		if resp, ok, err = c.saslStep(cmd, chal); !ok {
+			return nil, err
 		}
 	}
 
 	id, _ := srv.Identity()
+	if err := safeIdentity(id); err != nil {
+		return nil, c.authError(cmd, mech, start, err)
+	}
 	log := c.log.With("user", id.User, "mech", mech)
 	sess, err := c.backendLogin(ctx, cmd.Tag, c.s.masterLogin(id.User), log)
 	if err != nil {

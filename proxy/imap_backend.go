@@ -120,7 +120,10 @@ func (c *imapConn) backendLogin(ctx context.Context, tag string, login imapLogin
 			conn.Close()
 		}
 	}()
-	stop := context.AfterFunc(ctx, func() { conn.SetDeadline(time.Now()) })
+	// The callback gets its own copy: conn itself is replaced after STARTTLS,
+	// and a deadline on the TCP connection reaches any TLS layer over it.
+	tcp := conn
+	stop := context.AfterFunc(ctx, func() { tcp.SetDeadline(time.Now()) })
 	defer stop()
 
 	br := bufio.NewReaderSize(conn, 4096)

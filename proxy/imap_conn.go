@@ -65,11 +65,8 @@ func (s *Server) handleIMAP(ctx context.Context, raw net.Conn, implicitTLS bool,
 	stopPre := context.AfterFunc(s.shutdownCtx, func() { raw.SetReadDeadline(time.Now()) })
 	sess, err := c.preauth(ctx)
 	stopPre()
-	if err == nil && sess != nil && s.shutdownCtx.Err() != nil {
-		c.writeLine("* BYE [UNAVAILABLE] Server shutting down.")
-		sess.backend.Close()
-		sess = nil
-	}
+	// A session that logged in while Shutdown was starting gets the drain
+	// time like any other (the relay ends at once if it is already over).
 	if err != nil || sess == nil {
 		log.Info("connection closed before login", "duration", time.Since(start).Round(time.Millisecond), "auth_failures", c.authFailures)
 		return
@@ -213,11 +210,10 @@ func (c *imapConn) preauth(ctx context.Context) (*imapSession, error) {
 		return nil, err
 	}
 	for {
-		if ctx.Err() != nil {
+		if !c.armRead() || ctx.Err() != nil {
 			c.writeLine("* BYE [UNAVAILABLE] Server shutting down.")
-			return nil, ctx.Err()
+			return nil, errCloseConn
 		}
-		c.nc.SetReadDeadline(earliest(time.Now().Add(c.s.limits.CommandTimeout), c.deadline))
 		cmd, err := c.r.readCommand()
 		if err != nil {
 			return nil, c.readError(err)
@@ -230,6 +226,29 @@ func (c *imapConn) preauth(ctx context.Context) (*imapSession, error) {
 			return sess, err
 		}
 	}
+}
+
+// armRead sets the read deadline for the next command or SASL line and
+// reports false if Shutdown has begun: Shutdown wakes a waiting read by
+// setting the deadline to now, which arming could undo, so it is checked
+// after the deadline is set.
+func (c *imapConn) armRead() bool {
+	c.nc.SetReadDeadline(earliest(time.Now().Add(c.s.limits.CommandTimeout), c.deadline))
+	return c.s.shutdownCtx.Err() == nil
+}
+
+// readClientLine reads one SASL response line under the command deadline.
+// Errors have been answered (readError) and are for the caller to return.
+func (c *imapConn) readClientLine() ([]byte, error) {
+	if !c.armRead() {
+		c.writeLine("* BYE [UNAVAILABLE] Server shutting down.")
+		return nil, errCloseConn
+	}
+	line, err := c.r.readLine()
+	if err != nil {
+		return nil, c.readError(err)
+	}
+	return line, nil
 }
 
 // readError answers a failed command read and tells whether to go on.

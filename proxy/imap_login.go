@@ -79,10 +79,9 @@ func (c *imapConn) saslStep(cmd *imapCommand, chal []byte) (resp []byte, ok bool
 	if err := c.writeLine("+ %s", base64.StdEncoding.EncodeToString(chal)); err != nil {
 		return nil, false, err
 	}
-	c.nc.SetReadDeadline(earliest(time.Now().Add(c.s.limits.CommandTimeout), c.deadline))
-	line, err := c.r.readLine()
+	line, err := c.readClientLine()
 	if err != nil {
-		return nil, false, c.readError(err)
+		return nil, false, err
 	}
 	if len(line) == 1 && line[0] == '*' {
 		return nil, false, c.writeLine("%s BAD AUTHENTICATE canceled.", cmd.Tag)

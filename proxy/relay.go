@@ -62,8 +62,14 @@ type copyResult struct {
 // connections: the caller does.
 func relay(ctx context.Context, e relayEnds) relayStats {
 	done := make(chan copyResult, 2)
-	go relayCopy(done, true, e.backend, e.client, e.pendingUp, e.idle, e.stop, e.count)
-	go relayCopy(done, false, e.client, e.backend, e.pendingDown, e.idle, e.stop, e.count)
+	// endUp tells the client-to-backend copy to stop: that copy re-arms its
+	// idle read deadline before every read, which could undo a deadline set
+	// here to wake it, so it also looks at endUp after re-arming.
+	endUp := make(chan struct{})
+	stopUp := sync.OnceFunc(func() { close(endUp) })
+	defer stopUp()
+	go relayCopy(done, true, e.backend, e.client, e.pendingUp, e.idle, endUp, e.count)
+	go relayCopy(done, false, e.client, e.backend, e.pendingDown, e.idle, nil, e.count)
 
 	st := relayStats{lastDown: '\n'}
 	record := func(r copyResult) {
@@ -81,6 +87,7 @@ func relay(ctx context.Context, e relayEnds) relayStats {
 	case first = <-done:
 	case <-e.stop:
 		st.reason = "stopped"
+		stopUp()
 		e.client.SetReadDeadline(time.Now())
 		e.backend.SetReadDeadline(time.Now())
 		record(<-done)
@@ -108,6 +115,7 @@ func relay(ctx context.Context, e relayEnds) relayStats {
 			st.reason = "backend error"
 		}
 		closeWrite(e.client)
+		stopUp()
 		e.client.SetReadDeadline(time.Now())
 	}
 	record(<-done)
@@ -117,19 +125,20 @@ func relay(ctx context.Context, e relayEnds) relayStats {
 // errRelayStopped ends a copy that found the relay's stop channel closed.
 var errRelayStopped = errors.New("relay stopped")
 
-// relayCopy copies src to dst, pending bytes first, until stop is closed. It
-// is a named function so that relays are easy to find in goroutine dumps.
+// relayCopy copies src to dst, pending bytes first, until src ends or end
+// is closed (nil: never). It is a named function so that relays are easy to
+// find in goroutine dumps.
 //
-// Stopping: relay closes stop, then sets src's read deadline to now. The
+// Stopping: relay closes end, then sets src's read deadline to now. The
 // copy sets its own (idle) read deadline before each read, which could undo
-// relay's; so it looks at stop after setting it: either it sees stop closed,
+// relay's; so it looks at end after setting it: either it sees end closed,
 // or relay's deadline came later and wakes the read.
 //
 // Memory: an idle session must cost little. When src is a TCP connection the
 // copy waits for readability without a buffer and borrows a pooled buffer
 // only while bytes flow. Otherwise (a TLS client) it reads into a small
 // buffer of its own and borrows a large one only while reads fill the small one.
-func relayCopy(done chan<- copyResult, up bool, dst, src net.Conn, pending []byte, idle time.Duration, stop <-chan struct{}, count func(bool, int)) {
+func relayCopy(done chan<- copyResult, up bool, dst, src net.Conn, pending []byte, idle time.Duration, end <-chan struct{}, count func(bool, int)) {
 	var n int64
 	var last byte
 	res := func(err error) { done <- copyResult{up: up, n: n, last: last, err: err} }
@@ -161,7 +170,7 @@ func relayCopy(done chan<- copyResult, up bool, dst, src net.Conn, pending []byt
 			setDeadline(src.SetReadDeadline, idle)
 		}
 		select {
-		case <-stop:
+		case <-end:
 			res(errRelayStopped)
 			return
 		default:

@@ -137,6 +137,9 @@ func (a *smtpSASL) Next(resp []byte) ([]byte, bool, error) {
 		return nil, true, ss.loginFailed(a.mech, a.start, err)
 	}
 	id, _ := a.srv.Identity()
+	if err := safeIdentity(id); err != nil {
+		return nil, true, ss.loginFailed(a.mech, a.start, err)
+	}
 	log := cc.log.With("user", id.User, "mech", a.mech)
 	be, err := ss.f.s.openSMTPBackend(cc.ctx, cc, ss.f.opts.Hostname, smtpLogin{user: id.User}, log)
 	if err != nil {

@@ -59,6 +59,7 @@ type syncBuffer struct {
 }
 
 func (s *syncBuffer) Write(p []byte) (int, error) {
+	suiteLog.Write(p) // every proxy log line is searched for secrets (logscan_test.go)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.Write(p)
@@ -92,6 +93,7 @@ func newTestProxy(t *testing.T, opts Options) *testProxy {
 	if opts.Master.User == "" {
 		opts.Master = Master{User: "mailgate", Password: "master-secret"}
 	}
+	registerMasterSecrets(opts.Master)
 	srv, err := New(opts)
 	if err != nil {
 		t.Fatalf("New() = %v", err)
@@ -121,6 +123,8 @@ func newTestProxy(t *testing.T, opts Options) *testProxy {
 				t.Errorf("a secret (%q...) appears in the logs", secret[:4])
 			}
 		}
+		checkLogText(t, logs.String())
+		checkSuiteLog(t)
 		if t.Failed() {
 			t.Logf("proxy logs:\n%s", logs.String())
 		}
@@ -157,7 +161,10 @@ var fakeAuthenticator = AuthenticatorFunc(func(ctx context.Context, c auth.Crede
 })
 
 func xoauth2(user, token string) string {
-	return base64.StdEncoding.EncodeToString([]byte("user=" + user + "\x01auth=Bearer " + token + "\x01\x01"))
+	registerSecret("a token", token)
+	ir := base64.StdEncoding.EncodeToString([]byte("user=" + user + "\x01auth=Bearer " + token + "\x01\x01"))
+	registerSecret("an XOAUTH2 message", ir)
+	return ir
 }
 
 func oauthbearer(user, token string) string {
@@ -165,7 +172,10 @@ func oauthbearer(user, token string) string {
 	if user != "" {
 		a = "a=" + user
 	}
-	return base64.StdEncoding.EncodeToString([]byte("n," + a + ",\x01host=127.0.0.1\x01port=993\x01auth=Bearer " + token + "\x01\x01"))
+	registerSecret("a token", token)
+	ir := base64.StdEncoding.EncodeToString([]byte("n," + a + ",\x01host=127.0.0.1\x01port=993\x01auth=Bearer " + token + "\x01\x01"))
+	registerSecret("an OAUTHBEARER message", ir)
+	return ir
 }
 
 // tconn is a scripted client connection.
@@ -181,7 +191,7 @@ func dialPlain(t *testing.T, addr string) *tconn {
 	if err != nil {
 		t.Fatalf("net.Dial() = %v", err)
 	}
-	t.Cleanup(func() { c.Close() })
+	t.Cleanup(func() { c.Close(); checkSuiteLog(t) })
 	return &tconn{t: t, c: c, br: bufio.NewReader(c)}
 }
 
@@ -191,7 +201,7 @@ func dialTLS(t *testing.T, addr string, cfg *tls.Config) *tconn {
 	if err != nil {
 		t.Fatalf("tls.Dial() = %v", err)
 	}
-	t.Cleanup(func() { c.Close() })
+	t.Cleanup(func() { c.Close(); checkSuiteLog(t) })
 	return &tconn{t: t, c: c, br: bufio.NewReader(c)}
 }
 

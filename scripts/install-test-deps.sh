@@ -67,6 +67,13 @@ if ! id vmail >/dev/null 2>&1; then
   useradd --system --user-group --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin vmail
 fi
 
+# Every Dovecot IMAP process in IDLE takes an inotify instance of the vmail
+# uid; the default of 128 runs out when many sessions are open at once.
+cur=$(cat /proc/sys/fs/inotify/max_user_instances 2>/dev/null || echo 0)
+if [ "$cur" -lt 8192 ]; then
+  sysctl -q -w fs.inotify.max_user_instances=8192 2>/dev/null || log "note: could not raise fs.inotify.max_user_instances ($cur)"
+fi
+
 # ---------------------------------------------------------------- Hydra
 build_hydra() {
   local src=$CACHE/hydra-src t0=$SECONDS

@@ -125,6 +125,9 @@ login_trusted_networks = {{.Trusted}}
 haproxy_trusted_networks = {{.HAProxyTrusted}}
 first_valid_uid = {{.VmailUID}}
 mail_location = maildir:{{.Dir}}/mail/%d/%n/Maildir
+# IDLE notices new mail by inotify; when a busy machine has used up the
+# inotify instances, this polling interval keeps IDLE prompt in tests.
+mailbox_idle_check_interval = 1s
 
 passdb {
   driver = passwd-file

@@ -84,11 +84,11 @@ func (s *Server) handleIMAP(ctx context.Context, raw net.Conn, implicitTLS bool,
 	// The relay stops for a server shutdown (drain time over) or at the
 	// end of the session's lifetime, whichever comes first.
 	var (
-		stop     = make(chan struct{})
+		stop     relayStopper
 		stopOnce sync.Once
-		stopWhy  string // written before stop is closed
+		stopWhy  string // written before Stop
 	)
-	end := func(why string) { stopOnce.Do(func() { stopWhy = why; close(stop) }) }
+	end := func(why string) { stopOnce.Do(func() { stopWhy = why; stop.Stop() }) }
 	stopDrain := context.AfterFunc(s.drainCtx, func() { end(imapEndShutdown) })
 	defer stopDrain()
 	if !sess.password {
@@ -101,7 +101,7 @@ func (s *Server) handleIMAP(ctx context.Context, raw net.Conn, implicitTLS bool,
 		client: c.nc, backend: sess.backend,
 		pendingUp: pendingUp, pendingDown: pendingDown,
 		idle:  s.limits.IdleTimeout,
-		stop:  stop,
+		stop:  &stop,
 		count: s.countIMAP,
 	})
 	if st.reason == "stopped" {

@@ -36,9 +36,9 @@ type relayEnds struct {
 	// idle ends the session after this long without a byte from the client;
 	// it also bounds each write. Zero means no limit.
 	idle time.Duration
-	// stop, when closed, ends both directions (server shutdown, end of the
-	// session's lifetime); the reason is then "stopped".
-	stop <-chan struct{}
+	// stop, if set, ends both directions when its Stop is called (server
+	// shutdown, end of the session's lifetime); the reason is then "stopped".
+	stop *relayStopper
 	// count, if set, is told every chunk copied (for metrics).
 	count func(up bool, n int)
 }
@@ -52,77 +52,131 @@ type relayStats struct {
 }
 
 type copyResult struct {
-	up   bool
 	n    int64
 	last byte // last byte written
 	err  error
+	at   time.Time // when the copy ended
+}
+
+// endedFirst reports whether r ended before other.
+func (r copyResult) endedFirst(other copyResult) bool { return !r.at.After(other.at) }
+
+// relayStopper ends a relay from outside (server shutdown, session
+// lifetime). Stop may be called before, during or after the relay, any
+// number of times.
+type relayStopper struct {
+	mu      sync.Mutex
+	stopped bool
+	halt    func()
+}
+
+// Stop ends the relay (at once if it is running, at its start otherwise).
+func (rs *relayStopper) Stop() {
+	rs.mu.Lock()
+	rs.stopped = true
+	halt := rs.halt
+	rs.mu.Unlock()
+	if halt != nil {
+		halt()
+	}
+}
+
+// install sets the relay's halt function and reports whether Stop came first.
+func (rs *relayStopper) install(halt func()) bool {
+	rs.mu.Lock()
+	defer rs.mu.Unlock()
+	rs.halt = halt
+	return rs.stopped
 }
 
 // relay copies until both directions have ended. It does not close the
 // connections: the caller does.
+//
+// The backend-to-client copy runs in the calling goroutine and only the
+// other direction gets a goroutine of its own: every goroutine stack counts
+// when thousands of sessions sit in IDLE.
 func relay(ctx context.Context, e relayEnds) relayStats {
-	done := make(chan copyResult, 2)
+	upDone := make(chan copyResult, 1)
 	// endUp tells the client-to-backend copy to stop: that copy re-arms its
 	// idle read deadline before every read, which could undo a deadline set
 	// here to wake it, so it also looks at endUp after re-arming.
 	endUp := make(chan struct{})
 	stopUp := sync.OnceFunc(func() { close(endUp) })
 	defer stopUp()
-	go relayCopy(done, true, e.backend, e.client, e.pendingUp, e.idle, endUp, e.count)
-	go relayCopy(done, false, e.client, e.backend, e.pendingDown, e.idle, nil, e.count)
 
-	st := relayStats{lastDown: '\n'}
-	record := func(r copyResult) {
-		if r.up {
-			st.up = r.n
-		} else {
-			st.down = r.n
-			if r.n > 0 {
-				st.lastDown = r.last
-			}
-		}
-	}
-	var first copyResult
-	select {
-	case first = <-done:
-	case <-e.stop:
-		st.reason = "stopped"
+	// mu orders the decisions about the backend's read deadline (the only
+	// way to end the copy running here): a stop sets it to now, and the
+	// client's end must not push it out again afterwards.
+	var mu sync.Mutex
+	stopped := false
+	halt := func() {
+		mu.Lock()
+		defer mu.Unlock()
+		stopped = true
 		stopUp()
 		e.client.SetReadDeadline(time.Now())
 		e.backend.SetReadDeadline(time.Now())
-		record(<-done)
-		record(<-done)
-		return st
 	}
-	record(first)
-	switch {
-	case first.up && first.err == nil:
-		// The client has finished sending: pass the EOF on and let the
-		// backend finish its answer (LOGOUT's BYE) for a bounded time.
-		st.reason = "client closed"
-		closeWrite(e.backend)
-		e.backend.SetReadDeadline(time.Now().Add(lingerTimeout))
-	case first.up:
-		st.reason = "client error"
-		if errors.Is(first.err, os.ErrDeadlineExceeded) {
-			st.reason = "client idle"
+	if e.stop != nil && e.stop.install(halt) {
+		halt()
+	}
+	if e.stop != nil {
+		defer e.stop.install(nil)
+	}
+
+	go func() {
+		r := relayCopy(true, e.backend, e.client, e.pendingUp, e.idle, endUp, e.count)
+		mu.Lock()
+		if !stopped {
+			if r.err == nil {
+				// The client has finished sending: pass the EOF on and let
+				// the backend finish its answer (LOGOUT's BYE) for a bounded time.
+				closeWrite(e.backend)
+				e.backend.SetReadDeadline(time.Now().Add(lingerTimeout))
+			} else {
+				e.backend.SetReadDeadline(time.Now())
+			}
 		}
-		e.backend.SetReadDeadline(time.Now())
-	default:
-		// The backend is gone: nothing the client sends can be served now.
-		st.reason = "backend closed"
-		if first.err != nil {
-			st.reason = "backend error"
-		}
+		mu.Unlock()
+		upDone <- r
+	}()
+	down := relayCopy(false, e.client, e.backend, e.pendingDown, e.idle, nil, e.count)
+
+	mu.Lock()
+	wasStopped := stopped
+	if !wasStopped {
+		// The backend has finished (or failed): nothing the client sends
+		// can be served now, unless the client ended first and this is the
+		// backend's last answer.
 		closeWrite(e.client)
 		stopUp()
 		e.client.SetReadDeadline(time.Now())
 	}
-	record(<-done)
+	mu.Unlock()
+	up := <-upDone
+
+	st := relayStats{up: up.n, down: down.n, lastDown: '\n'}
+	if down.n > 0 {
+		st.lastDown = down.last
+	}
+	switch {
+	case wasStopped:
+		st.reason = "stopped"
+	case up.err == nil && (down.err == nil || errors.Is(down.err, os.ErrDeadlineExceeded)) && up.endedFirst(down):
+		st.reason = "client closed"
+	case up.err != nil && errors.Is(up.err, os.ErrDeadlineExceeded) && up.endedFirst(down):
+		st.reason = "client idle"
+	case up.err != nil && !errors.Is(up.err, errRelayStopped) && up.endedFirst(down):
+		st.reason = "client error"
+	case down.err != nil:
+		st.reason = "backend error"
+	default:
+		st.reason = "backend closed"
+	}
 	return st
 }
 
-// errRelayStopped ends a copy that found the relay's stop channel closed.
+// errRelayStopped ends a copy that found its end channel closed.
 var errRelayStopped = errors.New("relay stopped")
 
 // relayCopy copies src to dst, pending bytes first, until src ends or end
@@ -138,10 +192,10 @@ var errRelayStopped = errors.New("relay stopped")
 // copy waits for readability without a buffer and borrows a pooled buffer
 // only while bytes flow. Otherwise (a TLS client) it reads into a small
 // buffer of its own and borrows a large one only while reads fill the small one.
-func relayCopy(done chan<- copyResult, up bool, dst, src net.Conn, pending []byte, idle time.Duration, end <-chan struct{}, count func(bool, int)) {
+func relayCopy(up bool, dst, src net.Conn, pending []byte, idle time.Duration, end <-chan struct{}, count func(bool, int)) (r copyResult) {
 	var n int64
 	var last byte
-	res := func(err error) { done <- copyResult{up: up, n: n, last: last, err: err} }
+	res := func(err error) { r = copyResult{n: n, last: last, err: err, at: time.Now()} }
 	if len(pending) > 0 {
 		setDeadline(dst.SetWriteDeadline, idle)
 		w, err := dst.Write(pending)

@@ -1,0 +1,166 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log"
+	"os"
+	"time"
+
+	"github.com/mailgate/mailgate/bench/internal/imapc"
+	"github.com/mailgate/mailgate/bench/internal/load"
+	"github.com/mailgate/mailgate/bench/internal/report"
+	"github.com/mailgate/mailgate/bench/internal/rig"
+	"github.com/mailgate/mailgate/internal/testenv"
+)
+
+const (
+	// openConc is how many sessions are opened at once.
+	openConc = 32
+	// drainWait bounds the wait for processes to let go of closed sessions.
+	drainWait = 90 * time.Second
+)
+
+// idle opens N sessions in IDLE through each setup and measures the memory
+// the proxy (or, for direct, Dovecot) holds per session, on a Dovecot of its
+// own tuned for many sessions.
+func (e *env) idle(ctx context.Context, res *report.Results) error {
+	all := append(append([]testenv.User(nil), e.users...), testenv.User{Name: sinkUser, Password: password})
+	sctx, cancel := context.WithTimeout(ctx, startTimeout)
+	defer cancel()
+	dc, err := testenv.NewDovecot(sctx, testenv.DovecotOptions{Users: all, ExtraConfig: rig.IdleDovecotExtra})
+	if err != nil {
+		return fmt.Errorf("idle dovecot: %w", err)
+	}
+	defer dc.Stop()
+	mg, err := rig.StartMailgate(ctx, rig.MailgateOptions{
+		Binary: e.o.mailgate, Dir: e.dir, Name: "mailgate-idle",
+		Dovecot: dc, UserinfoURL: e.userinfo, CacheTTL: cacheTTL,
+	})
+	if err != nil {
+		return err
+	}
+	defer mg.Stop()
+	authh, err := rig.NewAuthHTTP(dc.IMAPAddr, dc.MasterUser, dc.MasterPassword, all)
+	if err != nil {
+		return err
+	}
+	defer authh.Close()
+	maxN := rig.MaxSessions()
+	largest := 0
+	for _, n := range e.o.sessions {
+		largest = max(largest, min(n, maxN))
+	}
+	ndir, err := os.MkdirTemp(e.dir, "nginx-idle-")
+	if err != nil {
+		return err
+	}
+	ngx, err := rig.StartNginx(ctx, rig.NginxOptions{
+		Binary: e.o.nginx, Module: e.o.nginxModule, Dir: ndir,
+		CertFile: dc.CertFile, KeyFile: dc.KeyFile, CAPEM: dc.CACertPEM, AuthHTTP: authh.Addr,
+		WorkerConnections: 2*largest + 512,
+	})
+	if err != nil {
+		return fmt.Errorf("nginx: %w", err)
+	}
+	defer ngx.Stop()
+
+	user := func(i int) string { return e.names[i%len(e.names)] }
+	tc := rig.ClientTLS(dc.CACertPEM) // this Dovecot's own certificate
+	idleSession := func(addr string, login func(*imapc.Conn, string) error) load.OpenFunc {
+		return func(i int) (*imapc.Conn, error) {
+			c, err := imapc.Dial(addr, imapc.Options{TLS: tc, Timeout: time.Minute})
+			if err != nil {
+				return nil, err
+			}
+			if err := login(c, user(i)); err != nil {
+				c.Close()
+				return nil, err
+			}
+			if _, err := c.Select("INBOX"); err != nil {
+				c.Close()
+				return nil, err
+			}
+			if err := c.Idle(); err != nil {
+				c.Close()
+				return nil, err
+			}
+			return c, nil
+		}
+	}
+	dovecot := load.Target{Name: "dovecot", PIDs: dovecotPIDs(dc)}
+	setups := []struct {
+		col  string
+		open load.OpenFunc
+		own  load.Target
+	}{
+		{colDirect, idleSession(dc.IMAPSAddr, func(c *imapc.Conn, u string) error {
+			return c.AuthPlain(u, dc.MasterUser, dc.MasterPassword)
+		}), dovecot},
+		{colMailgate, idleSession(mg.IMAPSAddr, func(c *imapc.Conn, u string) error {
+			return c.AuthXOAUTH2(u, e.tokens[u])
+		}), load.Target{Name: "own", PIDs: func() []int { return []int{mg.PID()} }}},
+		{colNginx, idleSession(ngx.IMAPSAddr, func(c *imapc.Conn, u string) error {
+			return c.Login(u, password)
+		}), load.Target{Name: "own", PIDs: ngx.PIDs}},
+	}
+	baseProcs := len(dovecot.PIDs())
+	for _, want := range e.o.sessions {
+		n := min(want, maxN)
+		label := fmtInt(want)
+		if n < want {
+			label = fmt.Sprintf("%s (%s: fd limit)", fmtInt(want), fmtInt(n))
+			res.Note("idle sessions: %s wanted, %s measured: the open-files hard limit here is %d and cannot be raised in this container; a proxy holds two descriptors per session.", fmtInt(want), fmtInt(n), 2*maxN+200)
+		}
+		own := res.Row(fmt.Sprintf("idle.%d.pss", want), fmt.Sprintf("idle session in IDLE, %s sessions: PSS per session, KiB (direct: all of Dovecot)", label), 1)
+		ownRSS := res.Row(fmt.Sprintf("idle.%d.rss", want), fmt.Sprintf("idle session, %s sessions: RSS per session, KiB", label), 1)
+		dov := res.Row(fmt.Sprintf("idle.%d.dovecot", want), fmt.Sprintf("idle session, %s sessions: Dovecot's PSS per session behind it, KiB", label), 1)
+		for rep := 0; rep < e.o.idleReps; rep++ {
+			for _, s := range setups {
+				if err := ctx.Err(); err != nil {
+					return err
+				}
+				targets := []load.Target{s.own}
+				if s.own.Name != dovecot.Name {
+					targets = append(targets, dovecot)
+				}
+				r := load.MeasureIdle(ctx, n, openConc, s.open, targets, nil)
+				if r.Opened == 0 {
+					return fmt.Errorf("%s: all %d sessions failed, first: %w", s.col, n, r.FirstErr)
+				}
+				if r.Failed > 0 {
+					res.Note("ERRORS: idle, %s, %s sessions: %d could not be opened (first: %v); per-session figures divide by the %d opened.", title(s.col), fmtInt(n), r.Failed, r.FirstErr, r.Opened)
+				}
+				pss, rss := r.PerSession(s.own.Name)
+				own.Add(s.col, pss)
+				ownRSS.Add(s.col, rss)
+				dpss, _ := r.PerSession(dovecot.Name)
+				dov.Add(s.col, dpss)
+				log.Printf("idle n=%d %-8s opened in %s: PSS %.1f KiB/session, RSS %.1f KiB/session, Dovecot %.1f KiB/session",
+					n, s.col, r.OpenTook.Round(time.Second), pss, rss, dpss)
+				if err := waitProcs(ctx, dovecot, baseProcs); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	res.Note("idle rows: a Dovecot of its own with imap-login in high-performance mode (service_count = 0, 4-8 processes) and one imap process per session; N sessions opened 32 at a time over TLS, logged in, SELECT INBOX, IDLE; PSS/RSS growth of the proxy's processes (mailgate: its one process; nginx: master + 2 workers; direct: every Dovecot process) divided by N, measured once memory is steady.")
+	return nil
+}
+
+// waitProcs waits until t has at most n processes (closed sessions' imap
+// processes have exited).
+func waitProcs(ctx context.Context, t load.Target, n int) error {
+	deadline := time.Now().Add(drainWait)
+	for len(t.PIDs()) > n {
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%s still has %d processes (baseline %d) after %s", t.Name, len(t.PIDs()), n, drainWait)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+	return nil
+}

@@ -4,8 +4,8 @@ import (
 	"bufio"
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
-	"io"
 	"net"
 	"time"
 
@@ -83,26 +83,9 @@ const maxBackendLine = 64 << 10
 
 // readBackendLine reads one line from the backend, without its CRLF.
 func readBackendLine(br *bufio.Reader) ([]byte, error) {
-	var line []byte
-	for {
-		frag, err := br.ReadSlice('\n')
-		if len(line)+len(frag) > maxBackendLine {
-			return nil, fmt.Errorf("backend line longer than %d bytes", maxBackendLine)
-		}
-		line = append(line, frag...)
-		if err == nil {
-			break
-		}
-		if err != bufio.ErrBufferFull {
-			if err == io.EOF {
-				err = io.ErrUnexpectedEOF
-			}
-			return nil, err
-		}
+	line, err := readLimitedLine(br, maxBackendLine)
+	if errors.Is(err, errLineTooLong) {
+		return nil, fmt.Errorf("backend line longer than %d bytes", maxBackendLine)
 	}
-	line = line[:len(line)-1]
-	if n := len(line); n > 0 && line[n-1] == '\r' {
-		line = line[:n-1]
-	}
-	return line, nil
+	return line, err
 }

@@ -80,37 +80,8 @@ type imapReader struct {
 	cont func() error
 }
 
-// readLine returns one line without its CRLF (a bare LF is tolerated).
-// The returned slice is only valid until the next read.
-func (r *imapReader) readLine() ([]byte, error) {
-	var line []byte
-	for {
-		frag, err := r.br.ReadSlice('\n')
-		if len(line)+len(frag) > r.maxLine {
-			return nil, errLineTooLong
-		}
-		if err == nil {
-			if line == nil {
-				line = frag
-			} else {
-				line = append(line, frag...)
-			}
-			break
-		}
-		if err != bufio.ErrBufferFull {
-			if err == io.EOF && len(line)+len(frag) > 0 {
-				err = io.ErrUnexpectedEOF
-			}
-			return nil, err
-		}
-		line = append(line, frag...)
-	}
-	line = line[:len(line)-1]
-	if n := len(line); n > 0 && line[n-1] == '\r' {
-		line = line[:n-1]
-	}
-	return line, nil
-}
+// readLine returns one client line without its CRLF, capped at maxLine.
+func (r *imapReader) readLine() ([]byte, error) { return readLimitedLine(r.br, r.maxLine) }
 
 // readCommand reads one command. Errors: *imapSyntaxError (answer BAD, go
 // on), errLineTooLong / errLiteralTooLarge (answer BYE, close) or an I/O error.

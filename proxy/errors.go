@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"context"
 	"errors"
 	"fmt"
 
@@ -20,6 +21,9 @@ var (
 	// errBackendRefused: the backend refused the user's own credentials
 	// (password passthrough: wrong password, unknown user).
 	errBackendRefused = errors.New("backend refused the credentials")
+	// errClientGone: the client closed its connection, or it was closed to
+	// make room, while its login was under way. Nobody is told anything.
+	errClientGone = errors.New("client gone")
 )
 
 // errUnsafeIdentity: the authenticator vouched for a name that cannot go on
@@ -41,6 +45,8 @@ const (
 	resultInvalid     = "invalid"
 	resultUnavailable = "unavailable"
 	resultMalformed   = "malformed"
+	resultLimited     = "limited" // no seat in the logged-in pool
+	resultAborted     = "aborted" // the client went away during the login
 )
 
 type authReply struct {
@@ -54,6 +60,10 @@ type authReply struct {
 // missing mailbox look the same to the client; an outage is temporary.
 func imapAuthReply(err error) authReply {
 	switch {
+	case errors.Is(err, errClientGone), errors.Is(err, context.Canceled):
+		return authReply{result: resultAborted, text: "NO [UNAVAILABLE] Connection closing."}
+	case errors.Is(err, errTooManySessions):
+		return authReply{result: resultLimited, text: "NO [UNAVAILABLE] Too many sessions, try again later."}
 	case errors.Is(err, auth.ErrMalformed), errors.Is(err, auth.ErrCanceled):
 		return authReply{result: resultMalformed, text: "BAD Invalid SASL message."}
 	case errors.Is(err, auth.ErrInvalidCredentials), errors.Is(err, auth.ErrThrottled), errors.Is(err, errBackendAuthz),
@@ -73,6 +83,8 @@ var (
 	smtpReplyMalformed = &smtp.SMTPError{Code: 501, EnhancedCode: smtp.EnhancedCode{5, 5, 2}, Message: "Invalid SASL message"}
 	smtpReplyInvalid   = &smtp.SMTPError{Code: 535, EnhancedCode: smtp.EnhancedCode{5, 7, 8}, Message: "Authentication credentials invalid"}
 	smtpReplyTempFail  = &smtp.SMTPError{Code: 454, EnhancedCode: smtp.EnhancedCode{4, 7, 0}, Message: "Temporary authentication failure"}
+
+	smtpReplyTooManySessions = &smtp.SMTPError{Code: 454, EnhancedCode: smtp.EnhancedCode{4, 7, 0}, Message: "Too many sessions, try again later"}
 )
 
 type smtpAuthResult struct {
@@ -86,6 +98,10 @@ type smtpAuthResult struct {
 // same to the client (535 5.7.8); an outage is temporary (454 4.7.0).
 func smtpAuthReply(err error) smtpAuthResult {
 	switch {
+	case errors.Is(err, errClientGone), errors.Is(err, context.Canceled):
+		return smtpAuthResult{result: resultAborted, reply: smtpReplyTempFail}
+	case errors.Is(err, errTooManySessions):
+		return smtpAuthResult{result: resultLimited, reply: smtpReplyTooManySessions}
 	case errors.Is(err, auth.ErrMalformed), errors.Is(err, auth.ErrCanceled):
 		return smtpAuthResult{result: resultMalformed, reply: smtpReplyMalformed}
 	case errors.Is(err, auth.ErrInvalidCredentials), errors.Is(err, auth.ErrThrottled), errors.Is(err, errBackendAuthz),

@@ -100,6 +100,9 @@ func (c *imapConn) authError(cmd *imapCommand, mech string, start time.Time, err
 	}
 	lvl("login", "result", r.result, "mech", mech, "err", err, "auth", time.Since(start).Round(time.Millisecond))
 	c.s.obs.Login("imap", mech, r.result, time.Since(start))
+	if r.result == resultAborted {
+		return errCloseConn // nobody is listening
+	}
 	if werr := c.writeLine("%s %s", cmd.Tag, r.text); werr != nil {
 		return werr
 	}

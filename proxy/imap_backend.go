@@ -94,6 +94,15 @@ func (s *Server) masterLogin(user string) imapLogin {
 func (c *imapConn) backendLogin(ctx context.Context, tag string, login imapLogin, log *slog.Logger) (_ *imapSession, err error) {
 	s := c.s
 	b := s.opts.IMAPBackend
+	moved, err := c.seat.login()
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err != nil && moved {
+			c.seat.loginFailed()
+		}
+	}()
 	ctx, cancel := context.WithTimeout(ctx, s.backendLoginTimeout(login.own))
 	defer cancel()
 	start := time.Now()

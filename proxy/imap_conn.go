@@ -34,6 +34,7 @@ type imapConn struct {
 	log      *slog.Logger
 	nc       net.Conn // the client connection: plain, or TLS after a handshake
 	raw      net.Conn // the accepted connection, under any TLS layer
+	seat     *seat    // its place in the connection pools
 	r        imapReader
 	bw       *bufio.Writer
 	isTLS    bool
@@ -47,10 +48,11 @@ type imapConn struct {
 // errCloseConn ends the pre-auth loop after a final reply has been written.
 var errCloseConn = errors.New("close connection")
 
-func (s *Server) handleIMAP(ctx context.Context, raw net.Conn, implicitTLS bool, id string, log *slog.Logger) {
+func (s *Server) handleIMAP(ctx context.Context, raw net.Conn, ci connInfo) {
 	start := time.Now()
-	c := &imapConn{s: s, id: id, log: log, nc: raw, raw: raw, deadline: start.Add(s.limits.PreauthTimeout)}
-	if implicitTLS {
+	log := ci.log
+	c := &imapConn{s: s, id: ci.id, log: log, nc: raw, raw: raw, seat: ci.seat, deadline: start.Add(s.limits.PreauthTimeout)}
+	if ci.implicitTLS {
 		tc, err := c.handshake(raw)
 		if err != nil {
 			log.Debug("tls handshake failed", "err", err)
@@ -153,6 +155,8 @@ func (c *imapConn) setStream(nc net.Conn) {
 		br:         bufio.NewReaderSize(nc, 4096),
 		maxLine:    c.s.limits.MaxLine,
 		maxLiteral: c.s.limits.MaxLiteral,
+		budget:     c.s.limits.MaxPreloginBytes,
+		kept:       c.r.kept,
 		cont:       func() error { return c.writeLine("+ Ready for literal data") },
 	}
 	c.bw = bufio.NewWriterSize(nc, 4096)
@@ -268,6 +272,8 @@ func (c *imapConn) readError(err error) error {
 		c.writeLine("* BYE Command line too long.")
 	case errors.Is(err, errLiteralTooLarge):
 		c.writeLine("* BYE [TOOBIG] Literal too large.")
+	case errors.Is(err, errCommandTooLarge):
+		c.writeLine("* BYE [TOOBIG] Command too large.")
 	case errors.Is(err, os.ErrDeadlineExceeded):
 		if c.s.shutdownCtx.Err() != nil {
 			c.writeLine("* BYE [UNAVAILABLE] Server shutting down.")

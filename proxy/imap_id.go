@@ -11,6 +11,9 @@ const (
 	idMaxPairs    = 30
 	idMaxFieldLen = 30
 	idMaxValueLen = 1024
+	// idMaxKept bounds what is kept of the client's ID fields for the
+	// backend; it counts against the pre-login byte budget.
+	idMaxKept = 2048
 )
 
 // handleID answers ID and keeps the client's fields, so they can be passed on
@@ -20,6 +23,10 @@ func (c *imapConn) handleID(cmd *imapCommand) error {
 		return c.bad(cmd, "ID expects NIL or a parenthesized list")
 	}
 	c.clientID = sanitizeClientID(cmd.Args[0].List)
+	c.r.kept = 0
+	for _, f := range c.clientID {
+		c.r.kept += len(f)
+	}
 	c.writeLine(`* ID ("name" "mailgate")`)
 	return c.writeLine("%s OK ID completed.", cmd.Tag)
 }
@@ -29,6 +36,7 @@ func (c *imapConn) handleID(cmd *imapCommand) error {
 // Dovecot from mailgate, so a client must never be able to set them.
 func sanitizeClientID(list []imapArg) []string {
 	var out []string
+	kept := 0
 	for i := 0; i+1 < len(list) && len(out) < 2*idMaxPairs; i += 2 {
 		k, v := list[i], list[i+1]
 		if k.Kind != argString || v.Kind == argList || v.isNIL() {
@@ -39,6 +47,9 @@ func sanitizeClientID(list []imapArg) []string {
 		}
 		if strings.HasPrefix(strings.ToLower(k.Value), "x-") || !safeQuotable(k.Value) || !safeQuotable(v.Value) {
 			continue
+		}
+		if kept += len(k.Value) + len(v.Value); kept > idMaxKept {
+			break
 		}
 		out = append(out, k.Value, v.Value)
 	}

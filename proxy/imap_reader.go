@@ -13,14 +13,19 @@ import (
 // The pre-auth IMAP command reader (RFC 9051 §2.2, §4, §9; RFC 7888 LITERAL+).
 // It reads one whole command, literals included, into a small tree of
 // arguments, under hard caps: a line longer than maxLine or a literal larger
-// than maxLiteral is refused without being buffered. It knows nothing of what
-// the commands mean.
+// than maxLiteral is refused without being buffered, and so is anything
+// that would take the whole command (its lines, at most two literals, and
+// the SASL response lines read while it runs) over the byte budget. It
+// knows nothing of what the commands mean.
 
 const (
 	maxArgs      = 256 // arguments in one command, lists included
 	maxListDepth = 8
 	maxTagLen    = 64
 	maxVerbLen   = 32
+	// maxLiterals is the number of literals one pre-auth command may carry:
+	// LOGIN's user name and password are the most any command needs.
+	maxLiterals = 2
 )
 
 var (
@@ -29,6 +34,9 @@ var (
 	// errLiteralTooLarge: a non-synchronizing literal exceeds the cap; its bytes are
 	// already on the way, so this is fatal too.
 	errLiteralTooLarge = errors.New("literal too large")
+	// errCommandTooLarge: the command's lines and literals together exceed
+	// the byte budget, or a non-synchronizing literal is one too many. Fatal.
+	errCommandTooLarge = errors.New("command too large")
 )
 
 // imapSyntaxError is a command the client can be told about with a tagged (or,
@@ -78,14 +86,31 @@ type imapReader struct {
 	// cont is called before the bytes of a synchronizing literal are read;
 	// it sends the "+" continuation request to the client.
 	cont func() error
+	// budget is what one command may make the reader hold, literals and
+	// SASL responses included; kept is what the connection holds besides
+	// (the client's ID fields), and is taken off the budget.
+	budget, kept int
+	left         int // of the budget, for the current command
+	literals     int // in the current command
 }
 
-// readLine returns one client line without its CRLF, capped at maxLine.
-func (r *imapReader) readLine() ([]byte, error) { return readLimitedLine(r.br, r.maxLine) }
+// readLine returns one client line without its CRLF, capped at maxLine and
+// at what is left of the command's budget.
+func (r *imapReader) readLine() ([]byte, error) {
+	limit := min(r.maxLine, r.left)
+	line, err := readLimitedLine(r.br, limit)
+	if errors.Is(err, errLineTooLong) && limit < r.maxLine {
+		return nil, errCommandTooLarge
+	}
+	r.left -= len(line) + 2
+	return line, err
+}
 
 // readCommand reads one command. Errors: *imapSyntaxError (answer BAD, go
-// on), errLineTooLong / errLiteralTooLarge (answer BYE, close) or an I/O error.
+// on), errLineTooLong / errLiteralTooLarge / errCommandTooLarge (answer
+// BYE, close) or an I/O error.
 func (r *imapReader) readCommand() (*imapCommand, error) {
+	r.left, r.literals = r.budget-r.kept, 0
 	line, err := r.readLine()
 	if err != nil {
 		return nil, err
@@ -274,13 +299,20 @@ func (p *cmdParser) parseLiteral() (imapArg, error) {
 	if err != nil {
 		return imapArg{}, p.syntax("invalid literal size")
 	}
-	if n > int64(p.r.maxLiteral) {
+	if p.r.literals++; p.r.literals > maxLiterals {
+		if !sync {
+			return imapArg{}, errCommandTooLarge
+		}
+		return imapArg{}, p.syntax("too many literals")
+	}
+	if n > int64(min(p.r.maxLiteral, p.r.left)) {
 		if !sync {
 			return imapArg{}, errLiteralTooLarge
 		}
 		// The client waits for "+" before sending the bytes: refusing is enough.
 		return imapArg{}, p.syntax("literal too large")
 	}
+	p.r.left -= int(n)
 	if sync && p.r.cont != nil {
 		if err := p.r.cont(); err != nil {
 			return imapArg{}, err

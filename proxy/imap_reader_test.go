@@ -15,6 +15,7 @@ func newTestReader(input string) (*imapReader, *int) {
 		br:         bufio.NewReaderSize(strings.NewReader(input), 16),
 		maxLine:    1024,
 		maxLiteral: 64,
+		budget:     4096,
 		cont:       func() error { *conts++; return nil },
 	}, conts
 }
@@ -148,7 +149,7 @@ func FuzzReadCommand(f *testing.F) {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, in []byte) {
-		r := &imapReader{br: bufio.NewReaderSize(strings.NewReader(string(in)), 16), maxLine: 256, maxLiteral: 128}
+		r := &imapReader{br: bufio.NewReaderSize(strings.NewReader(string(in)), 16), maxLine: 256, maxLiteral: 128, budget: 512}
 		for i := 0; i < 8; i++ {
 			cmd, err := r.readCommand()
 			if err != nil {
@@ -180,4 +181,57 @@ func FuzzReadCommand(f *testing.F) {
 			walk(cmd.Args, 0)
 		}
 	})
+}
+
+// TestReaderBudget: a command's lines and literals together stay within the
+// budget, whatever each is alone; a third literal is refused.
+func TestReaderBudget(t *testing.T) {
+	lit := strings.Repeat("x", 60)
+	for _, tc := range []struct {
+		name, in string
+		budget   int
+		want     error // nil: a syntax error is fine too when wantSyntax
+		syntax   bool
+	}{
+		{"two literals fit", "a LOGIN {60+}\r\n" + lit + " {60+}\r\n" + lit + "\r\n", 4096, nil, false},
+		{"third literal, non-sync", "a X {1+}\r\nx {1+}\r\nx {1+}\r\nx\r\n", 4096, errCommandTooLarge, false},
+		{"third literal, sync", "a X {1}\r\nx {1}\r\nx {1}\r\n", 4096, nil, true},
+		{"literals over budget, non-sync", "a LOGIN {60+}\r\n" + lit + " {60+}\r\n" + lit + "\r\n", 100, errLiteralTooLarge, false},
+		{"line over budget", "a NOOP " + strings.Repeat("y", 200) + "\r\n", 100, errCommandTooLarge, false},
+		{"literal then long line", "a LOGIN {60+}\r\n" + lit + " " + strings.Repeat("y", 60) + "\r\n", 100, errCommandTooLarge, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r, _ := newTestReader(tc.in)
+			r.budget = tc.budget
+			_, err := r.readCommand()
+			var se *imapSyntaxError
+			switch {
+			case tc.syntax:
+				if !errors.As(err, &se) {
+					t.Fatalf("err = %v, want a syntax error", err)
+				}
+			case tc.want == nil && err != nil:
+				t.Fatalf("err = %v, want none", err)
+			case tc.want != nil && !errors.Is(err, tc.want):
+				t.Fatalf("err = %v, want %v", err, tc.want)
+			}
+		})
+	}
+}
+
+// TestReaderBudgetResetsPerCommand: the budget is per command, less what the
+// connection keeps.
+func TestReaderBudgetResetsPerCommand(t *testing.T) {
+	line := "a NOOP " + strings.Repeat("y", 80) + "\r\n"
+	r, _ := newTestReader(line + line + line)
+	r.budget = 100
+	for i := 0; i < 2; i++ {
+		if _, err := r.readCommand(); err != nil {
+			t.Fatalf("command %d: %v", i, err)
+		}
+	}
+	r.kept = 50
+	if _, err := r.readCommand(); !errors.Is(err, errCommandTooLarge) {
+		t.Fatalf("with 50 bytes kept: err = %v, want errCommandTooLarge", err)
+	}
 }

@@ -1,83 +1,93 @@
 package proxy
 
 import (
-	"crypto/tls"
+	"log/slog"
 	"net"
-	"net/netip"
+	"sync"
 	"time"
 
 	"github.com/pires/go-proxyproto"
 )
 
-// Connection admission: a total cap and a per-client-address cap, checked
-// when a connection arrives (after any PROXY header, so that the address is
-// the real client's). A refused client gets its protocol's "try again later"
-// reply, then the connection is closed.
+// What happens to connections that cannot be served: refused cheaply and
+// counted, and accept errors waited out (pools.go decides who is refused).
 
-// admit counts c against the limits; release must be called when c ends.
-func (s *Server) admit(c net.Conn) (release func(), ok bool) {
-	key := clientKey(c.RemoteAddr())
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if max := s.limits.MaxConnections; max > 0 && s.active >= max {
-		return nil, false
-	}
-	if max := s.limits.MaxConnectionsPerIP; max > 0 && key.IsValid() && s.perIP[key] >= max {
-		return nil, false
-	}
-	s.active++
-	if key.IsValid() {
-		s.perIP[key]++
-	}
-	return func() {
-		s.mu.Lock()
-		defer s.mu.Unlock()
-		s.active--
-		if key.IsValid() {
-			if s.perIP[key]--; s.perIP[key] <= 0 {
-				delete(s.perIP, key)
-			}
-		}
-	}, true
-}
+// rejectBusyTimeout bounds writing the one-line refusal on a plaintext port.
+const rejectBusyTimeout = time.Second
 
-// clientKey groups addresses the way limits count them: IPv4 addresses one
-// by one, IPv6 by /64 (one subscriber usually has a whole /64).
-func clientKey(a net.Addr) netip.Prefix {
-	ap, err := netip.ParseAddrPort(a.String())
-	if err != nil {
-		return netip.Prefix{}
-	}
-	ip := ap.Addr().Unmap()
-	bits := 32
-	if ip.Is6() {
-		bits = 64
-	}
-	p, _ := ip.Prefix(bits)
-	return p
-}
-
-// rejectBusy tells a client that arrived over the limits to come back later.
+// rejectBusy turns away a client that arrived over the limits, as cheaply as
+// possible: on an implicit-TLS port the connection is just closed (a TLS
+// handshake would cost more than the refusal is worth); on a plaintext port
+// the client gets one short line of its protocol's "try again later".
 func (s *Server) rejectBusy(c net.Conn, proto string, implicitTLS bool) {
-	dl := time.Now().Add(s.limits.HandshakeTimeout)
-	c.SetDeadline(dl)
-	var w net.Conn = c
 	if implicitTLS {
-		tc := tls.Server(c, s.opts.TLSConfig)
-		if tc.Handshake() != nil {
-			return
-		}
-		w = tc
+		return
 	}
+	c.SetWriteDeadline(time.Now().Add(rejectBusyTimeout))
 	if proto == "imap" {
-		w.Write([]byte("* BYE [UNAVAILABLE] Too many connections, try again later.\r\n"))
+		c.Write([]byte("* BYE [UNAVAILABLE] Too many connections, try again later.\r\n"))
 	} else {
-		w.Write([]byte("421 4.7.0 Too many connections, try again later\r\n"))
-	}
-	if tc, ok := w.(*tls.Conn); ok {
-		tc.CloseWrite()
+		c.Write([]byte("421 4.7.0 Too many connections, try again later\r\n"))
 	}
 }
+
+// refused counts a refused (or evicted) connection and logs it, at most one
+// line per refusalLogEvery for each reason, with the number left unsaid.
+func (s *Server) refused(proto, listener, reason string, remote net.Addr) {
+	s.obs.ConnRefused(proto, listener, reason)
+	if n, ok := s.refusal.due(reason, time.Now()); ok {
+		s.log.Warn("connection refused", "proto", proto, "listener", listener, "reason", reason,
+			"remote", remote.String(), "suppressed", n)
+	}
+}
+
+// refusalLogEvery is the least time between two log lines for one reason.
+const refusalLogEvery = 10 * time.Second
+
+// refusalLog rate-limits the refusal log lines, per reason.
+type refusalLog struct {
+	mu   sync.Mutex
+	last map[string]time.Time
+	skip map[string]int
+}
+
+// due reports whether a line for reason may be logged now, and how many
+// were suppressed since the last one.
+func (r *refusalLog) due(reason string, now time.Time) (suppressed int, ok bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.last == nil {
+		r.last, r.skip = map[string]time.Time{}, map[string]int{}
+	}
+	if now.Sub(r.last[reason]) < refusalLogEvery {
+		r.skip[reason]++
+		return 0, false
+	}
+	r.last[reason] = now
+	n := r.skip[reason]
+	r.skip[reason] = 0
+	return n, true
+}
+
+// acceptBackoff waits after a failed Accept: 5 ms, doubling up to 1 s, and
+// logs at most one line per second of failures.
+type acceptBackoff struct {
+	delay   time.Duration
+	lastLog time.Time
+}
+
+const maxAcceptBackoff = time.Second
+
+func (b *acceptBackoff) wait(log *slog.Logger, proto, listener string, err error) {
+	b.delay = min(max(2*b.delay, 5*time.Millisecond), maxAcceptBackoff)
+	if now := time.Now(); now.Sub(b.lastLog) >= time.Second {
+		b.lastLog = now
+		log.Warn("accept failed; retrying", "proto", proto, "listener", listener, "err", err, "retry_in", b.delay)
+	}
+	time.Sleep(b.delay)
+}
+
+func (b *acceptBackoff) reset() { b.delay = 0 }
 
 // wrapProxyProtocol makes ln accept a PROXY protocol v1/v2 header from the
 // trusted networks (required from them: IMAP and SMTP servers speak first,

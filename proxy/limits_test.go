@@ -9,51 +9,6 @@ import (
 	"github.com/pires/go-proxyproto"
 )
 
-func TestConnectionsPerIPLimit(t *testing.T) {
-	fb := startFakeIMAPBackend(t)
-	tp := newTestProxy(t, Options{
-		Authenticator: fakeAuthenticator,
-		IMAPBackend:   Backend{Address: fb.addr},
-		Limits:        Limits{MaxConnectionsPerIP: 2},
-	})
-	a := dialPlain(t, tp.plainAddr)
-	a.expect("* OK")
-	b := dialTLS(t, tp.tlsAddr, tp.clientTLS)
-	b.expect("* OK")
-	// The third, over TLS: the refusal comes after the handshake.
-	c := dialTLS(t, tp.tlsAddr, tp.clientTLS)
-	c.expect("* BYE [UNAVAILABLE] Too many connections")
-	c.expectClosed()
-	// Another address is not affected.
-	d := dialFrom(t, "127.0.0.2", tp.plainAddr)
-	d.expect("* OK")
-	// Once one closes, there is room again.
-	a.send("x LOGOUT")
-	a.expect("* BYE")
-	a.expect("x OK")
-	a.expectClosed()
-	waitFor(t, "a free slot", func() bool {
-		e := dialPlain(t, tp.plainAddr)
-		line := e.readLine()
-		e.c.Close()
-		return strings.HasPrefix(line, "* OK")
-	})
-}
-
-func TestConnectionsTotalLimit(t *testing.T) {
-	fb := startFakeIMAPBackend(t)
-	tp := newTestProxy(t, Options{
-		Authenticator: fakeAuthenticator,
-		IMAPBackend:   Backend{Address: fb.addr},
-		Limits:        Limits{MaxConnections: 1},
-	})
-	a := dialPlain(t, tp.plainAddr)
-	a.expect("* OK")
-	b := dialFrom(t, "127.0.0.3", tp.plainAddr)
-	b.expect("* BYE [UNAVAILABLE]")
-	b.expectClosed()
-}
-
 // TestProxyProtocol: a header from a trusted network sets the client
 // address (as passed on to the backend); from elsewhere no header is parsed.
 func TestProxyProtocol(t *testing.T) {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"os"
 	"time"
 
@@ -85,10 +86,35 @@ type Limits struct {
 	MaxAuthFailures int
 	// MaxErrors is the number of protocol errors before the connection is closed. Default 3.
 	MaxErrors int
-	// MaxConnections caps open client connections (all listeners). Default 10000; negative: no cap.
+	// MaxConnections caps logged-in (relayed) sessions, all listeners.
+	// Default 10000; negative: no cap.
 	MaxConnections int
-	// MaxConnectionsPerIP caps open connections per client address (IPv6: per /64). Default 50; negative: no cap.
+	// MaxConnectionsPerIP caps logged-in sessions per client network (see
+	// IPv4Prefix). Default 50; negative: no cap.
 	MaxConnectionsPerIP int
+	// MaxPrelogin caps connections that have not logged in yet, all
+	// listeners. When it is reached, the oldest pre-login connection of the
+	// client network holding the most is closed to make room. Default 1000;
+	// negative: no cap.
+	MaxPrelogin int
+	// MaxPreloginPerIP caps pre-login connections per client network; a new
+	// connection over it is refused. Default 20; negative: no cap.
+	MaxPreloginPerIP int
+	// IPv4Prefix and IPv6Prefix group client addresses into the networks that
+	// the per-network caps and the connection rate count. Default 32 and 56.
+	IPv4Prefix, IPv6Prefix int
+	// ConnRate is the sustained rate of new connections per client network
+	// (per second) and ConnBurst the burst above it. Default 20/s and 100;
+	// a negative ConnRate: no rate limit.
+	ConnRate  float64
+	ConnBurst int
+	// ExemptNetworks are client networks (a webmail server, a monitoring
+	// probe) that no per-network cap or rate applies to. The totals do.
+	ExemptNetworks []netip.Prefix
+	// MaxPreloginBytes is the budget of bytes a client can make mailgate hold
+	// before login: one command with its literals and SASL responses, plus
+	// what the connection keeps (IMAP ID fields). Default 64 KiB.
+	MaxPreloginBytes int
 }
 
 func (l Limits) withDefaults() Limits {
@@ -118,6 +144,20 @@ func (l Limits) withDefaults() Limits {
 	if l.MaxConnectionsPerIP == 0 {
 		l.MaxConnectionsPerIP = 50
 	}
+	if l.MaxPrelogin == 0 {
+		l.MaxPrelogin = 1000
+	}
+	if l.MaxPreloginPerIP == 0 {
+		l.MaxPreloginPerIP = 20
+	}
+	defInt(&l.IPv4Prefix, 32)
+	defInt(&l.IPv6Prefix, 56)
+	l.IPv4Prefix, l.IPv6Prefix = min(l.IPv4Prefix, 32), min(l.IPv6Prefix, 128)
+	if l.ConnRate == 0 {
+		l.ConnRate = 20
+	}
+	defInt(&l.ConnBurst, 100)
+	defInt(&l.MaxPreloginBytes, 64<<10)
 	return l
 }
 

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"net/netip"
 	"runtime/debug"
 	"sync"
 	"time"
@@ -29,10 +28,11 @@ type Server struct {
 	shutdownCtx, drainCtx      context.Context
 	startShutdown, expireDrain context.CancelFunc
 
+	pools   *pools
+	refusal refusalLog
+
 	mu       sync.Mutex
 	closing  bool
-	active   int                  // admitted connections
-	perIP    map[netip.Prefix]int // admitted connections by client network
 	conns    map[net.Conn]struct{}
 	lns      map[net.Listener]struct{}
 	wg       sync.WaitGroup
@@ -69,10 +69,10 @@ func New(opts Options) (*Server, error) {
 		limits:   opts.Limits.withDefaults(),
 		log:      log,
 		conns:    make(map[net.Conn]struct{}),
-		perIP:    make(map[netip.Prefix]int),
 		lns:      make(map[net.Listener]struct{}),
 		shutdown: make(chan struct{}),
 	}
+	s.pools = newPools(s.limits)
 	s.shutdownCtx, s.startShutdown = context.WithCancel(context.Background())
 	s.drainCtx, s.expireDrain = context.WithCancel(context.Background())
 	return s, nil
@@ -89,7 +89,15 @@ func (s *Server) ServeIMAP(ctx context.Context, ln net.Listener, implicitTLS boo
 	return s.serve(ctx, s.wrapProxyProtocol(ln), "imap", implicitTLS, s.handleIMAP)
 }
 
-type connHandler func(ctx context.Context, c net.Conn, implicitTLS bool, id string, log *slog.Logger)
+// connInfo is what a protocol handler gets with an admitted connection.
+type connInfo struct {
+	id          string // connection id, in every log line
+	log         *slog.Logger
+	implicitTLS bool
+	seat        *seat // the connection's place in the pools
+}
+
+type connHandler func(ctx context.Context, c net.Conn, ci connInfo)
 
 func (s *Server) serve(ctx context.Context, ln net.Listener, proto string, implicitTLS bool, h connHandler) error {
 	if !s.trackListener(ln, true) {
@@ -105,50 +113,58 @@ func (s *Server) serve(ctx context.Context, ln net.Listener, proto string, impli
 	if implicitTLS {
 		listener = "tls"
 	}
-	var tempDelay time.Duration
+	var backoff acceptBackoff
 	for {
 		c, err := ln.Accept()
 		if err != nil {
 			if s.isClosing() || ctx.Err() != nil {
 				return ErrServerClosed
 			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() || errors.Is(err, errTemporaryAccept) {
-				tempDelay = min(max(2*tempDelay, 5*time.Millisecond), time.Second)
-				time.Sleep(tempDelay)
-				continue
+			if errors.Is(err, net.ErrClosed) {
+				return fmt.Errorf("proxy: accept: %w", err)
 			}
-			return fmt.Errorf("proxy: accept: %w", err)
+			// Out of descriptors (EMFILE, ENFILE), buffers (ENOBUFS) or a
+			// connection reset before accept: none of it is the listener's
+			// end. Wait and try again, as net/http does; the kernel keeps
+			// new connections in the backlog meanwhile.
+			backoff.wait(s.log, proto, listener, err)
+			continue
 		}
-		tempDelay = 0
+		backoff.reset()
 		if !s.trackConn(c, true) {
 			c.Close()
 			continue
 		}
-		go func() {
-			defer s.trackConn(c, false)
-			defer c.Close()
-			// RemoteAddr may read a PROXY header: do it here, not in the accept loop.
-			id := newConnID()
-			log := s.log.With("conn", id, "proto", proto, "listener", listener, "remote", c.RemoteAddr().String())
-			defer func() {
-				if r := recover(); r != nil {
-					log.Error("panic in connection handler", "panic", r, "stack", string(debug.Stack()))
-				}
-			}()
-			release, ok := s.admit(c)
-			if !ok {
-				log.Warn("connection refused: too many connections")
-				s.obs.ConnRefused(proto, listener, "limit")
-				s.rejectBusy(c, proto, implicitTLS)
-				return
-			}
-			defer release()
-			s.obs.ConnOpened(proto, listener)
-			defer s.obs.ConnClosed(proto, listener)
-			h(ctx, c, implicitTLS, id, log)
-		}()
+		go s.handleConn(ctx, c, proto, listener, implicitTLS, h)
 	}
+}
+
+// handleConn admits c to the pools and runs h, or refuses c cheaply.
+func (s *Server) handleConn(ctx context.Context, c net.Conn, proto, listener string, implicitTLS bool, h connHandler) {
+	defer s.trackConn(c, false)
+	defer c.Close()
+	// RemoteAddr may read a PROXY header: do it here, not in the accept loop.
+	id := newConnID()
+	log := s.log.With("conn", id, "proto", proto, "listener", listener, "remote", c.RemoteAddr().String())
+	defer func() {
+		if r := recover(); r != nil {
+			log.Error("panic in connection handler", "panic", r, "stack", string(debug.Stack()))
+		}
+	}()
+	st, evicted, reason := s.pools.admit(c)
+	if evicted != nil {
+		evicted.Close()
+		s.refused(proto, listener, refusedEvicted, evicted.RemoteAddr())
+	}
+	if st == nil {
+		s.refused(proto, listener, reason, c.RemoteAddr())
+		s.rejectBusy(c, proto, implicitTLS)
+		return
+	}
+	defer st.release()
+	s.obs.ConnOpened(proto, listener)
+	defer s.obs.ConnClosed(proto, listener)
+	h(ctx, c, connInfo{id: id, log: log, implicitTLS: implicitTLS, seat: st})
 }
 
 // errTemporaryAccept lets tests and wrapped listeners signal a retryable accept error.

@@ -99,6 +99,15 @@ type smtpLogin struct {
 func (s *Server) openSMTPBackend(ctx context.Context, cc *smtpClientConn, hostname string, login smtpLogin, log *slog.Logger) (_ *smtpBackend, err error) {
 	b := s.opts.SMTPBackend
 	user, own := login.user, login.password != ""
+	moved, err := cc.seat.login()
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err != nil && moved {
+			cc.seat.loginFailed()
+		}
+	}()
 	start := time.Now()
 	defer func() {
 		berr := err
@@ -138,7 +147,7 @@ func (s *Server) openSMTPBackend(ctx context.Context, cc *smtpClientConn, hostna
 		}
 	}()
 	if !cc.setBackend(raw) {
-		return nil, fmt.Errorf("%w: client gone", errBackendUnavailable)
+		return nil, errClientGone
 	}
 	defer func() {
 		if err != nil {

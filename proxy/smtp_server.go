@@ -236,7 +236,8 @@ func (f *smtpFront) close() {
 
 // handle is the connHandler of SMTP: it prepares the connection, gives it
 // to go-smtp and waits until go-smtp has closed it.
-func (f *smtpFront) handle(ctx context.Context, raw net.Conn, implicitTLS bool, id string, log *slog.Logger) {
+func (f *smtpFront) handle(ctx context.Context, raw net.Conn, ci connInfo) {
+	log, implicitTLS := ci.log, ci.implicitTLS
 	cc, ok := raw.(*smtpClientConn)
 	if !ok { // cannot happen: ServeSMTP's listener wraps every connection
 		log.Error("smtp connection of unexpected type", "type", fmt.Sprintf("%T", raw))
@@ -244,7 +245,7 @@ func (f *smtpFront) handle(ctx context.Context, raw net.Conn, implicitTLS bool, 
 	}
 	start := time.Now()
 	lim := f.s.limits
-	cc.ctx, cc.log = ctx, log
+	cc.ctx, cc.log, cc.seat = ctx, log, ci.seat
 	cc.preauthEnd = start.Add(lim.PreauthTimeout)
 	preauth := time.AfterFunc(lim.PreauthTimeout, func() {
 		if !cc.authed.Load() {
@@ -320,6 +321,7 @@ type smtpClientConn struct {
 	ctx        context.Context
 	log        *slog.Logger // the connection's logger; with user and mech after login
 	preauthEnd time.Time
+	seat       *seat // the connection's place in the pools
 
 	// dataIdle, when > 0, makes every Read push the read deadline this far
 	// ahead (nanoseconds): go-smtp sets one deadline for a whole DATA body.

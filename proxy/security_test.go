@@ -192,7 +192,7 @@ func TestSecurityAuthBeforeTLS(t *testing.T) {
 		c.smtpCmd("AUTH XOAUTH2 "+xoauth2("alice@example.test", testToken), "523 5.7.10 TLS is required")
 		c.smtpCmd("AUTH OAUTHBEARER", "523 5.7.10 TLS is required")
 		c.smtpCmd("AUTH PLAIN "+base64.StdEncoding.EncodeToString([]byte("\x00alice@example.test\x00password")), "523 5.7.10 TLS is required")
-		c.smtpCmd("MAIL FROM:<alice@example.test>", "530 5.7.0 Authentication required")
+		c.smtpCmd("MAIL FROM:<alice@example.test>", "530 5.7.0 Must issue a STARTTLS command first")
 		if n := tp.authCalls(); n != 0 || fb.connCount() != probes {
 			t.Fatalf("before TLS: %d authenticator calls, %d backend connections beyond the probes; want none", n, fb.connCount()-probes)
 		}

@@ -141,8 +141,12 @@ func (f *smtpFront) logCaps(c smtpCaps) {
 func (f *smtpFront) startLocked(caps smtpCaps) {
 	gs := smtp.NewServer(smtp.BackendFunc(f.newSession))
 	gs.Domain = f.opts.Hostname
-	gs.TLSConfig = f.s.opts.TLSConfig // STARTTLS; implicit-TLS connections arrive already TLS
-	gs.AllowInsecureAuth = false
+	// go-smtp never sees plaintext: connections reach it through TLS that
+	// mailgate terminated, STARTTLS included (smtp_starttls.go), as an
+	// smtpTLSView, which it cannot tell from a plain connection. So its own
+	// STARTTLS is off and its "no AUTH before TLS" check must be too.
+	gs.TLSConfig = nil
+	gs.AllowInsecureAuth = true
 	gs.ReadTimeout = f.s.limits.CommandTimeout
 	gs.WriteTimeout = f.s.limits.WriteTimeout
 	gs.MaxLineLength = f.s.limits.MaxLine // an XOAUTH2 JWT on the AUTH line takes several KiB
@@ -250,7 +254,7 @@ func (f *smtpFront) handle(ctx context.Context, raw net.Conn, ci connInfo) {
 	preauth := time.AfterFunc(lim.PreauthTimeout, func() {
 		if !cc.authed.Load() {
 			log.Info("pre-auth timeout: closing")
-			cc.Close()
+			cc.preauthExpired()
 		}
 	})
 	defer preauth.Stop()
@@ -262,7 +266,8 @@ func (f *smtpFront) handle(ctx context.Context, raw net.Conn, ci connInfo) {
 	stopAll := context.AfterFunc(f.s.drainCtx, func() { cc.shutdown(smtpStopAll) })
 	defer stopAll()
 
-	var nc net.Conn = cc
+	cc.setTop(cc)
+	var view *smtpTLSView
 	if implicitTLS {
 		tc := tls.Server(cc, f.s.opts.TLSConfig)
 		cc.SetDeadline(start.Add(lim.HandshakeTimeout))
@@ -272,8 +277,16 @@ func (f *smtpFront) handle(ctx context.Context, raw net.Conn, ci connInfo) {
 			log.Debug("tls handshake failed", "err", err)
 			return
 		}
-		nc = tc
+		view = &smtpTLSView{Conn: tc, cc: cc}
+	} else {
+		tc, err := f.preTLS(cc)
+		if err != nil {
+			log.Debug("connection ended before TLS", "err", err)
+			return
+		}
+		view = &smtpTLSView{Conn: tc, cc: cc, skipGreeting: true}
 	}
+	var nc net.Conn = view
 	cc.setTop(nc)
 	log.Debug("connection opened")
 
@@ -330,6 +343,7 @@ type smtpClientConn struct {
 	// (after 421, or the last allowed authentication failure).
 	closeAfterWrite atomic.Bool
 	authed          atomic.Bool
+	expired         atomic.Bool // the pre-auth time is up (before login)
 	authFailures    atomic.Int32
 	// busy: a mail transaction is open (from an accepted MAIL to the end of
 	// its DATA, or RSET). Shutdown lets it finish during the drain time.
@@ -366,6 +380,9 @@ func (c *smtpClientConn) Read(p []byte) (int, error) {
 	if c.stopping() {
 		return 0, c.goodbye()
 	}
+	if c.preauthOver() {
+		return 0, c.timedOut()
+	}
 	if d := c.dataIdle.Load(); d > 0 {
 		c.Conn.SetReadDeadline(time.Now().Add(time.Duration(d)))
 		if c.stopping() { // shutdown may have set its deadline just before
@@ -375,6 +392,9 @@ func (c *smtpClientConn) Read(p []byte) (int, error) {
 	n, err := c.Conn.Read(p)
 	if err != nil && n == 0 && c.stopping() { // woken by shutdown's deadline
 		return 0, c.goodbye()
+	}
+	if err != nil && n == 0 && c.preauthOver() { // woken by the pre-auth timer
+		return 0, c.timedOut()
 	}
 	if n > 0 && c.ended.Load() != 0 && !c.busy.Load() {
 		// The next command after the end of the session's lifetime: it is
@@ -408,6 +428,36 @@ func (c *smtpClientConn) goodbye() error {
 	}
 	c.Close()
 	return errSMTPShutdown
+}
+
+// preauthExpired ends a connection that has not logged in in time: a Read
+// waiting for the client is woken and answers 421 4.4.2 (timedOut); a
+// connection busy elsewhere (a login under way) is closed after a grace.
+func (c *smtpClientConn) preauthExpired() {
+	c.expired.Store(true)
+	c.Conn.SetReadDeadline(time.Now())
+	time.AfterFunc(smtpGoodbyeTimeout, func() {
+		if !c.authed.Load() {
+			c.Close()
+		}
+	})
+}
+
+func (c *smtpClientConn) preauthOver() bool { return c.expired.Load() && !c.authed.Load() }
+
+// errSMTPPreauthTimeout is what Read returns after the pre-auth time is up.
+var errSMTPPreauthTimeout = errors.New("proxy: pre-authentication time limit reached")
+
+// timedOut writes the 421 of the pre-auth timeout and closes; like goodbye,
+// it runs inside a Read by the goroutine that writes replies.
+func (c *smtpClientConn) timedOut() error {
+	if p := c.top.Load(); p != nil {
+		top := *p
+		top.SetWriteDeadline(time.Now().Add(smtpGoodbyeTimeout))
+		io.WriteString(top, "421 4.4.2 Pre-authentication time limit reached, closing connection\r\n")
+	}
+	c.Close()
+	return errSMTPPreauthTimeout
 }
 
 // errSMTPSessionEnded is what Read returns once the session's lifetime is over.
@@ -497,14 +547,12 @@ func (c *smtpClientConn) clearBackend(be net.Conn) {
 	}
 }
 
-// clientConnOf finds the smtpClientConn under what go-smtp holds (the
-// wrapper itself, or a *tls.Conn over it).
+// clientConnOf finds the smtpClientConn under what go-smtp holds.
 func clientConnOf(nc net.Conn) *smtpClientConn {
-	if tc, ok := nc.(*tls.Conn); ok {
-		nc = tc.NetConn()
+	if v, ok := nc.(*smtpTLSView); ok {
+		return v.cc
 	}
-	cc, _ := nc.(*smtpClientConn)
-	return cc
+	return nil
 }
 
 // smtpConnQueue is the net.Listener a go-smtp Server accepts from: the

@@ -203,7 +203,13 @@ func TestSMTPTooManyAuthFailures(t *testing.T) {
 
 func TestSMTPPreauthTimeout(t *testing.T) {
 	tp, _ := newSMTPTest(t, fakeSMTPOptions{}, func(o *Options) { o.Limits.PreauthTimeout = 300 * time.Millisecond })
-	c := tp.dialSubmissions(t)
+	c := tp.dialSubmissions(t) // greeted, EHLO answered
+	c.smtpExpect("421 4.4.2 Pre-authentication time limit reached")
+	c.expectClosed()
+	// The same on the STARTTLS port, before TLS.
+	c = dialPlain(t, tp.plainAddr)
+	c.smtpExpect("220 ")
+	c.smtpExpect("421 4.4.2 ")
 	c.expectClosed()
 	// An authenticated session outlives the pre-auth deadline.
 	c = tp.dialSubmissions(t)

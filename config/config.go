@@ -153,20 +153,42 @@ func (a Auth) PasswordPassthroughFor(proto string) bool {
 	return false
 }
 
-// Limits bound resource use. A count of 0 means no limit.
+// Limits bound resource use. A cap on connections, sessions or failures of
+// 0 means no limit; the other keys have the ranges checked by Validate.
+//
+// Connections are in two pools: pre-login (not logged in yet) and logged-in
+// (relayed). The per-IP caps and the connection rate count client networks:
+// addresses grouped by IPv4Prefix and IPv6Prefix.
 type Limits struct {
-	MaxConnections      int           `mapstructure:"max_connections"`
-	MaxConnectionsPerIP int           `mapstructure:"max_connections_per_ip"`
-	AuthFailuresPerIP   int           `mapstructure:"auth_failures_per_ip"` // per minute, then a growing delay
-	PreauthTimeout      time.Duration `mapstructure:"preauth_timeout"`      // until authentication succeeds
-	IdleTimeout         time.Duration `mapstructure:"idle_timeout"`         // after login; IMAP IDLE needs > 29m
+	MaxConnections      int `mapstructure:"max_connections"`        // logged-in sessions, all listeners
+	MaxConnectionsPerIP int `mapstructure:"max_connections_per_ip"` // logged-in sessions per client network
+	// MaxPreloginConnections caps connections not logged in yet, all
+	// listeners; when full, the oldest one of the busiest network is closed.
+	MaxPreloginConnections int `mapstructure:"max_prelogin_connections"`
+	MaxPreloginPerIP       int `mapstructure:"max_prelogin_per_ip"` // over it a new connection is refused
+	IPv4Prefix             int `mapstructure:"ipv4_prefix"`         // 8..32
+	IPv6Prefix             int `mapstructure:"ipv6_prefix"`         // 16..128
+	// ConnectionRatePerIP is new connections per second per client network
+	// (0 = no rate limit), with bursts up to ConnectionBurstPerIP.
+	ConnectionRatePerIP  float64 `mapstructure:"connection_rate_per_ip"`
+	ConnectionBurstPerIP int     `mapstructure:"connection_burst_per_ip"`
+	// ExemptNetworks (CIDR) are clients no per-network cap or rate applies
+	// to (a webmail server); the totals still do.
+	ExemptNetworks    []string      `mapstructure:"exempt_networks"`
+	AuthFailuresPerIP int           `mapstructure:"auth_failures_per_ip"` // per minute, then a growing delay
+	PreauthTimeout    time.Duration `mapstructure:"preauth_timeout"`      // until authentication succeeds
+	IdleTimeout       time.Duration `mapstructure:"idle_timeout"`         // after login; IMAP IDLE needs > 29m
 
 	HandshakeTimeout time.Duration `mapstructure:"handshake_timeout"` // one TLS handshake
 	CommandTimeout   time.Duration `mapstructure:"command_timeout"`   // one pre-auth command; one SMTP command
 	DataTimeout      time.Duration `mapstructure:"data_timeout"`      // SMTP DATA/BDAT without a byte from the client
 	MaxLineBytes     int           `mapstructure:"max_line_bytes"`    // one command line or SASL response
 	MaxLiteralBytes  int           `mapstructure:"max_literal_bytes"` // one IMAP literal before login
-	MaxAuthAttempts  int           `mapstructure:"max_auth_attempts"` // failed logins per connection
+	// MaxPreloginBytes is what a client can make mailgate hold before login:
+	// one command with its literals and SASL responses, plus what the
+	// connection keeps (IMAP ID fields). At least MaxLineBytes.
+	MaxPreloginBytes int `mapstructure:"max_prelogin_bytes"`
+	MaxAuthAttempts  int `mapstructure:"max_auth_attempts"` // failed logins per connection
 }
 
 // ProxyProtocol is the PROXY protocol (v1/v2) on the client listeners.
@@ -231,28 +253,37 @@ func Default() Config {
 			Backend:        Backend{TLS: BackendTLSStartTLS, Login: LoginMaster, ClientIP: ClientIPNone},
 		},
 		OAuth2: OAuth2{
-			Mode:              ModeUserinfo,
-			IntrospectionAuth: IntrospectionBasic,
-			UsernameClaim:     "email",
-			CacheTTL:          5 * time.Minute,
-			NegativeCacheTTL:  30 * time.Second,
-			Timeout:           5 * time.Second,
-			SessionLifetime:   SessionNone,
-			RevalidateEvery:   5 * time.Minute,
+			Mode:                 ModeUserinfo,
+			IntrospectionAuth:    IntrospectionBasic,
+			UsernameClaim:        "email",
+			RequireEmailVerified: true, // false in earlier versions (README: Changes)
+			CacheTTL:             5 * time.Minute,
+			NegativeCacheTTL:     30 * time.Second,
+			Timeout:              5 * time.Second,
+			SessionLifetime:      SessionNone,
+			RevalidateEvery:      5 * time.Minute,
 		},
 		Auth: Auth{PasswordPassthroughProtocols: []string{ProtoIMAP, ProtoSMTP}},
 		Limits: Limits{
-			MaxConnections:      10000,
-			MaxConnectionsPerIP: 50,
-			AuthFailuresPerIP:   10,
-			PreauthTimeout:      60 * time.Second,
-			IdleTimeout:         31 * time.Minute,
-			HandshakeTimeout:    15 * time.Second,
-			CommandTimeout:      30 * time.Second,
-			DataTimeout:         3 * time.Minute,
-			MaxLineBytes:        64 << 10,
-			MaxLiteralBytes:     64 << 10,
-			MaxAuthAttempts:     3,
+			MaxConnections:         10000,
+			MaxConnectionsPerIP:    50,
+			MaxPreloginConnections: 1000,
+			MaxPreloginPerIP:       20,
+			IPv4Prefix:             32,
+			IPv6Prefix:             56,
+			ConnectionRatePerIP:    20,
+			ConnectionBurstPerIP:   100,
+			ExemptNetworks:         []string{},
+			AuthFailuresPerIP:      10,
+			PreauthTimeout:         60 * time.Second,
+			IdleTimeout:            31 * time.Minute,
+			HandshakeTimeout:       15 * time.Second,
+			CommandTimeout:         30 * time.Second,
+			DataTimeout:            3 * time.Minute,
+			MaxLineBytes:           64 << 10,
+			MaxLiteralBytes:        64 << 10,
+			MaxPreloginBytes:       64 << 10,
+			MaxAuthAttempts:        3,
 		},
 		HTTP:          HTTP{Listen: "127.0.0.1:9090"},
 		ProxyProtocol: ProxyProtocol{TrustedNetworks: []string{}},

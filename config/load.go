@@ -300,6 +300,15 @@ func setString(c *Config, l leaf, s string) error {
 			return fmt.Errorf("want an integer, got %q", s)
 		}
 		f.SetInt(n)
+	case l.typ.Kind() == reflect.Float64:
+		if s = strings.TrimSpace(s); s == "" {
+			return nil
+		}
+		n, err := strconv.ParseFloat(s, 64)
+		if err != nil {
+			return fmt.Errorf("want a number, got %q", s)
+		}
+		f.SetFloat(n)
 	case l.typ == reflect.TypeFor[[]string]():
 		f.Set(reflect.ValueOf(splitList(s)))
 	default:

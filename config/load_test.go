@@ -70,6 +70,10 @@ func TestParseFile(t *testing.T) {
 		{"durations", "oauth2:\n  cache_ttl: 2m\n  negative_cache_ttl: 0\n", func(c *Config) bool {
 			return c.OAuth2.CacheTTL == 2*time.Minute && c.OAuth2.NegativeCacheTTL == 0
 		}},
+		{"rate as int and float", "limits:\n  connection_rate_per_ip: 5\n  exempt_networks: [10.1.0.0/16]\n", func(c *Config) bool {
+			return c.Limits.ConnectionRatePerIP == 5 && reflect.DeepEqual(c.Limits.ExemptNetworks, []string{"10.1.0.0/16"})
+		}},
+		{"rate fraction", "limits:\n  connection_rate_per_ip: 0.25\n", func(c *Config) bool { return c.Limits.ConnectionRatePerIP == 0.25 }},
 		{"keys are case-insensitive", "LOG:\n  Level: debug\n", func(c *Config) bool { return c.Log.Level == "debug" }},
 		{"min_version as number", "tls:\n  min_version: 1.3\n", func(c *Config) bool { return c.TLS.MinVersion == "1.3" }},
 		{"certificates", "tls:\n  certificates:\n    - cert_file: a.pem\n      key_file: a.key\n", func(c *Config) bool {
@@ -138,6 +142,12 @@ func TestLoadEnv(t *testing.T) {
 			func(c *Config) bool { return !c.SMTP.EnforceSender && c.Auth.PasswordPassthrough }},
 		{"ints", []string{"MAILGATE_LIMITS_MAX_CONNECTIONS=7", "MAILGATE_SMTP_MAX_MESSAGE_BYTES=1048576"},
 			func(c *Config) bool { return c.Limits.MaxConnections == 7 && c.SMTP.MaxMessageBytes == 1<<20 }},
+		{"limits", []string{"MAILGATE_LIMITS_CONNECTION_RATE_PER_IP=0.5", "MAILGATE_LIMITS_IPV6_PREFIX=48",
+			"MAILGATE_LIMITS_EXEMPT_NETWORKS=192.0.2.10/32, 2001:db8::/64", "MAILGATE_LIMITS_MAX_PRELOGIN_CONNECTIONS=300"},
+			func(c *Config) bool {
+				return c.Limits.ConnectionRatePerIP == 0.5 && c.Limits.IPv6Prefix == 48 && c.Limits.MaxPreloginConnections == 300 &&
+					reflect.DeepEqual(c.Limits.ExemptNetworks, []string{"192.0.2.10/32", "2001:db8::/64"})
+			}},
 		{"empty string disables listener", []string{"MAILGATE_IMAP_LISTEN_STARTTLS="},
 			func(c *Config) bool { return c.IMAP.ListenStartTLS == "" }},
 		{"certificates as yaml", []string{"MAILGATE_TLS_CERTIFICATES=[{cert_file: a.pem, key_file: a.key}]"},
@@ -185,6 +195,7 @@ func TestLoadEnvErrors(t *testing.T) {
 		{"bad duration", []string{"MAILGATE_OAUTH2_TIMEOUT=5"}, []string{"MAILGATE_OAUTH2_TIMEOUT"}},
 		{"bad bool", []string{"MAILGATE_SMTP_ENFORCE_SENDER=maybe"}, []string{"MAILGATE_SMTP_ENFORCE_SENDER"}},
 		{"bad int", []string{"MAILGATE_LIMITS_MAX_CONNECTIONS=many"}, []string{"MAILGATE_LIMITS_MAX_CONNECTIONS"}},
+		{"bad number", []string{"MAILGATE_LIMITS_CONNECTION_RATE_PER_IP=fast"}, []string{"MAILGATE_LIMITS_CONNECTION_RATE_PER_IP"}},
 		{"bad yaml", []string{"MAILGATE_TLS_CERTIFICATES=[{cert: a}]"}, []string{"MAILGATE_TLS_CERTIFICATES"}},
 		{"all reported", []string{"MAILGATE_OAUTH2_TIMEOUT=x", "MAILGATE_LIMITS_MAX_CONNECTIONS=y"},
 			[]string{"MAILGATE_OAUTH2_TIMEOUT", "MAILGATE_LIMITS_MAX_CONNECTIONS"}},

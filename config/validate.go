@@ -108,40 +108,73 @@ func (c *Config) Validate() error {
 		p.add("auth.password_passthrough_protocols", "empty while auth.password_passthrough is on: list imap and/or smtp, or turn passthrough off")
 	}
 
-	for _, l := range []struct {
-		key string
-		n   int
-	}{
-		{"limits.max_connections", c.Limits.MaxConnections},
-		{"limits.max_connections_per_ip", c.Limits.MaxConnectionsPerIP},
-		{"limits.auth_failures_per_ip", c.Limits.AuthFailuresPerIP},
-	} {
-		if l.n < 0 {
-			p.add(l.key, "must be >= 0 (0 = no limit)")
-		}
-	}
-	p.positive("limits.preauth_timeout", c.Limits.PreauthTimeout)
-	p.positive("limits.handshake_timeout", c.Limits.HandshakeTimeout)
-	p.positive("limits.command_timeout", c.Limits.CommandTimeout)
-	p.positive("limits.data_timeout", c.Limits.DataTimeout)
-	if n := c.Limits.MaxLineBytes; n < 8<<10 || n > 16<<20 {
-		p.add("limits.max_line_bytes", "must be between 8192 and 16777216 (a JWT in XOAUTH2 takes several KiB; default 65536)")
-	}
-	if n := c.Limits.MaxLiteralBytes; n < 1<<10 || n > 16<<20 {
-		p.add("limits.max_literal_bytes", "must be between 1024 and 16777216 (default 65536)")
-	}
-	if c.Limits.MaxAuthAttempts < 1 {
-		p.add("limits.max_auth_attempts", "must be at least 1 (default 3)")
-	}
+	c.validateLimits(&p)
 	for _, n := range c.ProxyProtocol.TrustedNetworks {
 		if _, err := netip.ParsePrefix(n); err != nil {
 			p.add("proxy_protocol.trusted_networks", "%q is not a CIDR network (e.g. 10.0.0.0/8 or 192.0.2.10/32)", n)
 		}
 	}
-	if c.Limits.IdleTimeout < minIdleTimeout {
+	return errors.Join(p...)
+}
+
+// Bounds of the limits keys.
+const (
+	minPreloginBytes = 4 << 10
+	maxInputBytes    = 16 << 20 // max_line_bytes, max_literal_bytes, max_prelogin_bytes
+)
+
+func (c *Config) validateLimits(p *problems) {
+	l := &c.Limits
+	for _, n := range []struct {
+		key string
+		n   int
+	}{
+		{"limits.max_connections", l.MaxConnections},
+		{"limits.max_connections_per_ip", l.MaxConnectionsPerIP},
+		{"limits.max_prelogin_connections", l.MaxPreloginConnections},
+		{"limits.max_prelogin_per_ip", l.MaxPreloginPerIP},
+		{"limits.auth_failures_per_ip", l.AuthFailuresPerIP},
+	} {
+		if n.n < 0 {
+			p.add(n.key, "must be >= 0 (0 = no limit)")
+		}
+	}
+	p.between("limits.ipv4_prefix", l.IPv4Prefix, 8, 32, "32")
+	p.between("limits.ipv6_prefix", l.IPv6Prefix, 16, 128, "56, a typical customer allocation")
+	if l.ConnectionRatePerIP < 0 {
+		p.add("limits.connection_rate_per_ip", "must be >= 0 (0 = no rate limit; default 20)")
+	}
+	if l.ConnectionBurstPerIP < 0 || (l.ConnectionBurstPerIP == 0 && l.ConnectionRatePerIP > 0) {
+		p.add("limits.connection_burst_per_ip", "must be at least 1 while limits.connection_rate_per_ip is set (default 100)")
+	}
+	for _, n := range l.ExemptNetworks {
+		if _, err := netip.ParsePrefix(n); err != nil {
+			p.add("limits.exempt_networks", "%q is not a CIDR network (e.g. 192.0.2.10/32 or 2001:db8::/64)", n)
+		}
+	}
+	p.positive("limits.preauth_timeout", l.PreauthTimeout)
+	p.positive("limits.handshake_timeout", l.HandshakeTimeout)
+	p.positive("limits.command_timeout", l.CommandTimeout)
+	p.positive("limits.data_timeout", l.DataTimeout)
+	if l.IdleTimeout < minIdleTimeout {
 		p.add("limits.idle_timeout", "must be at least %v (IMAP IDLE needs more than 29m; default 31m)", minIdleTimeout)
 	}
-	return errors.Join(p...)
+	p.between("limits.max_line_bytes", l.MaxLineBytes, 8<<10, maxInputBytes, "65536; a JWT in XOAUTH2 takes several KiB")
+	p.between("limits.max_literal_bytes", l.MaxLiteralBytes, 1<<10, maxInputBytes, "65536")
+	p.between("limits.max_prelogin_bytes", l.MaxPreloginBytes, minPreloginBytes, maxInputBytes, "65536")
+	if l.MaxLineBytes > l.MaxPreloginBytes && l.MaxPreloginBytes >= minPreloginBytes {
+		p.add("limits.max_prelogin_bytes", "%d is less than limits.max_line_bytes (%d): a command line must fit in the pre-login budget; raise it or lower max_line_bytes", l.MaxPreloginBytes, l.MaxLineBytes)
+	}
+	if l.MaxAuthAttempts < 1 {
+		p.add("limits.max_auth_attempts", "must be at least 1 (default 3)")
+	}
+}
+
+// between checks lo <= n <= hi; def is the default and a hint, for the message.
+func (p *problems) between(key string, n, lo, hi int, def string) {
+	if n < lo || n > hi {
+		p.add(key, "must be between %d and %d (default %s)", lo, hi, def)
+	}
 }
 
 func (c *Config) validateTLS(p *problems, listening bool) {
@@ -351,6 +384,12 @@ func (c *Config) Warnings() []string {
 	}
 	if (c.OAuth2.Mode == ModeJWT || c.OAuth2.Mode == ModeAuto) && len(c.OAuth2.Audiences) == 0 {
 		w = append(w, "oauth2.audiences: empty, so a JWT issued to any client of the issuer is accepted")
+	}
+	if c.OAuth2.Mode == ModeUserinfo && len(c.OAuth2.Audiences) > 0 {
+		w = append(w, "oauth2.audiences: not checked in oauth2.mode userinfo (the userinfo answer names no audience); use jwt or introspection to restrict the clients")
+	}
+	if l := c.Limits; l.MaxLiteralBytes > l.MaxPreloginBytes && l.MaxPreloginBytes > 0 {
+		w = append(w, fmt.Sprintf("limits.max_literal_bytes: %d is more than limits.max_prelogin_bytes (%d), which caps literals too", l.MaxLiteralBytes, l.MaxPreloginBytes))
 	}
 	return w
 }

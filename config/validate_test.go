@@ -40,6 +40,17 @@ func TestValidateOK(t *testing.T) {
 		{"auto", func(c *Config) { c.OAuth2.Mode, c.OAuth2.Issuer = "auto", "https://idp/" }},
 		{"port 0 for tests", func(c *Config) { c.IMAP.ListenTLS = "127.0.0.1:0" }},
 		{"http disabled", func(c *Config) { c.HTTP.Listen = "" }},
+		{"limits off", func(c *Config) {
+			c.Limits.MaxConnections, c.Limits.MaxConnectionsPerIP, c.Limits.MaxPreloginConnections, c.Limits.MaxPreloginPerIP = 0, 0, 0, 0
+			c.Limits.ConnectionRatePerIP, c.Limits.ConnectionBurstPerIP = 0, 0
+		}},
+		{"networks", func(c *Config) {
+			c.Limits.IPv4Prefix, c.Limits.IPv6Prefix = 24, 48
+			c.Limits.ExemptNetworks = []string{"192.0.2.10/32", "2001:db8::/64"}
+			c.Limits.ConnectionRatePerIP = 0.5
+		}},
+		{"small budget", func(c *Config) { c.Limits.MaxLineBytes, c.Limits.MaxPreloginBytes = 8<<10, 8<<10 }},
+		{"audiences in userinfo mode warn only", func(c *Config) { c.OAuth2.Audiences = []string{"roundcube"} }},
 		{"extra certificate", func(c *Config) {
 			c.TLS.Certificates = []CertPair{{CertFile: c.TLS.CertFile, KeyFile: c.TLS.KeyFile}}
 		}},
@@ -114,6 +125,20 @@ func TestValidateProblems(t *testing.T) {
 			"oauth2.revalidate_every", "positive"},
 		{"oauth ca", func(c *Config) { c.OAuth2.CAFile = missing }, "oauth2.ca_file", "cannot read"},
 		{"limits", func(c *Config) { c.Limits.MaxConnectionsPerIP = -1 }, "limits.max_connections_per_ip", ">= 0"},
+		{"prelogin", func(c *Config) { c.Limits.MaxPreloginConnections = -1 }, "limits.max_prelogin_connections", ">= 0"},
+		{"prelogin per ip", func(c *Config) { c.Limits.MaxPreloginPerIP = -5 }, "limits.max_prelogin_per_ip", ">= 0"},
+		{"ipv4 prefix", func(c *Config) { c.Limits.IPv4Prefix = 33 }, "limits.ipv4_prefix", "between 8 and 32"},
+		{"ipv4 prefix zero", func(c *Config) { c.Limits.IPv4Prefix = 0 }, "limits.ipv4_prefix", "between 8 and 32"},
+		{"ipv6 prefix", func(c *Config) { c.Limits.IPv6Prefix = 8 }, "limits.ipv6_prefix", "between 16 and 128"},
+		{"connection rate", func(c *Config) { c.Limits.ConnectionRatePerIP = -1 }, "limits.connection_rate_per_ip", ">= 0"},
+		{"connection burst", func(c *Config) { c.Limits.ConnectionBurstPerIP = 0 }, "limits.connection_burst_per_ip", "at least 1"},
+		{"exempt network", func(c *Config) { c.Limits.ExemptNetworks = []string{"10.0.0.0/8", "webmail"} },
+			"limits.exempt_networks", `"webmail"`},
+		{"exempt bare address", func(c *Config) { c.Limits.ExemptNetworks = []string{"192.0.2.10"} },
+			"limits.exempt_networks", `"192.0.2.10" is not a CIDR`},
+		{"prelogin bytes", func(c *Config) { c.Limits.MaxPreloginBytes = 1024 }, "limits.max_prelogin_bytes", "between 4096"},
+		{"line over prelogin bytes", func(c *Config) { c.Limits.MaxLineBytes, c.Limits.MaxPreloginBytes = 128<<10, 64<<10 },
+			"limits.max_prelogin_bytes", "max_line_bytes"},
 		{"preauth", func(c *Config) { c.Limits.PreauthTimeout = 0 }, "limits.preauth_timeout", "positive"},
 		{"idle", func(c *Config) { c.Limits.IdleTimeout = 30 * time.Second }, "limits.idle_timeout", "29m"},
 		{"max message bytes", func(c *Config) { c.SMTP.MaxMessageBytes = -1 }, "smtp.max_message_bytes", ">= 0"},
@@ -201,6 +226,13 @@ func TestWarnings(t *testing.T) {
 		{"http idp", func(c *Config) { c.OAuth2.UserinfoURL = "http://idp.example/userinfo" }, "oauth2.userinfo_url"},
 		{"http loopback idp", func(c *Config) { c.OAuth2.UserinfoURL = "http://127.0.0.1:8080/userinfo" }, ""},
 		{"jwt without audience", func(c *Config) { c.OAuth2.Mode, c.OAuth2.Issuer = "jwt", "https://idp/" }, "oauth2.audiences"},
+		{"audiences in userinfo mode", func(c *Config) { c.OAuth2.Audiences = []string{"roundcube"} }, "oauth2.audiences"},
+		{"audiences in introspection mode", func(c *Config) {
+			c.OAuth2.Mode, c.OAuth2.IntrospectionURL, c.OAuth2.ClientID, c.OAuth2.ClientSecret = "introspection", "https://idp/i", "mg", "s"
+			c.OAuth2.Audiences = []string{"roundcube"}
+		}, ""},
+		{"literal over prelogin budget", func(c *Config) { c.Limits.MaxLiteralBytes, c.Limits.MaxPreloginBytes = 1<<20, 64<<10 },
+			"limits.max_literal_bytes"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			c := validConfig(t)

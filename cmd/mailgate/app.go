@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"os"
 	"strings"
 	"sync"
@@ -50,7 +51,9 @@ type appListener struct {
 
 // newApp builds everything from cfg and opens the listeners (so that a busy
 // port is reported before anything runs). cfg must have been validated.
-func newApp(cfg *config.Config, log *slog.Logger) (*app, error) {
+// openFiles is the process's open-files limit, which the connection caps
+// are fitted to (see fitToOpenFiles); 0 takes the caps as configured.
+func newApp(cfg *config.Config, log *slog.Logger, openFiles uint64) (*app, error) {
 	a := &app{cfg: cfg, log: log, metrics: newMetrics()}
 	pairs := []certs.Pair{{CertFile: cfg.TLS.CertFile, KeyFile: cfg.TLS.KeyFile}}
 	for _, p := range cfg.TLS.Certificates {
@@ -76,6 +79,8 @@ func newApp(cfg *config.Config, log *slog.Logger) (*app, error) {
 	if err != nil {
 		return nil, err
 	}
+	caps := fitToOpenFiles(cfg, openFiles, log)
+	opts.Limits.MaxConnections, opts.Limits.MaxPrelogin = orNoLimit(caps.sessions), orNoLimit(caps.prelogin)
 	opts.TLSConfig = store.TLSConfig(minTLS, "imap", "smtp")
 	opts.Observer = a.metrics
 	if a.throttle != nil {
@@ -257,6 +262,10 @@ func proxyOptions(cfg *config.Config, authn proxy.Authenticator, log *slog.Logge
 	if err != nil {
 		return proxy.Options{}, fmt.Errorf("smtp.backend: %w", err)
 	}
+	exempt, err := parsePrefixes(cfg.Limits.ExemptNetworks)
+	if err != nil {
+		return proxy.Options{}, fmt.Errorf("limits.exempt_networks: %w", err)
+	}
 	ch := auth.ChallengeOptions{Scope: "openid email"}
 	if len(cfg.OAuth2.RequiredScopes) > 0 {
 		ch.Scope = strings.Join(cfg.OAuth2.RequiredScopes, " ")
@@ -282,10 +291,18 @@ func proxyOptions(cfg *config.Config, authn proxy.Authenticator, log *slog.Logge
 			IdleTimeout:         cfg.Limits.IdleTimeout,
 			MaxConnections:      orNoLimit(cfg.Limits.MaxConnections),
 			MaxConnectionsPerIP: orNoLimit(cfg.Limits.MaxConnectionsPerIP),
+			MaxPrelogin:         orNoLimit(cfg.Limits.MaxPreloginConnections),
+			MaxPreloginPerIP:    orNoLimit(cfg.Limits.MaxPreloginPerIP),
+			IPv4Prefix:          cfg.Limits.IPv4Prefix,
+			IPv6Prefix:          cfg.Limits.IPv6Prefix,
+			ConnRate:            rateOrOff(cfg.Limits.ConnectionRatePerIP),
+			ConnBurst:           cfg.Limits.ConnectionBurstPerIP,
+			ExemptNetworks:      exempt,
 			HandshakeTimeout:    cfg.Limits.HandshakeTimeout,
 			CommandTimeout:      cfg.Limits.CommandTimeout,
 			MaxLine:             cfg.Limits.MaxLineBytes,
 			MaxLiteral:          cfg.Limits.MaxLiteralBytes,
+			MaxPreloginBytes:    cfg.Limits.MaxPreloginBytes,
 			MaxAuthFailures:     cfg.Limits.MaxAuthAttempts,
 		},
 		Passwords: proxy.PasswordOptions{
@@ -327,6 +344,27 @@ func orNoLimit(n int) int {
 		return -1
 	}
 	return n
+}
+
+// rateOrOff maps the configuration's 0 (no rate limit) to proxy's negative.
+func rateOrOff(r float64) float64 {
+	if r == 0 {
+		return -1
+	}
+	return r
+}
+
+// parsePrefixes parses CIDR networks, masking any host bits.
+func parsePrefixes(nets []string) ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for _, n := range nets {
+		p, err := netip.ParsePrefix(n)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, p.Masked())
+	}
+	return out, nil
 }
 
 // backend maps a backend section; it reads the CA file.

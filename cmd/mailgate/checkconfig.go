@@ -13,6 +13,8 @@ const checkConfigHelp = `Usage: mailgate check-config [--config FILE] [flags]
 Loads the configuration exactly as "mailgate serve" would (file, then
 MAILGATE_* environment variables, then flags), prints the effective
 configuration with secrets redacted, and lists every problem found.
+Warnings (risky but valid settings, connection caps that do not fit this
+process's hard open-files limit) do not change the exit status.
 Exit status 0: valid; 1: problems.
 `
 
@@ -32,6 +34,9 @@ func runCheckConfig(args []string, stdout, stderr io.Writer) int {
 	}
 	stdout.Write(out)
 	for _, w := range cfg.Warnings() {
+		fmt.Fprintf(stderr, "warning: %s\n", w)
+	}
+	if w := openFilesAdvice(cfg, hardOpenFiles()); w != "" {
 		fmt.Fprintf(stderr, "warning: %s\n", w)
 	}
 	if err := cfg.Validate(); err != nil {

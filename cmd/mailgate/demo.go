@@ -88,7 +88,7 @@ func runDemo(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	log, _ := newLogger(stderr, cfg.Log.Level, cfg.Log.Format)
-	a, err := newApp(&cfg, log)
+	a, err := newApp(&cfg, log, openFilesLimit(log))
 	if err != nil {
 		fmt.Fprintf(stderr, "mailgate demo: %v\n(if a port is busy, pick others with --imaps-port etc., or 0 for free ones)\n", err)
 		return 1

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	iofs "io/fs"
+	"log/slog"
 	"os"
 	"os/signal"
 	"syscall"
@@ -74,7 +75,7 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 	for _, w := range cfg.Warnings() {
 		log.Warn("config", "warning", w)
 	}
-	a, err := newApp(cfg, log)
+	a, err := newApp(cfg, log, openFilesLimit(log))
 	if a != nil {
 		a.level = level
 	}
@@ -94,4 +95,14 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 	}
 	log.Info("mailgate stopped")
 	return 0
+}
+
+// openFilesLimit raises the open-files limit as far as allowed and returns
+// it (0: unknown), for sizing the connection caps.
+func openFilesLimit(log *slog.Logger) uint64 {
+	limit, err := raiseOpenFiles()
+	if err != nil {
+		log.Warn("cannot raise the open-files limit", "limit", limit, "err", err)
+	}
+	return limit
 }

@@ -63,7 +63,7 @@ func startTestApp(t *testing.T, edit func(*config.Config)) *testApp {
 	logs := &bytes.Buffer{}
 	var mu sync.Mutex
 	log := slog.New(slog.NewTextHandler(lockedWriter{&mu, logs}, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	a, err := newApp(&cfg, log)
+	a, err := newApp(&cfg, log, 0)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -48,6 +48,10 @@ type serveRig struct {
 	imaps, smtps, httpAddr     string
 	cmd                        *exec.Cmd
 	logs                       *syncBuf
+	// extraYAML is appended to the configuration file (more sections).
+	extraYAML string
+	// wrapper runs mailgate through a command (e.g. prlimit ... --).
+	wrapper []string
 }
 
 func newServeRig(t *testing.T) *serveRig {
@@ -90,7 +94,7 @@ smtp:
   backend: {address: %s, tls: none, login: master}
 oauth2: {mode: userinfo, userinfo_url: %s/userinfo%s}
 http: {listen: %q}
-`, r.certFile, r.keyFile, r.d.MasterUser, pw, r.imaps, r.d.IMAPAddr, r.smtps, r.d.SMTPAddr, r.d.Issuer.URL(), oauth2, r.httpAddr)), 0o644)
+%s`, r.certFile, r.keyFile, r.d.MasterUser, pw, r.imaps, r.d.IMAPAddr, r.smtps, r.d.SMTPAddr, r.d.Issuer.URL(), oauth2, r.httpAddr, r.extraYAML)), 0o644)
 	if err != nil {
 		r.t.Fatal(err)
 	}
@@ -99,7 +103,8 @@ http: {listen: %q}
 // start runs mailgate and waits until /readyz answers.
 func (r *serveRig) start() {
 	r.t.Helper()
-	r.cmd = exec.CommandContext(r.ctx, r.bin, "serve", "--config", r.cfgFile)
+	argv := append(append([]string(nil), r.wrapper...), r.bin, "serve", "--config", r.cfgFile)
+	r.cmd = exec.CommandContext(r.ctx, argv[0], argv[1:]...)
 	r.cmd.Stdout, r.cmd.Stderr = r.logs, r.logs
 	if err := r.cmd.Start(); err != nil {
 		r.t.Fatal(err)

@@ -205,13 +205,20 @@ func newValidator(cfg *config.Config, log *slog.Logger, wrap func(auth.Validator
 }
 
 // newThrottle maps limits.auth_failures_per_ip (failures per minute before
-// delays start; 0 = no throttling) to the throttle shared by IMAP and SMTP.
+// delays start; 0 = no throttling) to the throttle shared by IMAP and SMTP;
+// it groups client addresses into networks as the connection caps do
+// (limits.ipv4_prefix, limits.ipv6_prefix).
 func newThrottle(cfg *config.Config, log *slog.Logger) *auth.Throttle {
 	n := cfg.Limits.AuthFailuresPerIP
 	if n <= 0 {
 		return nil
 	}
-	return auth.NewThrottle(auth.ThrottleOptions{Failures: n, Logger: log.With("component", "auth")})
+	return auth.NewThrottle(auth.ThrottleOptions{
+		Failures:   n,
+		IPv4Prefix: cfg.Limits.IPv4Prefix,
+		IPv6Prefix: cfg.Limits.IPv6Prefix,
+		Logger:     log.With("component", "auth"),
+	})
 }
 
 // printReport writes r for a person. It never prints the token.

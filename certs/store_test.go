@@ -538,3 +538,30 @@ func TestSelfSigned(t *testing.T) {
 		t.Errorf("LoadX509KeyPair = %v", err)
 	}
 }
+
+// TestTLSConfigNoCBC: a TLS 1.2 client that offers only CBC-SHA1 suites
+// fails the handshake; one with an AEAD suite succeeds.
+func TestTLSConfigNoCBC(t *testing.T) {
+	s := mustNew(t, mustWritePEM(t, t.TempDir(), "localhost")) // an ECDSA certificate
+	cfg := s.TLSConfig(tls.VersionTLS12)
+	for _, tc := range []struct {
+		suite uint16
+		ok    bool
+	}{
+		{tls.TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA, false},
+		{tls.TLS_ECDHE_ECDSA_WITH_AES_256_CBC_SHA, false},
+		{tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256, true},
+	} {
+		cli, srv := net.Pipe()
+		go func() {
+			tls.Server(srv, cfg).Handshake()
+			srv.Close()
+		}()
+		c := tls.Client(cli, &tls.Config{InsecureSkipVerify: true, MaxVersion: tls.VersionTLS12, CipherSuites: []uint16{tc.suite}})
+		err := c.Handshake()
+		cli.Close()
+		if (err == nil) != tc.ok {
+			t.Errorf("suite %s: handshake err = %v, want ok=%v", tls.CipherSuiteName(tc.suite), err, tc.ok)
+		}
+	}
+}

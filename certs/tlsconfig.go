@@ -12,12 +12,28 @@ import (
 // client that offers ALPN with no protocol in common fails the handshake
 // (which stops cross-protocol attacks such as ALPACA); clients that offer no
 // ALPN are unaffected. The caller may change the returned config.
+//
+// TLS 1.2 offers only forward-secret AEAD suites (ECDHE with AES-GCM or
+// ChaCha20-Poly1305): no CBC mode, no SHA-1 MAC, no RSA key exchange. Every
+// mail client of the last decade has them; TLS 1.3's suites are not
+// configurable and all AEAD.
 func (s *Store) TLSConfig(minVersion uint16, alpn ...string) *tls.Config {
 	return &tls.Config{
 		GetCertificate: s.GetCertificate,
 		MinVersion:     max(minVersion, tls.VersionTLS12),
 		NextProtos:     slices.Clone(alpn),
+		CipherSuites:   slices.Clone(tls12Suites),
 	}
+}
+
+// tls12Suites are the TLS 1.2 cipher suites offered to clients.
+var tls12Suites = []uint16{
+	tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
+	tls.TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
+	tls.TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
+	tls.TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
+	tls.TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
+	tls.TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
 }
 
 // ParseMinVersion maps the configuration's tls.min_version ("1.2" or "1.3";

@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -56,4 +57,49 @@ func TestSecurityManyLiteralsCommand(t *testing.T) {
 	c.expect("+ ")
 	c.send("y {1}")
 	c.expect("a2 BAD Too many literals")
+}
+
+// TestIMAPSyntaxErrorsThenBye: a syntax error is answered with BAD and the
+// conversation goes on (it used to close silently); too many end with BYE.
+func TestIMAPSyntaxErrorsThenBye(t *testing.T) {
+	fb := startFakeIMAPBackend(t)
+	tp := newTestProxy(t, Options{Authenticator: fakeAuthenticator, IMAPBackend: Backend{Address: fb.addr}})
+	c := dialPlain(t, tp.plainAddr)
+	c.expect("* OK")
+	c.send("a1 LOGIN (")
+	c.expect("a1 BAD Unterminated list")
+	c.send("a2 NOOP")
+	c.expect("a2 OK")
+	io.WriteString(c.c, "a3 X {3+}\r\nab\x00\r\n")
+	c.expect("a3 BAD NUL in literal")
+	c.send("a4 NOOP")
+	c.expect("a4 OK")
+	c.send("* NOOP")
+	c.expect("* BAD Invalid tag")
+	c.expect("* BYE Too many invalid commands.")
+	c.expectClosed()
+}
+
+// TestALPNPerProtocol: the IMAP listeners accept the "imap" ALPN identifier
+// and refuse "smtp" (a cross-protocol redirect, ALPACA); clients offering
+// no ALPN are unaffected.
+func TestALPNPerProtocol(t *testing.T) {
+	fb := startFakeIMAPBackend(t)
+	serverTLS, clientTLS := testTLS(t)
+	serverTLS.NextProtos = []string{"imap", "smtp"} // as cmd/mailgate configures it
+	tp := newTestProxy(t, Options{Authenticator: fakeAuthenticator, IMAPBackend: Backend{Address: fb.addr}, TLSConfig: serverTLS})
+	for _, tc := range []struct {
+		alpn []string
+		ok   bool
+	}{{nil, true}, {[]string{"imap"}, true}, {[]string{"smtp"}, false}, {[]string{"http/1.1"}, false}} {
+		cfg := clientTLS.Clone()
+		cfg.NextProtos = tc.alpn
+		c, err := tls.Dial("tcp", tp.tlsAddr, cfg)
+		if err == nil {
+			c.Close()
+		}
+		if (err == nil) != tc.ok {
+			t.Errorf("ALPN %v: dial err = %v, want ok=%v", tc.alpn, err, tc.ok)
+		}
+	}
 }

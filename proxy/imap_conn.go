@@ -164,7 +164,7 @@ func (c *imapConn) setStream(nc net.Conn) {
 
 // handshake runs a server TLS handshake on nc under the handshake deadline.
 func (c *imapConn) handshake(nc net.Conn) (*tls.Conn, error) {
-	cfg := c.s.opts.TLSConfig
+	cfg := c.s.tls.imap
 	tc := tls.Server(nc, cfg)
 	dl := earliest(time.Now().Add(c.s.limits.HandshakeTimeout), c.deadline)
 	nc.SetDeadline(dl)
@@ -220,7 +220,10 @@ func (c *imapConn) preauth(ctx context.Context) (*imapSession, error) {
 		}
 		cmd, err := c.r.readCommand()
 		if err != nil {
-			return nil, c.readError(err)
+			if err := c.readError(err); err != nil {
+				return nil, err
+			}
+			continue // answered with BAD; the stream is at a line boundary
 		}
 		sess, err := c.dispatch(ctx, cmd)
 		if sess != nil || err != nil {

@@ -325,12 +325,12 @@ func (p *cmdParser) parseLiteral() (imapArg, error) {
 		}
 		return imapArg{}, err
 	}
-	if bytes.IndexByte(buf, 0) >= 0 {
-		return imapArg{}, p.syntax("NUL in literal")
-	}
 	line, err := p.r.readLine()
 	if err != nil {
 		return imapArg{}, err
+	}
+	if bytes.IndexByte(buf, 0) >= 0 {
+		return imapArg{}, p.syntax("NUL in literal") // after the rest of the line: in step
 	}
 	p.line = line
 	return imapArg{Kind: argString, Value: string(buf)}, nil

@@ -52,6 +52,7 @@ type seat struct {
 	key    netip.Prefix // the client network; invalid when unknown
 	exempt bool
 	conn   net.Conn // closed when the seat is taken by a newer connection
+	seq    uint64   // admission order
 	state  seatState
 }
 
@@ -65,6 +66,7 @@ type pools struct {
 	preTotal int
 	in       map[netip.Prefix]int // logged-in seats per network
 	inTotal  int
+	seq      uint64
 }
 
 func newPools(lim Limits) *pools {
@@ -130,30 +132,38 @@ func (p *pools) admit(c net.Conn) (st *seat, evicted net.Conn, reason string) {
 		victim.state = seatGone
 		evicted = victim.conn
 	}
-	st = &seat{p: p, key: key, exempt: exempt, conn: c}
+	p.seq++
+	st = &seat{p: p, key: key, exempt: exempt, conn: c, seq: p.seq}
 	p.pre[key] = append(p.pre[key], st)
 	p.preTotal++
 	return st, evicted, ""
 }
 
 // busiestLocked returns the oldest pre-login seat of the network holding the
-// most, preferring networks that are not exempt.
+// most, preferring networks that are not exempt; among networks holding as
+// many, the one whose oldest seat is oldest.
 func (p *pools) busiestLocked() *seat {
 	var best []*seat
-	bestExempt := true
 	for _, list := range p.pre {
-		if len(list) == 0 {
-			continue
-		}
-		ex := list[0].exempt
-		if best == nil || (bestExempt && !ex) || (ex == bestExempt && len(list) > len(best)) {
-			best, bestExempt = list, ex
+		if len(list) > 0 && (best == nil || evictBefore(list, best)) {
+			best = list
 		}
 	}
 	if best == nil {
 		return nil
 	}
 	return best[0]
+}
+
+// evictBefore reports whether network a's oldest seat goes before b's.
+func evictBefore(a, b []*seat) bool {
+	if ea, eb := a[0].exempt, b[0].exempt; ea != eb {
+		return eb
+	}
+	if len(a) != len(b) {
+		return len(a) > len(b)
+	}
+	return a[0].seq < b[0].seq
 }
 
 func (p *pools) removePreLocked(st *seat) {

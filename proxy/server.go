@@ -30,6 +30,7 @@ type Server struct {
 
 	pools   *pools
 	refusal refusalLog
+	tls     tlsConfigs // per-protocol copies of opts.TLSConfig
 
 	mu       sync.Mutex
 	closing  bool
@@ -73,6 +74,7 @@ func New(opts Options) (*Server, error) {
 		shutdown: make(chan struct{}),
 	}
 	s.pools = newPools(s.limits)
+	s.tls = newTLSConfigs(opts.TLSConfig)
 	s.shutdownCtx, s.startShutdown = context.WithCancel(context.Background())
 	s.drainCtx, s.expireDrain = context.WithCancel(context.Background())
 	return s, nil

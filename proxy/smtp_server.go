@@ -269,7 +269,7 @@ func (f *smtpFront) handle(ctx context.Context, raw net.Conn, ci connInfo) {
 	cc.setTop(cc)
 	var view *smtpTLSView
 	if implicitTLS {
-		tc := tls.Server(cc, f.s.opts.TLSConfig)
+		tc := tls.Server(cc, f.s.tls.smtp)
 		cc.SetDeadline(start.Add(lim.HandshakeTimeout))
 		err := tc.HandshakeContext(ctx)
 		cc.SetDeadline(time.Time{})

@@ -106,7 +106,7 @@ func (f *smtpFront) startTLS(cc *smtpClientConn, br *bufio.Reader, w func(string
 	if err := w(smtpPreTLSReady); err != nil {
 		return nil, err
 	}
-	tc := tls.Server(cc, f.s.opts.TLSConfig)
+	tc := tls.Server(cc, f.s.tls.smtp)
 	cc.SetDeadline(earliest(time.Now().Add(f.s.limits.HandshakeTimeout), cc.preauthEnd))
 	err := tc.Handshake()
 	cc.SetDeadline(time.Time{})

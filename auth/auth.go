@@ -19,9 +19,10 @@
 //
 // Cache puts any of them behind a SHA-256-keyed cache with singleflight and
 // a bound on concurrent provider calls; TokenAuthenticator applies the
-// identity Policy; Throttled applies a Throttle (per-IP and per-user
-// failure delays and blocks) around any Authenticator; Explain says why a
-// token is accepted or refused ("mailgate token").
+// identity Policy; Throttled applies a Throttle (per-address failure delays
+// and blocks) around token logins, and Throttle.Begin serialises and delays
+// password attempts per user; Explain says why a token is accepted or
+// refused ("mailgate token").
 //
 // References: RFC 4422 (SASL), RFC 4616 (PLAIN), RFC 7628 (OAUTHBEARER),
 // Google's XOAUTH2 protocol, RFC 7662 (token introspection), OpenID Connect
@@ -73,8 +74,8 @@ type Credentials struct {
 
 // Identity is who the client is after a successful authentication.
 type Identity struct {
-	// User is the mailbox address, lower-cased and safe to put on a protocol
-	// line (no CR, LF, NUL, space, quote, backslash, control characters).
+	// User is the mailbox address, its ASCII letters lower-cased, and safe
+	// to put on a protocol line (see SafeMailbox and ParseMailbox).
 	User string
 	// Mechanism that was used.
 	Mechanism string

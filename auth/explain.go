@@ -118,6 +118,10 @@ func hints(r Report, now time.Time) []string {
 	if exp, ok := r.Unverified.Time("exp"); ok && !now.Before(exp) {
 		out = append(out, "the token's exp ("+exp.UTC().Format(time.RFC3339)+") is "+now.Sub(exp).Round(time.Second).String()+" in the past")
 	}
+	if r.Source != SourceJWT && errors.Is(r.Err, ErrInvalidCredentials) && looksLikeIDToken(r.Unverified) {
+		out = append(out, "the token looks like an OpenID ID token (nonce, at_hash, c_hash or typ ID): "+
+			"the client must send the access_token of the token response, not the id_token")
+	}
 	if exp, ok := r.Unverified.Time("exp"); ok && now.Before(exp) && r.Claims == nil &&
 		errors.Is(r.Err, ErrInvalidCredentials) && r.Source != SourceJWT {
 		out = append(out, "the token has not expired (exp "+exp.UTC().Format(time.RFC3339)+

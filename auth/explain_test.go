@@ -90,6 +90,36 @@ func TestExplain(t *testing.T) {
 	}
 }
 
+// "mailgate token" says plainly why an ID token is refused: in jwt mode by
+// the validator, elsewhere as a hint next to the provider's refusal.
+func TestExplainIDToken(t *testing.T) {
+	idp := newStubIdP(t)
+	k := newTestKey(t, jose.ES256, "k", 0)
+	idp.publish(k)
+	jwtV, err := NewJWTValidator(JWTOptions{Issuer: idp.Issuer, Audiences: []string{"roundcube"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	claims := goodClaims(idp.Issuer, time.Now())
+	delete(claims, "scope")
+	claims["aud"], claims["nonce"], claims["at_hash"] = "roundcube", "n-0S6_WzA2Mj", "77QmUPtjPfzWtF2AnpK9RQ"
+	tok := k.sign(t, claims, "JWT", nil)
+
+	r := Explain(context.Background(), jwtV, Policy{}, tok)
+	want := `jwt: this is an OpenID ID token, not an access token: it carries "nonce", a claim of ID tokens only; ` +
+		"the client must send the access_token of the token response, not the id_token"
+	if !errors.Is(r.Err, ErrInvalidCredentials) || r.Reason != want || r.Identity != "" {
+		t.Errorf("jwt: err %v\nreason %q\nwant   %q", r.Err, r.Reason, want)
+	}
+
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(401) }))
+	defer srv.Close()
+	r = Explain(context.Background(), UserinfoValidator{URL: srv.URL}, Policy{}, tok)
+	if !strings.Contains(fmt.Sprint(r.Hints), "looks like an OpenID ID token") {
+		t.Errorf("userinfo: hints %q", r.Hints)
+	}
+}
+
 func TestAutoValidatorRouting(t *testing.T) {
 	idp := newStubIdP(t)
 	k := newTestKey(t, jose.ES256, "k", 0)

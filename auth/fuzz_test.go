@@ -253,3 +253,38 @@ func FuzzJWTValidate(f *testing.F) {
 		}
 	})
 }
+
+// FuzzParseMailbox: what ParseMailbox accepts is one safe address whose
+// only change is ASCII lower-casing, and it is idempotent.
+func FuzzParseMailbox(f *testing.F) {
+	for _, s := range []string{
+		"alice@example.test", "Alice@Example.test", "alice@example.test\u00a0", "ali\u200bce@example.test",
+		" alice@example.test", "a@b\r\nA1 LOGOUT", "\ufeffa@b", "a@b\u2028", "j\u00fcrgen@\u4f8b\u3048.jp",
+		"a@evil@example.test", "@x", "x@", "a@b..c", "\u212a@x", "a\xffb@c",
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		got, err := ParseMailbox(s)
+		if err != nil {
+			if !errors.Is(err, ErrInvalidCredentials) || got != "" {
+				t.Fatalf("ParseMailbox(%q) = %q, %v", s, got, err)
+			}
+			return
+		}
+		if len(got) != len(s) || !sameMailbox(got, s) || strings.Count(got, "@") != 1 || !SafeMailbox(got) {
+			t.Fatalf("ParseMailbox(%q) = %q", s, got)
+		}
+		for i := 0; i < len(s); i++ {
+			if c := s[i]; got[i] != c && !('A' <= c && c <= 'Z' && got[i] == c+32) {
+				t.Fatalf("ParseMailbox(%q) changed byte %d", s, i)
+			}
+		}
+		if again, err := ParseMailbox(got); err != nil || again != got {
+			t.Fatalf("not idempotent: %q -> %q, %v", got, again, err)
+		}
+		if _, err := (Policy{}).Mailbox(Claims{"email": s}); err != nil {
+			t.Fatalf("Policy refused what ParseMailbox accepts: %v", err)
+		}
+	})
+}

@@ -2,7 +2,9 @@ package auth
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -216,5 +218,70 @@ func TestExplainAgainstHydra(t *testing.T) {
 	}
 	if st := v.Stats(); st.ProviderCalls != 0 {
 		t.Errorf("Explain used the cache: %+v", st)
+	}
+}
+
+// TestSecurityIDTokenRefusedInJWTMode: the OpenID ID token Hydra returns
+// next to the access token (aud = the client, which audiences lists; at_hash,
+// sid; header typ JWT, signed with a key of the same JWKS) is not a bearer
+// credential. Before, jwt and auto modes accepted it. It is refused as
+// invalid credentials: counted by the throttle and cached negatively.
+func TestSecurityIDTokenRefusedInJWTMode(t *testing.T) {
+	h := testenv.SharedHydra(t)
+	tok, err := h.Mint(context.Background(), "alice@example.test", testenv.TokenOptions{})
+	if err != nil {
+		t.Fatalf("mint: %v", err)
+	}
+	if tok.IDToken == "" {
+		t.Fatal("Hydra returned no id_token")
+	}
+	parsed, err := parseJWT(tok.IDToken)
+	if err != nil {
+		t.Fatalf("id_token: %v", err)
+	}
+	aud, _ := parsed.Claims.Strings("aud")
+	if !slices.Contains(aud, h.Audience) || parsed.Claims["email"] != "alice@example.test" {
+		t.Fatalf("the id_token would not test the attack: aud %v, claims %v", aud, parsed.Claims)
+	}
+
+	jwtV, err := NewJWTValidator(JWTOptions{Issuer: h.Issuer, Audiences: []string{h.Audience}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	intro := IntrospectionValidator{URL: h.IntrospectionURL, ClientID: h.ClientID, ClientSecret: h.ClientSecret}
+	const ip = "192.0.2.44:1234"
+	for _, m := range []struct {
+		name string
+		v    Validator
+	}{
+		{"jwt", jwtV},
+		{"auto", AutoValidator{JWT: jwtV, Fallback: intro}},
+	} {
+		t.Run(m.name, func(t *testing.T) {
+			cache := NewCache(m.v, CacheOptions{TTL: time.Hour, NegativeTTL: time.Hour})
+			th := NewThrottle(ThrottleOptions{Logger: discardLogger()})
+			a := Throttled{T: th, Next: TokenAuthenticator{Validator: cache, Policy: Policy{RequireEmailVerified: true}, Logger: discardLogger()}}
+			for i := range 2 {
+				id, err := a.Authenticate(context.Background(), Credentials{Mechanism: MechXOAUTH2, User: "alice@example.test", Token: tok.IDToken, RemoteAddr: ip})
+				if !errors.Is(err, ErrInvalidCredentials) || errors.Is(err, ErrUnavailable) || !strings.Contains(err.Error(), "this is an OpenID ID token, not an access token") {
+					t.Fatalf("attempt %d: %+v, %v; want an ID-token refusal", i, id, err)
+				}
+			}
+			if st := cache.Stats(); st.NegativeHits != 1 || st.ProviderCalls != 1 {
+				t.Errorf("not cached negatively: %+v", st)
+			}
+			if p := th.entries[th.ipGroup(ip)]; p == nil || p.score < 1.9 { // two failures, draining in real time
+				t.Errorf("not counted for the address: %+v", p)
+			}
+			// The access token of the same response passes.
+			id, err := a.Authenticate(context.Background(), Credentials{Mechanism: MechXOAUTH2, User: "alice@example.test", Token: tok.AccessToken, RemoteAddr: ip})
+			if err != nil || id.User != "alice@example.test" || id.Source != SourceJWT {
+				t.Errorf("access token: %+v, %v", id, err)
+			}
+		})
+	}
+	r := Explain(context.Background(), jwtV, Policy{}, tok.IDToken)
+	if !strings.HasPrefix(r.Reason, "jwt: this is an OpenID ID token, not an access token: it carries ") {
+		t.Errorf("Explain: %q", r.Reason)
 	}
 }

@@ -85,9 +85,17 @@ var errRateLimited = errors.New("jwks fetch rate-limited")
 // lookup returns the keys that may have signed a token with this kid and
 // alg. It fetches the key set when it was never fetched, refreshes it in the
 // background when it is stale, and refetches it at once (at most once per
-// refetch interval) when kid is unknown. Errors: ErrUnavailable wrapped (no
-// key set, or kid unknown while refetching is rate-limited and the token
-// may be newer than the set), or errUnknownKey when kid is not published.
+// refetch interval, whoever asks) when kid is unknown.
+//
+// Errors: errUnknownKey when kid is not published: the set fetched now, or
+// successfully since the last unknown-kid refetch (so at most refetch ago),
+// does not hold it. The caller refuses the token as invalid credentials,
+// which the throttle counts and the cache remembers, so a stream of forged
+// kids costs the provider at most one JWKS request per refetch interval.
+// ErrUnavailable wrapped when the keys cannot be had: no key set, a fetch
+// that fails, or kid unknown while the last refetch failed and another is
+// rate-limited. A key that a provider starts signing with less than
+// refetch after an unknown-kid refetch is refused until the next one.
 func (s *keySet) lookup(ctx context.Context, kid, alg string, issuedAt time.Time) (lookupResult, error) {
 	s.mu.Lock()
 	never := s.fetchedAt.IsZero()
@@ -124,19 +132,22 @@ func (s *keySet) lookup(ctx context.Context, kid, alg string, issuedAt time.Time
 	err := s.fetch(ctx, fetchUnknownKid)
 	s.mu.Lock()
 	keys, fetchedAt = matchKeys(s.keys, kid, alg), s.fetchedAt
-	next := s.lastKidFetch.Add(s.refetch)
+	lastKidFetch := s.lastKidFetch
+	next := lastKidFetch.Add(s.refetch)
 	s.mu.Unlock()
 	switch {
 	case len(keys) > 0:
 		return lookupResult{keys: keys, fetchedAt: fetchedAt}, nil
 	case errors.Is(err, errRateLimited):
-		if !issuedAt.IsZero() && issuedAt.Before(fetchedAt) {
-			// The set was fetched after the token was issued and does
-			// not hold its key.
+		if !fetchedAt.Before(lastKidFetch) || (!issuedAt.IsZero() && issuedAt.Before(fetchedAt)) {
+			// The set was fetched successfully since the last
+			// unknown-kid refetch (within the refetch interval), or after
+			// the token was issued, and does not hold its key.
 			return lookupResult{fetchedAt: fetchedAt}, errUnknownKey
 		}
+		// That refetch failed: the cached set may be out of date.
 		return lookupResult{fetchedAt: fetchedAt}, fmt.Errorf(
-			"%w: jwt: signing key %q is not in the cached JWKS, and refetching it is rate-limited (next in %s)",
+			"%w: jwt: signing key %q is not in the cached JWKS, the last refetch failed, and refetching is rate-limited (next in %s)",
 			ErrUnavailable, kid, next.Sub(now).Round(time.Second))
 	case err != nil:
 		return lookupResult{}, err

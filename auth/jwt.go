@@ -82,6 +82,12 @@ type JWTOptions struct {
 // in the future (with Skew), "aud", "azp" or "client_id" in Audiences, header "typ"
 // absent, "JWT" or "at+jwt".
 //
+// Access tokens only: an OpenID ID token ("nonce", "at_hash" or "c_hash",
+// or Keycloak's payload "typ" "ID"), and a "JWT"-typed or untyped token
+// with none of "scope", "scp" and "client_id", is refused (see
+// accessTokenProblem). Hydra, Keycloak (18 and later) and RFC 9068
+// providers need no setting for this.
+//
 // Trade-off: a JWT is valid until its "exp" whatever happens at the
 // provider. A revoked token, or one of a disabled user, is accepted until it
 // expires; use introspection (or userinfo) when revocation must take effect
@@ -240,6 +246,9 @@ func (v *JWTValidator) Validate(ctx context.Context, token string) (Claims, erro
 	if iss, _ := claims.String("iss"); iss != v.issuer {
 		return nil, fmt.Errorf("%w: jwt: issuer %q is not %q", ErrInvalidCredentials, iss, v.issuer)
 	}
+	if why := accessTokenProblem(t.Header.Typ, claims); why != "" {
+		return nil, fmt.Errorf("%w: jwt: %s", ErrInvalidCredentials, why)
+	}
 	if err := v.checkClaims(claims); err != nil {
 		return nil, err
 	}
@@ -305,14 +314,6 @@ func checkAudience(source string, c Claims, audiences []string) error {
 		what += " (" + strings.Join(got, ", ") + ")"
 	}
 	return fmt.Errorf("%w: %s: wrong audience: %s not in %s", ErrInvalidCredentials, source, what, fmtList(audiences))
-}
-
-// acceptableTyp reports whether a JOSE "typ" header fits an access token:
-// absent, "JWT" or RFC 9068's "at+jwt" (optionally "application/"-prefixed),
-// case-insensitively.
-func acceptableTyp(typ string) bool {
-	t := strings.ToLower(strings.TrimPrefix(strings.ToLower(typ), "application/"))
-	return t == "" || t == "jwt" || t == "at+jwt"
 }
 
 func fmtList(ss []string) string {

@@ -286,13 +286,31 @@ func TestJWTUnknownKidRefetchRateLimited(t *testing.T) {
 		t.Fatalf("JWKS requests after 20 forged kids = %d, want 2", n)
 	}
 
-	// The provider rotates within the refetch interval; a token issued
-	// after our last fetch gets "unavailable" (retry), not "invalid".
-	idp.publish(rotated)
+	// Forged kids without "iat", or with an "iat" after the last fetch
+	// (the forger chooses it): refused as invalid too, since the set was
+	// fetched at most 30 s ago, so they are counted and cached.
 	clock.Advance(10 * time.Second)
+	for _, c := range []map[string]any{goodClaims(idp.Issuer, clock.Now()), func() map[string]any {
+		c := goodClaims(idp.Issuer, clock.Now())
+		delete(c, "iat")
+		return c
+	}()} {
+		_, err := v.Validate(ctx, forged.sign(t, c, "JWT", nil))
+		if !errors.Is(err, ErrInvalidCredentials) || errors.Is(err, ErrUnavailable) || !strings.Contains(err.Error(), `unknown signing key: kid "forged"`) {
+			t.Fatalf("forged kid, iat %v: %v", c["iat"], err)
+		}
+	}
+	if n := idp.jwksReqs.Load(); n != 2 {
+		t.Fatalf("JWKS requests = %d, want 2", n)
+	}
+
+	// The documented cost: a key the provider starts signing with within
+	// the refetch interval after an unknown-kid refetch is refused until
+	// the next refetch.
+	idp.publish(rotated)
 	fresh := rotated.sign(t, goodClaims(idp.Issuer, clock.Now()), "JWT", nil)
 	_, err = v.Validate(ctx, fresh)
-	if !errors.Is(err, ErrUnavailable) || !strings.Contains(err.Error(), "rate-limited (next in 20s)") {
+	if !errors.Is(err, ErrInvalidCredentials) || !strings.Contains(err.Error(), `unknown signing key: kid "rotated"`) {
 		t.Fatalf("new kid within the interval: %v", err)
 	}
 	clock.Advance(DefaultJWKSRefetch)
@@ -315,6 +333,102 @@ func TestJWTUnknownKidRefetchRateLimited(t *testing.T) {
 	}
 	if n := idp.jwksReqs.Load(); n != 3 {
 		t.Errorf("JWKS requests = %d, want 3 (one refetch for 50 concurrent validations)", n)
+	}
+}
+
+// An unknown kid while the provider fails: ErrUnavailable (not counted,
+// not cached), both at once and while refetching is rate-limited.
+func TestJWTUnknownKidProviderDown(t *testing.T) {
+	idp := newStubIdP(t)
+	known := newTestKey(t, jose.RS256, "known", 0)
+	idp.publish(known)
+	clock := newFakeClock(time.Now().Truncate(time.Second))
+	v, err := NewJWTValidator(JWTOptions{Issuer: idp.Issuer, Now: clock.Now, Logger: discardLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if err := v.Refresh(ctx); err != nil {
+		t.Fatal(err)
+	}
+	idp.setJWKSHandler(status(503, ""))
+	clock.Advance(time.Minute)
+	other := &testKey{alg: jose.RS256, kid: "other", priv: newTestKey(t, jose.RS256, "", 1).priv}
+	tok := other.sign(t, goodClaims(idp.Issuer, clock.Now()), "JWT", nil)
+	for i, advance := range []time.Duration{0, 0, jwksRetryAfterFailure, 5 * time.Second} {
+		clock.Advance(advance)
+		_, err := v.Validate(ctx, tok)
+		if !errors.Is(err, ErrUnavailable) {
+			t.Fatalf("attempt %d: %v, want ErrUnavailable", i, err)
+		}
+	}
+	if n := idp.jwksReqs.Load(); n != 2 {
+		t.Errorf("JWKS requests = %d, want 2 (the refresh and one refetch)", n)
+	}
+	// The provider is back: after the interval the kid is looked up again
+	// and, still unknown, refused as invalid.
+	idp.setJWKSHandler(nil)
+	clock.Advance(DefaultJWKSRefetch)
+	if _, err := v.Validate(ctx, tok); !errors.Is(err, ErrInvalidCredentials) || errors.Is(err, ErrUnavailable) {
+		t.Fatalf("provider back: %v", err)
+	}
+}
+
+// TestJWTAccessTokensOnly: ID tokens and tokens without access-token
+// claims are refused, locally signed in the shapes real providers use.
+func TestJWTAccessTokensOnly(t *testing.T) {
+	idp := newStubIdP(t)
+	rs := newTestKey(t, jose.RS256, "rs1", 0)
+	idp.publish(rs)
+	now := time.Now().Truncate(time.Second)
+	v, err := NewJWTValidator(JWTOptions{Issuer: idp.Issuer, Audiences: []string{"roundcube", "mailgate"}, Now: newFakeClock(now).Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := func(changes map[string]any) map[string]any {
+		c := map[string]any{"iss": idp.Issuer, "sub": "u1", "exp": now.Add(time.Hour).Unix(), "iat": now.Unix(),
+			"email": "alice@example.test", "email_verified": true}
+		for k, val := range changes {
+			c[k] = val
+		}
+		return c
+	}
+	const idToken = "this is an OpenID ID token, not an access token"
+	tests := []struct {
+		name   string
+		typ    string
+		claims map[string]any
+		want   string // "" = accepted
+	}{
+		{"Hydra access token", "JWT", base(map[string]any{"aud": []string{"mailgate"}, "client_id": "mailgate", "scp": []string{"openid", "email"}}), ""},
+		{"Keycloak access token", "JWT", base(map[string]any{"aud": "account", "azp": "roundcube", "typ": "Bearer", "scope": "openid email", "sid": "s"}), ""},
+		{"RFC 9068 at+jwt", "at+jwt", base(map[string]any{"aud": "mailgate", "client_id": "roundcube"}), ""},
+		{"RFC 9068 application/AT+JWT", "application/AT+JWT", base(map[string]any{"aud": "mailgate", "client_id": "roundcube", "scope": "mail"}), ""},
+		{"at+jwt without scope or client_id", "at+jwt", base(map[string]any{"aud": "mailgate"}), ""},
+		{"no typ, scope", "", base(map[string]any{"aud": "mailgate", "scope": "mail"}), ""},
+
+		{"Hydra ID token", "JWT", base(map[string]any{"aud": []string{"mailgate"}, "at_hash": "x", "sid": "s", "rat": 1, "auth_time": 1}), idToken + `: it carries "at_hash"`},
+		{"ID token with nonce", "JWT", base(map[string]any{"aud": "roundcube", "nonce": "n", "azp": "roundcube"}), idToken + `: it carries "nonce"`},
+		{"ID token with c_hash", "", base(map[string]any{"aud": "roundcube", "c_hash": "c"}), idToken + `: it carries "c_hash"`},
+		{"Keycloak ID token", "JWT", base(map[string]any{"aud": "roundcube", "azp": "roundcube", "typ": "ID", "sid": "s"}), idToken + `: its payload typ is "ID"`},
+		{"ID token claims in an at+jwt", "at+jwt", base(map[string]any{"aud": "mailgate", "client_id": "x", "nonce": "n"}), idToken},
+		{"Keycloak refresh token", "JWT", base(map[string]any{"aud": "mailgate", "typ": "Refresh", "scope": "openid"}), `not an access token: its payload typ is "Refresh"`},
+		{"bare ID token (no markers at all)", "JWT", base(map[string]any{"aud": "roundcube"}), `none of the access-token claims "scope", "scp" or "client_id"`},
+		{"bare, no typ", "", base(map[string]any{"aud": "roundcube", "azp": "roundcube"}), "none of the access-token claims"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := v.Validate(context.Background(), rs.sign(t, tt.claims, tt.typ, nil))
+			if tt.want == "" {
+				if err != nil {
+					t.Fatalf("refused: %v", err)
+				}
+				return
+			}
+			if !errors.Is(err, ErrInvalidCredentials) || errors.Is(err, ErrUnavailable) || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("Validate: %v; want ErrInvalidCredentials with %q", err, tt.want)
+			}
+		})
 	}
 }
 

@@ -3,15 +3,10 @@ package auth
 import (
 	"fmt"
 	"strings"
-	"unicode"
-	"unicode/utf8"
 )
 
 // DefaultUsernameClaim is the claim used when Policy.UsernameClaim is empty.
 const DefaultUsernameClaim = "email"
-
-// maxMailbox is the longest mailbox name accepted (RFC 5321 path limit).
-const maxMailbox = 254
 
 // Policy turns validated token claims into a mailbox name. The zero Policy
 // uses the "email" claim and checks nothing else.
@@ -22,15 +17,19 @@ type Policy struct {
 	// not true (bool true or the string "true").
 	RequireEmailVerified bool
 	// AllowedDomains, when non-empty, lists the domains (the part after the
-	// last "@", compared case-insensitively) that may log in.
+	// "@", compared ignoring ASCII case only) that may log in.
 	AllowedDomains []string
 	// RequiredScopes must all be granted, in "scope" (space-separated) or
 	// "scp" (array or space-separated string).
 	RequiredScopes []string
 }
 
-// Mailbox returns the lower-cased mailbox the claims prove, or an error
-// wrapping ErrInvalidCredentials whose text says why (for logs only).
+// Mailbox returns the mailbox the claims prove, or an error wrapping
+// ErrInvalidCredentials whose text says why (for logs and "mailgate token",
+// never for the client). The claim is taken strictly (see ParseMailbox):
+// only its ASCII letters are lower-cased; a value with white space, control
+// or format characters anywhere, or that is not one address, is refused,
+// not trimmed or normalised.
 func (p Policy) Mailbox(c Claims) (string, error) {
 	name := p.UsernameClaim
 	if name == "" {
@@ -44,10 +43,13 @@ func (p Policy) Mailbox(c Claims) (string, error) {
 	if !ok {
 		return "", refuse("claim %q is not a string", name)
 	}
-	mbox := strings.ToLower(strings.TrimSpace(s))
-	if why := unsafeMailbox(mbox); why != "" {
+	if why := mailboxProblem(s); why != "" {
+		if strings.HasPrefix(why, "contains") {
+			why += " (claims are taken as they are, never trimmed or normalised)"
+		}
 		return "", refuse("claim %q %s", name, why)
 	}
+	mbox := asciiLower(s)
 	if p.RequireEmailVerified {
 		switch v := c["email_verified"].(type) {
 		case bool:
@@ -65,10 +67,7 @@ func (p Policy) Mailbox(c Claims) (string, error) {
 		}
 	}
 	if len(p.AllowedDomains) > 0 {
-		at := strings.LastIndexByte(mbox, '@')
-		if at < 0 {
-			return "", refuse("mailbox %q has no domain", mbox)
-		}
+		at := strings.IndexByte(mbox, '@') // ParseMailbox rules: exactly one
 		if domain := mbox[at+1:]; !p.domainAllowed(domain) {
 			return "", refuse("domain %q not allowed", domain)
 		}
@@ -85,7 +84,7 @@ func refuse(format string, args ...any) error {
 
 func (p Policy) domainAllowed(domain string) bool {
 	for _, d := range p.AllowedDomains {
-		if strings.EqualFold(strings.TrimPrefix(strings.TrimSpace(d), "@"), domain) {
+		if sameMailbox(strings.TrimPrefix(strings.TrimSpace(d), "@"), domain) { // ASCII case only
 			return true
 		}
 	}
@@ -113,35 +112,4 @@ func (p Policy) missingScopes(c Claims) []string {
 		}
 	}
 	return missing
-}
-
-// SafeMailbox reports whether s can be put on an IMAP or SMTP line as is:
-// non-empty, at most 254 bytes, valid UTF-8, and free of spaces, control
-// characters (CR, LF, NUL, tab, DEL included) and the characters
-// " \ ( ) { } % *.
-func SafeMailbox(s string) bool {
-	return unsafeMailbox(s) == ""
-}
-
-// unsafeMailbox returns why s is not a safe mailbox, or "".
-func unsafeMailbox(s string) string {
-	switch {
-	case s == "":
-		return "is empty"
-	case len(s) > maxMailbox:
-		return fmt.Sprintf("is longer than %d bytes", maxMailbox)
-	case !utf8.ValidString(s):
-		return "is not valid UTF-8"
-	}
-	for _, r := range s {
-		switch {
-		case unicode.IsControl(r):
-			return "contains a control character"
-		case unicode.IsSpace(r):
-			return "contains a space"
-		case strings.ContainsRune(`"\(){}%*`, r):
-			return fmt.Sprintf("contains %q", r)
-		}
-	}
-	return ""
 }

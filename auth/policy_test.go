@@ -18,14 +18,21 @@ func TestPolicyMailbox(t *testing.T) {
 		wantMsg string // substring of the error
 	}{
 		{"default email", Policy{}, `{"email":"Alice@Example.COM"}`, "alice@example.com", ""},
-		{"trimmed", Policy{}, `{"email":"  alice@example.com\t"}`, "alice@example.com", ""},
-		{"other claim", Policy{UsernameClaim: "preferred_username"}, `{"preferred_username":"alice","email":"x@y"}`, "alice", ""},
+		{"not trimmed", Policy{}, `{"email":"  alice@example.com\t"}`, "", "contains a space (U+0020) at byte 0"},
+		{"other claim", Policy{UsernameClaim: "preferred_username"}, `{"preferred_username":"Alice@x.y","email":"x@y"}`, "alice@x.y", ""},
+		{"other claim not an address", Policy{UsernameClaim: "preferred_username"}, `{"preferred_username":"alice","email":"x@y"}`, "", `claim "preferred_username" has no "@"`},
+		{"non-ASCII not folded", Policy{}, `{"email":"J\u00dcRGEN@Example.test"}`, "j\u00dcrgen@example.test", ""},
+		{"two @", Policy{}, `{"email":"a@evil.org@example.com"}`, "", `has more than one "@"`},
+		{"empty local part", Policy{}, `{"email":"@example.com"}`, "", "empty local part"},
+		{"empty domain", Policy{}, `{"email":"a@"}`, "", "empty domain"},
+		{"empty domain label", Policy{}, `{"email":"a@example..com"}`, "", "empty domain label"},
+		{"local part too long", Policy{}, `{"email":"` + strings.Repeat("a", 65) + `@b.cd"}`, "", "local part longer than 64"},
 		{"missing", Policy{}, `{"sub":"123"}`, "", `claim "email" missing`},
 		{"null", Policy{}, `{"email":null}`, "", `claim "email" missing`},
 		{"missing other claim", Policy{UsernameClaim: "upn"}, `{"email":"a@b"}`, "", `claim "upn" missing`},
 		{"not a string", Policy{}, `{"email":["a@b"]}`, "", `claim "email" is not a string`},
 		{"number", Policy{}, `{"email":42}`, "", `is not a string`},
-		{"empty", Policy{}, `{"email":"  "}`, "", `claim "email" is empty`},
+		{"empty", Policy{}, `{"email":""}`, "", `claim "email" is empty`},
 		{"space inside", Policy{}, `{"email":"a b@c"}`, "", "contains a space"},
 		{"CRLF", Policy{}, `{"email":"a@b\r\nA1 LOGOUT"}`, "", "control character"},
 		{"quote", Policy{}, `{"email":"a\"@b"}`, "", `contains '"'`},
@@ -41,10 +48,11 @@ func TestPolicyMailbox(t *testing.T) {
 
 		{"domain allowed", Policy{AllowedDomains: []string{"other.org", "Example.com"}}, `{"email":"a@EXAMPLE.com"}`, "a@example.com", ""},
 		{"domain with @ in config", Policy{AllowedDomains: []string{"@example.com"}}, `{"email":"a@example.com"}`, "a@example.com", ""},
-		{"domain after last @", Policy{AllowedDomains: []string{"example.com"}}, `{"email":"a@evil.org@example.com"}`, "a@evil.org@example.com", ""},
+		{"two @ with an allowed domain", Policy{AllowedDomains: []string{"example.com"}}, `{"email":"a@evil.org@example.com"}`, "", `more than one "@"`},
+		{"domain compared in ASCII case only", Policy{AllowedDomains: []string{"example.com"}}, `{"email":"a@example.\u212aom"}`, "", "not allowed"},
 		{"domain refused", Policy{AllowedDomains: []string{"example.com"}}, `{"email":"a@example.com.evil.org"}`, "", `domain "example.com.evil.org" not allowed`},
 		{"subdomain refused", Policy{AllowedDomains: []string{"example.com"}}, `{"email":"a@sub.example.com"}`, "", "not allowed"},
-		{"no domain", Policy{AllowedDomains: []string{"example.com"}}, `{"email":"alice"}`, "", `mailbox "alice" has no domain`},
+		{"no domain", Policy{AllowedDomains: []string{"example.com"}}, `{"email":"alice"}`, "", `claim "email" has no "@"`},
 
 		{"scope string", Policy{RequiredScopes: []string{"mail"}}, `{"email":"a@b","scope":"openid mail email"}`, "a@b", ""},
 		{"scp array", Policy{RequiredScopes: []string{"mail", "imap"}}, `{"email":"a@b","scp":["imap","mail"]}`, "a@b", ""},
@@ -80,7 +88,8 @@ func TestPolicyMailbox(t *testing.T) {
 func TestSafeMailbox(t *testing.T) {
 	good := []string{"alice@example.com", "a+tag@example.com", "jürgen@例え.jp", "a]b@c", "user", strings.Repeat("a", 254)}
 	bad := []string{"", strings.Repeat("a", 255), "a b", "a\tb", "a\rb", "a\nb", "a\x00b", "a\x7fb", "a\x1bb",
-		`a"b`, `a\b`, "a(b", "a)b", "a{b", "a}b", "a%b", "a*b", "a\xffb", "a\u0085b", "a\u00a0b", "a\u2028b"}
+		`a"b`, `a\b`, "a(b", "a)b", "a{b", "a}b", "a%b", "a*b", "a\xffb", "a\u0085b", "a\u00a0b", "a\u2028b",
+		"a\u200bb", "a\ufeffb", "a\u2029b", "a\u3000b", "a\u202eb", "a\u00adb"}
 	for _, s := range good {
 		if !SafeMailbox(s) {
 			t.Errorf("SafeMailbox(%q) = false", s)
@@ -133,5 +142,62 @@ func TestClaimsHelpers(t *testing.T) {
 		if _, ok := c.Strings(name); ok {
 			t.Errorf("Strings(%s) ok", name)
 		}
+	}
+}
+
+// TestSecurityClaimVariantsRefused: the mailbox claim is taken exactly.
+// Before, it was trimmed and lower-cased, so "alice@example.test" followed by
+// a no-break space logged in as alice, and a zero-width space passed.
+func TestSecurityClaimVariantsRefused(t *testing.T) {
+	for _, tt := range []struct{ name, email, why string }{
+		{"trailing U+00A0", "alice@example.test\u00a0", "a space (U+00A0)"},
+		{"embedded U+00A0", "alice\u00a0@example.test", "a space (U+00A0)"},
+		{"U+200B", "ali\u200bce@example.test", "format character (U+200B)"},
+		{"trailing U+200B", "alice@example.test\u200b", "format character (U+200B)"},
+		{"leading space", " alice@example.test", "a space (U+0020) at byte 0"},
+		{"trailing space", "alice@example.test ", "a space (U+0020)"},
+		{"CRLF inside", "alice@example.test\r\nA1 LOGOUT", "control character (U+000D)"},
+		{"LF inside", "alice\n@example.test", "control character (U+000A)"},
+		{"tab", "alice@example.test\t", "control character (U+0009)"},
+		{"U+2028", "alice@example.test\u2028", "a space (U+2028)"},
+		{"U+FEFF", "\ufeffalice@example.test", "format character (U+FEFF)"},
+		{"U+3000", "alice@example.test\u3000", "a space (U+3000)"},
+		{"KELVIN SIGN is not k", "alice@example.te\u212a", ""},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := Policy{}.Mailbox(Claims{"email": tt.email})
+			if tt.why == "" { // accepted as itself, never folded into another address
+				if err == nil && got == "alice@example.tek" {
+					t.Fatalf("Mailbox(%q) = %q", tt.email, got)
+				}
+				return
+			}
+			if err == nil || !errors.Is(err, ErrInvalidCredentials) || got != "" {
+				t.Fatalf("Mailbox(%q) = %q, %v; want a refusal", tt.email, got, err)
+			}
+			if !strings.Contains(err.Error(), tt.why) {
+				t.Errorf("error %q lacks %q", err, tt.why)
+			}
+			if _, err := ParseMailbox(tt.email); !errors.Is(err, ErrInvalidCredentials) {
+				t.Errorf("ParseMailbox(%q): %v", tt.email, err)
+			}
+		})
+	}
+	if got, err := (Policy{}).Mailbox(Claims{"email": "Alice@Example.test"}); err != nil || got != "alice@example.test" {
+		t.Errorf("Alice@Example.test: %q, %v", got, err)
+	}
+}
+
+func TestASCIILower(t *testing.T) {
+	for in, want := range map[string]string{
+		"": "", "alice@example.test": "alice@example.test", "Alice@EXAMPLE.Test": "alice@example.test",
+		"\u00c9LODIE@Example.test": "\u00c9lodie@example.test", "\u212a@x": "\u212a@x", "\u0130@x": "\u0130@x",
+	} {
+		if got := asciiLower(in); got != want {
+			t.Errorf("asciiLower(%q) = %q, want %q", in, got, want)
+		}
+	}
+	if !sameMailbox("Alice@Example.test", "alice@example.TEST") || sameMailbox("\u212a@x", "k@x") || sameMailbox("a@x", "a@x ") {
+		t.Error("sameMailbox")
 	}
 }

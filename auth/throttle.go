@@ -12,6 +12,11 @@ import (
 	"time"
 )
 
+// ErrBlocked: the client's address group is blocked after too many
+// failures (see ThrottleOptions.BlockAfter); no attempt from it reaches the
+// provider or the backend until the block ends. It wraps ErrThrottled.
+var ErrBlocked = fmt.Errorf("%w: client address blocked", ErrThrottled)
+
 // Throttle defaults (see ThrottleOptions).
 const (
 	DefaultFailuresPerWindow = 10
@@ -20,6 +25,8 @@ const (
 	DefaultThrottleMaxDelay  = 15 * time.Second // as Dovecot's auth penalty
 	DefaultThrottleBlockFor  = 5 * time.Minute
 	DefaultThrottleEntries   = 100_000
+	DefaultIPv4Prefix        = 32
+	DefaultIPv6Prefix        = 56
 	// blockFactor: an IP is blocked once its failure score reaches
 	// blockFactor × Failures (see ThrottleOptions.BlockAfter).
 	blockFactor = 3
@@ -29,9 +36,10 @@ const (
 // defaults: 10 failures per minute free, then 1, 2, 4, 8, 15, 15... s of
 // delay, a 5-minute block at 30.
 type ThrottleOptions struct {
-	// Failures is how many failures per Window a client IP (or a claimed
-	// user) may have without delay: limits.auth_failures_per_ip. Zero:
-	// DefaultFailuresPerWindow. Negative: throttling is off.
+	// Failures is how many failures per Window a client address group (or,
+	// for passwords, a user) may have without delay:
+	// limits.auth_failures_per_ip. Zero: DefaultFailuresPerWindow.
+	// Negative: throttling is off.
 	Failures int
 	// Window is the period of Failures. Zero: one minute.
 	Window time.Duration
@@ -39,13 +47,22 @@ type ThrottleOptions struct {
 	// MaxDelay. Zero: 1 s / 15 s.
 	BaseDelay, MaxDelay time.Duration
 	// BlockAfter is the failure score at which an IP is refused outright
-	// (ErrThrottled, no provider call) for BlockFor. Zero: 3 × Failures
-	// and 5 minutes. Claimed users are only delayed, never blocked, so that
-	// nobody can lock a user out by failing in their name.
+	// (ErrBlocked, no provider or backend call) for BlockFor. Zero:
+	// 3 × Failures and 5 minutes. Users are only delayed, never blocked, so
+	// that nobody can lock a user out by failing in their name.
 	BlockAfter int
 	BlockFor   time.Duration
-	// MaxEntries bounds the IPs and users tracked; when full, idle entries
-	// and then random ones are forgotten. Zero: DefaultThrottleEntries.
+	// IPv4Prefix and IPv6Prefix group client addresses: all addresses of
+	// one IPv4 /IPv4Prefix or IPv6 /IPv6Prefix network share one score and
+	// one block (limits.ipv4_prefix, limits.ipv6_prefix). Zero: /32 (each
+	// IPv4 address alone) and /56 (what an ISP commonly delegates to one
+	// customer, so one subscriber cannot spread failures over 256 /64s).
+	// Values above 32 or 128 are taken as 32 or 128.
+	IPv4Prefix, IPv6Prefix int
+	// MaxEntries bounds the address groups and users tracked; when full,
+	// idle entries and then random ones are forgotten. Zero:
+	// DefaultThrottleEntries. (Users with a password attempt in flight are
+	// tracked apart, see Begin.)
 	MaxEntries int
 	// Logger receives a line when an IP gets blocked. Nil: slog.Default().
 	Logger *slog.Logger
@@ -55,16 +72,24 @@ type ThrottleOptions struct {
 
 // Throttle slows down and then blocks clients that keep failing to
 // authenticate, in the manner of Dovecot's auth penalty, for IMAP and SMTP
-// alike. Each client IP (IPv4 address, IPv6 /64) and each claimed user
-// name has a failure score that grows by one per failure and drains at
-// Failures per Window, so a steady Failures per Window costs nothing.
-// Above Failures, every attempt first waits BaseDelay × 2^(score−Failures),
-// at most MaxDelay; a sequential client is thereby held to about Failures
-// per Window. A client that fails faster (parallel connections) reaches
-// BlockAfter and its IP is refused for BlockFor.
+// alike. Each client address group (IPv4 /32, IPv6 /56 by default) and
+// each user name has a failure score that grows by one per failure and
+// drains at Failures per Window, so a steady Failures per Window costs
+// nothing. Above Failures, every attempt first waits
+// BaseDelay × 2^(score−Failures), at most MaxDelay; a sequential client is
+// thereby held to about Failures per Window. A client that fails faster
+// (parallel connections) reaches BlockAfter and its address group is
+// refused for BlockFor (ErrBlocked).
 //
-// Success forgets the IP's and the user's scores (as Dovecot does), except
-// an active block. A nil *Throttle throttles nothing. Safe for concurrent use.
+// Failures are charged to what is proven. A token attempt proves nothing
+// about the user it names, so token logins (Throttled) are charged to the
+// client address only: nobody can slow a chosen user down by sending junk
+// tokens in their name. A password can be guessed, so password attempts
+// (Begin) are charged to the address and to the user, and the attempts for
+// one user run one at a time.
+//
+// Success forgets the scores (as Dovecot does), except an active block. A
+// nil *Throttle throttles nothing. Safe for concurrent use.
 type Throttle struct {
 	free       float64
 	rate       float64 // score drained per second
@@ -72,11 +97,15 @@ type Throttle struct {
 	blockAt    float64
 	blockFor   time.Duration
 	maxEntries int
+	v4, v6     int // address group prefix lengths
 	log        *slog.Logger
 	now        func() time.Time
 
 	mu      sync.Mutex
 	entries map[string]*penalty
+	turns   map[string]*userTurn // users with a password attempt in flight or waiting
+
+	testHookWaitTurn func(userKey string) // tests: an attempt starts waiting for its turn
 }
 
 // penalty is the failure record of one IP group or user.
@@ -95,8 +124,11 @@ func NewThrottle(opts ThrottleOptions) *Throttle {
 	t := &Throttle{
 		free: float64(opts.Failures), base: opts.BaseDelay, max: opts.MaxDelay,
 		blockAt: float64(opts.BlockAfter), blockFor: opts.BlockFor, maxEntries: opts.MaxEntries,
-		log: opts.Logger, now: opts.Now, entries: map[string]*penalty{},
+		v4: opts.IPv4Prefix, v6: opts.IPv6Prefix,
+		log: opts.Logger, now: opts.Now, entries: map[string]*penalty{}, turns: map[string]*userTurn{},
 	}
+	t.v4 = prefixLen(t.v4, DefaultIPv4Prefix, 32)
+	t.v6 = prefixLen(t.v6, DefaultIPv6Prefix, 128)
 	if t.free == 0 {
 		t.free = DefaultFailuresPerWindow
 	}
@@ -130,16 +162,27 @@ func NewThrottle(opts ThrottleOptions) *Throttle {
 }
 
 // Check is called before an authentication attempt by ip (an address, with
-// or without ":port") for user (the claimed name; may be empty). It
-// returns an error wrapping ErrThrottled at once when the IP is blocked;
-// otherwise it waits the delay the IP and the user have earned (the longer
-// of the two) and returns nil, or an error wrapping ErrThrottled if ctx
-// ends first.
+// or without ":port") for user (a user name to charge, or "": token logins
+// pass "", see Throttle). It returns an error wrapping ErrBlocked at once
+// when the address is blocked; otherwise it waits the delay the address and
+// the user have earned (the longer of the two) and returns nil, or an error
+// wrapping ErrThrottled if ctx ends first. Password attempts use Begin.
 func (t *Throttle) Check(ctx context.Context, ip, user string) error {
 	d, until := t.Delay(ip, user)
 	if !until.IsZero() {
-		return fmt.Errorf("%w: client blocked until %s", ErrThrottled, until.UTC().Format(time.RFC3339))
+		return blockedError(until)
 	}
+	return waitDelay(ctx, d)
+}
+
+// blockedError is the error of a blocked address.
+func blockedError(until time.Time) error {
+	return fmt.Errorf("%w until %s", ErrBlocked, until.UTC().Format(time.RFC3339))
+}
+
+// waitDelay waits d, or returns an error wrapping ErrThrottled and
+// ctx.Err() if ctx ends first.
+func waitDelay(ctx context.Context, d time.Duration) error {
 	if d <= 0 {
 		return nil
 	}
@@ -159,7 +202,7 @@ func (t *Throttle) Delay(ip, user string) (time.Duration, time.Time) {
 	if t == nil {
 		return 0, time.Time{}
 	}
-	ipKey, userKey := ipGroup(ip), userKeyOf(user)
+	ipKey, userKey := t.ipGroup(ip), userKeyOf(user)
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	now := t.now()
@@ -176,12 +219,15 @@ func (t *Throttle) Delay(ip, user string) (time.Duration, time.Time) {
 	return d, time.Time{}
 }
 
-// Failure records a failed authentication.
+// Failure records a failed authentication: for the address group of ip
+// (which may get blocked) and, unless user is "", for user (see Throttle
+// for who is charged). Failure(ip, "") also charges attempts that were
+// malformed before any credential could be checked.
 func (t *Throttle) Failure(ip, user string) {
 	if t == nil {
 		return
 	}
-	ipKey, userKey := ipGroup(ip), userKeyOf(user)
+	ipKey, userKey := t.ipGroup(ip), userKeyOf(user)
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	now := t.now()
@@ -202,12 +248,13 @@ func (t *Throttle) Failure(ip, user string) {
 	}
 }
 
-// Success forgets the failures of ip and user, unless ip is blocked.
+// Success forgets the failures of ip's address group, unless it is
+// blocked, and of user (unless "").
 func (t *Throttle) Success(ip, user string) {
 	if t == nil {
 		return
 	}
-	ipKey, userKey := ipGroup(ip), userKeyOf(user)
+	ipKey, userKey := t.ipGroup(ip), userKeyOf(user)
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	now := t.now()
@@ -292,10 +339,23 @@ func (t *Throttle) evictLocked(now time.Time) {
 	delete(t.entries, victim)
 }
 
+// prefixLen returns n, or def when n is not positive, at most max.
+func prefixLen(n, def, max int) int {
+	if n <= 0 {
+		return def
+	}
+	return min(n, max)
+}
+
 // ipGroup returns the throttling key of a client address: "ip:" and the
-// IPv4 address, or the IPv6 /64 (a host usually owns a whole /64).
+// IPv4 /v4 or IPv6 /v6 network ("ip:192.0.2.1", "ip:2001:db8::/56").
 // Unparsable input is used as it is; empty input gives "" (not tracked).
-func ipGroup(addr string) string {
+func (t *Throttle) ipGroup(addr string) string {
+	return ipGroup(addr, t.v4, t.v6)
+}
+
+// ipGroup is Throttle.ipGroup with the prefix lengths as arguments.
+func ipGroup(addr string, v4, v6 int) string {
 	if addr == "" {
 		return ""
 	}
@@ -308,11 +368,18 @@ func ipGroup(addr string) string {
 		return "ip:" + addr
 	}
 	ip = ip.Unmap().WithZone("")
+	bits := v4
 	if ip.Is6() {
-		p, _ := ip.Prefix(64) // cannot fail for /64 of an IPv6 address
-		return "ip:" + p.String()
+		bits = v6
 	}
-	return "ip:" + ip.String()
+	if bits >= ip.BitLen() {
+		return "ip:" + ip.String()
+	}
+	p, err := ip.Prefix(bits)
+	if err != nil { // cannot happen: 0 < bits < BitLen
+		return "ip:" + ip.String()
+	}
+	return "ip:" + p.String()
 }
 
 // userKeyOf returns the throttling key of a claimed user name ("" = none).
@@ -327,11 +394,15 @@ func userKeyOf(user string) string {
 	return "user:" + user
 }
 
-// Throttled is an Authenticator that applies a Throttle around another:
-// Check before (IP from Credentials.RemoteAddr, user from Credentials.User),
-// Failure after ErrInvalidCredentials, Success after a success (for the
-// claimed and the authenticated user). ErrUnavailable counts for nothing: a
-// provider outage must not block users. A nil T throttles nothing.
+// Throttled is an Authenticator that applies a Throttle around token
+// logins (the Next authenticator verifies bearer tokens): Check before,
+// Failure after ErrInvalidCredentials, Success after a success, all for
+// the client address (Credentials.RemoteAddr) only. The user the client
+// names (Credentials.User) is neither consulted nor charged: until the
+// token is verified it is only a claim, and charging it would let anyone
+// slow that user's logins down with junk tokens. ErrUnavailable counts for
+// nothing: a provider outage must not block users. A nil T throttles
+// nothing. Password attempts use Throttle.Begin instead.
 type Throttled struct {
 	Next Authenticator
 	T    *Throttle
@@ -341,18 +412,15 @@ var _ Authenticator = Throttled{}
 
 // Authenticate implements Authenticator.
 func (a Throttled) Authenticate(ctx context.Context, c Credentials) (Identity, error) {
-	if err := a.T.Check(ctx, c.RemoteAddr, c.User); err != nil {
+	if err := a.T.Check(ctx, c.RemoteAddr, ""); err != nil {
 		return Identity{}, err
 	}
 	id, err := a.Next.Authenticate(ctx, c)
 	switch {
 	case err == nil:
-		a.T.Success(c.RemoteAddr, c.User)
-		if !strings.EqualFold(id.User, c.User) {
-			a.T.Success("", id.User)
-		}
+		a.T.Success(c.RemoteAddr, "")
 	case errors.Is(err, ErrInvalidCredentials) && !errors.Is(err, ErrUnavailable):
-		a.T.Failure(c.RemoteAddr, c.User)
+		a.T.Failure(c.RemoteAddr, "")
 	}
 	return id, err
 }

@@ -35,7 +35,7 @@ func TestThrottleDelaysThenBlocks(t *testing.T) {
 		t.Fatalf("block until %v", until)
 	}
 	err := th.Check(context.Background(), "192.0.2.7:1", "")
-	if !errors.Is(err, ErrThrottled) || !strings.Contains(err.Error(), "blocked until") {
+	if !errors.Is(err, ErrBlocked) || !errors.Is(err, ErrThrottled) || !strings.Contains(err.Error(), "blocked until") {
 		t.Errorf("Check while blocked: %v", err)
 	}
 	if !strings.Contains(logs.String(), "client blocked") || !strings.Contains(logs.String(), "ip_group=ip:192.0.2.7") {
@@ -103,29 +103,62 @@ func TestThrottleUsersAreDelayedNotBlocked(t *testing.T) {
 	}
 }
 
+// Addresses are grouped by /32 (IPv4) and /56 (IPv6) by default, so one
+// subscriber's /56 is one client; the prefixes can be set.
 func TestThrottleIPv6Groups(t *testing.T) {
 	clock := newFakeClock(time.Now())
 	th := NewThrottle(ThrottleOptions{Failures: 2, Now: clock.Now})
 	th.Failure("[2001:db8:1:2::1]:993", "")
-	th.Failure("2001:db8:1:2:ffff::7", "")
-	th.Failure("[2001:db8:1:2:aaaa::1%eth0]:1", "")
-	if d, _ := th.Delay("[2001:db8:1:2::99]:5", ""); d != 2*DefaultThrottleBaseDelay { // 3 failures, 2 free
-		t.Errorf("same /64: delay %v", d)
+	th.Failure("2001:db8:1:3:ffff::7", "")                                              // another /64 of the same /56
+	th.Failure("[2001:db8:1:ff:aaaa::1%eth0]:1", "")                                    // and another
+	if d, _ := th.Delay("[2001:db8:1:42::99]:5", ""); d != 2*DefaultThrottleBaseDelay { // 3 failures, 2 free
+		t.Errorf("same /56: delay %v", d)
 	}
-	if d, _ := th.Delay("[2001:db8:1:3::1]:5", ""); d != 0 {
-		t.Errorf("other /64: delay %v", d)
+	if d, _ := th.Delay("[2001:db8:1:100::1]:5", ""); d != 0 {
+		t.Errorf("other /56: delay %v", d)
 	}
-	for _, tt := range []struct{ in, want string }{
-		{"192.0.2.1:143", "ip:192.0.2.1"},
-		{"[::ffff:192.0.2.1]:143", "ip:192.0.2.1"},
-		{"192.0.2.1", "ip:192.0.2.1"},
-		{"[2001:db8::1]:1", "ip:2001:db8::/64"},
-		{"pipe", "ip:pipe"},
-		{"", ""},
+	if d, _ := th.Delay("192.0.2.1", ""); d != 0 {
+		t.Errorf("IPv4: delay %v", d)
+	}
+
+	th48 := NewThrottle(ThrottleOptions{Failures: 1, IPv4Prefix: 24, IPv6Prefix: 48, Now: clock.Now})
+	th48.Failure("[2001:db8:1:2::1]:993", "")
+	th48.Failure("[2001:db8:1:ff00::1]:993", "")
+	th48.Failure("192.0.2.1:1", "")
+	th48.Failure("192.0.2.200:1", "")
+	if d, _ := th48.Delay("2001:db8:1:abcd::1", ""); d != 2*DefaultThrottleBaseDelay { // 2 failures, 1 free
+		t.Errorf("/48: delay %v", d)
+	}
+	if d, _ := th48.Delay("192.0.2.99", ""); d != 2*DefaultThrottleBaseDelay {
+		t.Errorf("/24: delay %v", d)
+	}
+
+	for _, tt := range []struct {
+		in     string
+		v4, v6 int
+		want   string
+	}{
+		{"192.0.2.1:143", 32, 56, "ip:192.0.2.1"},
+		{"[::ffff:192.0.2.1]:143", 32, 56, "ip:192.0.2.1"},
+		{"192.0.2.1", 32, 56, "ip:192.0.2.1"},
+		{"192.0.2.1", 24, 56, "ip:192.0.2.0/24"},
+		{"[2001:db8::1]:1", 32, 56, "ip:2001:db8::/56"},
+		{"[2001:db8:0:ab::1]:1", 32, 56, "ip:2001:db8::/56"},
+		{"[2001:db8:0:1ab::1]:1", 32, 56, "ip:2001:db8:0:100::/56"},
+		{"[2001:db8::1]:1", 32, 64, "ip:2001:db8::/64"},
+		{"[2001:db8::1]:1", 32, 128, "ip:2001:db8::1"},
+		{"pipe", 32, 56, "ip:pipe"},
+		{"", 32, 56, ""},
 	} {
-		if got := ipGroup(tt.in); got != tt.want {
-			t.Errorf("ipGroup(%q) = %q, want %q", tt.in, got, tt.want)
+		if got := ipGroup(tt.in, tt.v4, tt.v6); got != tt.want {
+			t.Errorf("ipGroup(%q, %d, %d) = %q, want %q", tt.in, tt.v4, tt.v6, got, tt.want)
 		}
+	}
+	if th := NewThrottle(ThrottleOptions{IPv4Prefix: 40, IPv6Prefix: 200}); th.v4 != 32 || th.v6 != 128 {
+		t.Errorf("prefixes not clamped: /%d /%d", th.v4, th.v6)
+	}
+	if th := NewThrottle(ThrottleOptions{}); th.v4 != DefaultIPv4Prefix || th.v6 != DefaultIPv6Prefix {
+		t.Errorf("default prefixes /%d /%d", th.v4, th.v6)
 	}
 }
 

@@ -68,8 +68,7 @@ func (a TokenAuthenticator) Authenticate(ctx context.Context, c Credentials) (Id
 		log.InfoContext(ctx, "auth: token refused", "reason", err.Error())
 		return Identity{}, err
 	}
-	if claimed := strings.TrimSpace(c.User); claimed != "" && !strings.EqualFold(claimed, mailbox) {
-		err := fmt.Errorf("%w: token belongs to another user", ErrInvalidCredentials)
+	if err := checkClaimedUser(c.User, mailbox); err != nil {
 		log.InfoContext(ctx, "auth: token refused", "reason", err.Error(), "token_user", mailbox)
 		return Identity{}, err
 	}
@@ -80,6 +79,23 @@ func (a TokenAuthenticator) Authenticate(ctx context.Context, c Credentials) (Id
 	id.Expiry = tokenExpiry(claims, c.Token)
 	log.DebugContext(ctx, "auth: token accepted", "mailbox", mailbox, "source", id.Source)
 	return id, nil
+}
+
+// checkClaimedUser checks the user name the client claimed (XOAUTH2 user=,
+// OAUTHBEARER a=; empty: none) against the mailbox the token proves. The
+// name is taken as strictly as the claim (ParseMailbox: no trimming, no
+// invisible characters) and must equal the mailbox but for ASCII case.
+func checkClaimedUser(claimed, mailbox string) error {
+	if claimed == "" {
+		return nil
+	}
+	if why := mailboxProblem(claimed); why != "" {
+		return fmt.Errorf("%w: the claimed user name %s", ErrInvalidCredentials, why)
+	}
+	if !sameMailbox(claimed, mailbox) {
+		return fmt.Errorf("%w: token belongs to another user", ErrInvalidCredentials)
+	}
+	return nil
 }
 
 // scrub makes sure a validator error does not carry the token: if its text

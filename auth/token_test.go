@@ -55,7 +55,11 @@ func TestTokenAuthenticator(t *testing.T) {
 		noCall   bool
 	}{
 		{"ok with user", Credentials{Mechanism: "XOAUTH2", User: "alice@example.com", Token: "tok-alice"}, nil, "alice@example.com", false},
-		{"ok user differs in case and spaces", Credentials{Mechanism: "XOAUTH2", User: " ALICE@example.COM ", Token: "tok-alice"}, nil, "alice@example.com", false},
+		{"ok user differs in ASCII case", Credentials{Mechanism: "XOAUTH2", User: "ALICE@example.COM", Token: "tok-alice"}, nil, "alice@example.com", false},
+		{"user with spaces", Credentials{Mechanism: "XOAUTH2", User: " alice@example.com ", Token: "tok-alice"}, ErrInvalidCredentials, "", false},
+		{"user with U+00A0", Credentials{Mechanism: "XOAUTH2", User: "alice@example.com\u00a0", Token: "tok-alice"}, ErrInvalidCredentials, "", false},
+		{"user with U+200B", Credentials{Mechanism: "XOAUTH2", User: "ali\u200bce@example.com", Token: "tok-alice"}, ErrInvalidCredentials, "", false},
+		{"user with KELVIN SIGN", Credentials{Mechanism: "XOAUTH2", User: "alice@example.\u212aom", Token: "tok-alice"}, ErrInvalidCredentials, "", false},
 		{"ok without user", Credentials{Mechanism: "OAUTHBEARER", Token: "tok-alice"}, nil, "alice@example.com", false},
 		{"mismatched user", Credentials{Mechanism: "XOAUTH2", User: "bob@example.com", Token: "tok-alice"}, ErrInvalidCredentials, "", false},
 		{"empty token", Credentials{Mechanism: "XOAUTH2", User: "alice@example.com"}, ErrInvalidCredentials, "", true},

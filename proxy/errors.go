@@ -47,6 +47,7 @@ const (
 	resultMalformed   = "malformed"
 	resultLimited     = "limited" // no seat in the logged-in pool
 	resultAborted     = "aborted" // the client went away during the login
+	resultBlocked     = "blocked" // the client's network is blocked after many failures
 )
 
 type authReply struct {
@@ -64,6 +65,8 @@ func imapAuthReply(err error) authReply {
 		return authReply{result: resultAborted, text: "NO [UNAVAILABLE] Connection closing."}
 	case errors.Is(err, errTooManySessions):
 		return authReply{result: resultLimited, text: "NO [UNAVAILABLE] Too many sessions, try again later."}
+	case errors.Is(err, auth.ErrBlocked):
+		return authReply{result: resultBlocked, text: "NO [LIMIT] Too many failed logins from your network, try again later."}
 	case errors.Is(err, auth.ErrMalformed), errors.Is(err, auth.ErrCanceled):
 		return authReply{result: resultMalformed, text: "BAD Invalid SASL message."}
 	case errors.Is(err, auth.ErrInvalidCredentials), errors.Is(err, auth.ErrThrottled), errors.Is(err, errBackendAuthz),
@@ -85,6 +88,7 @@ var (
 	smtpReplyTempFail  = &smtp.SMTPError{Code: 454, EnhancedCode: smtp.EnhancedCode{4, 7, 0}, Message: "Temporary authentication failure"}
 
 	smtpReplyTooManySessions = &smtp.SMTPError{Code: 454, EnhancedCode: smtp.EnhancedCode{4, 7, 0}, Message: "Too many sessions, try again later"}
+	smtpReplyBlocked         = &smtp.SMTPError{Code: 454, EnhancedCode: smtp.EnhancedCode{4, 7, 0}, Message: "Too many failed logins from your network, try again later"}
 )
 
 type smtpAuthResult struct {
@@ -102,6 +106,8 @@ func smtpAuthReply(err error) smtpAuthResult {
 		return smtpAuthResult{result: resultAborted, reply: smtpReplyTempFail}
 	case errors.Is(err, errTooManySessions):
 		return smtpAuthResult{result: resultLimited, reply: smtpReplyTooManySessions}
+	case errors.Is(err, auth.ErrBlocked):
+		return smtpAuthResult{result: resultBlocked, reply: smtpReplyBlocked}
 	case errors.Is(err, auth.ErrMalformed), errors.Is(err, auth.ErrCanceled):
 		return smtpAuthResult{result: resultMalformed, reply: smtpReplyMalformed}
 	case errors.Is(err, auth.ErrInvalidCredentials), errors.Is(err, auth.ErrThrottled), errors.Is(err, errBackendAuthz),

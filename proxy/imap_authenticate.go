@@ -109,7 +109,7 @@ func (c *imapConn) authError(cmd *imapCommand, mech string, start time.Time, err
 	switch r.result {
 	case resultMalformed:
 		return c.protocolError()
-	case resultInvalid:
+	case resultInvalid, resultBlocked:
 		return c.authFailed()
 	}
 	return nil

@@ -211,7 +211,7 @@ func (c *imapConn) backendLogin(ctx context.Context, tag string, login imapLogin
 				relay.WriteString("\r\n")
 				conn.SetDeadline(time.Time{})
 				if err := c.writeRaw(relay.Bytes()); err != nil {
-					return nil, err
+					return nil, fmt.Errorf("%w: %v", errClientGone, err)
 				}
 				return &imapSession{backend: conn, br: br, log: log}, nil
 			case login.own:

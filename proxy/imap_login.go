@@ -102,24 +102,24 @@ func (c *imapConn) passwordLogin(ctx context.Context, cmd *imapCommand, mech, us
 	t := c.s.passwordThrottle()
 	ip := c.raw.RemoteAddr().String()
 	if err := checkPassword(user, pass); err != nil {
-		t.Failure(ip, user)
+		t.Failure(ip, "") // never reaches the backend: the address pays
 		return nil, c.authError(cmd, mech, start, err)
 	}
 	authCtx, cancel := context.WithDeadline(ctx, c.deadline)
-	err := t.Check(authCtx, ip, user)
+	done, err := t.Begin(authCtx, ip, user)
 	cancel()
 	if err != nil {
 		return nil, c.authError(cmd, mech, start, err)
 	}
 	log := c.log.With("user", user, "mech", mech)
 	sess, err := c.backendLogin(ctx, cmd.Tag, imapLogin{authcid: user, password: pass, own: true}, log)
+	done(passwordOutcome(err))
 	var ref *imapRefusal
 	switch {
 	case errors.As(err, &ref):
 		result, lvl := resultUnavailable, log.Warn
 		if ref.credentials() {
 			result, lvl = resultInvalid, log.Info
-			t.Failure(ip, user)
 		}
 		lvl("login", "result", result, "source", sourcePassword, "err", err, "auth", time.Since(start).Round(time.Millisecond))
 		c.s.obs.Login("imap", mech, result, time.Since(start))
@@ -133,7 +133,6 @@ func (c *imapConn) passwordLogin(ctx context.Context, cmd *imapCommand, mech, us
 	case err != nil:
 		return nil, c.authError(cmd, mech, start, err)
 	}
-	t.Success(ip, user)
 	sess.id = auth.Identity{User: strings.ToLower(user), Mechanism: mech, Source: sourcePassword}
 	sess.password = true
 	log.Info("login", "result", resultOK, "source", sourcePassword, "auth", time.Since(start).Round(time.Millisecond))

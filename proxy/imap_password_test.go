@@ -15,12 +15,14 @@ import (
 
 // Password passthrough over IMAP against the fake backend (fakebackend_test.go).
 
-// recordingThrottle is a Throttle that records what it is told. onCheck,
-// if set, runs inside Check (before the attempt may go on); refuse makes
-// Check fail with auth.ErrThrottled.
+// recordingThrottle is a Throttle that records what it is told: "check
+// user" for Begin, then "success user", "failure user" or "undecided user"
+// from done, and "failure address" for Failure(ip, ""). onCheck, if set,
+// runs inside Begin (before the attempt may go on); refuse makes Begin fail
+// with auth.ErrThrottled.
 type recordingThrottle struct {
 	mu      sync.Mutex
-	events  []string // "check alice@...", "failure alice@...", "success alice@..."
+	events  []string
 	onCheck func()
 	refuse  bool
 }
@@ -31,21 +33,28 @@ func (r *recordingThrottle) add(ev string) {
 	r.events = append(r.events, ev)
 }
 
-func (r *recordingThrottle) Check(ctx context.Context, ip, user string) error {
+func (r *recordingThrottle) Begin(ctx context.Context, ip, user string) (func(auth.Outcome), error) {
 	if _, _, err := net.SplitHostPort(ip); err != nil {
-		return fmt.Errorf("check: ip %q is not host:port", ip)
+		return nil, fmt.Errorf("check: ip %q is not host:port", ip)
 	}
 	r.add("check " + user)
 	if r.onCheck != nil {
 		r.onCheck()
 	}
 	if r.refuse {
-		return fmt.Errorf("%w: test", auth.ErrThrottled)
+		return nil, fmt.Errorf("%w: test", auth.ErrThrottled)
 	}
-	return nil
+	return func(o auth.Outcome) {
+		r.add(map[auth.Outcome]string{auth.AttemptSucceeded: "success ", auth.AttemptFailed: "failure ", auth.AttemptUndecided: "undecided "}[o] + user)
+	}, nil
 }
-func (r *recordingThrottle) Failure(ip, user string) { r.add("failure " + user) }
-func (r *recordingThrottle) Success(ip, user string) { r.add("success " + user) }
+
+func (r *recordingThrottle) Failure(ip, user string) {
+	if user == "" {
+		user = "address"
+	}
+	r.add("failure " + user)
+}
 
 func (r *recordingThrottle) got() []string {
 	r.mu.Lock()
@@ -281,7 +290,9 @@ func TestIMAPPasswordRefused(t *testing.T) {
 	if n := len(fb.backendLogins()); n != 1 {
 		t.Fatalf("backend saw %d logins, want still 1", n)
 	}
-	want := []string{"check " + fakeUser, "failure " + fakeUser, "failure alice@example.test*mailgate", "failure " + fakeUser}
+	// Only a password the backend judged charges the user; what never
+	// reached it charges the address.
+	want := []string{"check " + fakeUser, "failure " + fakeUser, "failure address", "failure address"}
 	if got := th.got(); fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Fatalf("throttle saw %q, want %q", got, want)
 	}
@@ -333,7 +344,7 @@ func TestIMAPPasswordThrottled(t *testing.T) {
 	for i, pw := range []string{"wrong-password", fakeUserPassword} {
 		start := time.Now()
 		c.send(fmt.Sprintf(`b%d LOGIN %s %s`, i, fakeUser, pw))
-		c.expect(fmt.Sprintf("b%d NO [AUTHENTICATIONFAILED]", i))
+		c.expect(fmt.Sprintf("b%d NO [LIMIT] Too many failed logins from your network", i))
 		if d := time.Since(start); d > time.Second {
 			t.Errorf("blocked attempt answered after %v, want at once", d)
 		}
@@ -394,7 +405,7 @@ func TestIMAPPasswordBackendDown(t *testing.T) {
 	c.expect("* OK")
 	c.send(fmt.Sprintf(`a1 LOGIN %s %s`, fakeUser, fakeUserPassword))
 	c.expect("a1 NO [UNAVAILABLE]")
-	if got := th.got(); fmt.Sprint(got) != fmt.Sprint([]string{"check " + fakeUser}) {
-		t.Fatalf("throttle saw %q, want only the check", got)
+	if got := th.got(); fmt.Sprint(got) != fmt.Sprint([]string{"check " + fakeUser, "undecided " + fakeUser}) {
+		t.Fatalf("throttle saw %q, want the check and no verdict", got)
 	}
 }

@@ -255,16 +255,18 @@ type PasswordOptions struct {
 	Throttle Throttle
 }
 
-// Throttle slows down clients that keep failing to log in. *auth.Throttle
-// implements it (see there); ip is "ip:port" or an address, user the
-// claimed user name.
+// Throttle slows down password guessing. *auth.Throttle implements it (see
+// there); ip is "ip:port" or an address, user the claimed user name.
 type Throttle interface {
-	// Check is called before an attempt; it may wait, and returns an error
-	// wrapping auth.ErrThrottled when the attempt must not go on.
-	Check(ctx context.Context, ip, user string) error
-	// Failure records a refused attempt, Success a successful one.
+	// Begin is called before a password attempt reaches the backend. It
+	// waits for user's turn (one attempt per user at a time) and for the
+	// delay ip and user have earned, and returns done, to be called once
+	// with the backend's verdict. An error wrapping auth.ErrThrottled (or
+	// auth.ErrBlocked) means the attempt must not go on.
+	Begin(ctx context.Context, ip, user string) (done func(auth.Outcome), err error)
+	// Failure records a refused attempt that never reached the backend (a
+	// malformed one): it costs the address only when user is "".
 	Failure(ip, user string)
-	Success(ip, user string)
 }
 
 var _ Throttle = (*auth.Throttle)(nil)

@@ -120,7 +120,7 @@ func TestIntegrationIMAPPasswordRefusedAndThrottled(t *testing.T) {
 	})
 	start := time.Now()
 	c.send("a3 LOGIN alice@example.test " + integrationPassword)
-	c.expect("a3 NO [AUTHENTICATIONFAILED]")
+	c.expect("a3 NO [LIMIT] Too many failed logins from your network")
 	if d := time.Since(start); d > time.Second {
 		t.Errorf("throttled attempt answered after %v, want at once from mailgate", d)
 	}
@@ -216,7 +216,7 @@ func TestIntegrationSMTPPasswordRefusedAndThrottled(t *testing.T) {
 		c.smtpCmd("AUTH PLAIN "+plainIR("alice@example.test", "wrong-password"), "535 5.7.8")
 	}
 	start := time.Now()
-	c.smtpCmd("AUTH PLAIN "+plainIR("alice@example.test", integrationPassword), "535 5.7.8")
+	c.smtpCmd("AUTH PLAIN "+plainIR("alice@example.test", integrationPassword), "454 4.7.0 Too many failed logins")
 	if d := time.Since(start); d > time.Second {
 		t.Errorf("throttled attempt answered after %v, want at once from mailgate", d)
 	}

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -51,9 +52,23 @@ func (s *Server) passwordThrottle() Throttle {
 
 type noThrottle struct{}
 
-func (noThrottle) Check(context.Context, string, string) error { return nil }
-func (noThrottle) Failure(string, string)                      {}
-func (noThrottle) Success(string, string)                      {}
+func (noThrottle) Begin(context.Context, string, string) (func(auth.Outcome), error) {
+	return func(auth.Outcome) {}, nil
+}
+func (noThrottle) Failure(string, string) {}
+
+// passwordOutcome is what a backend login with the user's own password came
+// to, for the throttle: refused credentials are a failure; an outage, a
+// client gone or a full pool prove nothing.
+func passwordOutcome(err error) auth.Outcome {
+	switch {
+	case err == nil:
+		return auth.AttemptSucceeded
+	case errors.Is(err, errBackendRefused):
+		return auth.AttemptFailed
+	}
+	return auth.AttemptUndecided
+}
 
 // checkPassword refuses, before anything reaches the backend, what cannot
 // be a valid login: a user name that is unsafe on a protocol line or holds

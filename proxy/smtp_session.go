@@ -179,7 +179,7 @@ func (ss *smtpSession) loginFailed(mech string, start time.Time, err error) erro
 	d := time.Since(start)
 	ss.f.s.obs.Login("smtp", mech, r.result, d)
 	lvl("login", "result", r.result, "mech", mech, "err", err, "auth", d.Round(time.Millisecond))
-	if r.result == resultInvalid || r.result == resultMalformed {
+	if r.result == resultInvalid || r.result == resultMalformed || r.result == resultBlocked {
 		if n := cc.authFailures.Add(1); int(n) >= ss.f.s.limits.MaxAuthFailures {
 			cc.log.Info("too many authentication failures: closing")
 			cc.closeAfterWrite.Store(true)
@@ -233,21 +233,19 @@ func (a *smtpPasswordSASL) login(user, pass string) ([]byte, bool, error) {
 	t := ss.f.s.passwordThrottle()
 	ip := cc.RemoteAddr().String()
 	if err := checkPassword(user, pass); err != nil {
-		t.Failure(ip, user)
+		t.Failure(ip, "") // never reaches the backend: the address pays
 		return nil, true, ss.loginFailed(a.mech, a.start, err)
 	}
-	if err := t.Check(a.ctx, ip, user); err != nil {
+	done, err := t.Begin(a.ctx, ip, user)
+	if err != nil {
 		return nil, true, ss.loginFailed(a.mech, a.start, err)
 	}
 	log := cc.log.With("user", user, "mech", a.mech)
 	be, err := ss.f.s.openSMTPBackend(cc.ctx, cc, ss.f.opts.Hostname, smtpLogin{user: user, password: pass}, log)
+	done(passwordOutcome(err))
 	if err != nil {
-		if errors.Is(err, errBackendRefused) {
-			t.Failure(ip, user)
-		}
 		return nil, true, ss.loginFailed(a.mech, a.start, fmt.Errorf("user %s: %w", user, err))
 	}
-	t.Success(ip, user)
 	id := auth.Identity{User: strings.ToLower(user), Mechanism: a.mech, Source: sourcePassword}
 	ss.loggedIn(a.mech, id, be, true, nil, log, a.start)
 	return nil, true, nil

@@ -218,8 +218,8 @@ func (e *env) close() {
 func (e *env) versions() []string {
 	return []string{
 		fmt.Sprintf("versions: %s; %s; Dovecot %s; Postfix %s; %s; Ory Hydra v2.3.0 (in-memory); client: Go crypto/tls, no session resumption",
-			firstLine(e.o.mailgate, "version"), firstLine(e.o.nginx, "-v"), firstLine("dovecot", "--version"),
-			firstLine("postconf", "-h", "mail_version"), firstLine("go", "version")),
+			rig.FirstLine(e.o.mailgate, "version"), rig.FirstLine(e.o.nginx, "-v"), rig.FirstLine("dovecot", "--version"),
+			rig.FirstLine("postconf", "-h", "mail_version"), rig.FirstLine("go", "version")),
 	}
 }
 

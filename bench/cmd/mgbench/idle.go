@@ -69,23 +69,9 @@ func (e *env) idle(ctx context.Context, res *report.Results) error {
 	tc := rig.ClientTLS(dc.CACertPEM) // this Dovecot's own certificate
 	idleSession := func(addr string, login func(*imapc.Conn, string) error) load.OpenFunc {
 		return func(i int) (*imapc.Conn, error) {
-			c, err := imapc.Dial(addr, imapc.Options{TLS: tc, Timeout: time.Minute})
-			if err != nil {
-				return nil, err
-			}
-			if err := login(c, user(i)); err != nil {
-				c.Close()
-				return nil, err
-			}
-			if _, err := c.Select("INBOX"); err != nil {
-				c.Close()
-				return nil, err
-			}
-			if err := c.Idle(); err != nil {
-				c.Close()
-				return nil, err
-			}
-			return c, nil
+			return imapc.OpenIdle(addr, imapc.Options{TLS: tc, Timeout: time.Minute}, func(c *imapc.Conn) error {
+				return login(c, user(i))
+			})
 		}
 	}
 	dovecot := load.Target{Name: "dovecot", PIDs: dovecotPIDs(dc)}

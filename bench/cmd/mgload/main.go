@@ -28,7 +28,7 @@ import (
 
 	"github.com/mailgate/mailgate/bench/internal/imapc"
 	"github.com/mailgate/mailgate/bench/internal/load"
-	"github.com/mailgate/mailgate/bench/internal/proc"
+	"github.com/mailgate/mailgate/bench/internal/report"
 	"github.com/mailgate/mailgate/bench/internal/rig"
 	"github.com/mailgate/mailgate/internal/testenv"
 )
@@ -77,13 +77,7 @@ func main() {
 	defer stop()
 	rep, err := run(ctx, o)
 	if rep != nil {
-		md := rep.markdown()
-		fmt.Print(md)
-		if o.out != "" {
-			if werr := os.WriteFile(o.out, []byte(md), 0o644); werr != nil {
-				log.Printf("write %s: %v", o.out, werr)
-			}
-		}
+		report.Print(rep.markdown(), o.out)
 	}
 	if err != nil {
 		log.Printf("FAILED: %v", err)
@@ -92,34 +86,12 @@ func main() {
 	}
 }
 
-// counts are mailgate's resource counts at one moment.
-type counts struct {
-	FDs, Threads int
-	Goroutines   int // -1: not available
-	// Sessions are the sockets of client sessions (on the IMAP listener's
-	// port) and backend connections (to Dovecot); Provider are connections
-	// to the provider (idle keep-alive ones come and go).
-	Sessions, Provider int
-	Mem                proc.Mem
-}
-
-func (c counts) String() string {
-	return fmt.Sprintf("%d fds (%d session sockets, %d to the provider), %s goroutines", c.FDs, c.Sessions, c.Provider, c.goroutines())
-}
-
-func (c counts) goroutines() string {
-	if c.Goroutines < 0 {
-		return "n/a"
-	}
-	return strconv.Itoa(c.Goroutines)
-}
-
 type idleResult struct {
 	Wanted, N      int
 	OpenTook       time.Duration
 	PSS, RSS       float64 // KiB per session
 	FDsPerSession  float64
-	Peak, After    counts
+	Peak, After    rig.Counts
 	BadClose       int
 	BackToBaseline bool
 }
@@ -130,73 +102,19 @@ type loginResult struct {
 	PerSecond        float64
 	P50, P99         float64
 	ProviderRequests int64
-	After            counts
+	After            rig.Counts
 	BackToBaseline   bool
 	FirstErr         error
 }
 
 type reportData struct {
 	Version   string
-	Baseline  counts
+	Baseline  rig.Counts
 	Idle      []idleResult
 	Login     *loginResult
 	Notes     []string
 	FDLimit   int
 	StartedAt time.Time
-}
-
-// ports identify mailgate's sockets: its IMAP listener, Dovecot's IMAP
-// port and the provider's (the counting proxy's) port.
-type ports struct{ listener, backend, provider int }
-
-func portOf(addr string) int {
-	if i := strings.LastIndexByte(addr, ':'); i >= 0 {
-		addr = addr[i+1:]
-	}
-	n, _ := strconv.Atoi(addr)
-	return n
-}
-
-func sample(m *rig.Mailgate, p ports) counts {
-	c := counts{Goroutines: -1}
-	c.FDs, _ = proc.FDs(m.PID())
-	socks, _ := proc.TCPSockets(m.PID())
-	for _, s := range socks {
-		switch {
-		case s.RemotePort == 0:
-		case s.LocalPort == p.listener || s.RemotePort == p.backend:
-			c.Sessions++
-		case s.RemotePort == p.provider:
-			c.Provider++
-		}
-	}
-	c.Threads, _ = proc.Threads(m.PID())
-	c.Mem, _ = proc.Memory(m.PID())
-	if g, err := m.Goroutines(); err == nil {
-		c.Goroutines = g
-	}
-	return c
-}
-
-// waitBack polls until mailgate holds no session socket any more and its
-// fds and goroutines (when known) are back at the baseline, allowing for
-// the provider keep-alive connections it holds beyond the baseline's (one
-// descriptor and two goroutines each: net/http's read and write loops).
-func waitBack(ctx context.Context, m *rig.Mailgate, p ports, base counts) (counts, bool) {
-	deadline := time.Now().Add(backTimeout)
-	for {
-		c := sample(m, p)
-		extra := max(c.Provider-base.Provider, 0)
-		fdOK := c.Sessions == 0 && c.FDs <= base.FDs+extra
-		gOK := c.Goroutines < 0 || base.Goroutines < 0 || c.Goroutines <= base.Goroutines+2*extra
-		if fdOK && gOK {
-			return c, true
-		}
-		if time.Now().After(deadline) || ctx.Err() != nil {
-			return c, false
-		}
-		time.Sleep(250 * time.Millisecond)
-	}
 }
 
 func run(ctx context.Context, o options) (*reportData, error) {
@@ -263,33 +181,17 @@ func run(ctx context.Context, o options) (*reportData, error) {
 		}
 		c.Logout()
 	}
-	pt := ports{listener: portOf(m.IMAPSAddr), backend: portOf(dc.IMAPAddr), provider: portOf(counter.URL)}
+	pt := rig.Ports{Listeners: []int{rig.PortOf(m.IMAPSAddr)}, Backend: rig.PortOf(dc.IMAPAddr), Provider: rig.PortOf(counter.URL)}
 	rep := &reportData{FDLimit: 2*rig.MaxSessions() + 200, StartedAt: time.Now()}
-	rep.Version = strings.TrimSpace(firstLine(o.mailgate, "version"))
-	base, _ := waitBack(ctx, m, pt, sample(m, pt))
+	rep.Version = strings.TrimSpace(rig.FirstLine(o.mailgate, "version"))
+	base, _ := m.WaitBack(ctx, pt, m.Sample(pt), rig.Tolerance{}, backTimeout)
 	rep.Baseline = base
 	if base.Goroutines < 0 {
 		rep.Notes = append(rep.Notes, "goroutines: n/a — this mailgate serves neither /metrics (go_goroutines) nor /debug/pprof on http.listen; descriptors are counted in /proc/<pid>/fd.")
 	}
 	var failed []string
 	open := func(i int) (*imapc.Conn, error) {
-		c, err := imapc.Dial(m.IMAPSAddr, imapc.Options{TLS: tc, Timeout: time.Minute})
-		if err != nil {
-			return nil, err
-		}
-		if err := login(c, i); err != nil {
-			c.Close()
-			return nil, err
-		}
-		if _, err := c.Select("INBOX"); err != nil {
-			c.Close()
-			return nil, err
-		}
-		if err := c.Idle(); err != nil {
-			c.Close()
-			return nil, err
-		}
-		return c, nil
+		return imapc.OpenIdle(m.IMAPSAddr, imapc.Options{TLS: tc, Timeout: time.Minute}, func(c *imapc.Conn) error { return login(c, i) })
 	}
 	maxN := rig.MaxSessions()
 	for _, want := range o.sessions {
@@ -297,7 +199,7 @@ func run(ctx context.Context, o options) (*reportData, error) {
 		log.Printf("opening %d idle sessions", n)
 		ir := idleResult{Wanted: want, N: n}
 		own := load.Target{Name: "mailgate", PIDs: func() []int { return []int{m.PID()} }}
-		r := load.MeasureIdle(ctx, n, openConc, open, []load.Target{own}, func(int) { ir.Peak = sample(m, pt) })
+		r := load.MeasureIdle(ctx, n, openConc, open, []load.Target{own}, func(int) { ir.Peak = m.Sample(pt) })
 		if r.Failed > 0 {
 			failed = append(failed, fmt.Sprintf("%d of %d sessions failed (first: %v)", r.Failed, n, r.FirstErr))
 		}
@@ -306,7 +208,7 @@ func run(ctx context.Context, o options) (*reportData, error) {
 		if r.Opened > 0 {
 			ir.FDsPerSession = float64(ir.Peak.FDs-base.FDs) / float64(r.Opened)
 		}
-		ir.After, ir.BackToBaseline = waitBack(ctx, m, pt, base)
+		ir.After, ir.BackToBaseline = m.WaitBack(ctx, pt, base, rig.Tolerance{}, backTimeout)
 		if !ir.BackToBaseline {
 			failed = append(failed, fmt.Sprintf("after %d sessions: %s (baseline %s)", n, ir.After, base))
 		}
@@ -335,7 +237,7 @@ func run(ctx context.Context, o options) (*reportData, error) {
 		})
 		lr := &loginResult{Dur: r.Elapsed, Logins: r.Logins, Errors: r.Errors, PerSecond: r.PerSecond(),
 			P50: r.P(50), P99: r.P(99), ProviderRequests: counter.Count() - n0, FirstErr: r.FirstErr}
-		lr.After, lr.BackToBaseline = waitBack(ctx, m, pt, base)
+		lr.After, lr.BackToBaseline = m.WaitBack(ctx, pt, base, rig.Tolerance{}, backTimeout)
 		rep.Login = lr
 		if r.Errors > 0 {
 			failed = append(failed, fmt.Sprintf("%d of %d logins failed (first: %v)", r.Errors, r.Logins, r.FirstErr))
@@ -345,10 +247,7 @@ func run(ctx context.Context, o options) (*reportData, error) {
 		}
 	}
 	if len(failed) > 0 {
-		if b, err := os.ReadFile(m.LogPath); err == nil {
-			lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
-			log.Printf("--- mailgate's log (last lines)\n%s", strings.Join(lines[max(len(lines)-15, 0):], "\n"))
-		}
+		log.Printf("--- mailgate's log (last lines)\n%s", m.LogTail(15))
 		return rep, errors.New(strings.Join(failed, "; "))
 	}
 	return rep, nil
@@ -367,7 +266,7 @@ func (r *reportData) markdown() string {
 			}
 			fmt.Fprintf(&b, "| %s | %s | %.1f KiB | %.1f KiB | %.2f | %d / %s / %.0f MiB | %s | %s |\n",
 				n, i.OpenTook.Round(100*time.Millisecond), i.RSS, i.PSS, i.FDsPerSession,
-				i.Peak.FDs, i.Peak.goroutines(), float64(i.Peak.Mem.RSS)/1024, i.After, yes(i.BackToBaseline))
+				i.Peak.FDs, i.Peak.GoroutinesString(), float64(i.Peak.Mem.RSS)/1024, i.After, yes(i.BackToBaseline))
 		}
 		b.WriteString("\n")
 	}
@@ -386,10 +285,4 @@ func yes(b bool) string {
 		return "yes"
 	}
 	return "**no**"
-}
-
-func firstLine(name string, args ...string) string {
-	out, _ := execOutput(name, args...)
-	line, _, _ := strings.Cut(strings.TrimSpace(out), "\n")
-	return line
 }

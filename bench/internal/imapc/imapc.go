@@ -80,6 +80,28 @@ func Dial(addr string, o Options) (*Conn, error) {
 	return c, nil
 }
 
+// OpenIdle dials addr, logs in with login, selects INBOX and starts IDLE:
+// one idle session, as a mail client leaves it.
+func OpenIdle(addr string, o Options, login func(*Conn) error) (*Conn, error) {
+	c, err := Dial(addr, o)
+	if err != nil {
+		return nil, err
+	}
+	if err := login(c); err != nil {
+		c.Close()
+		return nil, err
+	}
+	if _, err := c.Select("INBOX"); err != nil {
+		c.Close()
+		return nil, err
+	}
+	if err := c.Idle(); err != nil {
+		c.Close()
+		return nil, err
+	}
+	return c, nil
+}
+
 // Close closes the connection without LOGOUT.
 func (c *Conn) Close() error { return c.nc.Close() }
 
@@ -256,6 +278,22 @@ func (c *Conn) Idle() error {
 		}
 		if strings.HasPrefix(line, "a"+strconv.Itoa(c.tag)+" ") {
 			return fmt.Errorf("%w: IDLE: %.60q", ErrNotOK, line)
+		}
+	}
+}
+
+// Await reads untagged lines during IDLE until one ends with suffix (e.g.
+// " EXISTS") and returns it, or fails after timeout. IDLE goes on.
+func (c *Conn) Await(suffix string, timeout time.Duration) (string, error) {
+	c.nc.SetDeadline(time.Now().Add(timeout))
+	defer c.nc.SetDeadline(time.Time{})
+	for {
+		line, err := c.readLine(nil)
+		if err != nil {
+			return "", err
+		}
+		if strings.HasSuffix(line, suffix) {
+			return line, nil
 		}
 	}
 }

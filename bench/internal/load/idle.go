@@ -47,11 +47,11 @@ func MeasureIdle(ctx context.Context, n, conc int, open OpenFunc, targets []Targ
 			into[t.Name] = proc.SumMemory(t.PIDs())
 		}
 	}
-	settle(ctx, targets)
+	Settle(ctx, targets)
 	measure(r.Before)
 	s := OpenIdle(ctx, n, conc, open)
 	r.Opened, r.Failed, r.FirstErr, r.OpenTook = len(s.Conns), s.Failed, s.Err, s.Took
-	settle(ctx, targets)
+	Settle(ctx, targets)
 	measure(r.After)
 	if between != nil {
 		between(r.Opened)
@@ -60,9 +60,9 @@ func MeasureIdle(ctx context.Context, n, conc int, open OpenFunc, targets []Targ
 	return r
 }
 
-// settle waits until the summed PSS of all targets changes by less than
+// Settle waits until the summed PSS of all targets changes by less than
 // 0.5% over one second (or settleTimeout passes).
-func settle(ctx context.Context, targets []Target) {
+func Settle(ctx context.Context, targets []Target) {
 	total := func() int64 {
 		var sum int64
 		for _, t := range targets {

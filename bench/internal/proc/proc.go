@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 )
 
 // clockTicks is USER_HZ, the unit of the CPU times in /proc/<pid>/stat
@@ -217,4 +218,35 @@ func notExist(err error) error {
 		return fmt.Errorf("%w: %v", ErrNoProcess, err)
 	}
 	return err
+}
+
+// RaiseNoFile sets this process's soft RLIMIT_NOFILE to its hard limit and
+// returns the new limit.
+func RaiseNoFile() (uint64, error) {
+	var rl syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl); err != nil {
+		return 0, err
+	}
+	rl.Cur = rl.Max
+	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &rl); err != nil {
+		return 0, err
+	}
+	return rl.Cur, nil
+}
+
+// NoFileLimit is the soft "Max open files" of pid (/proc/<pid>/limits).
+func NoFileLimit(pid int) (int, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/limits", pid))
+	if err != nil {
+		return 0, notExist(err)
+	}
+	for line := range strings.Lines(string(b)) {
+		if rest, ok := strings.CutPrefix(line, "Max open files"); ok {
+			f := strings.Fields(rest)
+			if len(f) > 0 {
+				return strconv.Atoi(f[0])
+			}
+		}
+	}
+	return 0, fmt.Errorf("proc: /proc/%d/limits: no Max open files", pid)
 }

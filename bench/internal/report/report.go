@@ -6,6 +6,7 @@ package report
 import (
 	"encoding/json"
 	"fmt"
+	"log"
 	"math"
 	"os"
 	"strings"
@@ -187,4 +188,16 @@ func (res *Results) WriteJSON(path string) error {
 		return err
 	}
 	return os.WriteFile(path, append(b, '\n'), 0o644)
+}
+
+// Print writes a Markdown report to stdout and, when path is not empty,
+// to the file path too (a failure to write it is logged).
+func Print(md, path string) {
+	fmt.Print(md)
+	if path == "" {
+		return
+	}
+	if err := os.WriteFile(path, []byte(md), 0o644); err != nil {
+		log.Printf("write %s: %v", path, err)
+	}
 }

@@ -217,3 +217,14 @@ func MaxSessions() int {
 	}
 	return int((rl.Max - 200) / 2)
 }
+
+// FirstLine runs a command and returns the first line of its output ("?"
+// when it could not run), e.g. FirstLine(binary, "version").
+func FirstLine(name string, args ...string) string {
+	out, err := exec.Command(name, args...).CombinedOutput()
+	if err != nil && len(out) == 0 {
+		return "?"
+	}
+	line, _, _ := strings.Cut(strings.TrimSpace(string(out)), "\n")
+	return line
+}

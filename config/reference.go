@@ -51,7 +51,7 @@ var keyDocs = map[string]string{
 	"oauth2.issuer":                       "OIDC issuer: discovery and JWKS for `jwt`/`auto`, and the `openid-configuration` in RFC 7628 errors",
 	"oauth2.audiences":                    "accepted `aud`/`azp` values (`jwt`, `introspection`, `auto`; not checkable in `userinfo` mode, where setting it is a warning)",
 	"oauth2.required_scopes":              "scopes every token must carry",
-	"oauth2.username_claim":               "claim that names the mailbox (lower-cased)",
+	"oauth2.username_claim":               "claim that names the mailbox: one plain address, taken exactly (only ASCII case folded)",
 	"oauth2.require_email_verified":       "refuse tokens whose `email_verified` is not true (default `false` before; see Changes)",
 	"oauth2.allowed_domains":              "mailbox domains accepted; empty = any",
 	"oauth2.cache_ttl":                    "how long a validated token is trusted without asking again (never beyond its `exp`)",

@@ -149,7 +149,9 @@ func (f *smtpFront) startLocked(caps smtpCaps) {
 	gs.AllowInsecureAuth = true
 	gs.ReadTimeout = f.s.limits.CommandTimeout
 	gs.WriteTimeout = f.s.limits.WriteTimeout
-	gs.MaxLineLength = f.s.limits.MaxLine // an XOAUTH2 JWT on the AUTH line takes several KiB
+	// An XOAUTH2 JWT on the AUTH line takes several KiB; a line (AUTH's
+	// included, or a SASL response) never holds more than the pre-login budget.
+	gs.MaxLineLength = min(f.s.limits.MaxLine, f.s.limits.MaxPreloginBytes)
 	gs.MaxRecipients = f.opts.MaxRecipients
 	gs.MaxMessageBytes = smtpMaxSize(f.opts.MaxMessageBytes, caps.size)
 	gs.EnableSMTPUTF8 = caps.utf8

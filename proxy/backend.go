@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/pires/go-proxyproto"
+	"github.com/pires/go-proxyproto/tlvparse"
 )
 
 // backendKeepAlive is the TCP keepalive period on backend connections.
@@ -46,9 +47,68 @@ func dialBackend(ctx context.Context, b Backend, preface []byte) (net.Conn, erro
 }
 
 // proxyHeader is a PROXY protocol v2 header naming client as the source and
-// local (the address the client connected to) as the destination.
-func proxyHeader(client, local net.Addr) ([]byte, error) {
-	return proxyproto.HeaderProxyFromAddrs(2, client, local).Format()
+// local (the address the client connected to) as the destination. When the
+// client's leg is TLS (tlsVersion not 0) it carries the SSL TLV with
+// PP2_CLIENT_SSL and the version, as HAProxy's send-proxy-v2-ssl does:
+// Dovecot 2.4 counts such a session as secured (ssl = required) although
+// mailgate's own leg to it is plaintext, and logs it with TLS.
+func proxyHeader(client, local net.Addr, tlsVersion uint16) ([]byte, error) {
+	h := proxyproto.HeaderProxyFromAddrs(2, client, local)
+	if tlsVersion != 0 {
+		ssl := tlvparse.PP2SSL{
+			Client: tlvparse.PP2_BITFIELD_CLIENT_SSL,
+			TLV: []proxyproto.TLV{{
+				Type:  proxyproto.PP2_SUBTYPE_SSL_VERSION,
+				Value: []byte(tlsVersionName(tlsVersion)),
+			}},
+		}
+		tlv, err := ssl.Marshal()
+		if err != nil {
+			return nil, err
+		}
+		if err := h.SetTLVs([]proxyproto.TLV{tlv}); err != nil {
+			return nil, err
+		}
+	}
+	return h.Format()
+}
+
+// tlsVersionName is the version as OpenSSL names it ("TLSv1.3").
+func tlsVersionName(v uint16) string {
+	switch v {
+	case tls.VersionTLS13:
+		return "TLSv1.3"
+	case tls.VersionTLS12:
+		return "TLSv1.2"
+	}
+	return "TLS"
+}
+
+// backendSessionCacheSize is the number of TLS sessions kept per backend
+// (one per backend name, so a few suffice; more for several SNI names).
+const backendSessionCacheSize = 64
+
+// backendClientTLS returns the client TLS config for b that every backend
+// connection clones: b's verification settings, a session cache shared by
+// all its connections, so that logins after the first resume a TLS session
+// (an abbreviated handshake: no certificate chain, no signature) instead of
+// paying a full one, and a hook that reports each handshake to the observer.
+func (s *Server) backendClientTLS(b Backend, proto string) *tls.Config {
+	cfg := backendTLSConfig(b)
+	if cfg.ClientSessionCache == nil {
+		cfg.ClientSessionCache = tls.NewLRUClientSessionCache(backendSessionCacheSize)
+	}
+	verify := cfg.VerifyConnection
+	cfg.VerifyConnection = func(cs tls.ConnectionState) error {
+		if verify != nil {
+			if err := verify(cs); err != nil {
+				return err
+			}
+		}
+		s.obs.BackendTLS(proto, cs.DidResume)
+		return nil
+	}
+	return cfg
 }
 
 // backendHandshake runs a client TLS handshake with b's verification settings.

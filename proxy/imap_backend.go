@@ -116,7 +116,7 @@ func (c *imapConn) backendLogin(ctx context.Context, tag string, login imapLogin
 
 	var preface []byte
 	if b.ClientIP == "proxy" {
-		if preface, err = proxyHeader(c.raw.RemoteAddr(), c.raw.LocalAddr()); err != nil {
+		if preface, err = proxyHeader(c.raw.RemoteAddr(), c.raw.LocalAddr(), c.tlsVersion()); err != nil {
 			return nil, fmt.Errorf("%w: %v", errBackendUnavailable, err)
 		}
 	}
@@ -251,6 +251,13 @@ func (c *imapConn) idCommand() string {
 		add("x-connected-port", port)
 	}
 	add("x-session-ext-id", c.id)
+	// Dovecot 2.4 takes the end client's transport from here (2.3 ignores
+	// it); logins happen only after TLS.
+	transport := "insecure"
+	if c.tlsVersion() != 0 {
+		transport = "TLS"
+	}
+	add("x-client-transport", transport)
 	for i := 0; i+1 < len(c.clientID); i += 2 {
 		add(c.clientID[i], c.clientID[i+1])
 	}

@@ -176,6 +176,14 @@ func (c *imapConn) handshake(nc net.Conn) (*tls.Conn, error) {
 	return tc, nil
 }
 
+// tlsVersion is the TLS version of the client's connection, 0 before TLS.
+func (c *imapConn) tlsVersion() uint16 {
+	if tc, ok := c.nc.(*tls.Conn); ok {
+		return tc.ConnectionState().Version
+	}
+	return 0
+}
+
 func earliest(a, b time.Time) time.Time {
 	if b.Before(a) {
 		return b

@@ -17,6 +17,9 @@ type Observer interface {
 	Login(proto, mech, result string, d time.Duration)
 	// BackendLogin is one backend dial + login; err is nil on success.
 	BackendLogin(proto string, d time.Duration, err error)
+	// BackendTLS is one TLS handshake with a backend; resumed: an
+	// abbreviated handshake that resumed an earlier session.
+	BackendTLS(proto string, resumed bool)
 	// Relayed counts bytes copied, dir "up" (client to backend) or "down".
 	Relayed(proto, dir string, n int)
 	// SMTPMessage is one relayed message: result "ok", "rejected" (the backend
@@ -33,6 +36,7 @@ func (NopObserver) ConnRefused(proto, listener, reason string)        {}
 func (NopObserver) Login(proto, mech, result string, d time.Duration) {}
 func (NopObserver) BackendLogin(proto string, d time.Duration, err error) {
 }
+func (NopObserver) BackendTLS(proto string, resumed bool)  {}
 func (NopObserver) Relayed(proto, dir string, n int)       {}
 func (NopObserver) SMTPMessage(result string, bytes int64) {}
 

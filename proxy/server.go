@@ -74,6 +74,8 @@ func New(opts Options) (*Server, error) {
 		shutdown: make(chan struct{}),
 	}
 	s.pools = newPools(s.limits)
+	s.opts.IMAPBackend.TLSConfig = s.backendClientTLS(opts.IMAPBackend, "imap")
+	s.opts.SMTPBackend.TLSConfig = s.backendClientTLS(opts.SMTPBackend, "smtp")
 	s.tls = newTLSConfigs(opts.TLSConfig)
 	s.shutdownCtx, s.startShutdown = context.WithCancel(context.Background())
 	s.drainCtx, s.expireDrain = context.WithCancel(context.Background())

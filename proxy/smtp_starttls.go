@@ -157,3 +157,13 @@ func (v *smtpTLSView) Write(p []byte) (int, error) {
 	}
 	return v.Conn.Write(p)
 }
+
+// tlsVersion is the TLS version of the client's connection, 0 before TLS.
+func (c *smtpClientConn) tlsVersion() uint16 {
+	if p := c.top.Load(); p != nil {
+		if v, ok := (*p).(*smtpTLSView); ok {
+			return v.ConnectionState().Version
+		}
+	}
+	return 0
+}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"strconv"
 	"sync/atomic"
 	"time"
 
@@ -21,6 +22,7 @@ type metrics struct {
 	loginSeconds  *prometheus.HistogramVec
 	backendLogin  *prometheus.HistogramVec
 	backendErrors *prometheus.CounterVec
+	backendTLS    *prometheus.CounterVec
 	bytes         *prometheus.CounterVec
 	smtpMessages  *prometheus.CounterVec
 	smtpBytes     prometheus.Counter
@@ -50,6 +52,8 @@ func newMetrics() *metrics {
 			Help: "Backend dial and master login latency.", Buckets: latencyBuckets}, []string{"proto"}),
 		backendErrors: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "mailgate_backend_errors_total",
 			Help: "Backend dials or logins that failed."}, []string{"proto"}),
+		backendTLS: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "mailgate_backend_tls_handshakes_total",
+			Help: "TLS handshakes with a backend, resumed (abbreviated) or full."}, []string{"proto", "resumed"}),
 		bytes: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "mailgate_relayed_bytes_total",
 			Help: "Bytes relayed, dir up (client to backend) or down."}, []string{"proto", "dir"}),
 		smtpMessages: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "mailgate_smtp_messages_total",
@@ -62,7 +66,7 @@ func newMetrics() *metrics {
 		cache: &cacheCollector{},
 	}
 	reg.MustRegister(m.connsOpen, m.connsTotal, m.connsRefused, m.logins, m.loginSeconds, m.backendLogin,
-		m.backendErrors, m.bytes, m.smtpMessages, m.smtpBytes, m.validation, m.cache,
+		m.backendErrors, m.backendTLS, m.bytes, m.smtpMessages, m.smtpBytes, m.validation, m.cache,
 		prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
 	return m
 }
@@ -92,6 +96,10 @@ func (m *metrics) BackendLogin(proto string, d time.Duration, err error) {
 	if err != nil {
 		m.backendErrors.WithLabelValues(proto).Inc()
 	}
+}
+
+func (m *metrics) BackendTLS(proto string, resumed bool) {
+	m.backendTLS.WithLabelValues(proto, strconv.FormatBool(resumed)).Inc()
 }
 
 func (m *metrics) Relayed(proto, dir string, n int) {

@@ -12,8 +12,18 @@
 #     (~3-4 min and ~1 GB of Go caches the first time). MAILGATE_REBUILD_HYDRA=1
 #     rebuilds it.
 #   - Go >= 1.26 must be usable (scripts/ensure-go.sh installs it if missing).
+#   - only when deb13 is asked for (MAILGATE_BACKENDS or MAILGATE_BACKEND
+#     contains deb13, or MAILGATE_BUILD_DEB13=1): a Debian 13 (trixie) root with
+#     Dovecot 2.4 and Postfix 3.10 (dovecot-core -imapd -lmtpd -pop3d
+#     -managesieved -sieve, postfix postfix-pcre, user vmail), made by
+#     mmdebstrap into ${MAILGATE_DEB13_ROOT:-$CACHE/debian13/root}, from the
+#     Debian mirror apt is configured with (MAILGATE_DEBIAN_MIRROR and
+#     MAILGATE_DEBIAN_SECURITY_MIRROR override it). The first build takes about
+#     2 min and ~180 MB; later runs only check the stamp file next to the root
+#     and the installed versions. MAILGATE_REBUILD_DEB13=1 rebuilds it.
 #
-# internal/testenv looks for Hydra at the same path (testenv.HydraBinary).
+# internal/testenv looks for Hydra and the Debian 13 root at the same paths
+# (testenv.HydraBinary, testenv.Deb13Root).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 log() { printf '[install-test-deps] %s\n' "$*" >&2; }
@@ -37,8 +47,14 @@ if ! [[ $major =~ ^[0-9]+$ && $minor =~ ^[0-9]+$ ]] || { [ "$major" -eq 1 ] && [
   die "Go >= 1.26 is required, found '${gov:-unknown}' at $(command -v go)"
 fi
 
+want_deb13=0
+backends=${MAILGATE_BACKENDS:-}
+case " ${backends//,/ } ${MAILGATE_BACKEND:-} " in *" deb13 "*) want_deb13=1 ;; esac
+[ "${MAILGATE_BUILD_DEB13:-0}" = 1 ] && want_deb13=1
+
 # ---------------------------------------------------------------- packages
 pkgs=(dovecot-core dovecot-imapd dovecot-lmtpd postfix openssl jq curl gcc libc6-dev ca-certificates)
+[ "$want_deb13" = 0 ] || pkgs+=(mmdebstrap)
 need=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || need+=("$p")
@@ -103,5 +119,70 @@ flock 9   # another test run may be building the same binary
 if [ "${MAILGATE_REBUILD_HYDRA:-0}" = 1 ] || [ ! -x "$HYDRA_BIN" ]; then
   build_hydra
 fi
+
+# ---------------------------------------------------------------- Debian 13 root
+DEB13_ROOT=${MAILGATE_DEB13_ROOT:-$CACHE/debian13/root}
+DEB13_STAMP=$(dirname "$DEB13_ROOT")/stamp   # testenv checks the same file
+DEB13_PKGS=(dovecot-core dovecot-imapd dovecot-lmtpd dovecot-pop3d dovecot-managesieved dovecot-sieve postfix postfix-pcre)
+# Changing anything here changes the stamp's first line and rebuilds the root.
+DEB13_RECIPE="mailgate-deb13 v1: trixie trixie-updates trixie-security, variant essential, ${DEB13_PKGS[*]}, user vmail"
+
+# apt_repo SUITE_REGEX: the first archive URI apt's sources use for a suite
+# matching the regex (so no mirror host is written down here).
+apt_repo() {
+  apt-get indextargets --no-release-info --format '$(REPO_URI) $(RELEASE)' 'Created-By: Packages' 2>/dev/null |
+    awk -v re="$1" '$2 ~ re { print $1; exit }'
+}
+deb13_versions() {
+  chroot "$DEB13_ROOT" dpkg-query -W -f '${Package} ${Version}\n' "${DEB13_PKGS[@]}" 2>/dev/null
+}
+deb13_ok() {
+  [ -f "$DEB13_STAMP" ] && [ -d "$DEB13_ROOT" ] || return 1
+  [ "$(head -1 "$DEB13_STAMP")" = "$DEB13_RECIPE" ] || return 1
+  [ "$(tail -n +2 "$DEB13_STAMP")" = "$(deb13_versions)" ] || return 1
+  case $(chroot "$DEB13_ROOT" /usr/sbin/dovecot --version 2>/dev/null) in 2.4.*) ;; *) return 1 ;; esac
+  case $(chroot "$DEB13_ROOT" /usr/sbin/postconf -dh mail_version 2>/dev/null) in 3.10.*) ;; *) return 1 ;; esac
+  chroot "$DEB13_ROOT" id vmail >/dev/null 2>&1
+}
+build_deb13() {
+  local t0=$SECONDS new mirror security opts=()
+  mirror=${MAILGATE_DEBIAN_MIRROR:-$(apt_repo '^[a-z]+$')}
+  security=${MAILGATE_DEBIAN_SECURITY_MIRROR:-$(apt_repo '-security$')}
+  [ -n "$mirror" ] || die "no Debian mirror in apt's sources (set MAILGATE_DEBIAN_MIRROR)"
+  command -v mmdebstrap >/dev/null || die "mmdebstrap is missing"
+  local sources=("deb $mirror trixie main" "deb $mirror trixie-updates main")
+  [ -z "$security" ] || sources+=("deb $security trixie-security main")
+  # A snapshot mirror's Release files are past their Valid-Until.
+  eval "$(apt-config shell cvu Acquire::Check-Valid-Until)"
+  [ "${cvu:-}" != false ] || opts+=(--aptopt='Acquire::Check-Valid-Until "false"')
+  mkdir -p "$(dirname "$DEB13_ROOT")"
+  new=$DEB13_ROOT.new
+  rm -rf "$new" "$DEB13_STAMP"
+  log "building the Debian 13 root (Dovecot 2.4, Postfix 3.10) into $DEB13_ROOT from $mirror (first time only, ~2 min)"
+  if ! mmdebstrap --mode=root --variant=essential --format=directory "${opts[@]}" \
+      --include="$(IFS=,; echo "${DEB13_PKGS[*]}")" \
+      --dpkgopt='path-exclude=/usr/share/man/*' --dpkgopt='path-exclude=/usr/share/locale/*' \
+      --dpkgopt='path-exclude=/usr/share/doc/*' --dpkgopt='path-include=/usr/share/doc/*/copyright' \
+      --essential-hook='echo "postfix postfix/main_mailer_type select No configuration" | chroot "$1" debconf-set-selections' \
+      --customize-hook='chroot "$1" useradd --system --user-group --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin vmail' \
+      trixie "$new" "${sources[@]}" >"$new.log" 2>&1; then
+    tail -30 "$new.log" >&2
+    die "mmdebstrap failed (full log: $new.log)"
+  fi
+  rm -rf "$DEB13_ROOT"
+  mv "$new" "$DEB13_ROOT"
+  mv -f "$new.log" "$(dirname "$DEB13_ROOT")/build.log"
+  { echo "$DEB13_RECIPE"; deb13_versions; } >"$DEB13_STAMP.tmp"
+  mv "$DEB13_STAMP.tmp" "$DEB13_STAMP"
+  deb13_ok || die "the new Debian 13 root fails its own check"
+  log "built the Debian 13 root in $((SECONDS - t0)) s, $(du -sh "$DEB13_ROOT" | cut -f1): $(tail -n +2 "$DEB13_STAMP" | tr '\n' ' ')"
+}
+if [ "$want_deb13" = 1 ]; then
+  if [ "${MAILGATE_REBUILD_DEB13:-0}" = 1 ] || ! deb13_ok; then
+    build_deb13
+  fi
+fi
 flock -u 9
-log "ok: packages, vmail, Hydra ($HYDRA_BIN), $gov"
+deb13_note=""
+[ "$want_deb13" = 0 ] || deb13_note=", Debian 13 root ($DEB13_ROOT: Dovecot $(chroot "$DEB13_ROOT" /usr/sbin/dovecot --version | cut -d' ' -f1), Postfix $(chroot "$DEB13_ROOT" /usr/sbin/postconf -dh mail_version))"
+log "ok: packages, vmail, Hydra ($HYDRA_BIN)$deb13_note, $gov"

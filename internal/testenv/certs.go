@@ -11,14 +11,15 @@ import (
 )
 
 // ServerName is the host name in the daemons' certificates (also "localhost",
-// 127.0.0.1 and ::1) and Postfix's myhostname.
+// 127.0.0.1, ::1 and the deb13 daemons' 127.0.24.1) and Postfix's myhostname.
 const ServerName = "mail.example.test"
 
 // selfSigned returns a PEM certificate and PKCS#8 key for ServerName,
-// localhost, 127.0.0.1 and ::1 (the project's own self-signed generator).
+// localhost, 127.0.0.1, ::1 and deb13Listen (the project's own self-signed
+// generator).
 // The certificate is its own CA.
 func selfSigned() (certPEM, keyPEM []byte, err error) {
-	c, err := certs.SelfSigned(ServerName, "localhost", "127.0.0.1", "::1")
+	c, err := certs.SelfSigned(ServerName, "localhost", "127.0.0.1", "::1", deb13Listen)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -1,11 +1,35 @@
 // Package testenv starts real mail and identity daemons for integration tests:
-// a docker-mailserver-like Dovecot 2.3 and Postfix 3.7 (Debian 12 packages) and
+// a docker-mailserver-like Dovecot and Postfix of one of two generations, and
 // an Ory Hydra v2.3.0 OpenID provider (a binary built by
 // scripts/install-test-deps.sh).
 //
 // Every instance gets its own temporary directory (configuration, logs, queue,
 // Maildirs) and free loopback ports picked at run time, so several test
-// binaries can run at once. Nothing listens on anything but 127.0.0.1.
+// binaries can run at once. Nothing listens on anything but a loopback address.
+//
+// # Backend generations
+//
+// MAILGATE_BACKEND ([BackendEnv]) selects the Dovecot/Postfix generation for
+// the whole test binary; tests do not change to run against either:
+//
+//   - deb12 (default): Dovecot 2.3 and Postfix 3.7, Debian 12's packages on
+//     the host, listening on 127.0.0.1 (docker-mailserver up to v15).
+//   - deb13: Dovecot 2.4 and Postfix 3.10 from Debian 13's packages, in a root
+//     that scripts/install-test-deps.sh builds once with mmdebstrap into
+//     [Deb13Root] (when MAILGATE_BACKENDS names deb13), started there with
+//     chroot(2) (no /proc or /dev mounts needed), configured like DMS's
+//     Debian 13 image in Dovecot 2.4 syntax (ssl = required, named passdb
+//     blocks, the master passdb). They listen on 127.0.24.1, so a client on
+//     127.0.0.1 is a trusted network but not "localhost" for Dovecot 2.4,
+//     as a proxy in another container is: plaintext logins there get
+//     NO [PRIVACYREQUIRED] (STARTTLS, implicit TLS or a PROXY v2 header with
+//     the SSL TLV work).
+//
+// [Generation] ("2.3"/"2.4") and [PostfixGeneration] let a test branch where
+// the generations legitimately differ; [Dovecot.LoginLogPrefix] is the one
+// log format difference the harness papers over. Every path a test reads
+// (Dir, LogPath, MaildirFor, CAFile, ...) is a host path, under the root for
+// deb13. ExtraConfig and ExtraMain are verbatim, so in the generation's syntax.
 //
 // # Availability
 //
@@ -72,8 +96,8 @@
 //     Send deliberate failures from another loopback address (127.0.0.2 ...) or
 //     use a fresh instance.
 //   - login_trusted_networks is 127.0.0.1/32 by default: connections from there
-//     may send IMAP ID x-originating-ip and count as secured; connect from
-//     127.0.0.2 to act as an untrusted client.
+//     may send IMAP ID x-originating-ip and (2.3 only) count as secured;
+//     connect from 127.0.0.2 to act as an untrusted client.
 //   - The master user may by default only log in from 127.0.0.1
 //     (allow_real_nets); see [DovecotOptions].
 //   - Hydra accepts a JWT while now (in whole seconds) <= exp; [TokenOptions]

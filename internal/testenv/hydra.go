@@ -161,7 +161,7 @@ func NewHydra(ctx context.Context, opts HydraOptions) (*Hydra, error) {
 		return nil, errors.New("hydra: AccessTokenLifespan must be whole seconds")
 	}
 	var err error
-	if h.Dir, err = makeInstanceDir("hydra"); err != nil {
+	if h.Dir, err = makeInstanceDir("", "hydra"); err != nil {
 		return nil, err
 	}
 	if err := h.start(ctx, bin); err != nil {
@@ -177,14 +177,14 @@ func (h *Hydra) start(ctx context.Context, bin string) error {
 	conf := filepath.Join(h.Dir, "hydra.yml")
 	env := append(append([]string(nil), daemonEnv...), "SQA_OPT_OUT=true", "HOME="+h.Dir)
 	for attempt := 1; ; attempt++ {
-		ports, err := pickPorts(3)
+		ports, err := pickPorts("127.0.0.1", 3)
 		if err != nil {
 			return err
 		}
 		if err := h.writeConf(conf, ports); err != nil {
 			return err
 		}
-		h.d, err = startDaemon("hydra", bin, []string{"serve", "all", "--dev", "--sqa-opt-out", "-c", conf}, env, h.LogPath, h.Dir)
+		h.d, err = startDaemon("hydra", bin, []string{"serve", "all", "--dev", "--sqa-opt-out", "-c", conf}, env, h.LogPath, h.Dir, "")
 		if err != nil {
 			return err
 		}

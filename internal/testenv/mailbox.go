@@ -12,10 +12,11 @@ import (
 	"time"
 )
 
-// Append stores msg in user's INBOX over plain IMAP from 127.0.0.1, logged in
-// as the master user (AUTHENTICATE PLAIN with authzid=user). Bare LF line ends
-// are converted to CRLF. It needs the default MasterAllowNets and
-// TrustedNetworks (or ones that include 127.0.0.1).
+// Append stores msg in user's INBOX over IMAP from 127.0.0.1 (plaintext on
+// 2.3, after STARTTLS on 2.4), logged in as the master user (AUTHENTICATE
+// PLAIN with authzid=user). Bare LF line ends are converted to CRLF. It needs
+// the default MasterAllowNets and TrustedNetworks (or ones that include
+// 127.0.0.1).
 func (d *Dovecot) Append(ctx context.Context, user string, msg []byte) error {
 	ctx, cancel := context.WithTimeout(ctx, convTimeout)
 	defer cancel()
@@ -26,6 +27,11 @@ func (d *Dovecot) Append(ctx context.Context, user string, msg []byte) error {
 	defer c.Close()
 	if _, err := c.readLine(); err != nil {
 		return fmt.Errorf("append: greeting: %w", err)
+	}
+	if d.needsTLS() {
+		if err := c.startTLS(ctx, "a0 STARTTLS", "a0 OK", d.TLSConfig()); err != nil {
+			return fmt.Errorf("append: %w", err)
+		}
 	}
 	ir := base64.StdEncoding.EncodeToString([]byte(user + "\x00" + d.MasterUser + "\x00" + d.MasterPassword))
 	if err := c.writeLine("a1 AUTHENTICATE PLAIN " + ir); err != nil {

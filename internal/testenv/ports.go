@@ -14,9 +14,9 @@ const maxStartAttempts = 3
 // pickPorts is freePorts, replaceable by tests.
 var pickPorts = freePorts
 
-// freePorts returns n distinct loopback ports that were free a moment ago:
-// it binds 127.0.0.1:0 n times, then closes the listeners.
-func freePorts(n int) ([]int, error) {
+// freePorts returns n distinct ports of the loopback address host that were
+// free a moment ago: it binds host:0 n times, then closes the listeners.
+func freePorts(host string, n int) ([]int, error) {
 	ports := make([]int, 0, n)
 	var ls []net.Listener
 	defer func() {
@@ -25,7 +25,7 @@ func freePorts(n int) ([]int, error) {
 		}
 	}()
 	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
+		l, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
 		if err != nil {
 			return nil, fmt.Errorf("pick a free port: %w", err)
 		}
@@ -36,7 +36,10 @@ func freePorts(n int) ([]int, error) {
 }
 
 // loopback returns "127.0.0.1:port".
-func loopback(port int) string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(port)) }
+func loopback(port int) string { return hostPort("127.0.0.1", port) }
+
+// hostPort returns "host:port".
+func hostPort(host string, port int) string { return net.JoinHostPort(host, strconv.Itoa(port)) }
 
 // portConflict reports whether a daemon's output says a port was taken.
 func portConflict(output string) bool {

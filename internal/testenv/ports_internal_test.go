@@ -9,16 +9,16 @@ import (
 // between choosing a free port and the daemon binding it.
 func TestPortConflictRetry(t *testing.T) {
 	Require(t, PartDovecot)
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	l, err := net.Listen("tcp", net.JoinHostPort(BackendHost(), "0"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer l.Close()
 	taken := l.Addr().(*net.TCPAddr).Port
 	calls := 0
-	pickPorts = func(n int) ([]int, error) {
+	pickPorts = func(host string, n int) ([]int, error) {
 		calls++
-		ports, err := freePorts(n)
+		ports, err := freePorts(host, n)
 		if err == nil && calls == 1 {
 			ports[0] = taken
 		}
@@ -26,7 +26,7 @@ func TestPortConflictRetry(t *testing.T) {
 	}
 	defer func() { pickPorts = freePorts }()
 	d := StartDovecot(t, DovecotOptions{})
-	if calls != 2 || d.IMAPAddr == loopback(taken) {
+	if calls != 2 || d.IMAPAddr == hostPort(BackendHost(), taken) {
 		t.Fatalf("%d port choices, IMAP on %s (taken: %d)", calls, d.IMAPAddr, taken)
 	}
 	if !d.LogContains("Address already in use") {

@@ -64,8 +64,10 @@ type daemon struct {
 // startDaemon starts path with args. Its stdin is /dev/null and its stdout and
 // stderr go to the file outPath (never to the test's output: Dovecot keeps
 // them open, which would block go test's pipe). dir is the instance
-// directory the watchdog removes if the test binary dies.
-func startDaemon(name, path string, args, env []string, outPath, dir string) (*daemon, error) {
+// directory the watchdog removes if the test binary dies. A non-empty root
+// is a directory the daemon is chrooted into before path (a path inside root)
+// is executed.
+func startDaemon(name, path string, args, env []string, outPath, dir, root string) (*daemon, error) {
 	out, err := os.OpenFile(outPath, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
 	if err != nil {
 		return nil, fmt.Errorf("open %s output: %w", name, err)
@@ -76,6 +78,10 @@ func startDaemon(name, path string, args, env []string, outPath, dir string) (*d
 	cmd.Stdout = out
 	cmd.Stderr = out
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Pdeathsig: syscall.SIGTERM}
+	if root != "" {
+		cmd.SysProcAttr.Chroot = root
+		cmd.Dir = "/" // inside root: the kernel resolves it after the chroot
+	}
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start %s: %w", name, err)
 	}
@@ -220,8 +226,18 @@ var errExited = errors.New("daemon exited during start-up")
 // runQuiet runs a short helper command (postfix check, openssl) with the
 // daemon environment and returns its combined output.
 func runQuiet(stdin []byte, path string, args ...string) ([]byte, error) {
+	return runQuietIn("", stdin, path, args...)
+}
+
+// runQuietIn is runQuiet with path (a path inside root) run chrooted into
+// root when root is not empty.
+func runQuietIn(root string, stdin []byte, path string, args ...string) ([]byte, error) {
 	cmd := exec.Command(path, args...)
 	cmd.Env = daemonEnv
+	if root != "" {
+		cmd.SysProcAttr = &syscall.SysProcAttr{Chroot: root}
+		cmd.Dir = "/"
+	}
 	if stdin != nil {
 		cmd.Stdin = bytes.NewReader(stdin)
 	}
@@ -233,8 +249,9 @@ func keepDirs() bool { return os.Getenv("MAILGATE_TESTENV_KEEP") == "1" }
 
 // makeInstanceDir creates a world-traversable temporary directory (the
 // daemons' unprivileged users must reach their files in it).
-func makeInstanceDir(kind string) (string, error) {
-	dir, err := os.MkdirTemp("", "mailgate-"+kind+"-")
+// parent is the directory to create it in ("": os.TempDir()).
+func makeInstanceDir(parent, kind string) (string, error) {
+	dir, err := os.MkdirTemp(parent, "mailgate-"+kind+"-")
 	if err != nil {
 		return "", fmt.Errorf("create %s dir: %w", kind, err)
 	}

@@ -5,9 +5,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"os/user"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 )
@@ -33,12 +31,16 @@ const (
 
 // Host describes the tools found on this machine.
 type Host struct {
-	Dovecot  string // path of the dovecot binary ("" if not checked)
-	Postfix  string // path of the postfix binary ("" if not checked)
+	Backend  string // the backend generation checked (BackendDeb12 or BackendDeb13)
+	Root     string // the chroot the daemons run in ("" for the host's packages)
+	Dovecot  string // path of the dovecot binary, inside Root ("" if not checked)
+	Postfix  string // path of the postfix binary, inside Root ("" if not checked)
 	OpenSSL  string // path of the openssl binary ("" if not checked)
 	Hydra    string // path of the Hydra binary ("" if not checked)
-	VmailUID int    // uid of the vmail user (0 if not checked)
+	VmailUID int    // uid of the vmail user, in Root's user database (0 if not checked)
 	VmailGID int    // gid of the vmail user (0 if not checked)
+
+	gen generation
 }
 
 // Integration reports whether MAILGATE_INTEGRATION=1 is set, in which case a
@@ -51,6 +53,9 @@ func Require(tb testing.TB, parts ...Part) Host {
 	tb.Helper()
 	h, err := Check(parts...)
 	if err != nil {
+		if !errors.Is(err, ErrUnavailable) {
+			tb.Fatal(err)
+		}
 		unavailable(tb, err)
 	}
 	return h
@@ -95,32 +100,54 @@ func Check(parts ...Part) (Host, error) {
 		*dst = p
 	}
 	if want&(PartDovecot|PartPostfix) != 0 {
+		g, err := currentGeneration()
+		if err != nil {
+			return h, err
+		}
+		h.gen, h.Backend, h.Root = g, g.name, g.root
+		// exists checks a file inside the generation's root (or on the host).
+		exists := func(inner, what string) bool {
+			if _, err := os.Stat(g.hostPath(inner)); err != nil {
+				missing = append(missing, g.hostPath(inner)+" ("+what+")")
+				return false
+			}
+			return true
+		}
 		if os.Geteuid() != 0 {
 			missing = append(missing, "root (Dovecot and Postfix masters must start as root)")
 		}
-		if u, err := user.Lookup(vmailUser); err != nil {
-			missing = append(missing, "system user "+vmailUser)
-		} else {
-			h.VmailUID, _ = strconv.Atoi(u.Uid)
-			h.VmailGID, _ = strconv.Atoi(u.Gid)
-		}
-	}
-	if want&PartDovecot != 0 {
-		look("dovecot", &h.Dovecot)
-		look("openssl", &h.OpenSSL)
-		for _, f := range []string{"/usr/lib/dovecot/imap", "/usr/lib/dovecot/lmtp"} {
-			if _, err := os.Stat(f); err != nil {
-				missing = append(missing, f+" (dovecot-imapd, dovecot-lmtpd)")
+		if g.root != "" {
+			if fi, err := os.Stat(filepath.Join(g.root, "..", deb13Stamp)); err != nil || !fi.Mode().IsRegular() {
+				missing = append(missing, "the Debian 13 root "+g.root+" (build it with MAILGATE_BACKENDS=\"deb12 deb13\" scripts/install-test-deps.sh)")
+				return h, fmt.Errorf("%w: missing %s", ErrUnavailable, strings.Join(missing, ", "))
 			}
 		}
-	}
-	if want&PartPostfix != 0 {
-		look("postfix", &h.Postfix)
-		if _, err := os.Stat(postfixMaster); err != nil {
-			missing = append(missing, postfixMaster)
+		if uid, gid, err := g.lookupUser(vmailUser); err != nil {
+			missing = append(missing, "system user "+vmailUser)
+		} else {
+			h.VmailUID, h.VmailGID = uid, gid
 		}
-		if _, err := user.LookupGroup("postdrop"); err != nil {
-			missing = append(missing, "group postdrop")
+		if want&PartDovecot != 0 {
+			look("openssl", &h.OpenSSL) // hashes passwords on the host
+			if g.root == "" {
+				look("dovecot", &h.Dovecot)
+			} else if exists(deb13Dovecot, "dovecot-core") {
+				h.Dovecot = deb13Dovecot
+			}
+			for _, f := range []string{"/usr/lib/dovecot/imap", "/usr/lib/dovecot/lmtp"} {
+				exists(f, "dovecot-imapd, dovecot-lmtpd")
+			}
+		}
+		if want&PartPostfix != 0 {
+			if g.root == "" {
+				look("postfix", &h.Postfix)
+			} else if exists(deb13Postfix, "postfix") {
+				h.Postfix = deb13Postfix
+			}
+			exists(postfixMaster, "postfix")
+			if _, err := g.lookupGroup("postdrop"); err != nil {
+				missing = append(missing, "group postdrop")
+			}
 		}
 	}
 	if want&PartHydra != 0 {

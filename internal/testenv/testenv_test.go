@@ -150,12 +150,32 @@ func TestDovecotMasterLogin(t *testing.T) {
 		if r := c.tagged("a"); !strings.HasPrefix(r, "a OK") {
 			t.Fatalf("ID: %q", r)
 		}
+		if testenv.Generation() == "2.4" {
+			// 2.4 with ssl = required: a trusted network is not secured
+			// any more (only the same address on both ends, or TLS).
+			c.send("b AUTHENTICATE PLAIN " + plain(alice, dc.MasterUser, dc.MasterPassword))
+			if r := c.tagged("b"); !strings.HasPrefix(r, "b NO [PRIVACYREQUIRED]") {
+				t.Fatalf("plaintext master login on 2.4: %q, want NO [PRIVACYREQUIRED]", r)
+			}
+			dc.Log.WaitSince(t, mark, "SSL required for authentication", logTimeout)
+			c = dial(t, "", dc.IMAPAddr, nil)
+			c.line()
+			c.send("s STARTTLS")
+			if r := c.tagged("s"); !strings.HasPrefix(r, "s OK") {
+				t.Fatalf("STARTTLS: %q", r)
+			}
+			c.startTLS(dc.TLSConfig())
+			c.send(`a ID ("x-originating-ip" "203.0.113.7" "x-originating-port" "40001")`)
+			if r := c.tagged("a"); !strings.HasPrefix(r, "a OK") {
+				t.Fatalf("ID: %q", r)
+			}
+		}
 		c.send("b AUTHENTICATE PLAIN " + plain(alice, dc.MasterUser, dc.MasterPassword))
 		if r := c.tagged("b"); !strings.HasPrefix(r, "b OK [CAPABILITY") {
 			t.Fatalf("master login: %q", r)
 		}
 		c.send("c LOGOUT")
-		line := dc.Log.WaitSince(t, mark, "Login: user=<"+alice+">", logTimeout)
+		line := dc.Log.WaitSince(t, mark, dc.LoginLogPrefix()+alice+">", logTimeout)
 		if !strings.Contains(line, "rip=203.0.113.7") {
 			t.Errorf("login line does not carry the forwarded IP: %q", line)
 		}
@@ -487,4 +507,40 @@ func toStrings(v any) []string {
 		}
 	}
 	return out
+}
+
+// TestDovecotIMAPCompress checks the generation-neutral COMPRESS option.
+func TestDovecotIMAPCompress(t *testing.T) {
+	dc := testenv.StartDovecot(t, testenv.DovecotOptions{IMAPCompress: true})
+	c := dial(t, "", dc.IMAPSAddr, dc.TLSConfig())
+	c.line()
+	c.send("a AUTHENTICATE PLAIN " + plain(alice, dc.MasterUser, dc.MasterPassword))
+	if r := c.tagged("a"); !strings.HasPrefix(r, "a OK [CAPABILITY") || !strings.Contains(r, "COMPRESS=DEFLATE") {
+		t.Fatalf("master login over IMAPS: %q, want COMPRESS=DEFLATE among the capabilities", r)
+	}
+	c.send("b COMPRESS DEFLATE")
+	if r := c.tagged("b"); !strings.HasPrefix(r, "b OK") {
+		t.Fatalf("COMPRESS: %q", r)
+	}
+}
+
+// TestDovecotStartFailsFast: a Dovecot whose services die at start-up (here
+// an unknown plugin) fails the start at once instead of after the timeout.
+func TestDovecotStartFailsFast(t *testing.T) {
+	testenv.Require(t, testenv.PartDovecot)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	extra := "mail_plugins = no_such_plugin\n"
+	if testenv.Generation() == "2.4" {
+		extra = "mail_plugins {\n  no_such_plugin = yes\n}\n"
+	}
+	t0 := time.Now()
+	d, err := testenv.NewDovecot(ctx, testenv.DovecotOptions{ExtraConfig: extra})
+	if err == nil {
+		d.Stop()
+		t.Fatal("Dovecot with an unknown plugin started")
+	}
+	if el := time.Since(t0); el > 10*time.Second || !strings.Contains(err.Error(), "no_such_plugin") {
+		t.Fatalf("after %v: %v", el, err)
+	}
 }

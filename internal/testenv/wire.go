@@ -22,10 +22,22 @@ const (
 // pollReady runs checks in order, retrying each until it succeeds, the daemon
 // exits or ctx ends.
 func pollReady(ctx context.Context, d *daemon, checks []func(context.Context) error) error {
+	return pollReadyOr(ctx, d, nil, checks)
+}
+
+// pollReadyOr is pollReady that also gives up as soon as failed (if not nil)
+// returns an error: a daemon that is running but cannot serve (Dovecot
+// restarting a service that dies at start-up) fails at once, not at ctx's end.
+func pollReadyOr(ctx context.Context, d *daemon, failed func() error, checks []func(context.Context) error) error {
 	for _, check := range checks {
 		for {
 			if d.exited() {
 				return errExited
+			}
+			if failed != nil {
+				if err := failed(); err != nil {
+					return err
+				}
 			}
 			pctx, cancel := context.WithTimeout(ctx, probeTimeout)
 			err := check(pctx)
@@ -86,6 +98,27 @@ func (c *lineConn) readLine() (string, error) {
 			return sb.String(), nil
 		}
 	}
+}
+
+// startTLS sends cmd, expects a reply line starting with ok and switches the
+// connection to TLS.
+func (c *lineConn) startTLS(ctx context.Context, cmd, ok string, conf *tls.Config) error {
+	if err := c.writeLine(cmd); err != nil {
+		return err
+	}
+	line, err := c.readLine()
+	if err != nil {
+		return err
+	}
+	if !strings.HasPrefix(line, ok) {
+		return fmt.Errorf("%s: %q", cmd, line)
+	}
+	tc := tls.Client(c.Conn, conf)
+	if err := tc.HandshakeContext(ctx); err != nil {
+		return fmt.Errorf("tls handshake after %s: %w", cmd, err)
+	}
+	c.Conn, c.r = tc, bufio.NewReaderSize(tc, 4096)
+	return nil
 }
 
 // writeLine sends s + CRLF.

@@ -73,6 +73,17 @@ func proxyHeader(client, local net.Addr, tlsVersion uint16) ([]byte, error) {
 	return h.Format()
 }
 
+// tlvVersion is the client TLS version to announce in the PROXY header to b:
+// only when mailgate's own leg to b is plaintext (with STARTTLS or implicit
+// TLS the session is secured by that leg, and Dovecot 2.4 would refuse a
+// STARTTLS on a connection the TLV already declared TLS).
+func tlvVersion(b Backend, client uint16) uint16 {
+	if b.TLS != "" && b.TLS != TLSNone {
+		return 0
+	}
+	return client
+}
+
 // tlsVersionName is the version as OpenSSL names it ("TLSv1.3").
 func tlsVersionName(v uint16) string {
 	switch v {

@@ -452,10 +452,15 @@ func TestFaultBackendClosingMidRelayIMAP(t *testing.T) {
 	dc := testenv.StartDovecot(t, testenv.DovecotOptions{})
 	// Plain IMAP to Dovecot: with TLS, imap-login would proxy the session
 	// and could die before the imap process says goodbye.
+	// Dovecot 2.4 takes plaintext only behind PROXY v2 with the SSL TLV.
+	backend := Backend{Address: dc.IMAPAddr, TLS: TLSNone, ClientIP: "id"}
+	if testenv.Generation() == "2.4" {
+		backend = Backend{Address: dc.HAProxyAddr, TLS: TLSNone, ClientIP: "proxy"}
+	}
 	tp := newTestProxy(t, Options{
 		Authenticator: fakeAuthenticator,
 		Master:        Master{User: dc.MasterUser, Password: dc.MasterPassword},
-		IMAPBackend:   Backend{Address: dc.IMAPAddr, TLS: TLSNone, ClientIP: "id"},
+		IMAPBackend:   backend,
 	})
 	c := dialTLS(t, tp.tlsAddr, tp.clientTLS)
 	c.expect("* OK")

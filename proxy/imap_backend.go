@@ -116,7 +116,7 @@ func (c *imapConn) backendLogin(ctx context.Context, tag string, login imapLogin
 
 	var preface []byte
 	if b.ClientIP == "proxy" {
-		if preface, err = proxyHeader(c.raw.RemoteAddr(), c.raw.LocalAddr(), c.tlsVersion()); err != nil {
+		if preface, err = proxyHeader(c.raw.RemoteAddr(), c.raw.LocalAddr(), tlvVersion(b, c.tlsVersion())); err != nil {
 			return nil, fmt.Errorf("%w: %v", errBackendUnavailable, err)
 		}
 	}
@@ -213,6 +213,7 @@ func (c *imapConn) backendLogin(ctx context.Context, tag string, login imapLogin
 				if err := c.writeRaw(relay.Bytes()); err != nil {
 					return nil, fmt.Errorf("%w: %v", errClientGone, err)
 				}
+				s.backendOK("imap")
 				return &imapSession{backend: conn, br: br, log: log}, nil
 			case login.own:
 				relay.Write(line)
@@ -220,6 +221,9 @@ func (c *imapConn) backendLogin(ctx context.Context, tag string, login imapLogin
 				return nil, &imapRefusal{reply: relay.Bytes(), status: status, code: code}
 			case code == "AUTHORIZATIONFAILED":
 				return nil, fmt.Errorf("%w: %q", errBackendAuthz, truncate(line))
+			case code == "PRIVACYREQUIRED":
+				s.configProblem("imap", imapHintPrivacy, line)
+				return nil, fmt.Errorf("%w: master login refused over plaintext: %q", errBackendUnavailable, truncate(line))
 			default:
 				return nil, fmt.Errorf("%w: master login refused: %q", errBackendUnavailable, truncate(line))
 			}

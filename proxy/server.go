@@ -28,9 +28,10 @@ type Server struct {
 	shutdownCtx, drainCtx      context.Context
 	startShutdown, expireDrain context.CancelFunc
 
-	pools   *pools
-	refusal refusalLog
-	tls     tlsConfigs // per-protocol copies of opts.TLSConfig
+	pools    *pools
+	refusal  refusalLog
+	tls      tlsConfigs // per-protocol copies of opts.TLSConfig
+	problems configProblems
 
 	mu       sync.Mutex
 	closing  bool

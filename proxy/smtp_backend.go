@@ -133,7 +133,7 @@ func (s *Server) openSMTPBackend(ctx context.Context, cc *smtpClientConn, hostna
 	}
 	var preface []byte
 	if b.ClientIP == smtpClientIPProxy {
-		if preface, err = proxyHeader(cc.RemoteAddr(), cc.LocalAddr(), cc.tlsVersion()); err != nil {
+		if preface, err = proxyHeader(cc.RemoteAddr(), cc.LocalAddr(), tlvVersion(b, cc.tlsVersion())); err != nil {
 			return nil, fmt.Errorf("%w: proxy header: %v", errBackendUnavailable, err)
 		}
 	}

@@ -4,7 +4,7 @@
 #   scripts/test.sh                 # everything
 #   scripts/test.sh -run TestFoo -v # extra arguments go to `go test`
 #   scripts/test.sh ./auth/ -v      # arguments starting with ./ replace ./...
-#   MAILGATE_BACKENDS="deb12 deb13" scripts/test.sh   # also against Debian 13
+#   MAILGATE_BACKENDS=deb12 scripts/test.sh   # only against Debian 12's daemons
 #
 # Steps: install the test dependencies (scripts/install-test-deps.sh), check
 # gofmt and go vet, build the release binary (scripts/build.sh), then
@@ -12,8 +12,8 @@
 # an integration test whose daemon is missing fails instead of skipping.
 #
 # Backend generations (internal/testenv, MAILGATE_BACKEND): MAILGATE_BACKENDS
-# lists them, default "deb12" (Dovecot 2.3 + Postfix 3.7 from the host's
-# packages). With "deb12 deb13" the suite runs as above against the first,
+# lists them, default "deb12 deb13" (deb12: Dovecot 2.3 + Postfix 3.7 from the
+# host's packages). The suite runs as above against the first,
 # then the packages whose tests start Dovecot or Postfix run again against
 # each further one (deb13: Dovecot 2.4 + Postfix 3.10 in a Debian 13 root that
 # install-test-deps.sh builds once into the test cache).
@@ -25,6 +25,9 @@ if [ -x scripts/ensure-go.sh ]; then
   gobin=$(scripts/ensure-go.sh)
   export PATH="$gobin:$PATH"
 fi
+# Both DMS generations by default: Debian 12's Dovecot 2.3 + Postfix 3.7 and
+# Debian 13's Dovecot 2.4 + Postfix 3.10 (DMS's next image).
+export MAILGATE_BACKENDS=${MAILGATE_BACKENDS:-deb12 deb13}
 export GOTOOLCHAIN=${GOTOOLCHAIN:-local}
 export GOFLAGS=${GOFLAGS:--buildvcs=false}
 

@@ -119,6 +119,7 @@ func newApp(cfg *config.Config, log *slog.Logger, openFiles uint64) (*app, error
 			a.closeListeners()
 			return nil, err
 		}
+		a.ops.problems = a.backendProblems
 	}
 	return a, nil
 }
@@ -417,4 +418,13 @@ func (v timedValidator) SourceFor(token string) string {
 		return s.SourceFor(token)
 	}
 	return ""
+}
+
+// backendProblems reports a backend that refused the master login for a
+// configuration reason (see proxy.Server.BackendProblem), for /readyz.
+func (a *app) backendProblems() error {
+	if p := a.srv.BackendProblem("imap"); p != "" {
+		return fmt.Errorf("imap backend refuses the master login: %s", p)
+	}
+	return nil
 }

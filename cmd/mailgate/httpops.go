@@ -34,6 +34,10 @@ type opsServer struct {
 	targets []readyTarget
 	log     *slog.Logger
 
+	// problems, if set, reports a configuration problem seen by the proxy
+	// (a backend refusing the master login); it is not cached.
+	problems func() error
+
 	mu      sync.Mutex
 	checked time.Time
 	lastErr error
@@ -84,6 +88,11 @@ func (o *opsServer) readyz(w http.ResponseWriter, r *http.Request) {
 func (o *opsServer) ready(ctx context.Context) error {
 	if !o.serving.Load() {
 		return errors.New("listeners not up")
+	}
+	if o.problems != nil {
+		if err := o.problems(); err != nil {
+			return err
+		}
 	}
 	o.mu.Lock()
 	defer o.mu.Unlock()

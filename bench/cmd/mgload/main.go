@@ -181,7 +181,7 @@ func run(ctx context.Context, o options) (*reportData, error) {
 		}
 		c.Logout()
 	}
-	pt := rig.Ports{Listeners: []int{rig.PortOf(m.IMAPSAddr)}, Backend: rig.PortOf(dc.IMAPAddr), Provider: rig.PortOf(counter.URL)}
+	pt := rig.Ports{Listeners: []int{rig.PortOf(m.IMAPSAddr)}, Backends: []int{rig.PortOf(dc.IMAPAddr)}, Provider: rig.PortOf(counter.URL)}
 	rep := &reportData{FDLimit: 2*rig.MaxSessions() + 200, StartedAt: time.Now()}
 	rep.Version = strings.TrimSpace(rig.FirstLine(o.mailgate, "version"))
 	base, _ := m.WaitBack(ctx, pt, m.Sample(pt), rig.Tolerance{}, backTimeout)

@@ -17,11 +17,13 @@
 //     baseline, with the sessions, at the flood's peak and after
 //     everything is closed, and checks that descriptors and goroutines come
 //     back to the baseline and that the peak RSS stays under -max-rss.
-//  5. In a fresh mailgate per listener kind, whose pre-login pool holds
-//     them all (max_prelogin_connections K+100), it opens K idle
-//     connections of that kind (implicit TLS, waiting in
-//     the handshake; STARTTLS port, after the greeting) and reports the PSS
-//     growth per connection.
+//  5. In a fresh mailgate per listener and state, whose pre-login pool
+//     holds them all (max_prelogin_connections K+100), it opens K idle
+//     connections of that kind and reports the PSS growth per connection:
+//     IMAPS and SMTPS waiting in the TLS handshake and after TLS and the
+//     greeting; IMAP STARTTLS and SMTP submission STARTTLS after the
+//     plaintext greeting (the SMTP listeners in front of internal/demo's
+//     SMTP backend).
 //
 // It stops by itself (every loop is bounded in count and time, -timeout
 // bounds the whole run), uses only loopback addresses, prints a Markdown
@@ -101,9 +103,9 @@ func main() {
 	flag.IntVar(&o.maxRSS, "max-rss", 256, "bound on mailgate's peak RSS (VmHWM) over the soak, MiB")
 	flag.IntVar(&o.tolFDs, "fd-tolerance", 2, "descriptors above the baseline still counted as back")
 	flag.IntVar(&o.tolG, "goroutine-tolerance", 5, "goroutines above the baseline still counted as back")
-	flag.IntVar(&o.preloginK, "prelogin-k", 2000, "connections per listener kind for the pre-login memory measurement (0: skip)")
+	flag.IntVar(&o.preloginK, "prelogin-k", 2000, "connections per listener and state for the pre-login memory measurement (0: skip)")
 	flag.IntVar(&o.preloginPool, "prelogin-pool", 0, "limits.max_prelogin_connections of the measurement runs (0: prelogin-k + 100; with max_connections 100 so that mailgate need not lower the caps to fit its open-files limit)")
-	flag.DurationVar(&o.holdTimeouts, "prelogin-timeouts", 2*time.Minute, "limits.handshake_timeout, preauth_timeout and command_timeout of both runs, so that mailgate holds the idle connections for the whole measurement (0: mailgate's defaults)")
+	flag.DurationVar(&o.holdTimeouts, "prelogin-timeouts", 2*time.Minute, "limits.handshake_timeout, preauth_timeout and command_timeout of every run, so that mailgate holds the idle connections for the whole measurement (0: mailgate's defaults)")
 	flag.Var(o.limits, "limit", "override a limits key of the soak run, key=value (repeatable), e.g. -limit exempt_networks='[\"127.0.1.0/24\"]'")
 	flag.DurationVar(&o.floodOpenWait, "flood-open-timeout", 3*time.Minute, "bound on opening the flood")
 	flag.DurationVar(&o.timeout, "timeout", 20*time.Minute, "bound on the whole run")

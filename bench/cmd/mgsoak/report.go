@@ -53,7 +53,10 @@ type preloginResult struct {
 	Before, After rig.Counts
 	PSS, RSS, FDs float64 // per connection (KiB, KiB, count)
 	Goroutines    float64
-	Back          bool
+	// Heap and Stacks are the growth of go_memstats_heap_inuse_bytes and
+	// go_memstats_stack_inuse_bytes per connection, KiB (0: no /metrics).
+	Heap, Stacks float64
+	Back         bool
 }
 
 func (r *soakReport) fail(format string, args ...any) {
@@ -66,7 +69,7 @@ func (r *soakReport) markdown() string {
 	var b strings.Builder
 	o := r.o
 	fmt.Fprintf(&b, "## mgsoak: mailgate under a connection flood (%s, %s)\n\n", r.Version, r.Started.Format("2006-01-02 15:04 MST"))
-	fmt.Fprintf(&b, "%d IDLE sessions (%d per source address, opened in %s), then %d idle connections that never send a byte (%d per source address 127.1.x.y, half to the implicit-TLS port, half to the STARTTLS port, held by %d processes, opened in %s). Backends: internal/demo (IMAP with master logins, token issuer) in the soak process. Open-files limit: soak processes %d, mailgate %d. ",
+	fmt.Fprintf(&b, "%d IDLE sessions (%d per source address, opened in %s), then %d idle connections that never send a byte (%d per source address 127.1.x.y, half to the implicit-TLS port, half to the STARTTLS port, held by %d processes, opened in %s). Backends: internal/demo (IMAP with master logins, token issuer; SMTP submission with master logins for the pre-login measurement) in the soak process. Open-files limit: soak processes %d, mailgate %d. ",
 		o.sessions, o.sessPerAddr, r.SessionsTook.Round(100*time.Millisecond), o.flood, o.floodPerAddr, r.FloodWorkers, r.FloodOpenTook.Round(100*time.Millisecond), r.ClientNoFile, r.MailgateNoFile)
 	if o.holdTimeouts > 0 {
 		fmt.Fprintf(&b, "Handshake, pre-auth and command timeouts set to %s so that nothing idle is dropped by a timer during the measurement. ", o.holdTimeouts)
@@ -181,15 +184,24 @@ func (r *soakReport) markdown() string {
 	fmt.Fprintf(&b, "What limited the flood: %s\n\n", r.limitedBy())
 
 	if len(r.Prelogin) > 0 {
-		fmt.Fprintf(&b, "Pre-login memory per idle connection (a fresh mailgate per kind, limits.max_prelogin_connections %d, max_connections 100; K connections from K distinct addresses 127.2.x.y; growth of mailgate's PSS/RSS once steady, divided by the connections held):\n\n", r.PreloginPool)
+		fmt.Fprintf(&b, "Pre-login memory per idle connection (a fresh mailgate per listener and state, with IMAPS, IMAP STARTTLS, SMTPS and SMTP submission STARTTLS listeners, limits.max_prelogin_connections %d, max_connections 100; K connections from K distinct addresses 127.2.x.y, which send nothing (\"after TLS\": nothing after their handshake); growth of mailgate's PSS/RSS once steady, divided by the connections held):\n\n", r.PreloginPool)
 		if len(r.PreloginDropped) > 0 {
 			fmt.Fprintf(&b, "**This mailgate does not know the limits keys %s: left out.**\n\n", strings.Join(r.PreloginDropped, ", "))
 		}
-		b.WriteString("| listener kind | K | held | PSS per connection KiB | RSS per connection KiB | fds per connection | goroutines per connection | back to baseline |\n|---|---|---|---|---|---|---|---|\n")
+		b.WriteString("| listener, state | K | held | PSS per connection KiB | RSS per connection KiB | fds per connection | goroutines per connection | back to baseline |\n|---|---|---|---|---|---|---|---|\n")
 		for _, p := range r.Prelogin {
 			fmt.Fprintf(&b, "| %s | %d | %d | %.1f | %.1f | %.2f | %.2f | %s |\n", p.Kind, p.K, p.Held, p.PSS, p.RSS, p.FDs, p.Goroutines, yes(p.Back))
 		}
 		b.WriteString("\n")
+		var split []string
+		for _, p := range r.Prelogin {
+			if p.Heap != 0 || p.Stacks != 0 {
+				split = append(split, fmt.Sprintf("%s: %.1f heap + %.1f stacks", p.Kind, p.Heap, p.Stacks))
+			}
+		}
+		if len(split) > 0 {
+			fmt.Fprintf(&b, "Of that, the growth of the Go heap in use and of goroutine stacks (go_memstats_heap_inuse_bytes, go_memstats_stack_inuse_bytes) per connection, KiB: %s.\n\n", strings.Join(split, "; "))
+		}
 	}
 	if len(r.Failures) == 0 {
 		b.WriteString("**All assertions passed.**\n")

@@ -36,12 +36,13 @@ const (
 	tokenTTL      = 4 * time.Hour
 )
 
-// env is what both mailgate runs share: the demo backends and the tokens.
+// env is what all mailgate runs share: the demo backends and the tokens.
 type env struct {
 	o       options
 	dir     string
 	backend *rig.Backend
 	imap    *demo.IMAPBackend
+	smtp    *demo.SMTPBackend
 	issuer  *demo.Issuer
 	names   []string
 	tokens  map[string]string
@@ -54,6 +55,9 @@ func newEnv(ctx context.Context, o options) (*env, func(), error) {
 		return nil, nil, err
 	}
 	cleanup := func() {
+		if e.smtp != nil {
+			e.smtp.Close()
+		}
 		if e.imap != nil {
 			e.imap.Close()
 		}
@@ -86,6 +90,16 @@ func newEnv(ctx context.Context, o options) (*env, func(), error) {
 	if e.imap, err = demo.StartIMAP(ctx, imapLn, demo.DemoMasterUser, master, e.names...); err != nil {
 		return fail(err)
 	}
+	// The SMTP backend of the pre-login measurement's SMTP listeners, wired
+	// as demo.Start does: accepted mail goes into the IMAP mailboxes.
+	smtpLn, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return fail(err)
+	}
+	deliver := func(rcpt string, msg []byte) error { return e.imap.Append(rcpt, "INBOX", msg) }
+	if e.smtp, err = demo.StartSMTP(ctx, smtpLn, demo.DemoMasterUser, master, deliver, e.names...); err != nil {
+		return fail(err)
+	}
 	issLn, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return fail(err)
@@ -98,14 +112,15 @@ func newEnv(ctx context.Context, o options) (*env, func(), error) {
 			return fail(err)
 		}
 	}
-	e.backend = &rig.Backend{IMAPAddr: e.imap.Addr().String(), MasterUser: demo.DemoMasterUser, MasterPassword: master,
+	e.backend = &rig.Backend{IMAPAddr: e.imap.Addr().String(), SMTPAddr: e.smtp.Addr().String(), MasterUser: demo.DemoMasterUser, MasterPassword: master,
 		CertFile: certFile, KeyFile: keyFile, CAPEM: caPEM}
 	return e, cleanup, nil
 }
 
 // start starts a mailgate named name with limits (plus the timeouts of
-// -prelogin-timeouts).
-func (e *env) start(ctx context.Context, name string, limits map[string]string) (*rig.Mailgate, rig.Ports, error) {
+// -prelogin-timeouts): IMAPS and IMAP STARTTLS listeners, and with smtp
+// also SMTPS and SMTP submission STARTTLS in front of the demo SMTP backend.
+func (e *env) start(ctx context.Context, name string, limits map[string]string, smtp bool) (*rig.Mailgate, rig.Ports, error) {
 	l := map[string]string{"idle_timeout": "31m"}
 	if t := e.o.holdTimeouts; t > 0 {
 		for _, k := range []string{"handshake_timeout", "preauth_timeout", "command_timeout"} {
@@ -115,15 +130,23 @@ func (e *env) start(ctx context.Context, name string, limits map[string]string) 
 	for k, v := range limits {
 		l[k] = v
 	}
+	be := *e.backend
+	if !smtp {
+		be.SMTPAddr = ""
+	}
 	m, err := rig.StartMailgate(ctx, rig.MailgateOptions{
-		Binary: e.o.mailgate, Dir: e.dir, Name: name, Backend: e.backend, STARTTLS: true,
+		Binary: e.o.mailgate, Dir: e.dir, Name: name, Backend: &be, STARTTLS: true,
 		UserinfoURL: e.issuer.URL() + "/userinfo", CacheTTL: time.Hour, Limits: l,
 	})
 	if err != nil {
 		return nil, rig.Ports{}, err
 	}
 	pt := rig.Ports{Listeners: []int{rig.PortOf(m.IMAPSAddr), rig.PortOf(m.STARTTLSAddr)},
-		Backend: rig.PortOf(e.backend.IMAPAddr), Provider: rig.PortOf(e.issuer.URL())}
+		Backends: []int{rig.PortOf(e.backend.IMAPAddr)}, Provider: rig.PortOf(e.issuer.URL())}
+	if smtp {
+		pt.Listeners = append(pt.Listeners, rig.PortOf(m.SMTPSAddr), rig.PortOf(m.SubmissionAddr))
+		pt.Backends = append(pt.Backends, rig.PortOf(e.backend.SMTPAddr))
+	}
 	return m, pt, nil
 }
 
@@ -313,7 +336,7 @@ func run(ctx context.Context, o options) (*soakReport, error) {
 func (e *env) soak(ctx context.Context, rep *soakReport) error {
 	o := e.o
 	log.Printf("starting mailgate (soak run)")
-	m, pt, err := e.start(ctx, "soak", o.limits)
+	m, pt, err := e.start(ctx, "soak", o.limits, false)
 	if err != nil {
 		return err
 	}
@@ -537,36 +560,54 @@ func (e *env) checkIdle(sess *load.Sessions) (int, error, time.Duration) {
 	return int(ok.Load()), err, time.Since(t0)
 }
 
+// preloginKind is one listener and state of the pre-login measurement.
+type preloginKind struct {
+	name string
+	addr func(*rig.Mailgate) string
+	// tls: the client completes the TLS handshake (implicit TLS) and then
+	// idles; greets: mailgate sends a greeting the client waits for.
+	tls, greets bool
+}
+
+// preloginKinds are the states measured: waiting in the handshake, after a
+// plaintext greeting, and after TLS and its greeting, per listener.
+var preloginKinds = []preloginKind{
+	{"IMAPS (993), waiting in the TLS handshake", func(m *rig.Mailgate) string { return m.IMAPSAddr }, false, false},
+	{"IMAPS (993), after TLS and the greeting", func(m *rig.Mailgate) string { return m.IMAPSAddr }, true, true},
+	{"IMAP STARTTLS (143), after the greeting, before STARTTLS", func(m *rig.Mailgate) string { return m.STARTTLSAddr }, false, true},
+	{"SMTPS (465), waiting in the TLS handshake", func(m *rig.Mailgate) string { return m.SMTPSAddr }, false, false},
+	{"SMTPS (465), after TLS and the 220 greeting", func(m *rig.Mailgate) string { return m.SMTPSAddr }, true, true},
+	{"SMTP submission (587), after the 220 greeting, before STARTTLS", func(m *rig.Mailgate) string { return m.SubmissionAddr }, false, true},
+}
+
 // measurePrelogin is step 5: memory per idle pre-login connection, per
-// listener kind, each in a fresh mailgate (so that one kind does not reuse
-// the heap the other left) whose pre-login pool holds them all.
+// listener and state, each in a fresh mailgate (so that one kind does not
+// reuse the heap another left) whose pre-login pool holds them all.
 func (e *env) measurePrelogin(ctx context.Context, rep *soakReport) error {
-	kinds := []struct {
-		name string
-		tls  bool
-	}{
-		{"implicit TLS (993), waiting in the handshake", true},
-		{"STARTTLS/plain (143), after the greeting", false},
-	}
-	for ki, k := range kinds {
-		if err := e.measureKind(ctx, rep, k.name, k.tls, ki*e.o.preloginK); err != nil {
+	for ki, k := range preloginKinds {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if err := e.measureKind(ctx, rep, fmt.Sprintf("prelogin-%d", ki+1), k, ki*e.o.preloginK); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-func (e *env) measureKind(ctx context.Context, rep *soakReport, kind string, tls bool, first int) error {
+// measureKind measures one kind in a mailgate named name (its own log and
+// configuration), from the source addresses measureAddrs+first on.
+func (e *env) measureKind(ctx context.Context, rep *soakReport, name string, k preloginKind, first int) error {
 	o := e.o
-	log.Printf("starting mailgate (pre-login memory run: %s)", kind)
+	log.Printf("starting mailgate (pre-login memory run: %s)", k.name)
 	// Caps that fit in the open-files limit as they are: mailgate lowers
 	// caps that do not (2 descriptors per connection in either pool).
 	pool := o.preloginPool
 	if pool <= 0 {
 		pool = o.preloginK + 100
 	}
-	m, pt, err := e.start(ctx, "prelogin", map[string]string{
-		"max_prelogin_connections": fmt.Sprint(pool), "max_connections": "100"})
+	m, pt, err := e.start(ctx, name, map[string]string{
+		"max_prelogin_connections": fmt.Sprint(pool), "max_connections": "100"}, true)
 	if err != nil {
 		return err
 	}
@@ -576,26 +617,32 @@ func (e *env) measureKind(ctx context.Context, rep *soakReport, kind string, tls
 		rep.fail("pre-login measurement: %s", w)
 	}
 	self := []load.Target{{Name: "mailgate", PIDs: func() []int { return []int{m.PID()} }}}
-	addr := m.STARTTLSAddr
-	if tls {
-		addr = m.IMAPSAddr
+	spec := load.HoldSpec{Targets: []string{k.addr(m)}, First: first, N: o.preloginK, AddrBase: measureAddrs, PerAddr: 1}
+	if k.tls {
+		spec.TLS = rig.ClientTLS(e.backend.CAPEM)
 	}
 	base, _ := m.WaitBack(ctx, pt, m.Sample(pt), rig.Tolerance{}, backTimeout)
 	load.Settle(ctx, self)
 	before := m.Sample(pt)
-	h := load.Hold(ctx, load.HoldSpec{Targets: []string{addr}, First: first, N: o.preloginK, AddrBase: measureAddrs, PerAddr: 1})
-	// Wait until mailgate holds them (and greeted the plain ones).
+	goBefore := goMem(m)
+	t0 := time.Now()
+	h := load.Hold(ctx, spec)
+	opened := time.Since(t0)
+	// Wait until mailgate holds them (and greeted them, where it greets).
 	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
 		fds, _ := proc.FDs(m.PID())
 		st := h.Stats().Total()
-		if fds >= before.FDs+st.Open && (tls || st.Greeted >= st.Connected) {
+		if fds >= before.FDs+st.Open && (!k.greets || st.Greeted >= st.Connected) {
 			break
 		}
 	}
+	ready := time.Since(t0)
 	load.Settle(ctx, self)
 	after := m.Sample(pt)
+	goAfter := goMem(m)
+	settled := time.Since(t0)
 	st := h.Stats().Total()
-	r := preloginResult{Kind: kind, K: o.preloginK, Held: st.Open, Stats: st, Before: before, After: after}
+	r := preloginResult{Kind: k.name, K: o.preloginK, Held: st.Open, Stats: st, Before: before, After: after}
 	h.Close()
 	if st.Open > 0 {
 		n := float64(st.Open)
@@ -605,17 +652,42 @@ func (e *env) measureKind(ctx context.Context, rep *soakReport, kind string, tls
 		if after.Goroutines >= 0 && before.Goroutines >= 0 {
 			r.Goroutines = float64(after.Goroutines-before.Goroutines) / n
 		}
+		if goBefore.ok && goAfter.ok {
+			r.Heap, r.Stacks = (goAfter.heap-goBefore.heap)/1024/n, (goAfter.stacks-goBefore.stacks)/1024/n
+		}
 	}
 	if st.Open < o.preloginK {
-		rep.fail("pre-login measurement (%s): only %d of %d connections held", kind, st.Open, o.preloginK)
+		rep.fail("pre-login measurement (%s): only %d of %d connections held (dial errors: %v)", k.name, st.Open, o.preloginK, st.DialErrs)
 	}
-	_, r.Back = m.WaitBack(ctx, pt, base, rig.Tolerance{FDs: o.tolFDs, Goroutines: o.tolG}, backTimeout)
-	log.Printf("%s: %.1f KiB PSS per connection (%d held)", kind, r.PSS, st.Open)
+	if k.greets && st.Greeted < st.Connected {
+		rep.fail("pre-login measurement (%s): only %d of %d connections greeted", k.name, st.Greeted, st.Connected)
+	}
+	var now rig.Counts
+	t1 := time.Now()
+	now, r.Back = m.WaitBack(ctx, pt, base, rig.Tolerance{FDs: o.tolFDs, Goroutines: o.tolG}, backTimeout)
+	backTook := time.Since(t1)
+	if !r.Back {
+		rep.fail("pre-login measurement (%s): not back to baseline: %s (baseline %s)", k.name, now, base)
+	}
+	log.Printf("%s: %.1f KiB PSS per connection (heap %.1f, stacks %.1f KiB; %d held; opened in %s, held in %s, settled in %s; back in %s after closing)",
+		k.name, r.PSS, r.Heap, r.Stacks, st.Open, opened.Round(time.Millisecond), ready.Round(time.Millisecond), settled.Round(time.Millisecond), backTook.Round(time.Millisecond))
 	rep.Prelogin = append(rep.Prelogin, r)
 	if m.Exited() {
 		return fmt.Errorf("mailgate exited:\n%s", m.LogTail(15))
 	}
 	return nil
+}
+
+// goStats are the Go runtime's heap and stack bytes in use (from /metrics).
+type goStats struct {
+	heap, stacks float64
+	ok           bool
+}
+
+func goMem(m *rig.Mailgate) goStats {
+	h, err1 := m.Metric("go_memstats_heap_inuse_bytes")
+	st, err2 := m.Metric("go_memstats_stack_inuse_bytes")
+	return goStats{heap: h, stacks: st, ok: err1 == nil && err2 == nil}
 }
 
 // capsWarning is mailgate's log line saying it lowered its connection caps

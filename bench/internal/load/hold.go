@@ -2,6 +2,7 @@ package load
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"net"
 	"os"
@@ -26,7 +27,12 @@ type HoldSpec struct {
 	AddrBase    int
 	PerAddr     int
 	Conc        int           // dials at once; 0 = 256
-	DialTimeout time.Duration // 0 = 10 s
+	DialTimeout time.Duration // 0 = 10 s; with TLS, for the connect and the handshake
+	// TLS, when set, makes every connection complete a TLS handshake as a
+	// client (implicit TLS) before it idles; it then sends nothing more. A
+	// failed handshake counts in DialErrs ("TLS handshake: ..."), not in
+	// Connected. In-process only: a worker's spec carries no TLS.
+	TLS *tls.Config `json:"-"`
 }
 
 // TargetStats count what happened to the connections to one target.
@@ -130,15 +136,29 @@ func (h *Held) dial(i int) {
 	tc := &h.stats[t]
 	tc.dialed.Add(1)
 	d := net.Dialer{Timeout: h.spec.DialTimeout, LocalAddr: &net.TCPAddr{IP: Loopback(h.spec.AddrBase + i/h.spec.PerAddr)}}
-	c, err := d.Dial("tcp", h.spec.Targets[t])
-	if err != nil {
+	fail := func(kind string) {
 		tc.mu.Lock()
 		if tc.errs == nil {
 			tc.errs = map[string]int{}
 		}
-		tc.errs[errKind(err)]++
+		tc.errs[kind]++
 		tc.mu.Unlock()
+	}
+	c, err := d.Dial("tcp", h.spec.Targets[t])
+	if err != nil {
+		fail(errKind(err))
 		return
+	}
+	if h.spec.TLS != nil {
+		tlc := tls.Client(c, h.spec.TLS)
+		tlc.SetDeadline(time.Now().Add(h.spec.DialTimeout))
+		if err := tlc.Handshake(); err != nil {
+			c.Close()
+			fail("TLS handshake: " + errKind(err))
+			return
+		}
+		tlc.SetDeadline(time.Time{})
+		c = tlc
 	}
 	at := time.Now()
 	tc.connected.Add(1)

@@ -34,11 +34,12 @@ func (c Counts) GoroutinesString() string {
 	return strconv.Itoa(c.Goroutines)
 }
 
-// Ports identify mailgate's sockets: its client listeners, the backend's
-// port and the provider's port.
+// Ports identify mailgate's sockets: its client listeners, the backends'
+// ports (IMAP, SMTP) and the provider's port.
 type Ports struct {
-	Listeners         []int
-	Backend, Provider int
+	Listeners []int
+	Backends  []int
+	Provider  int
 }
 
 // PortOf is the port of "host:port" (0 if none).
@@ -58,7 +59,7 @@ func (m *Mailgate) Sample(p Ports) Counts {
 	for _, s := range socks {
 		switch {
 		case s.RemotePort == 0:
-		case slices.Contains(p.Listeners, s.LocalPort) || s.RemotePort == p.Backend:
+		case slices.Contains(p.Listeners, s.LocalPort) || slices.Contains(p.Backends, s.RemotePort):
 			c.Sessions++
 		case s.RemotePort == p.Provider:
 			c.Provider++

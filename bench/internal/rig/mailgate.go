@@ -26,12 +26,16 @@ type MailgateOptions struct {
 	Dovecot *testenv.Dovecot // IMAP backend (plain, master login, ID x-originating-ip)
 	// Backend is the IMAP backend when Dovecot is nil (e.g. internal/demo's).
 	Backend *Backend
-	Postfix *testenv.Postfix // SMTP backend (submission + STARTTLS, master login); nil = no SMTP listener
+	// Postfix is the SMTP backend (submission + STARTTLS, master login); nil
+	// = Backend.SMTPAddr, and no SMTP listener when that is "" too.
+	Postfix *testenv.Postfix
 	// UserinfoURL is oauth2.userinfo_url (mode userinfo).
 	UserinfoURL string
 	// CacheTTL is oauth2.cache_ttl; 0 disables the validation cache.
 	CacheTTL time.Duration
-	// STARTTLS also opens the IMAP STARTTLS listener (STARTTLSAddr).
+	// STARTTLS also opens the IMAP STARTTLS listener (STARTTLSAddr) and,
+	// with an SMTP backend, the SMTP submission STARTTLS listener
+	// (SubmissionAddr).
 	STARTTLS bool
 	// Limits, when not nil, is the whole limits section (key: YAML value);
 	// nil = the benchmarks' generous defaults. Keys the binary does not know
@@ -39,10 +43,12 @@ type MailgateOptions struct {
 	Limits map[string]string
 }
 
-// Backend is a plain-TCP IMAP server taking Dovecot-style master logins, and
-// the certificate mailgate shows its clients.
+// Backend is a plain-TCP IMAP server taking Dovecot-style master logins,
+// optionally a plain-TCP SMTP submission server taking master logins (AUTH
+// PLAIN with authzid), and the certificate mailgate shows its clients.
 type Backend struct {
 	IMAPAddr                   string
+	SMTPAddr                   string // "" = no SMTP listener (unless MailgateOptions.Postfix)
 	MasterUser, MasterPassword string
 	CertFile, KeyFile          string // PEM, for mailgate's listeners
 	CAPEM                      []byte // what a client trusts for CertFile
@@ -61,10 +67,13 @@ var benchLimits = map[string]string{
 type Mailgate struct {
 	IMAPSAddr    string // implicit-TLS IMAP listener
 	STARTTLSAddr string // IMAP STARTTLS listener ("" unless MailgateOptions.STARTTLS)
-	SMTPSAddr    string // implicit-TLS submission listener ("" without Postfix)
-	HTTPAddr     string // http.listen (/metrics, /debug when the binary has them)
-	LogPath      string
-	ConfigPath   string
+	SMTPSAddr    string // implicit-TLS submission listener ("" without an SMTP backend)
+	// SubmissionAddr is the SMTP submission STARTTLS listener ("" unless
+	// MailgateOptions.STARTTLS with an SMTP backend).
+	SubmissionAddr string
+	HTTPAddr       string // http.listen (/metrics, /debug when the binary has them)
+	LogPath        string
+	ConfigPath     string
 	// Dropped are the limits keys this binary did not know, left out.
 	Dropped []string
 	g       *group
@@ -100,22 +109,35 @@ func StartMailgate(ctx context.Context, o MailgateOptions) (*Mailgate, error) {
 	smtp := `  listen_tls: ""
   listen_starttls: ""
 `
-	if o.Postfix != nil {
+	if o.Postfix != nil || be.SMTPAddr != "" {
 		if m.SMTPSAddr, err = FreePort(); err != nil {
 			return nil, err
 		}
-		smtp = fmt.Sprintf(`  listen_tls: %q
-  listen_starttls: ""
-  hostname: mail.example.test
-  max_message_bytes: 104857600
-  backend:
-    address: %q
+		if o.STARTTLS {
+			if m.SubmissionAddr, err = FreePort(); err != nil {
+				return nil, err
+			}
+		}
+		// Postfix requires STARTTLS before AUTH; a plain backend (e.g.
+		// internal/demo's, wired as `mailgate demo` does) takes AUTH in the clear.
+		backend := fmt.Sprintf(`    address: %q
+    tls: none
+`, be.SMTPAddr)
+		if o.Postfix != nil {
+			backend = fmt.Sprintf(`    address: %q
     tls: starttls
     ca_file: %q
     server_name: %q
-    login: master
+`, o.Postfix.SubmissionAddr, o.Postfix.CAFile, testenv.ServerName)
+		}
+		smtp = fmt.Sprintf(`  listen_tls: %q
+  listen_starttls: %q
+  hostname: mail.example.test
+  max_message_bytes: 104857600
+  backend:
+%s    login: master
     client_ip: none
-`, m.SMTPSAddr, o.Postfix.SubmissionAddr, o.Postfix.CAFile, testenv.ServerName)
+`, m.SMTPSAddr, m.SubmissionAddr, backend)
 	}
 	pwFile := filepath.Join(o.Dir, o.Name+".master")
 	if err := os.WriteFile(pwFile, []byte(be.MasterPassword), 0o600); err != nil {

@@ -172,9 +172,6 @@ func (s *Server) handleConn(ctx context.Context, c net.Conn, proto, listener str
 	h(ctx, c, connInfo{id: id, log: log, implicitTLS: implicitTLS, seat: st})
 }
 
-// errTemporaryAccept lets tests and wrapped listeners signal a retryable accept error.
-var errTemporaryAccept = errors.New("proxy: temporary accept error")
-
 func (s *Server) trackListener(ln net.Listener, add bool) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()

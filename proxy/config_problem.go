@@ -8,52 +8,90 @@ import (
 // A backend that refuses mailgate's master login for a configuration reason
 // fails every user's login the same way. The reason and the setting to
 // change are logged at ERROR, once per configProblemEvery, and kept for
-// readiness checks (Server.BackendProblem).
+// readiness checks (Server.BackendProblem) until a login or a probe
+// succeeds.
 
-// imapHintPrivacy: Dovecot refused the master login because the connection
-// is not secured (Dovecot 2.4 with ssl = required, or 2.3 with
-// disable_plaintext_auth from an untrusted network).
-const imapHintPrivacy = "Dovecot refuses authentication over a plaintext connection (Dovecot 2.4 with ssl = required, " +
-	"which DMS sets, requires TLS from every address except its own): set imap.backend.tls to starttls or implicit, " +
-	"or imap.backend.client_ip: proxy with imap.backend.tls: none towards a 'haproxy = yes' listener whose " +
-	"haproxy_trusted_networks holds mailgate's address (mailgate then declares the client's TLS in the PROXY header)"
+// Fixes, as logged and reported by /readyz and check-config.
+const (
+	// imapHintPrivacy: Dovecot refuses authentication over this connection
+	// (2.4 with ssl = required from any address but its own; 2.3 with
+	// disable_plaintext_auth from outside login_trusted_networks).
+	imapHintPrivacy = "Dovecot refuses authentication over a plaintext connection from mailgate's address: " +
+		"set imap.backend.tls to starttls or implicit (Dovecot 2.4 with ssl = required, which DMS sets, requires TLS " +
+		"from every address but its own), or imap.backend.client_ip: proxy towards a 'haproxy = yes' listener " +
+		"(mailgate declares the client's TLS in the PROXY header); on Dovecot 2.3 adding mailgate's address to " +
+		"login_trusted_networks also works"
+	// imapHintMaster: the master passdb refused mailgate's credentials
+	// (an unknown target mailbox is AUTHORIZATIONFAILED instead).
+	imapHintMaster = "Dovecot refuses the master user's credentials: check master.user and master.password against " +
+		"Dovecot's master passdb (DMS: setup.sh dovecot-master add, file dovecot-masters.cf; its allow_real_nets, " +
+		"if set, must hold mailgate's address)"
+	imapHintPlain = "Dovecot does not offer AUTH=PLAIN: add plain to auth_mechanisms"
+	// hintHAProxyTrust: Dovecot closed the connection after the PROXY header.
+	hintHAProxyTrust = "the backend closed the connection after mailgate's PROXY header: add mailgate's address to " +
+		"haproxy_trusted_networks (Dovecot) or check postscreen_upstream_proxy_protocol / smtpd_upstream_proxy_protocol " +
+		"(Postfix), or set client_ip to another method"
+)
 
 // configProblemEvery is the least time between two log lines for one problem.
 const configProblemEvery = time.Minute
 
 type configProblems struct {
-	mu     sync.Mutex
-	last   map[string]time.Time // by proto
-	reason map[string]string
+	mu      sync.Mutex
+	logged  map[string]time.Time // by proto: last log line
+	reason  map[string]string    // by proto: what and fix
+	probed  map[string]time.Time // by proto, while a problem stands: last probe
+	probing map[string]bool
 }
 
-// configProblem records a configuration problem of proto's backend.
-func (s *Server) configProblem(proto, hint string, reply []byte) {
+// configProblem logs a configuration problem of proto's backend: what it
+// does ("refused the master login: <reply>") and the fix. A standing one is
+// also kept for readiness; a suspected one only logged (a signal a client
+// could provoke, such as a login refusal that also has an innocent reading,
+// must not take mailgate out of a load balancer).
+func (s *Server) configProblem(proto, what, fix string, standing bool) {
 	p := &s.problems
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.last == nil {
-		p.last, p.reason = map[string]time.Time{}, map[string]string{}
+	if p.logged == nil {
+		p.logged, p.reason = map[string]time.Time{}, map[string]string{}
+		p.probed, p.probing = map[string]time.Time{}, map[string]bool{}
 	}
-	p.reason[proto] = hint
-	if now := time.Now(); now.Sub(p.last[proto]) >= configProblemEvery {
-		p.last[proto] = now
-		s.log.Error("backend refuses the master login: configuration", "proto", proto, "reply", truncate(reply), "fix", hint)
+	if standing {
+		p.reason[proto] = what + ": " + fix
+		if _, ok := p.probed[proto]; !ok {
+			p.probed[proto] = time.Now()
+		}
+	}
+	if now := time.Now(); now.Sub(p.logged[proto]) >= configProblemEvery {
+		p.logged[proto] = now
+		s.log.Error("backend configuration problem: every login will fail", "proto", proto, "backend", what, "fix", fix)
 	}
 }
 
-// BackendProblem returns the last configuration problem seen with proto's
+// BackendProblem returns the standing configuration problem of proto's
 // backend ("imap" or "smtp"), or "" if none was seen since the last
-// successful master login.
+// successful master login or probe. While one stands it is probed again
+// in the background every reprobeEvery.
 func (s *Server) BackendProblem(proto string) string {
 	s.problems.mu.Lock()
-	defer s.problems.mu.Unlock()
-	return s.problems.reason[proto]
+	r := s.problems.reason[proto]
+	s.problems.mu.Unlock()
+	if r != "" {
+		s.reprobe(proto)
+	}
+	return r
 }
 
-// backendOK clears proto's configuration problem after a successful login.
+// backendOK clears proto's configuration problem after a successful login
+// or probe.
 func (s *Server) backendOK(proto string) {
-	s.problems.mu.Lock()
-	defer s.problems.mu.Unlock()
-	delete(s.problems.reason, proto)
+	p := &s.problems
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.reason[proto] != "" {
+		s.log.Info("backend configuration problem gone", "proto", proto)
+	}
+	delete(p.reason, proto)
+	delete(p.probed, proto)
 }

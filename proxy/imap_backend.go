@@ -222,8 +222,13 @@ func (c *imapConn) backendLogin(ctx context.Context, tag string, login imapLogin
 			case code == "AUTHORIZATIONFAILED":
 				return nil, fmt.Errorf("%w: %q", errBackendAuthz, truncate(line))
 			case code == "PRIVACYREQUIRED":
-				s.configProblem("imap", imapHintPrivacy, line)
+				s.configProblem("imap", "refused the master login: "+truncate(line), imapHintPrivacy, true)
 				return nil, fmt.Errorf("%w: master login refused over plaintext: %q", errBackendUnavailable, truncate(line))
+			case code == "AUTHENTICATIONFAILED":
+				// Dovecot says AUTHORIZATIONFAILED for an unknown mailbox once
+				// the master credentials passed; this is the master passdb.
+				s.configProblem("imap", "refused the master login: "+truncate(line), imapHintMaster, false)
+				return nil, fmt.Errorf("%w: master login refused: %q", errBackendUnavailable, truncate(line))
 			default:
 				return nil, fmt.Errorf("%w: master login refused: %q", errBackendUnavailable, truncate(line))
 			}

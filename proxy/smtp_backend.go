@@ -191,14 +191,9 @@ func (s *Server) openSMTPBackend(ctx context.Context, cc *smtpClientConn, hostna
 func (s *Server) probeSMTPBackend(ctx context.Context, hostname string) (smtpCaps, error) {
 	ctx, cancel := context.WithTimeout(ctx, s.limits.DialTimeout)
 	defer cancel()
-	var preface []byte
-	if s.opts.SMTPBackend.ClientIP == smtpClientIPProxy {
-		// No client: a PROXY v2 LOCAL header (the backend uses the real
-		// connection's addresses), as load balancers send for health checks.
-		var err error
-		if preface, err = (&proxyproto.Header{Version: 2, Command: proxyproto.LOCAL}).Format(); err != nil {
-			return smtpCaps{}, fmt.Errorf("%w: proxy header: %v", errBackendUnavailable, err)
-		}
+	preface, err := smtpProbePreface(s.opts.SMTPBackend)
+	if err != nil {
+		return smtpCaps{}, err
 	}
 	c, raw, err := s.dialSMTPBackend(ctx, hostname, preface, nil)
 	if err != nil {
@@ -209,6 +204,20 @@ func (s *Server) probeSMTPBackend(ctx context.Context, hostname string) (smtpCap
 	c.CommandTimeout = smtpBackendQuitTimeout
 	c.Quit()
 	return caps, nil
+}
+
+// smtpProbePreface is the PROXY header of a connection without a client:
+// a PROXY v2 LOCAL header (the backend uses the real connection's
+// addresses), as load balancers send for health checks.
+func smtpProbePreface(b Backend) ([]byte, error) {
+	if b.ClientIP != smtpClientIPProxy {
+		return nil, nil
+	}
+	h, err := (&proxyproto.Header{Version: 2, Command: proxyproto.LOCAL}).Format()
+	if err != nil {
+		return nil, fmt.Errorf("%w: proxy header: %v", errBackendUnavailable, err)
+	}
+	return h, nil
 }
 
 // dialSMTPBackend connects to the backend (sending preface first, a PROXY

@@ -205,6 +205,7 @@ func (a *app) run(ctx context.Context, drain time.Duration) error {
 			}
 		}()
 	}
+	a.checkBackends(ctx)
 	var runErr error
 	select {
 	case <-ctx.Done():
@@ -418,13 +419,4 @@ func (v timedValidator) SourceFor(token string) string {
 		return s.SourceFor(token)
 	}
 	return ""
-}
-
-// backendProblems reports a backend that refused the master login for a
-// configuration reason (see proxy.Server.BackendProblem), for /readyz.
-func (a *app) backendProblems() error {
-	if p := a.srv.BackendProblem("imap"); p != "" {
-		return fmt.Errorf("imap backend refuses the master login: %s", p)
-	}
-	return nil
 }

@@ -25,7 +25,7 @@ const shutdownDrain = 30 * time.Second
 // loadConfig parses the flags of a command that reads the configuration and
 // loads it: --config (or MAILGATE_CONFIG), then env, then the main flags.
 // The default file may be absent (configuration from the environment only).
-func loadConfig(name string, args []string, stderr io.Writer, help string) (*config.Config, *pflag.FlagSet, error) {
+func loadConfig(name string, args []string, stderr io.Writer, help string, extra ...func(*pflag.FlagSet)) (*config.Config, *pflag.FlagSet, error) {
 	fs := pflag.NewFlagSet(name, pflag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
@@ -34,6 +34,9 @@ func loadConfig(name string, args []string, stderr io.Writer, help string) (*con
 	}
 	path := fs.String("config", "", "configuration file (default "+defaultConfigPath+", or $MAILGATE_CONFIG)")
 	config.RegisterFlags(fs)
+	for _, f := range extra {
+		f(fs)
+	}
 	if err := fs.Parse(args); err != nil {
 		return nil, nil, err
 	}

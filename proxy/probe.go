@@ -1,0 +1,85 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// A probe connects to a backend the way a login does (PROXY header, TLS,
+// STARTTLS, the client-address forwarding) and stops before authenticating,
+// unless CheckBackend is given a user to log in as. What it finds wrong with
+// the backend's configuration is a *BackendProblem; a backend that cannot be
+// reached is an ordinary error (it may simply not be up yet).
+
+// BackendProblem is a backend configuration that refuses mailgate's master
+// login: every user's login would fail the same way.
+type BackendProblem struct {
+	Proto string // "imap" or "smtp"
+	What  string // what the backend does, e.g. "advertises LOGINDISABLED"
+	Fix   string // the setting to change, on mailgate's side or the backend's
+}
+
+func (p *BackendProblem) Error() string {
+	return fmt.Sprintf("%s backend %s: %s", p.Proto, p.What, p.Fix)
+}
+
+// reprobeEvery is how often a standing problem is probed again while
+// readiness checks ask for it, so that /readyz recovers once the operator
+// fixed the backend although no login can succeed before.
+const reprobeEvery = 30 * time.Second
+
+// CheckBackend probes proto's backend ("imap" or "smtp") and returns nil, a
+// *BackendProblem, or an error wrapping the reason it could not be probed.
+// A problem is recorded for BackendProblem (readiness) and logged; a clean
+// probe clears a recorded one. With loginAs, the probe goes on to log in as
+// the master user on behalf of loginAs (check-config's --login-as): only
+// then are wrong master credentials found before a user's login.
+func (s *Server) CheckBackend(ctx context.Context, proto, loginAs string) error {
+	var err error
+	switch proto {
+	case "imap":
+		err = s.probeIMAP(ctx, loginAs)
+	case "smtp":
+		err = s.probeSMTP(ctx, loginAs)
+	default:
+		return fmt.Errorf("proxy: no backend for protocol %q", proto)
+	}
+	var p *BackendProblem
+	switch {
+	case errors.As(err, &p):
+		s.configProblem(proto, p.What, p.Fix, true)
+	case err == nil:
+		s.backendOK(proto)
+	}
+	return err
+}
+
+// reprobe checks proto's backend again in the background if its recorded
+// problem is older than reprobeEvery and no probe is running.
+func (s *Server) reprobe(proto string) {
+	p := &s.problems
+	p.mu.Lock()
+	since, standing := p.probed[proto]
+	if !standing || p.probing[proto] || time.Since(since) < reprobeEvery {
+		p.mu.Unlock()
+		return
+	}
+	p.probing[proto] = true
+	p.probed[proto] = time.Now()
+	p.mu.Unlock()
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		ctx, cancel := context.WithTimeout(s.shutdownCtx, probeTimeout)
+		defer cancel()
+		s.CheckBackend(ctx, proto, "")
+		p.mu.Lock()
+		delete(p.probing, proto)
+		p.mu.Unlock()
+	}()
+}
+
+// probeTimeout bounds one whole probe (dial, TLS, a few commands).
+const probeTimeout = 20 * time.Second

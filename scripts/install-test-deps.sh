@@ -2,8 +2,11 @@
 # install-test-deps.sh: install what the integration tests (internal/testenv)
 # need on Debian 12, as root. Idempotent: a second run only checks.
 #
-#   - Debian packages: dovecot-core dovecot-imapd dovecot-lmtpd postfix openssl
-#     jq curl gcc libc6-dev ca-certificates. Postfix is preseeded to "No
+#   - Debian packages: dovecot-core dovecot-imapd dovecot-lmtpd dovecot-pop3d
+#     dovecot-managesieved dovecot-sieve postfix openssl jq curl python3 gcc
+#     libc6-dev ca-certificates, and php-cli + php-net-sieve (PHP Net_Sieve,
+#     Roundcube's ManageSieve client, for client-compatibility tests). Postfix
+#     is preseeded to "No
 #     configuration" and a temporary policy-rc.d keeps the distro services from
 #     starting (the tests run their own instances on free loopback ports).
 #   - the system user vmail (the mail uid of the test Dovecot).
@@ -53,7 +56,8 @@ case " ${backends//,/ } ${MAILGATE_BACKEND:-} " in *" deb13 "*) want_deb13=1 ;; 
 [ "${MAILGATE_BUILD_DEB13:-0}" = 1 ] && want_deb13=1
 
 # ---------------------------------------------------------------- packages
-pkgs=(dovecot-core dovecot-imapd dovecot-lmtpd postfix openssl jq curl gcc libc6-dev ca-certificates)
+pkgs=(dovecot-core dovecot-imapd dovecot-lmtpd dovecot-pop3d dovecot-managesieved dovecot-sieve
+      postfix openssl jq curl python3 gcc libc6-dev ca-certificates php-cli php-net-sieve)
 [ "$want_deb13" = 0 ] || pkgs+=(mmdebstrap)
 need=()
 for p in "${pkgs[@]}"; do

@@ -31,6 +31,21 @@
 // (Dir, LogPath, MaildirFor, CAFile, ...) is a host path, under the root for
 // deb13. ExtraConfig and ExtraMain are verbatim, so in the generation's syntax.
 //
+// # POP3, ManageSieve and Sieve
+//
+// Dovecot also serves POP3 ([Dovecot.POP3Addr] with STLS,
+// [Dovecot.POP3TLSAddr] implicit TLS) and ManageSieve ([Dovecot.SieveAddr],
+// STARTTLS), each with a PROXY-protocol listener, as docker-mailserver does
+// with ENABLE_POP3=1 and ENABLE_MANAGESIEVE=1; LMTP runs the Sieve plugin
+// with each user's scripts in the mail home (~/sieve, active link
+// ~/.dovecot.sieve). The master user, trusted networks and TLS rules are
+// IMAP's. From login_trusted_networks both accept XCLIENT ADDR= PORT=
+// SESSION= before authentication (POP3 greets with "+OK [XCLIENT]",
+// ManageSieve lists "XCLIENT"), and the login line then carries the
+// forwarded rip=. On 2.4.1 a SASL attempt refused with "SSL required"
+// breaks the next one on the same connection ("plain: invalid input",
+// counted as a failure): reconnect instead of retrying after STARTTLS.
+//
 // # Availability
 //
 // Dovecot and Postfix need root (their master processes drop privileges

@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"strings"
@@ -54,12 +55,13 @@ type DovecotOptions struct {
 	// MasterAnyNet removes the allow_real_nets restriction (like a stock DMS
 	// dovecot-masters.cf); MasterAllowNets is then ignored.
 	MasterAnyNet bool
-	// TrustedNetworks is login_trusted_networks (IMAP ID x-originating-ip etc.
-	// accepted; on 2.3 also plaintext auth allowed, on 2.4 only after TLS or
-	// from "localhost", see [Generation]). Empty: 127.0.0.1/32.
+	// TrustedNetworks is login_trusted_networks (IMAP ID x-originating-ip
+	// etc. and POP3/ManageSieve XCLIENT ADDR= PORT= SESSION= accepted; on 2.3
+	// also plaintext auth allowed, on 2.4 only after TLS or from "localhost",
+	// see [Generation]). Empty: 127.0.0.1/32.
 	TrustedNetworks []string
 	// HAProxyTrustedNetworks is haproxy_trusted_networks for the PROXY
-	// protocol listener. Empty: 127.0.0.1/32.
+	// protocol listeners (IMAP, POP3, ManageSieve). Empty: 127.0.0.1/32.
 	HAProxyTrustedNetworks []string
 	// OAuth2, if not nil, adds DMS's oauth2 passdb (XOAUTH2 and OAUTHBEARER
 	// for the mailboxes, validated by Dovecot itself). Nil: no oauth2 passdb.
@@ -95,8 +97,16 @@ type Dovecot struct {
 	IMAPAddr    string // BackendHost():port, IMAP with STARTTLS; 2.3: plaintext auth allowed from TrustedNetworks
 	IMAPSAddr   string // BackendHost():port, implicit TLS
 	HAProxyAddr string // BackendHost():port, IMAP expecting a PROXY v1/v2 header (haproxy = yes)
-	LMTPAddr    string // BackendHost():port, LMTP (no auth)
+	LMTPAddr    string // BackendHost():port, LMTP (no auth); runs the users' active Sieve scripts
 	AuthSocket  string // Dovecot auth socket for Postfix (smtpd_sasl_type=dovecot), owned by postfix
+
+	// POP3 and ManageSieve (DMS ENABLE_POP3=1, ENABLE_MANAGESIEVE=1), with
+	// the same TLS and trust rules as IMAP; see dovecot_pop3_sieve.go.
+	POP3Addr         string // BackendHost():port, POP3 with STLS; 2.3: plaintext auth allowed from TrustedNetworks
+	POP3TLSAddr      string // BackendHost():port, POP3 with implicit TLS (995-style)
+	POP3HAProxyAddr  string // BackendHost():port, POP3 expecting a PROXY v1/v2 header
+	SieveAddr        string // BackendHost():port, ManageSieve with STARTTLS (4190-style)
+	SieveHAProxyAddr string // BackendHost():port, ManageSieve expecting a PROXY v1/v2 header
 
 	CertFile  string // server certificate (self-signed, for ServerName)
 	KeyFile   string // its key
@@ -121,7 +131,7 @@ instance_name = {{.Instance}}
 base_dir = {{.Dir}}/run/dovecot
 state_dir = {{.Dir}}/state
 log_path = {{.LogPath}}
-protocols = imap lmtp
+protocols = imap lmtp pop3 sieve
 listen = {{.Listen}}
 ssl = yes
 ssl_cert = <{{.CertFile}}
@@ -176,14 +186,7 @@ service imap-login {
     haproxy = yes
   }
 }
-service pop3-login {
-  inet_listener pop3 {
-    port = 0
-  }
-  inet_listener pop3s {
-    port = 0
-  }
-}
+{{template "pop3sieve" .}}
 service lmtp {
   inet_listener lmtp {
     port = {{.LMTPPort}}
@@ -196,9 +199,6 @@ service auth {
     group = postfix
   }
 }
-protocol lmtp {
-  postmaster_address = postmaster@{{.Domain}}
-}
 {{- if .Compress}}
 mail_plugins = $mail_plugins zlib
 protocol imap {
@@ -206,6 +206,11 @@ protocol imap {
 }
 {{- end}}
 {{.Extra}}
+# Last: $mail_plugins is the global value set so far (ExtraConfig's too).
+protocol lmtp {
+  postmaster_address = postmaster@{{.Domain}}
+  mail_plugins = $mail_plugins sieve
+}
 `))
 
 // dovecotConf24 is dovecotConf in Dovecot 2.4's syntax, configured like
@@ -219,7 +224,7 @@ instance_name = {{.Instance}}
 base_dir = {{.Dir}}/run/dovecot
 state_dir = {{.Dir}}/state
 log_path = {{.LogPath}}
-protocols = imap lmtp
+protocols = imap lmtp pop3 sieve
 listen = {{.Listen}}
 ssl = required
 ssl_server_cert_file = {{.CertFile}}
@@ -283,6 +288,7 @@ service imap-login {
     haproxy = yes
   }
 }
+{{template "pop3sieve" .}}
 service lmtp {
   inet_listener lmtp {
     port = {{.LMTPPort}}
@@ -297,6 +303,9 @@ service auth {
 }
 protocol lmtp {
   postmaster_address = postmaster@{{.Domain}}
+  mail_plugins {
+    sieve = yes
+  }
 }
 {{.Extra}}
 `))
@@ -412,7 +421,7 @@ func (d *Dovecot) start(ctx context.Context, host Host, opts DovecotOptions) err
 	confPath := filepath.Join(d.Dir, "conf", "dovecot.conf")
 	stderrPath := filepath.Join(d.Dir, "log", "dovecot-stderr.log")
 	for attempt := 1; ; attempt++ {
-		ports, err := pickPorts(d.gen.listen, 4)
+		ports, err := pickPorts(d.gen.listen, 4+pop3SievePorts)
 		if err != nil {
 			return err
 		}
@@ -440,6 +449,7 @@ func (d *Dovecot) start(ctx context.Context, host Host, opts DovecotOptions) err
 func (d *Dovecot) writeConf(path string, host Host, opts DovecotOptions, ports []int) error {
 	l := d.gen.listen
 	d.IMAPAddr, d.IMAPSAddr, d.HAProxyAddr, d.LMTPAddr = hostPort(l, ports[0]), hostPort(l, ports[1]), hostPort(l, ports[2]), hostPort(l, ports[3])
+	pop3Sieve := d.setPOP3SieveAddrs(ports[4:])
 	domain := "example.test"
 	if _, dom, ok := strings.Cut(d.Users[0].Name, "@"); ok {
 		domain = dom
@@ -460,8 +470,7 @@ func (d *Dovecot) writeConf(path string, host Host, opts DovecotOptions, ports [
 		tmpl = dovecotConf24
 	}
 	in := d.gen.innerPath
-	var b bytes.Buffer
-	err := tmpl.Execute(&b, map[string]any{
+	data := map[string]any{
 		"Instance":       "mailgate-" + filepath.Base(d.Dir),
 		"Dir":            in(d.Dir),
 		"LogPath":        in(d.LogPath),
@@ -481,8 +490,10 @@ func (d *Dovecot) writeConf(path string, host Host, opts DovecotOptions, ports [
 		"Domain":         domain,
 		"Compress":       opts.IMAPCompress,
 		"Extra":          opts.ExtraConfig,
-	})
-	if err != nil {
+	}
+	maps.Copy(data, pop3Sieve)
+	var b bytes.Buffer
+	if err := tmpl.Execute(&b, data); err != nil {
 		return fmt.Errorf("render dovecot.conf: %w", err)
 	}
 	if err := os.WriteFile(path, b.Bytes(), 0o644); err != nil {
@@ -562,6 +573,15 @@ func (d *Dovecot) waitReady(ctx context.Context, logMark int64) error {
 		func(ctx context.Context) error { return expectGreeting(ctx, d.LMTPAddr, nil, "220 ") },
 		func(ctx context.Context) error {
 			return expectGreetingAfter(ctx, d.HAProxyAddr, nil, "PROXY TCP4 127.0.0.1 127.0.0.1 1 143\r\n", "* OK")
+		},
+		func(ctx context.Context) error { return expectGreeting(ctx, d.POP3Addr, nil, "+OK") },
+		func(ctx context.Context) error { return expectGreeting(ctx, d.POP3TLSAddr, tlsConf, "+OK") },
+		func(ctx context.Context) error {
+			return expectGreetingAfter(ctx, d.POP3HAProxyAddr, nil, "PROXY TCP4 127.0.0.1 127.0.0.1 1 110\r\n", "+OK")
+		},
+		func(ctx context.Context) error { return expectSieveGreeting(ctx, d.SieveAddr, "") },
+		func(ctx context.Context) error {
+			return expectSieveGreeting(ctx, d.SieveHAProxyAddr, "PROXY TCP4 127.0.0.1 127.0.0.1 1 4190\r\n")
 		},
 		func(context.Context) error {
 			if _, err := os.Stat(d.AuthSocket); err != nil {

@@ -122,11 +122,17 @@ func (d *Dovecot) DeliverLMTP(tb testing.TB, rcpt string, msg []byte) {
 	}
 }
 
-// FindMessage returns the first message file in user's Maildir (new/ and
-// cur/ of INBOX) whose content contains substr.
+// FindMessage returns the first message file in user's INBOX (new/ and cur/
+// of the Maildir) whose content contains substr.
 func (d *Dovecot) FindMessage(user, substr string) ([]byte, bool) {
+	return d.FindMessageIn(user, "INBOX", substr)
+}
+
+// FindMessageIn is FindMessage for another mailbox of user (see
+// [Dovecot.MailboxDir]), e.g. one a Sieve script files into.
+func (d *Dovecot) FindMessageIn(user, mailbox, substr string) ([]byte, bool) {
 	for _, sub := range []string{"new", "cur"} {
-		files, _ := filepath.Glob(filepath.Join(d.MaildirFor(user), sub, "*"))
+		files, _ := filepath.Glob(filepath.Join(d.MailboxDir(user, mailbox), sub, "*"))
 		for _, f := range files {
 			b, err := os.ReadFile(f)
 			if err == nil && bytes.Contains(b, []byte(substr)) {
@@ -137,17 +143,23 @@ func (d *Dovecot) FindMessage(user, substr string) ([]byte, bool) {
 	return nil, false
 }
 
-// WaitMessage polls user's Maildir until a message containing substr appears
+// WaitMessage polls user's INBOX until a message containing substr appears
 // and returns it; after timeout it fails tb with the tail of Dovecot's log.
 func (d *Dovecot) WaitMessage(tb testing.TB, user, substr string, timeout time.Duration) []byte {
 	tb.Helper()
+	return d.WaitMessageIn(tb, user, "INBOX", substr, timeout)
+}
+
+// WaitMessageIn is WaitMessage for another mailbox of user.
+func (d *Dovecot) WaitMessageIn(tb testing.TB, user, mailbox, substr string, timeout time.Duration) []byte {
+	tb.Helper()
 	deadline := time.Now().Add(timeout)
 	for {
-		if b, ok := d.FindMessage(user, substr); ok {
+		if b, ok := d.FindMessageIn(user, mailbox, substr); ok {
 			return b
 		}
 		if time.Now().After(deadline) {
-			tb.Fatalf("no message with %q in %s after %v\n%s", substr, d.MaildirFor(user), timeout, d.Log.TailBlock(30))
+			tb.Fatalf("no message with %q in %s after %v\n%s", substr, d.MailboxDir(user, mailbox), timeout, d.Log.TailBlock(30))
 		}
 		time.Sleep(pollInterval)
 	}

@@ -134,8 +134,14 @@ func Check(parts ...Part) (Host, error) {
 			} else if exists(deb13Dovecot, "dovecot-core") {
 				h.Dovecot = deb13Dovecot
 			}
-			for _, f := range []string{"/usr/lib/dovecot/imap", "/usr/lib/dovecot/lmtp"} {
-				exists(f, "dovecot-imapd, dovecot-lmtpd")
+			for _, f := range [][2]string{
+				{"/usr/lib/dovecot/imap", "dovecot-imapd"},
+				{"/usr/lib/dovecot/lmtp", "dovecot-lmtpd"},
+				{"/usr/lib/dovecot/pop3", "dovecot-pop3d"},
+				{"/usr/lib/dovecot/managesieve", "dovecot-managesieved"},
+				{"/usr/lib/dovecot/modules/lib90_sieve_plugin.so", "dovecot-sieve"},
+			} {
+				exists(f[0], f[1])
 			}
 		}
 		if want&PartPostfix != 0 {

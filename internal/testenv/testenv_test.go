@@ -433,7 +433,7 @@ func TestStartStop(t *testing.T) {
 		t.Fatal("start failed")
 	}
 	// The subtest's cleanups have stopped everything.
-	for _, addr := range []string{dc.IMAPAddr, dc.IMAPSAddr, dc.LMTPAddr, pf.SubmissionAddr, strings.TrimPrefix(idp.PublicURL, "http://")} {
+	for _, addr := range []string{dc.IMAPAddr, dc.IMAPSAddr, dc.LMTPAddr, dc.POP3Addr, dc.SieveAddr, pf.SubmissionAddr, strings.TrimPrefix(idp.PublicURL, "http://")} {
 		if c, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
 			c.Close()
 			t.Errorf("%s still accepts connections after Stop", addr)

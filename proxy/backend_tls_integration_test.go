@@ -24,9 +24,11 @@ func (o *handshakeCounter) BackendTLS(proto string, resumed bool) {
 
 // TestIntegrationBackendTLSResumption: against the real Postfix
 // (STARTTLS), the capability probe and three logins cost one full TLS
-// handshake to the backend; the others resume its session. (Dovecot 2.3
-// resumes nothing, neither tickets nor session ids: verified with a plain
-// TLS client, so every IMAP backend login pays a full handshake there.)
+// handshake to the backend; the others resume its session. Against Dovecot
+// in its "performance mode" (one long-lived imap-login process), likewise
+// for STARTTLS and implicit TLS. (In its default high-security mode, one
+// process per connection, Dovecot resumes nothing: each process has its own
+// session cache and ticket key.)
 func TestIntegrationBackendTLSResumption(t *testing.T) {
 	t.Run("smtp starttls", func(t *testing.T) {
 		pf := testenv.SharedPostfix(t)
@@ -45,4 +47,38 @@ func TestIntegrationBackendTLSResumption(t *testing.T) {
 			t.Fatalf("backend TLS handshakes: %d full, %d resumed (probe included); want 1 full in all", obs.full.Load(), obs.resumed.Load())
 		}
 	})
+	for _, mode := range []TLSMode{TLSStartTLS, TLSImplicit} {
+		t.Run("imap "+string(mode), func(t *testing.T) {
+			dc := testenv.StartDovecot(t, testenv.DovecotOptions{ExtraConfig: dovecotPerformanceMode()})
+			addr := map[TLSMode]string{TLSStartTLS: dc.IMAPAddr, TLSImplicit: dc.IMAPSAddr}[mode]
+			obs := &handshakeCounter{}
+			tp := newTestProxy(t, Options{
+				Authenticator: fakeAuthenticator,
+				Master:        Master{User: dc.MasterUser, Password: dc.MasterPassword},
+				IMAPBackend:   Backend{Address: addr, TLS: mode, TLSConfig: dc.TLSConfig(), ClientIP: "id"},
+				Observer:      obs,
+			})
+			for i := 0; i < 3; i++ {
+				c := dialTLS(t, tp.tlsAddr, tp.clientTLS)
+				c.expect("* OK")
+				c.send("a AUTHENTICATE XOAUTH2 " + xoauth2("alice@example.test", testToken))
+				c.expect("a OK")
+				c.send("b LOGOUT")
+				c.expect("* BYE")
+				c.c.Close()
+			}
+			if obs.full.Load() != 1 || obs.resumed.Load() != 2 {
+				t.Fatalf("backend TLS handshakes: %d full, %d resumed; want 1 full, 2 resumed", obs.full.Load(), obs.resumed.Load())
+			}
+		})
+	}
+}
+
+// dovecotPerformanceMode makes imap-login one long-lived process, the only
+// configuration in which Dovecot can resume TLS sessions.
+func dovecotPerformanceMode() string {
+	if testenv.Generation() == "2.4" {
+		return "service imap-login {\n  restart_request_count = unlimited\n  process_limit = 1\n}\n"
+	}
+	return "service imap-login {\n  service_count = 0\n  process_limit = 1\n}\n"
 }

@@ -157,3 +157,8 @@ func (s *Server) challenge() []byte {
 func (s *Server) Identity() (Identity, bool) {
 	return s.id, s.ok
 }
+
+// AwaitingDummy reports whether the exchange waits for the client's dummy
+// reply to an error challenge: callers bound that wait, since some clients
+// never send it.
+func (s *Server) AwaitingDummy() bool { return s.state == stateWaitDummy }

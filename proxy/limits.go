@@ -15,20 +15,22 @@ import (
 // rejectBusyTimeout bounds writing the one-line refusal on a plaintext port.
 const rejectBusyTimeout = time.Second
 
+// Lines a client on a plaintext port hears when turned away for capacity.
+const (
+	imapBusy = "* BYE [UNAVAILABLE] Too many connections, try again later.\r\n"
+	smtpBusy = "421 4.7.0 Too many connections, try again later\r\n"
+)
+
 // rejectBusy turns away a client that arrived over the limits, as cheaply as
 // possible: on an implicit-TLS port the connection is just closed (a TLS
 // handshake would cost more than the refusal is worth); on a plaintext port
-// the client gets one short line of its protocol's "try again later".
-func (s *Server) rejectBusy(c net.Conn, proto string, implicitTLS bool) {
-	if implicitTLS {
+// the client gets busy, one short line of its protocol's "try again later".
+func (s *Server) rejectBusy(c net.Conn, busy string, implicitTLS bool) {
+	if implicitTLS || busy == "" {
 		return
 	}
 	c.SetWriteDeadline(time.Now().Add(rejectBusyTimeout))
-	if proto == "imap" {
-		c.Write([]byte("* BYE [UNAVAILABLE] Too many connections, try again later.\r\n"))
-	} else {
-		c.Write([]byte("421 4.7.0 Too many connections, try again later\r\n"))
-	}
+	c.Write([]byte(busy))
 }
 
 // refused counts a refused (or evicted) connection and logs it, at most one

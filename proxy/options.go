@@ -246,6 +246,10 @@ type PasswordOptions struct {
 	IMAP bool
 	// SMTP accepts AUTH PLAIN / LOGIN (and advertises them) after TLS.
 	SMTP bool
+	// POP3 accepts USER/PASS and AUTH PLAIN / LOGIN after TLS.
+	POP3 bool
+	// Sieve accepts AUTHENTICATE "PLAIN" / "LOGIN" after TLS (ManageSieve).
+	Sieve bool
 	// Throttle is asked before every password attempt reaches the backend
 	// (it may wait or refuse) and told the backend's verdict, so that a
 	// password guesser is slowed down by mailgate, per client address and
@@ -253,6 +257,21 @@ type PasswordOptions struct {
 	// *auth.Throttle implements it; share the token logins' one. Nil: no
 	// throttling.
 	Throttle Throttle
+}
+
+// allowed reports whether passthrough is on for proto.
+func (o PasswordOptions) allowed(proto string) bool {
+	switch proto {
+	case "imap":
+		return o.IMAP
+	case "smtp":
+		return o.SMTP
+	case "pop3":
+		return o.POP3
+	case "sieve":
+		return o.Sieve
+	}
+	return false
 }
 
 // Throttle slows down password guessing. *auth.Throttle implements it (see

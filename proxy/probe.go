@@ -19,6 +19,9 @@ type BackendProblem struct {
 	Proto string // "imap" or "smtp"
 	What  string // what the backend does, e.g. "advertises LOGINDISABLED"
 	Fix   string // the setting to change, on mailgate's side or the backend's
+	// Suspected: a signal with an innocent reading too (a client could
+	// provoke it): logged with the fix, but not kept for readiness.
+	Suspected bool
 }
 
 func (p *BackendProblem) Error() string {
@@ -38,18 +41,23 @@ const reprobeEvery = 30 * time.Second
 // then are wrong master credentials found before a user's login.
 func (s *Server) CheckBackend(ctx context.Context, proto, loginAs string) error {
 	var err error
-	switch proto {
-	case "imap":
+	s.mu.Lock()
+	p, ok := s.probers[proto]
+	s.mu.Unlock()
+	switch {
+	case ok:
+		err = p.Probe(ctx, loginAs)
+	case proto == "imap":
 		err = s.probeIMAP(ctx, loginAs)
-	case "smtp":
+	case proto == "smtp":
 		err = s.probeSMTP(ctx, loginAs)
 	default:
 		return fmt.Errorf("proxy: no backend for protocol %q", proto)
 	}
-	var p *BackendProblem
+	var bp *BackendProblem
 	switch {
-	case errors.As(err, &p):
-		s.configProblem(proto, p.What, p.Fix, true)
+	case errors.As(err, &bp):
+		s.configProblem(proto, bp.What, bp.Fix, true)
 	case err == nil:
 		s.backendOK(proto)
 	}

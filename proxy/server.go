@@ -32,6 +32,7 @@ type Server struct {
 	refusal  refusalLog
 	tls      tlsConfigs // per-protocol copies of opts.TLSConfig
 	problems configProblems
+	probers  map[string]Prober // fronts' backend probes, by proto (under mu)
 
 	mu       sync.Mutex
 	closing  bool
@@ -91,7 +92,7 @@ var ErrServerClosed = errors.New("proxy: server closed")
 // otherwise clients must use STARTTLS before they can authenticate (port 143).
 // ServeIMAP closes ln.
 func (s *Server) ServeIMAP(ctx context.Context, ln net.Listener, implicitTLS bool) error {
-	return s.serve(ctx, s.wrapProxyProtocol(ln), "imap", implicitTLS, s.handleIMAP)
+	return s.serve(ctx, s.wrapProxyProtocol(ln), "imap", implicitTLS, s.handleIMAP, imapBusy)
 }
 
 // connInfo is what a protocol handler gets with an admitted connection.
@@ -99,12 +100,15 @@ type connInfo struct {
 	id          string // connection id, in every log line
 	log         *slog.Logger
 	implicitTLS bool
-	seat        *seat // the connection's place in the pools
+	seat        *seat     // the connection's place in the pools
+	start       time.Time // accepted
 }
 
 type connHandler func(ctx context.Context, c net.Conn, ci connInfo)
 
-func (s *Server) serve(ctx context.Context, ln net.Listener, proto string, implicitTLS bool, h connHandler) error {
+// serve runs the accept loop; busy is the line a client on a plaintext
+// port hears when turned away for capacity.
+func (s *Server) serve(ctx context.Context, ln net.Listener, proto string, implicitTLS bool, h connHandler, busy string) error {
 	if !s.trackListener(ln, true) {
 		ln.Close()
 		return ErrServerClosed
@@ -140,12 +144,13 @@ func (s *Server) serve(ctx context.Context, ln net.Listener, proto string, impli
 			c.Close()
 			continue
 		}
-		go s.handleConn(ctx, c, proto, listener, implicitTLS, h)
+		go s.handleConn(ctx, c, proto, listener, implicitTLS, h, busy)
 	}
 }
 
 // handleConn admits c to the pools and runs h, or refuses c cheaply.
-func (s *Server) handleConn(ctx context.Context, c net.Conn, proto, listener string, implicitTLS bool, h connHandler) {
+func (s *Server) handleConn(ctx context.Context, c net.Conn, proto, listener string, implicitTLS bool, h connHandler, busy string) {
+	start := time.Now()
 	defer s.trackConn(c, false)
 	defer c.Close()
 	// RemoteAddr may read a PROXY header: do it here, not in the accept loop.
@@ -163,13 +168,13 @@ func (s *Server) handleConn(ctx context.Context, c net.Conn, proto, listener str
 	}
 	if st == nil {
 		s.refused(proto, listener, reason, c.RemoteAddr())
-		s.rejectBusy(c, proto, implicitTLS)
+		s.rejectBusy(c, busy, implicitTLS)
 		return
 	}
 	defer st.release()
 	s.obs.ConnOpened(proto, listener)
 	defer s.obs.ConnClosed(proto, listener)
-	h(ctx, c, connInfo{id: id, log: log, implicitTLS: implicitTLS, seat: st})
+	h(ctx, c, connInfo{id: id, log: log, implicitTLS: implicitTLS, seat: st, start: start})
 }
 
 func (s *Server) trackListener(ln net.Listener, add bool) bool {

@@ -57,7 +57,7 @@ func (s *Server) ServeSMTP(ctx context.Context, ln net.Listener, implicitTLS boo
 	}
 	f := newSMTPFront(ctx, s, implicitTLS, ln.Addr())
 	defer f.close()
-	return s.serve(ctx, &smtpListener{Listener: s.wrapProxyProtocol(ln)}, "smtp", implicitTLS, f.handle)
+	return s.serve(ctx, &smtpListener{Listener: s.wrapProxyProtocol(ln)}, "smtp", implicitTLS, f.handle, smtpBusy)
 }
 
 // checkSMTPBackend refuses backend settings that would silently not work.

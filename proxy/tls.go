@@ -9,19 +9,32 @@ import "crypto/tls"
 // the handshake. Clients that offer no ALPN are unaffected, and so are all
 // clients when Options.TLSConfig names no protocols.
 
-// ALPN protocol identifiers (IANA TLS ALPN registry).
-const (
-	alpnIMAP = "imap"
-	alpnSMTP = "smtp"
-)
+// alpn maps mailgate's protocol names to their ALPN protocol identifiers
+// (IANA TLS ALPN registry).
+var alpn = map[string]string{"imap": "imap", "smtp": "smtp", "pop3": "pop3", "sieve": "managesieve"}
 
 // tlsConfigs holds the per-protocol server configs.
 type tlsConfigs struct {
 	imap, smtp *tls.Config
+	byProto    map[string]*tls.Config
 }
 
 func newTLSConfigs(base *tls.Config) tlsConfigs {
-	return tlsConfigs{imap: onlyALPN(base, alpnIMAP), smtp: onlyALPN(base, alpnSMTP)}
+	t := tlsConfigs{byProto: map[string]*tls.Config{}}
+	for proto, id := range alpn {
+		t.byProto[proto] = onlyALPN(base, id)
+	}
+	t.imap, t.smtp = t.byProto["imap"], t.byProto["smtp"]
+	return t
+}
+
+// get is proto's config; a protocol without an ALPN identifier gets one
+// that accepts no ALPN at all.
+func (t tlsConfigs) get(proto string) *tls.Config {
+	if c, ok := t.byProto[proto]; ok {
+		return c
+	}
+	return onlyALPN(t.imap, "mailgate-"+proto)
 }
 
 // onlyALPN returns a copy of base whose NextProtos keeps proto only, or base

@@ -1,0 +1,68 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/mailgate/mailgate/auth"
+)
+
+// Results of a login, as logged, counted and mapped to replies by fronts.
+const (
+	ResultOK          = resultOK
+	ResultInvalid     = resultInvalid     // refused token or credentials, no such mailbox
+	ResultUnavailable = resultUnavailable // provider or backend down: a temporary failure
+	ResultMalformed   = resultMalformed   // a SASL message that does not parse
+	ResultCanceled    = "canceled"        // the client canceled the exchange ("*")
+	ResultLimited     = resultLimited     // no seat in the logged-in pool
+	ResultAborted     = resultAborted     // the client went away during the login
+	ResultBlocked     = resultBlocked     // the client's network is blocked after many failures
+)
+
+// Classify is what a login error comes to: its result, and whether it was
+// unexpected (internal: to be logged loudly; the client gets a temporary
+// failure). A *Refusal is ResultInvalid or ResultUnavailable like any other
+// error; fronts check for it first to pass the backend's reply on.
+func Classify(err error) (result string, internal bool) {
+	switch {
+	case err == nil:
+		return ResultOK, false
+	case errors.Is(err, errClientGone), errors.Is(err, context.Canceled):
+		return ResultAborted, false
+	case errors.Is(err, errTooManySessions):
+		return ResultLimited, false
+	case errors.Is(err, auth.ErrBlocked):
+		return ResultBlocked, false
+	case errors.Is(err, auth.ErrCanceled):
+		return ResultCanceled, false
+	case errors.Is(err, auth.ErrMalformed):
+		return ResultMalformed, false
+	case errors.Is(err, auth.ErrInvalidCredentials), errors.Is(err, auth.ErrThrottled), errors.Is(err, errBackendAuthz),
+		errors.Is(err, errBackendRefused):
+		return ResultInvalid, false
+	case errors.Is(err, auth.ErrUnavailable), errors.Is(err, errBackendUnavailable):
+		return ResultUnavailable, false
+	}
+	return ResultUnavailable, true
+}
+
+// loginDone logs one line and counts one login for every attempt but an
+// unsupported mechanism (nothing was attempted).
+func (c *Conn) loginDone(mech string, start time.Time, sess *Session, err error) {
+	if errors.Is(err, ErrUnsupportedMechanism) {
+		return
+	}
+	d := time.Since(start)
+	result, internal := Classify(err)
+	c.s.obs.Login(c.proto, mech, result, d)
+	if err == nil {
+		sess.Log.Info("login", "result", result, "source", sess.Identity.Source, "auth", d.Round(time.Millisecond))
+		return
+	}
+	lvl := c.Log.Info
+	if internal || (result == ResultUnavailable && errors.As(err, new(*Refusal))) {
+		lvl = c.Log.Warn
+	}
+	lvl("login", "result", result, "mech", mech, "err", err, "auth", d.Round(time.Millisecond))
+}

@@ -1,0 +1,69 @@
+package proxy
+
+import (
+	"context"
+	"net"
+	"sync"
+	"time"
+)
+
+// Why a relay was stopped, as Relay passes it to the front's goodbye.
+const (
+	EndShutdown = imapEndShutdown         // the server's drain time is over
+	EndExpired  = "token expired"         // the token's exp passed (sessionEnd endExpired)
+	EndRevoked  = "token no longer valid" // revalidation refused the token (endRevoked)
+)
+
+// Relay hands the client over to sess's backend: the protocol-blind byte
+// relay (pendingUp, bytes the front read ahead from the client, and
+// sess.Pending go first) until either side closes, the client idles past
+// Limits.IdleTimeout, the server's drain time ends, or the token's lifetime
+// does (Options.Lifetime). bye, if set, is the goodbye for why (EndShutdown,
+// EndExpired, EndRevoked), written to the client only at a line boundary of
+// the backend's stream; nil just closes. Relay closes the backend connection
+// and logs the session's end.
+func (c *Conn) Relay(ctx context.Context, client net.Conn, pendingUp []byte, sess *Session, bye func(why string) []byte) {
+	s, log := c.s, sess.Log
+	defer sess.Conn.Close()
+	log.Info("relay started", "preauth", time.Since(c.Start).Round(time.Millisecond))
+	var (
+		stop     relayStopper
+		stopOnce sync.Once
+		stopWhy  string // written before Stop
+	)
+	end := func(why string) { stopOnce.Do(func() { stopWhy = why; stop.Stop() }) }
+	stopDrain := context.AfterFunc(s.drainCtx, func() { end(EndShutdown) })
+	defer stopDrain()
+	if !sess.Password {
+		stopWatch := s.watchSession(sess.Identity, sess.token, c.Raw.RemoteAddr().String(), log,
+			func(why sessionEnd) { end(why.String()) })
+		defer stopWatch()
+		sess.token = ""
+	}
+	pendingDown := sess.Pending
+	sess.Pending, sess.Reply = nil, nil
+	st := relay(ctx, relayEnds{
+		client: client, backend: sess.Conn,
+		pendingUp: pendingUp, pendingDown: pendingDown,
+		idle:  s.limits.IdleTimeout,
+		stop:  &stop,
+		count: func(up bool, n int) { s.countRelayed(c.proto, up, n) },
+	})
+	if st.reason == "stopped" {
+		st.reason = stopWhy
+		if bye != nil && st.lastDown == '\n' {
+			client.SetWriteDeadline(time.Now().Add(time.Second))
+			client.Write(bye(stopWhy))
+		}
+	}
+	log.Info("session ended", "duration", time.Since(c.Start).Round(time.Millisecond),
+		"bytes_up", st.up, "bytes_down", st.down, "end", st.reason)
+}
+
+func (s *Server) countRelayed(proto string, up bool, n int) {
+	if up {
+		s.obs.Relayed(proto, "up", n)
+	} else {
+		s.obs.Relayed(proto, "down", n)
+	}
+}

@@ -75,7 +75,8 @@ func TestIntegrationBackendProbeIMAP(t *testing.T) {
 	// A Dovecot that trusts neither mailgate's address for plaintext logins
 	// nor its PROXY headers; its failed logins slow down only itself.
 	strict := testenv.StartDovecot(t, testenv.DovecotOptions{
-		TrustedNetworks: []string{"127.0.0.99/32"},
+		TrustedNetworks:        []string{"127.0.0.99/32"},
+		HAProxyTrustedNetworks: []string{"127.0.0.99/32"},
 	})
 	sm := Master{User: strict.MasterUser, Password: strict.MasterPassword}
 	strictBE := func(addr string, mode TLSMode, clientIP string) Backend {
@@ -89,6 +90,9 @@ func TestIntegrationBackendProbeIMAP(t *testing.T) {
 			want = ""
 		}
 		checkProblem(t, newProbeServer(t, sm, strictBE(strict.IMAPAddr, TLSNone, "id"), Backend{}), "imap", "", want)
+	})
+	t.Run("untrusted proxy", func(t *testing.T) {
+		checkProblem(t, newProbeServer(t, sm, strictBE(strict.HAProxyAddr, TLSNone, "proxy"), Backend{}), "imap", "", hintHAProxyTrust)
 	})
 	t.Run("wrong master password", func(t *testing.T) {
 		bad := Master{User: strict.MasterUser, Password: "not-the-master-password"}

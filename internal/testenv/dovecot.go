@@ -9,6 +9,8 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -433,7 +435,7 @@ func (d *Dovecot) start(ctx context.Context, host Host, opts DovecotOptions) err
 		if err != nil {
 			return err
 		}
-		err = d.waitReady(ctx, logMark)
+		err = d.waitReady(ctx, logMark, trusts(opts.HAProxyTrustedNetworks, "127.0.0.1"))
 		if err == nil {
 			return nil
 		}
@@ -564,24 +566,37 @@ func sha512Crypt(openssl string, passwords []string) ([]string, error) {
 }
 
 // waitReady polls until every listener answers and the auth socket exists.
-// A "Fatal:" line logged after logMark ends the wait at once.
-func (d *Dovecot) waitReady(ctx context.Context, logMark int64) error {
+// A "Fatal:" line logged after logMark ends the wait at once. The PROXY
+// listeners are greeted through a PROXY header from 127.0.0.1 when
+// haproxyTrusted; otherwise Dovecot would drop that, and accepting a
+// connection is all there is to check.
+func (d *Dovecot) waitReady(ctx context.Context, logMark int64, haproxyTrusted bool) error {
 	tlsConf := d.TLSConfig()
+	greetAfter, sieveGreet := expectGreetingAfter, expectSieveGreeting
+	if !haproxyTrusted {
+		greetAfter = func(ctx context.Context, addr string, _ *tls.Config, _, _ string) error { return dialOnly(ctx, addr) }
+		sieveGreet = func(ctx context.Context, addr, preamble string) error {
+			if preamble == "" {
+				return expectSieveGreeting(ctx, addr, preamble)
+			}
+			return dialOnly(ctx, addr)
+		}
+	}
 	checks := []func(context.Context) error{
 		func(ctx context.Context) error { return expectGreeting(ctx, d.IMAPAddr, nil, "* OK") },
 		func(ctx context.Context) error { return expectGreeting(ctx, d.IMAPSAddr, tlsConf, "* OK") },
 		func(ctx context.Context) error { return expectGreeting(ctx, d.LMTPAddr, nil, "220 ") },
 		func(ctx context.Context) error {
-			return expectGreetingAfter(ctx, d.HAProxyAddr, nil, "PROXY TCP4 127.0.0.1 127.0.0.1 1 143\r\n", "* OK")
+			return greetAfter(ctx, d.HAProxyAddr, nil, "PROXY TCP4 127.0.0.1 127.0.0.1 1 143\r\n", "* OK")
 		},
 		func(ctx context.Context) error { return expectGreeting(ctx, d.POP3Addr, nil, "+OK") },
 		func(ctx context.Context) error { return expectGreeting(ctx, d.POP3TLSAddr, tlsConf, "+OK") },
 		func(ctx context.Context) error {
-			return expectGreetingAfter(ctx, d.POP3HAProxyAddr, nil, "PROXY TCP4 127.0.0.1 127.0.0.1 1 110\r\n", "+OK")
+			return greetAfter(ctx, d.POP3HAProxyAddr, nil, "PROXY TCP4 127.0.0.1 127.0.0.1 1 110\r\n", "+OK")
 		},
-		func(ctx context.Context) error { return expectSieveGreeting(ctx, d.SieveAddr, "") },
+		func(ctx context.Context) error { return sieveGreet(ctx, d.SieveAddr, "") },
 		func(ctx context.Context) error {
-			return expectSieveGreeting(ctx, d.SieveHAProxyAddr, "PROXY TCP4 127.0.0.1 127.0.0.1 1 4190\r\n")
+			return sieveGreet(ctx, d.SieveHAProxyAddr, "PROXY TCP4 127.0.0.1 127.0.0.1 1 4190\r\n")
 		},
 		func(context.Context) error {
 			if _, err := os.Stat(d.AuthSocket); err != nil {
@@ -689,4 +704,28 @@ func randomString(n int) string {
 func readFile(path string) string {
 	b, _ := os.ReadFile(path)
 	return string(b)
+}
+
+// trusts reports whether ip is in nets (netsOrDefault's default when empty).
+func trusts(nets []string, ip string) bool {
+	if len(nets) == 0 {
+		nets = []string{defaultLoopback}
+	}
+	a := netip.MustParseAddr(ip)
+	for _, n := range nets {
+		if p, err := netip.ParsePrefix(n); err == nil && p.Contains(a) {
+			return true
+		}
+	}
+	return false
+}
+
+// dialOnly checks that addr accepts a connection.
+func dialOnly(ctx context.Context, addr string) error {
+	var d net.Dialer
+	c, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return err
+	}
+	return c.Close()
 }

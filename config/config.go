@@ -20,6 +20,8 @@ type Config struct {
 	Master Master `mapstructure:"master"`
 	IMAP   IMAP   `mapstructure:"imap"`
 	SMTP   SMTP   `mapstructure:"smtp"`
+	POP3   POP3   `mapstructure:"pop3"`
+	Sieve  Sieve  `mapstructure:"sieve"`
 	OAuth2 OAuth2 `mapstructure:"oauth2"`
 	Auth   Auth   `mapstructure:"auth"`
 	Limits Limits `mapstructure:"limits"`
@@ -60,6 +62,9 @@ type Master struct {
 	User         string `mapstructure:"user"`
 	Password     string `mapstructure:"password"`
 	PasswordFile string `mapstructure:"password_file"`
+	// CheckMailbox is an existing mailbox the start-up check logs in as, so
+	// that wrong master credentials show before any user logs in.
+	CheckMailbox string `mapstructure:"check_mailbox"`
 }
 
 // Backend is how mailgate reaches Dovecot (IMAP) or Postfix (submission).
@@ -103,6 +108,39 @@ type SMTP struct {
 	// The keys are lower-cased by Load.
 	SenderAliases map[string][]string `mapstructure:"sender_aliases"`
 	Backend       Backend             `mapstructure:"backend"`
+}
+
+// POP3 configures the POP3 listeners. POP3 is served only when
+// Backend.Address is set (DMS: ENABLE_POP3=1); an empty listen address then
+// disables that listener.
+type POP3 struct {
+	ListenTLS      string  `mapstructure:"listen_tls"`      // POP3S, implicit TLS (995)
+	ListenStartTLS string  `mapstructure:"listen_starttls"` // POP3, STLS required before authentication (110)
+	Backend        Backend `mapstructure:"backend"`
+}
+
+// Sieve configures the ManageSieve listener (RFC 5804: Sieve filters and
+// vacation replies). It is served only when Backend.Address is set (DMS:
+// ENABLE_MANAGESIEVE=1); an empty listen address then disables it.
+type Sieve struct {
+	Listen  string  `mapstructure:"listen"` // STARTTLS required before AUTHENTICATE (4190)
+	Backend Backend `mapstructure:"backend"`
+}
+
+// On reports which protocols are served: a listener is set (and, for POP3
+// and ManageSieve, a backend address).
+func (c *Config) On(proto string) bool {
+	switch proto {
+	case ProtoIMAP:
+		return c.IMAP.ListenTLS != "" || c.IMAP.ListenStartTLS != ""
+	case ProtoSMTP:
+		return c.SMTP.ListenTLS != "" || c.SMTP.ListenStartTLS != ""
+	case ProtoPOP3:
+		return c.POP3.Backend.Address != "" && (c.POP3.ListenTLS != "" || c.POP3.ListenStartTLS != "")
+	case ProtoSieve:
+		return c.Sieve.Backend.Address != "" && c.Sieve.Listen != ""
+	}
+	return false
 }
 
 // OAuth2 configures bearer-token validation.
@@ -223,8 +261,10 @@ const (
 	LoginMaster  = "master"
 	LoginXClient = "xclient"
 
-	ProtoIMAP = "imap"
-	ProtoSMTP = "smtp"
+	ProtoIMAP  = "imap"
+	ProtoSMTP  = "smtp"
+	ProtoPOP3  = "pop3"
+	ProtoSieve = "sieve"
 
 	SessionNone       = "none"
 	SessionToken      = "token"
@@ -251,6 +291,15 @@ func Default() Config {
 			ListenStartTLS: ":587",
 			EnforceSender:  true,
 			Backend:        Backend{TLS: BackendTLSStartTLS, Login: LoginMaster, ClientIP: ClientIPNone},
+		},
+		POP3: POP3{
+			ListenTLS:      ":995",
+			ListenStartTLS: ":110",
+			Backend:        Backend{TLS: BackendTLSStartTLS, ClientIP: ClientIPXClient},
+		},
+		Sieve: Sieve{
+			Listen:  ":4190",
+			Backend: Backend{TLS: BackendTLSStartTLS, ClientIP: ClientIPXClient},
 		},
 		OAuth2: OAuth2{
 			Mode:                 ModeUserinfo,

@@ -54,20 +54,22 @@ func (c *Config) Validate() error {
 	p.oneOf("log.level", c.Log.Level, "debug", "info", "warn", "error")
 	p.oneOf("log.format", c.Log.Format, "text", "json")
 
-	imapOn := c.IMAP.ListenTLS != "" || c.IMAP.ListenStartTLS != ""
-	smtpOn := c.SMTP.ListenTLS != "" || c.SMTP.ListenStartTLS != ""
-	if !imapOn && !smtpOn {
-		p.add("imap.listen_tls", "no listener is set: set at least one of imap.listen_tls, imap.listen_starttls, smtp.listen_tls, smtp.listen_starttls")
+	imapOn, smtpOn := c.On(ProtoIMAP), c.On(ProtoSMTP)
+	if !imapOn && !smtpOn && !c.On(ProtoPOP3) && !c.On(ProtoSieve) {
+		p.add("imap.listen_tls", "no protocol is served: set at least one of imap.listen_tls, imap.listen_starttls, smtp.listen_tls, smtp.listen_starttls, pop3.backend.address, sieve.backend.address")
 	}
 	p.listen("imap.listen_tls", c.IMAP.ListenTLS)
 	p.listen("imap.listen_starttls", c.IMAP.ListenStartTLS)
 	p.listen("smtp.listen_tls", c.SMTP.ListenTLS)
 	p.listen("smtp.listen_starttls", c.SMTP.ListenStartTLS)
+	p.listen("pop3.listen_tls", c.POP3.ListenTLS)
+	p.listen("pop3.listen_starttls", c.POP3.ListenStartTLS)
+	p.listen("sieve.listen", c.Sieve.Listen)
 	p.listen("http.listen", c.HTTP.Listen)
 
-	c.validateTLS(&p, imapOn || smtpOn)
+	c.validateTLS(&p, imapOn || smtpOn || c.On(ProtoPOP3) || c.On(ProtoSieve))
 
-	if imapOn || (smtpOn && c.SMTP.Backend.Login != LoginXClient) {
+	if imapOn || (smtpOn && c.SMTP.Backend.Login != LoginXClient) || c.On(ProtoPOP3) || c.On(ProtoSieve) {
 		if c.Master.User == "" {
 			p.add("master.user", "required: the Dovecot master user (e.g. \"mailgate\")")
 		}
@@ -84,6 +86,17 @@ func (c *Config) Validate() error {
 	p.backend("smtp", c.SMTP.Backend, smtpOn, "mailserver:587")
 	p.oneOf("smtp.backend.client_ip", c.SMTP.Backend.ClientIP, ClientIPNone, ClientIPXClient, ClientIPProxy)
 	p.oneOf("smtp.backend.login", c.SMTP.Backend.Login, LoginMaster, LoginXClient)
+	for _, d := range []struct {
+		proto   string
+		b       Backend
+		example string
+	}{{ProtoPOP3, c.POP3.Backend, "mailserver:110"}, {ProtoSieve, c.Sieve.Backend, "mailserver:4190"}} {
+		p.backend(d.proto, d.b, false, d.example)
+		p.oneOf(d.proto+".backend.client_ip", d.b.ClientIP, ClientIPNone, ClientIPXClient, ClientIPProxy)
+		if d.b.Login != "" {
+			p.add(d.proto+".backend.login", "only used for SMTP: remove it")
+		}
+	}
 	if c.SMTP.MaxMessageBytes < 0 {
 		p.add("smtp.max_message_bytes", "must be >= 0 (0 = the backend's SIZE)")
 	}
@@ -100,8 +113,8 @@ func (c *Config) Validate() error {
 
 	c.validateOAuth2(&p)
 	for _, proto := range c.Auth.PasswordPassthroughProtocols {
-		if proto != ProtoIMAP && proto != ProtoSMTP {
-			p.add("auth.password_passthrough_protocols", "want imap and/or smtp, got %q", proto)
+		if proto != ProtoIMAP && proto != ProtoSMTP && proto != ProtoPOP3 && proto != ProtoSieve {
+			p.add("auth.password_passthrough_protocols", "want imap, smtp, pop3 and/or sieve, got %q", proto)
 		}
 	}
 	if c.Auth.PasswordPassthrough && len(c.Auth.PasswordPassthroughProtocols) == 0 {
@@ -340,8 +353,7 @@ func (p *problems) file(key, path string) {
 // risky but valid settings.
 func (c *Config) Warnings() []string {
 	w := slices.Clone(c.notes)
-	imapOn := c.IMAP.ListenTLS != "" || c.IMAP.ListenStartTLS != ""
-	smtpOn := c.SMTP.ListenTLS != "" || c.SMTP.ListenStartTLS != ""
+	imapOn, smtpOn := c.On(ProtoIMAP), c.On(ProtoSMTP)
 	if d := c.Limits.IdleTimeout; d >= minIdleTimeout && d < idleWarnBelow {
 		w = append(w, fmt.Sprintf("limits.idle_timeout: %v is below %v; IMAP clients in IDLE will be cut off", d, idleWarnBelow))
 	}
@@ -353,6 +365,8 @@ func (c *Config) Warnings() []string {
 	}{
 		{"imap", c.IMAP.Backend, imapOn, true},
 		{"smtp", c.SMTP.Backend, smtpOn, c.SMTP.Backend.Login == LoginMaster},
+		{ProtoPOP3, c.POP3.Backend, c.On(ProtoPOP3), true},
+		{ProtoSieve, c.Sieve.Backend, c.On(ProtoSieve), true},
 	} {
 		if !b.on {
 			continue
@@ -363,9 +377,9 @@ func (c *Config) Warnings() []string {
 			w = append(w, b.proto+".backend.tls: none sends users' passwords (auth.password_passthrough) unencrypted; use it only on a private network")
 		}
 		if c.Auth.PasswordPassthroughFor(b.proto) && b.b.ClientIP == ClientIPNone {
-			pass := "id or proxy"
-			if b.proto == ProtoSMTP {
-				pass = "xclient or proxy"
+			pass := "xclient or proxy"
+			if b.proto == ProtoIMAP {
+				pass = "id or proxy"
 			}
 			w = append(w, b.proto+".backend.client_ip: none with auth.password_passthrough: the backend counts wrong passwords against mailgate's address and slows down every user's login; pass the client's address ("+pass+")")
 		}

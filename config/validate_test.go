@@ -39,6 +39,14 @@ func TestValidateOK(t *testing.T) {
 		{"jwt", func(c *Config) { c.OAuth2.Mode, c.OAuth2.Issuer = "jwt", "https://idp/" }},
 		{"auto", func(c *Config) { c.OAuth2.Mode, c.OAuth2.Issuer = "auto", "https://idp/" }},
 		{"port 0 for tests", func(c *Config) { c.IMAP.ListenTLS = "127.0.0.1:0" }},
+		{"pop3 and sieve", func(c *Config) {
+			c.POP3.Backend.Address, c.Sieve.Backend.Address = "mailserver:110", "mailserver:4190"
+			c.Auth.PasswordPassthrough, c.Auth.PasswordPassthroughProtocols = true, []string{"pop3", "sieve"}
+		}},
+		{"sieve only", func(c *Config) {
+			c.IMAP.ListenTLS, c.IMAP.ListenStartTLS, c.SMTP.ListenTLS, c.SMTP.ListenStartTLS = "", "", "", ""
+			c.Sieve.Backend = Backend{Address: "mailserver:4190", TLS: "none", ClientIP: "proxy"}
+		}},
 		{"http disabled", func(c *Config) { c.HTTP.Listen = "" }},
 		{"limits off", func(c *Config) {
 			c.Limits.MaxConnections, c.Limits.MaxConnectionsPerIP, c.Limits.MaxPreloginConnections, c.Limits.MaxPreloginPerIP = 0, 0, 0, 0
@@ -87,6 +95,13 @@ func TestValidateProblems(t *testing.T) {
 		{"smtp client_ip", func(c *Config) { c.SMTP.Backend.ClientIP = "id" }, "smtp.backend.client_ip", "xclient"},
 		{"smtp login", func(c *Config) { c.SMTP.Backend.Login = "plain" }, "smtp.backend.login", "master"},
 		{"imap login", func(c *Config) { c.IMAP.Backend.Login = "master" }, "imap.backend.login", "SMTP"},
+		{"pop3 client_ip", func(c *Config) { c.POP3.Backend.Address, c.POP3.Backend.ClientIP = "mailserver:110", "id" }, "pop3.backend.client_ip", "xclient"},
+		{"sieve backend no port", func(c *Config) { c.Sieve.Backend.Address = "mailserver" }, "sieve.backend.address", "host:port"},
+		{"sieve login", func(c *Config) { c.Sieve.Backend.Address, c.Sieve.Backend.Login = "mailserver:4190", "master" }, "sieve.backend.login", "SMTP"},
+		{"passthrough protocol", func(c *Config) { c.Auth.PasswordPassthroughProtocols = []string{"pop"} }, "auth.password_passthrough_protocols", "pop3"},
+		{"no listener but pop3 without backend", func(c *Config) {
+			c.IMAP.ListenTLS, c.IMAP.ListenStartTLS, c.SMTP.ListenTLS, c.SMTP.ListenStartTLS = "", "", "", ""
+		}, "imap.listen_tls", "at least one"},
 		{"backend ca", func(c *Config) { c.SMTP.Backend.CAFile = missing }, "smtp.backend.ca_file", "cannot read"},
 		{"min version", func(c *Config) { c.TLS.MinVersion = "1.1" }, "tls.min_version", "1.2"},
 		{"no cert", func(c *Config) { c.TLS.CertFile = "" }, "tls.cert_file", "required"},

@@ -42,6 +42,16 @@ type configProblems struct {
 	reason  map[string]string    // by proto: what and fix
 	probed  map[string]time.Time // by proto, while a problem stands: last probe
 	probing map[string]bool
+	login   map[string]bool // by proto: the standing problem was found by logging in
+}
+
+func (p *configProblems) setLogin(proto string, login bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.login == nil {
+		p.login = map[string]bool{}
+	}
+	p.login[proto] = login
 }
 
 // configProblem logs a configuration problem of proto's backend: what it
@@ -94,4 +104,5 @@ func (s *Server) backendOK(proto string) {
 	}
 	delete(p.reason, proto)
 	delete(p.probed, proto)
+	delete(p.login, proto)
 }

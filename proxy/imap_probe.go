@@ -83,7 +83,7 @@ func (s *Server) probeIMAPLogin(conn net.Conn, br *bufio.Reader, user string) er
 	case code == "PRIVACYREQUIRED":
 		return &BackendProblem{Proto: "imap", What: what, Fix: imapHintPrivacy}
 	case code == "AUTHENTICATIONFAILED":
-		return &BackendProblem{Proto: "imap", What: what, Fix: imapHintMaster}
+		return &BackendProblem{Proto: "imap", What: what, Fix: imapHintMaster, Login: true}
 	case code == "AUTHORIZATIONFAILED":
 		return fmt.Errorf("the master credentials work but %s is not a mailbox: %s", user, truncate(reply))
 	}

@@ -59,6 +59,10 @@ type Backend struct {
 type Master struct {
 	User     string
 	Password string
+	// CheckMailbox is an existing mailbox the start-up check logs in as (on
+	// its behalf), so that wrong master credentials are reported before any
+	// user logs in (see CheckBackend). Empty: the check does not log in.
+	CheckMailbox string
 }
 
 // Limits bound every phase of a connection. Zero fields take the defaults

@@ -22,6 +22,9 @@ type BackendProblem struct {
 	// Suspected: a signal with an innocent reading too (a client could
 	// provoke it): logged with the fix, but not kept for readiness.
 	Suspected bool
+	// Login: found by logging in (wrong master credentials); it is checked
+	// again only by logging in, and rarely (reloginEvery).
+	Login bool
 }
 
 func (p *BackendProblem) Error() string {
@@ -32,6 +35,11 @@ func (p *BackendProblem) Error() string {
 // readiness checks ask for it, so that /readyz recovers once the operator
 // fixed the backend although no login can succeed before.
 const reprobeEvery = 30 * time.Second
+
+// reloginEvery is how often a standing problem found by logging in is
+// checked again by logging in as Master.CheckMailbox: each refusal is a
+// failed login from mailgate's address in Dovecot's penalty and Fail2Ban.
+const reloginEvery = 5 * time.Minute
 
 // CheckBackend probes proto's backend ("imap" or "smtp") and returns nil, a
 // *BackendProblem, or an error wrapping the reason it could not be probed.
@@ -58,6 +66,7 @@ func (s *Server) CheckBackend(ctx context.Context, proto, loginAs string) error 
 	switch {
 	case errors.As(err, &bp):
 		s.configProblem(proto, bp.What, bp.Fix, true)
+		s.problems.setLogin(proto, bp.Login)
 	case err == nil:
 		s.backendOK(proto)
 	}
@@ -70,7 +79,11 @@ func (s *Server) reprobe(proto string) {
 	p := &s.problems
 	p.mu.Lock()
 	since, standing := p.probed[proto]
-	if !standing || p.probing[proto] || time.Since(since) < reprobeEvery {
+	every, loginAs := reprobeEvery, ""
+	if p.login[proto] {
+		every, loginAs = reloginEvery, s.opts.Master.CheckMailbox
+	}
+	if !standing || p.probing[proto] || time.Since(since) < every {
 		p.mu.Unlock()
 		return
 	}
@@ -82,7 +95,7 @@ func (s *Server) reprobe(proto string) {
 		defer s.wg.Done()
 		ctx, cancel := context.WithTimeout(s.shutdownCtx, probeTimeout)
 		defer cancel()
-		s.CheckBackend(ctx, proto, "")
+		s.CheckBackend(ctx, proto, loginAs)
 		p.mu.Lock()
 		delete(p.probing, proto)
 		p.mu.Unlock()

@@ -56,7 +56,8 @@ func (s *Server) probeSMTP(ctx context.Context, loginAs string) error {
 	err = c.Auth(sasl.NewPlainClient(loginAs, s.opts.Master.User, s.opts.Master.Password))
 	var se *smtp.SMTPError
 	if errors.As(err, &se) && se.Code == 535 {
-		return problem(fmt.Sprintf("refused the master login for %s: %d %s", loginAs, se.Code, se.Message), smtpHintMaster)
+		return &BackendProblem{Proto: "smtp", What: fmt.Sprintf("refused the master login for %s: %d %s", loginAs, se.Code, se.Message),
+			Fix: smtpHintMaster, Login: true}
 	}
 	return err
 }

@@ -44,9 +44,10 @@ type app struct {
 
 type appListener struct {
 	name     string // config key, for logs
-	proto    string // imap | smtp
+	proto    string // imap | smtp | pop3 | sieve
 	implicit bool
 	ln       net.Listener
+	front    proxy.Front // pop3 and sieve (imap and smtp are served by the proxy itself)
 }
 
 // newApp builds everything from cfg and opens the listeners (so that a busy
@@ -81,7 +82,7 @@ func newApp(cfg *config.Config, log *slog.Logger, openFiles uint64) (*app, error
 	}
 	caps := fitToOpenFiles(cfg, openFiles, log)
 	opts.Limits.MaxConnections, opts.Limits.MaxPrelogin = orNoLimit(caps.sessions), orNoLimit(caps.prelogin)
-	opts.TLSConfig = store.TLSConfig(minTLS, "imap", "smtp")
+	opts.TLSConfig = store.TLSConfig(minTLS, "imap", "smtp", "pop3", "managesieve")
 	opts.Observer = a.metrics
 	if a.throttle != nil {
 		opts.Passwords.Throttle = a.throttle // the token logins' throttle: one score per address and user
@@ -93,16 +94,24 @@ func newApp(cfg *config.Config, log *slog.Logger, openFiles uint64) (*app, error
 		return nil, err
 	}
 
+	fronts, err := newFronts(cfg, a.srv)
+	if err != nil {
+		return nil, err
+	}
 	for _, l := range []appListener{
 		{name: "imap.listen_tls", proto: "imap", implicit: true},
 		{name: "imap.listen_starttls", proto: "imap"},
 		{name: "smtp.listen_tls", proto: "smtp", implicit: true},
 		{name: "smtp.listen_starttls", proto: "smtp"},
+		{name: "pop3.listen_tls", proto: "pop3", implicit: true},
+		{name: "pop3.listen_starttls", proto: "pop3"},
+		{name: "sieve.listen", proto: "sieve"},
 	} {
 		addr := listenAddr(cfg, l.name)
-		if addr == "" {
+		if addr == "" || !cfg.On(l.proto) {
 			continue
 		}
+		l.front = fronts[l.proto]
 		ln, err := net.Listen("tcp", addr)
 		if err != nil {
 			a.closeListeners()
@@ -134,6 +143,12 @@ func listenAddr(cfg *config.Config, key string) string {
 		return cfg.SMTP.ListenTLS
 	case "smtp.listen_starttls":
 		return cfg.SMTP.ListenStartTLS
+	case "pop3.listen_tls":
+		return cfg.POP3.ListenTLS
+	case "pop3.listen_starttls":
+		return cfg.POP3.ListenStartTLS
+	case "sieve.listen":
+		return cfg.Sieve.Listen
 	}
 	return ""
 }
@@ -158,11 +173,13 @@ func (a *app) addr(name string) string {
 // use and the provider's host.
 func readyTargets(cfg *config.Config) []readyTarget {
 	var t []readyTarget
-	if cfg.IMAP.ListenTLS != "" || cfg.IMAP.ListenStartTLS != "" {
-		t = append(t, readyTarget{"imap backend", cfg.IMAP.Backend.Address})
-	}
-	if cfg.SMTP.ListenTLS != "" || cfg.SMTP.ListenStartTLS != "" {
-		t = append(t, readyTarget{"smtp backend", cfg.SMTP.Backend.Address})
+	for _, b := range []struct{ proto, addr string }{
+		{config.ProtoIMAP, cfg.IMAP.Backend.Address}, {config.ProtoSMTP, cfg.SMTP.Backend.Address},
+		{config.ProtoPOP3, cfg.POP3.Backend.Address}, {config.ProtoSieve, cfg.Sieve.Backend.Address},
+	} {
+		if cfg.On(b.proto) {
+			t = append(t, readyTarget{b.proto + " backend", b.addr})
+		}
 	}
 	for _, u := range []string{cfg.OAuth2.UserinfoURL, cfg.OAuth2.IntrospectionURL, cfg.OAuth2.Issuer} {
 		if hp := urlHostPort(u); hp != "" {
@@ -195,9 +212,12 @@ func (a *app) run(ctx context.Context, drain time.Duration) error {
 		go func() {
 			defer wg.Done()
 			var err error
-			if l.proto == "imap" {
+			switch {
+			case l.front != nil:
+				err = a.srv.Serve(ctx, l.ln, l.implicit, l.front)
+			case l.proto == "imap":
 				err = a.srv.ServeIMAP(ctx, l.ln, l.implicit)
-			} else {
+			default:
 				err = a.srv.ServeSMTP(ctx, l.ln, l.implicit)
 			}
 			if err != nil && !errors.Is(err, proxy.ErrServerClosed) {
@@ -278,7 +298,7 @@ func proxyOptions(cfg *config.Config, authn proxy.Authenticator, log *slog.Logge
 	return proxy.Options{
 		Authenticator: authn,
 		Challenge:     ch,
-		Master:        proxy.Master{User: cfg.Master.User, Password: cfg.Master.Password},
+		Master:        master(cfg),
 		IMAPBackend:   imapBE,
 		SMTPBackend:   smtpBE,
 		SMTP: proxy.SMTPOptions{
@@ -308,8 +328,10 @@ func proxyOptions(cfg *config.Config, authn proxy.Authenticator, log *slog.Logge
 			MaxAuthFailures:     cfg.Limits.MaxAuthAttempts,
 		},
 		Passwords: proxy.PasswordOptions{
-			IMAP: cfg.Auth.PasswordPassthroughFor(config.ProtoIMAP),
-			SMTP: cfg.Auth.PasswordPassthroughFor(config.ProtoSMTP),
+			IMAP:  cfg.Auth.PasswordPassthroughFor(config.ProtoIMAP),
+			SMTP:  cfg.Auth.PasswordPassthroughFor(config.ProtoSMTP),
+			POP3:  cfg.Auth.PasswordPassthroughFor(config.ProtoPOP3),
+			Sieve: cfg.Auth.PasswordPassthroughFor(config.ProtoSieve),
 		},
 		Lifetime: proxy.LifetimeOptions{
 			Mode:            cfg.OAuth2.SessionLifetime,

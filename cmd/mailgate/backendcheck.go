@@ -17,25 +17,25 @@ import (
 // backendCheckTimeout bounds check-config's probe of one backend.
 const backendCheckTimeout = 10 * time.Second
 
-// configuredProtos are the protocols with at least one listener configured.
+// configuredProtos are the protocols served (see config.Config.On).
 func configuredProtos(cfg *config.Config) []string {
 	var out []string
-	if cfg.IMAP.ListenTLS != "" || cfg.IMAP.ListenStartTLS != "" {
-		out = append(out, "imap")
-	}
-	if cfg.SMTP.ListenTLS != "" || cfg.SMTP.ListenStartTLS != "" {
-		out = append(out, "smtp")
+	for _, p := range []string{config.ProtoIMAP, config.ProtoSMTP, config.ProtoPOP3, config.ProtoSieve} {
+		if cfg.On(p) {
+			out = append(out, p)
+		}
 	}
 	return out
 }
 
-// checkBackends probes each backend once at start-up: a configuration
-// problem is logged with its fix (and /readyz reports it until fixed); an
-// unreachable backend only warned about, as it may start after mailgate.
+// checkBackends probes each backend once at start-up (logging in as
+// master.check_mailbox when set): a configuration problem is logged with its
+// fix (and /readyz reports it until fixed); an unreachable backend is only
+// warned about, as it may start after mailgate.
 func (a *app) checkBackends(ctx context.Context) {
 	for _, proto := range configuredProtos(a.cfg) {
 		go func() {
-			err := a.srv.CheckBackend(ctx, proto, "")
+			err := a.srv.CheckBackend(ctx, proto, a.cfg.Master.CheckMailbox)
 			var p *proxy.BackendProblem
 			switch {
 			case err == nil:
@@ -69,7 +69,9 @@ func reportBackends(cfg *config.Config, loginAs string, w io.Writer) bool {
 	var srv *proxy.Server
 	if err == nil {
 		opts.TLSConfig = &tls.Config{} // never serves
-		srv, err = proxy.New(opts)
+		if srv, err = proxy.New(opts); err == nil {
+			_, err = newFronts(cfg, srv) // registers their probes
+		}
 	}
 	if err != nil {
 		fmt.Fprintf(w, "warning: backends not checked: %v\n", err)

@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"encoding/base64"
 	"io"
 	"log/slog"
 	"net/http"
@@ -13,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mailgate/mailgate/auth"
 	"github.com/mailgate/mailgate/certs"
 	"github.com/mailgate/mailgate/config"
 	"github.com/mailgate/mailgate/internal/demo"
@@ -23,6 +26,12 @@ import (
 // over STARTTLS, which both generations accept) and pf, with the demo's
 // identity provider.
 func realBackendsConfig(t *testing.T, dc *testenv.Dovecot, pf *testenv.Postfix) *config.Config {
+	cfg, _ := realBackends(t, dc, pf)
+	return cfg
+}
+
+// realBackends is realBackendsConfig and the demo whose issuer it trusts.
+func realBackends(t *testing.T, dc *testenv.Dovecot, pf *testenv.Postfix) (*config.Config, *demo.Demo) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
@@ -45,9 +54,13 @@ func realBackendsConfig(t *testing.T, dc *testenv.Dovecot, pf *testenv.Postfix) 
 	cfg.SMTP.Hostname = "mailgate.test"
 	cfg.SMTP.Backend = config.Backend{Address: pf.SubmissionAddr, TLS: "starttls", CAFile: pf.CAFile, ServerName: name,
 		Login: "master", ClientIP: "xclient"}
+	cfg.POP3.ListenTLS, cfg.POP3.ListenStartTLS = "127.0.0.1:0", ""
+	cfg.POP3.Backend = config.Backend{Address: dc.POP3Addr, TLS: "starttls", CAFile: dc.CAFile, ServerName: name, ClientIP: "xclient"}
+	cfg.Sieve.Listen = "127.0.0.1:0"
+	cfg.Sieve.Backend = config.Backend{Address: dc.SieveAddr, TLS: "starttls", CAFile: dc.CAFile, ServerName: name, ClientIP: "xclient"}
 	cfg.OAuth2.Mode, cfg.OAuth2.UserinfoURL, cfg.OAuth2.Issuer = "userinfo", d.Issuer.URL()+"/userinfo", d.Issuer.URL()
 	cfg.HTTP.Listen = "127.0.0.1:0"
-	return &cfg
+	return &cfg, d
 }
 
 // TestIntegrationBackendCheck: a backend configuration that refuses
@@ -86,13 +99,14 @@ func TestIntegrationBackendCheck(t *testing.T) {
 	}
 
 	code, out := checkConfig(t, cfg)
-	if code != 1 || !strings.Contains(out, "smtp backend: PROBLEM: does not offer XCLIENT") || !strings.Contains(out, "imap backend: OK") {
+	if code != 1 || !strings.Contains(out, "smtp backend: PROBLEM: does not offer XCLIENT") || !strings.Contains(out, "imap backend: OK") ||
+		!strings.Contains(out, "pop3 backend: OK") || !strings.Contains(out, "sieve backend: OK") {
 		t.Fatalf("check-config exit %d:\n%s", code, out)
 	}
 
 	good := realBackendsConfig(t, dc, testenv.SharedPostfix(t))
 	code, out = checkConfig(t, good, "--login-as", "alice@example.test")
-	if code != 0 || strings.Count(out, "master login as alice@example.test accepted") != 2 {
+	if code != 0 || strings.Count(out, "master login as alice@example.test accepted") != 4 {
 		t.Fatalf("check-config --login-as exit %d:\n%s", code, out)
 	}
 	if strings.Contains(out, dc.MasterPassword) {
@@ -114,4 +128,73 @@ func checkConfig(t *testing.T, cfg *config.Config, args ...string) (int, string)
 	var stderr bytes.Buffer
 	code := runCheckConfig(append([]string{"--config", path}, args...), io.Discard, &stderr)
 	return code, stderr.String()
+}
+
+// TestIntegrationBackendCheckMasterCredentials: with master.check_mailbox,
+// wrong master credentials are reported at start-up (/readyz 503 naming the
+// fix) before any user logs in. A Dovecot of its own: the refused logins
+// count against 127.0.0.1 in its auth penalty.
+func TestIntegrationBackendCheckMasterCredentials(t *testing.T) {
+	dc := testenv.StartDovecot(t, testenv.DovecotOptions{})
+	cfg := realBackendsConfig(t, dc, testenv.SharedPostfix(t))
+	cfg.SMTP.ListenTLS, cfg.POP3.Backend.Address, cfg.Sieve.Backend.Address = "", "", ""
+	cfg.Master.Password = "not-the-master-password"
+	cfg.Master.CheckMailbox = "alice@example.test"
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	a, err := newApp(cfg, slog.New(slog.DiscardHandler), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- a.run(ctx, time.Second) }()
+	defer func() { cancel(); <-done }()
+	body := waitHTTP(t, "http://"+a.ops.ln.Addr().String()+"/readyz", http.StatusServiceUnavailable)
+	if !strings.Contains(body, "refuses the master user's credentials") || strings.Contains(body, cfg.Master.Password) {
+		t.Fatalf("/readyz = %q; want the master credentials problem, without the password", body)
+	}
+}
+
+// TestIntegrationPOP3AndSieveServed: serve wires the POP3 and ManageSieve
+// fronts: a token login on each reaches the real Dovecot.
+func TestIntegrationPOP3AndSieveServed(t *testing.T) {
+	dc := testenv.SharedDovecot(t)
+	cfg, d := realBackends(t, dc, testenv.SharedPostfix(t))
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	a, err := newApp(cfg, slog.New(slog.DiscardHandler), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- a.run(ctx, time.Second) }()
+	defer func() { cancel(); <-done }()
+	tok, err := d.Issuer.MintToken("alice@example.test", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ir := base64.StdEncoding.EncodeToString(auth.EncodeXOAUTH2("alice@example.test", tok))
+	clientTLS := &tls.Config{RootCAs: leafPool(t, a.certs.Certificate("127.0.0.1")), ServerName: "127.0.0.1"}
+
+	pop := dialTLSLines(t, a.addr("pop3.listen_tls"), clientTLS)
+	pop.expect(t, "+OK")
+	pop.send(t, "AUTH XOAUTH2 "+ir)
+	pop.expect(t, "+OK Logged in.")
+	pop.send(t, "STAT")
+	pop.expect(t, "+OK ")
+
+	sv := dialLines(t, a.addr("sieve.listen"))
+	sv.until(t, "OK ")
+	sv.send(t, "STARTTLS")
+	sv.expect(t, "OK ")
+	sv = sv.tls(t, clientTLS)
+	sv.until(t, "OK ")
+	sv.send(t, `AUTHENTICATE "XOAUTH2" "`+ir+`"`)
+	sv.expect(t, `OK "Logged in."`)
+	sv.send(t, "LISTSCRIPTS")
+	sv.until(t, "OK ")
 }

@@ -11,7 +11,7 @@ RUN MAILGATE_VERSION=$MAILGATE_VERSION ./scripts/build.sh /out/mailgate
 FROM gcr.io/distroless/static-debian12:nonroot
 COPY --from=build /out/mailgate /usr/local/bin/mailgate
 # Ports below 1024 need no capability in Docker >= 20.10 (ip_unprivileged_port_start=0).
-EXPOSE 993 143 465 587 9090
+EXPOSE 993 143 465 587 995 110 4190 9090
 USER nonroot:nonroot
 HEALTHCHECK --interval=30s --timeout=5s --start-period=10s CMD ["/usr/local/bin/mailgate", "healthcheck"]
 ENTRYPOINT ["/usr/local/bin/mailgate"]

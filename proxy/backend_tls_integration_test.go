@@ -5,6 +5,7 @@ import (
 	"sync/atomic"
 	"testing"
 
+	"github.com/mailgate/mailgate/internal/proxytest"
 	"github.com/mailgate/mailgate/internal/testenv"
 )
 
@@ -59,13 +60,13 @@ func TestIntegrationBackendTLSResumption(t *testing.T) {
 				Observer:      obs,
 			})
 			for i := 0; i < 3; i++ {
-				c := dialTLS(t, tp.tlsAddr, tp.clientTLS)
-				c.expect("* OK")
-				c.send("a AUTHENTICATE XOAUTH2 " + xoauth2("alice@example.test", testToken))
-				c.expect("a OK")
-				c.send("b LOGOUT")
-				c.expect("* BYE")
-				c.c.Close()
+				c := proxytest.DialTLS(t, tp.tlsAddr, tp.clientTLS)
+				c.Expect("* OK")
+				c.Send("a AUTHENTICATE XOAUTH2 " + proxytest.XOAUTH2("alice@example.test", proxytest.TestToken))
+				c.Expect("a OK")
+				c.Send("b LOGOUT")
+				c.Expect("* BYE")
+				c.C.Close()
 			}
 			if obs.full.Load() != 1 || obs.resumed.Load() != 2 {
 				t.Fatalf("backend TLS handshakes: %d full, %d resumed; want 1 full, 2 resumed", obs.full.Load(), obs.resumed.Load())

@@ -11,6 +11,8 @@ import (
 
 	"github.com/pires/go-proxyproto"
 	"github.com/pires/go-proxyproto/tlvparse"
+
+	"github.com/mailgate/mailgate/internal/proxytest"
 )
 
 // tlsObserver counts backend TLS handshakes by kind.
@@ -33,7 +35,7 @@ func (o *tlsObserver) BackendTLS(proto string, resumed bool) {
 func TestBackendTLSResumption(t *testing.T) {
 	for _, v := range []uint16{tls.VersionTLS13, tls.VersionTLS12} {
 		t.Run(tls.VersionName(v), func(t *testing.T) {
-			serverTLS, clientTLS := testTLS(t)
+			serverTLS, clientTLS := proxytest.TLSPair(t)
 			serverTLS.MaxVersion = v
 			ln, err := tls.Listen("tcp", "127.0.0.1:0", serverTLS)
 			if err != nil {

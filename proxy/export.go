@@ -54,4 +54,6 @@ func (s *Server) RegisterProbe(proto string, p Prober) {
 // ProbeDial connects to b as a login does, for a probe: the PROXY header
 // (with the probe's own addresses, declaring a TLS client) and implicit TLS.
 // The connection's deadline is ctx's, or 20 s.
-func (s *Server) ProbeDial(ctx context.Context, b Backend) (net.Conn, error) { return s.probeDial(ctx, b) }
+func (s *Server) ProbeDial(ctx context.Context, b Backend) (net.Conn, error) {
+	return s.probeDial(ctx, b)
+}

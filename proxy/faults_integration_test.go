@@ -12,12 +12,11 @@ import (
 	"regexp"
 	"runtime"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/mailgate/mailgate/auth"
+	"github.com/mailgate/mailgate/internal/proxytest"
 	"github.com/mailgate/mailgate/internal/testenv"
 )
 
@@ -96,28 +95,28 @@ func TestFaultProviderIMAP(t *testing.T) {
 	dc := testenv.SharedDovecot(t)
 	for name, url := range providerFaults(t) {
 		t.Run(name, func(t *testing.T) {
-			checkLeaks(t)
+			proxytest.CheckLeaks(t)
 			tp := newTestProxy(t, Options{
 				Authenticator: providerAuthenticator(t, url),
 				Master:        Master{User: dc.MasterUser, Password: dc.MasterPassword},
 				IMAPBackend:   Backend{Address: dc.IMAPAddr, TLS: TLSStartTLS, TLSConfig: dc.TLSConfig(), ClientIP: "id"},
 			})
 			mark := dc.Log.Mark()
-			c := dialFrom(t, "127.0.0.41", tp.tlsAddr)
-			c.upgradeTLS(tp.clientTLS)
-			c.expect("* OK")
+			c := proxytest.DialFrom(t, "127.0.0.41", tp.tlsAddr)
+			c.UpgradeTLS(tp.clientTLS)
+			c.Expect("* OK")
 			start := time.Now()
-			c.send("a1 AUTHENTICATE XOAUTH2 " + xoauth2("alice@example.test", "token-for-"+strings.ReplaceAll(name, " ", "-")))
-			if got := c.readLine(); got != imapUnavailable {
+			c.Send("a1 AUTHENTICATE XOAUTH2 " + proxytest.XOAUTH2("alice@example.test", "token-for-"+strings.ReplaceAll(name, " ", "-")))
+			if got := c.ReadLine(); got != imapUnavailable {
 				t.Fatalf("reply %q, want %q", got, imapUnavailable)
 			}
 			if d := time.Since(start); d > providerFaultTimeout+3*time.Second {
 				t.Errorf("answered after %v, want about the provider timeout (%v)", d, providerFaultTimeout)
 			}
-			c.send("a2 LOGOUT")
-			c.expect("* BYE")
-			c.expect("a2 OK")
-			c.expectClosed()
+			c.Send("a2 LOGOUT")
+			c.Expect("* BYE")
+			c.Expect("a2 OK")
+			c.ExpectClosed()
 			waitConnsClosed(t, tp.srv)
 			if strings.Contains(dc.Log.Since(mark), "rip=127.0.0.41") {
 				t.Error("Dovecot was contacted although the token was never validated")
@@ -130,7 +129,7 @@ func TestFaultProviderSMTP(t *testing.T) {
 	pf := testenv.SharedPostfix(t)
 	for name, url := range providerFaults(t) {
 		t.Run(name, func(t *testing.T) {
-			checkLeaks(t)
+			proxytest.CheckLeaks(t)
 			tp := newSMTPTestProxy(t, Options{
 				Authenticator: providerAuthenticator(t, url),
 				Master:        Master{User: pf.Dovecot.MasterUser, Password: pf.Dovecot.MasterPassword},
@@ -140,13 +139,13 @@ func TestFaultProviderSMTP(t *testing.T) {
 			mark := pf.Log.Mark()
 			c := tp.dialSubmissions(t)
 			start := time.Now()
-			c.smtpCmd("AUTH XOAUTH2 "+xoauth2("alice@example.test", "token-for-"+strings.ReplaceAll(name, " ", "-")), smtpUnavailable)
+			c.SMTPCmd("AUTH XOAUTH2 "+proxytest.XOAUTH2("alice@example.test", "token-for-"+strings.ReplaceAll(name, " ", "-")), smtpUnavailable)
 			if d := time.Since(start); d > providerFaultTimeout+3*time.Second {
 				t.Errorf("answered after %v, want about the provider timeout (%v)", d, providerFaultTimeout)
 			}
-			c.smtpCmd("MAIL FROM:<alice@example.test>", "530 5.7.0 Authentication required")
-			c.smtpCmd("QUIT", "221 ")
-			c.expectClosed()
+			c.SMTPCmd("MAIL FROM:<alice@example.test>", "530 5.7.0 Authentication required")
+			c.SMTPCmd("QUIT", "221 ")
+			c.ExpectClosed()
 			waitConnsClosed(t, tp.srv)
 			if log := pf.Log.Since(mark); postfixLogin.MatchString(log) {
 				t.Errorf("Postfix was asked to log in although the token was never validated:\n%s", log)
@@ -157,72 +156,6 @@ func TestFaultProviderSMTP(t *testing.T) {
 
 // postfixLogin matches Postfix log lines of a session that tried to log in.
 var postfixLogin = regexp.MustCompile(`auth=\d|sasl_username=`)
-
-// stubBackend is a TCP listener on 127.0.0.1 whose connections are handed
-// to serve, then closed; serve nil holds them open and silent until the
-// test ends. It counts the connections it accepted and those still open.
-type stubBackend struct {
-	addr     string
-	ln       net.Listener
-	wg       sync.WaitGroup
-	accepted atomic.Int32
-	open     atomic.Int32
-	quit     chan struct{}
-}
-
-func startStubBackend(t testing.TB, serve func(net.Conn)) *stubBackend {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("net.Listen() = %v", err)
-	}
-	sb := &stubBackend{addr: ln.Addr().String(), ln: ln, quit: make(chan struct{})}
-	t.Cleanup(func() { close(sb.quit); ln.Close(); sb.wg.Wait() })
-	sb.wg.Add(1)
-	go func() {
-		defer sb.wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			sb.accepted.Add(1)
-			sb.open.Add(1)
-			sb.wg.Add(1)
-			go func() {
-				defer sb.wg.Done()
-				defer sb.open.Add(-1)
-				defer c.Close()
-				if serve != nil {
-					serve(c)
-					return
-				}
-				// Silent: hold the connection until the peer or the test ends it.
-				done := make(chan struct{})
-				go func() { io.Copy(io.Discard, c); close(done) }()
-				select {
-				case <-done:
-				case <-sb.quit:
-					c.Close()
-					<-done
-				}
-			}()
-		}
-	}()
-	return sb
-}
-
-// closedAddr is a loopback address nobody listens on.
-func closedAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	return addr
-}
 
 // imapStubLoginThenClose answers the master login with OK, then hangs up.
 func imapStubLoginThenClose(c net.Conn) {
@@ -279,40 +212,40 @@ func TestFaultBackendIMAP(t *testing.T) {
 			want: "a1 OK [CAPABILITY IMAP4rev1 IDLE] Logged in", ends: true},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			checkLeaks(t)
-			addr := closedAddr(t)
-			var sb *stubBackend
+			proxytest.CheckLeaks(t)
+			addr := proxytest.ClosedAddr(t)
+			var sb *proxytest.StubBackend
 			if tt.stubs {
-				sb = startStubBackend(t, tt.stub)
-				addr = sb.addr
+				sb = proxytest.StartStubBackend(t, tt.stub)
+				addr = sb.Addr
 			}
 			tp := newTestProxy(t, Options{
 				Authenticator: fakeAuthenticator,
 				IMAPBackend:   Backend{Address: addr, TLS: TLSNone},
 				Limits:        Limits{DialTimeout: backendFaultDialTimeout},
 			})
-			c := dialTLS(t, tp.tlsAddr, tp.clientTLS)
-			c.expect("* OK")
+			c := proxytest.DialTLS(t, tp.tlsAddr, tp.clientTLS)
+			c.Expect("* OK")
 			start := time.Now()
-			c.send("a1 AUTHENTICATE XOAUTH2 " + xoauth2("alice@example.test", testToken))
-			if got := c.readLine(); got != tt.want {
+			c.Send("a1 AUTHENTICATE XOAUTH2 " + proxytest.XOAUTH2("alice@example.test", proxytest.TestToken))
+			if got := c.ReadLine(); got != tt.want {
 				t.Fatalf("reply %q, want %q", got, tt.want)
 			}
 			if d := time.Since(start); d > backendFaultDialTimeout+3*time.Second {
 				t.Errorf("answered after %v, want within the dial timeout (%v)", d, backendFaultDialTimeout)
 			}
 			if tt.ends {
-				c.expectClosed()
-				c.c.Close() // as a client does once the server has hung up
+				c.ExpectClosed()
+				c.C.Close() // as a client does once the server has hung up
 			} else {
-				c.send("a2 LOGOUT")
-				c.expect("* BYE")
-				c.expect("a2 OK")
-				c.expectClosed()
+				c.Send("a2 LOGOUT")
+				c.Expect("* BYE")
+				c.Expect("a2 OK")
+				c.ExpectClosed()
 			}
 			waitConnsClosed(t, tp.srv)
 			if sb != nil {
-				waitFor(t, "mailgate to close its backend connection", func() bool { return sb.open.Load() == 0 })
+				proxytest.WaitFor(t, "mailgate to close its backend connection", func() bool { return sb.Open.Load() == 0 })
 			}
 		})
 	}
@@ -321,26 +254,26 @@ func TestFaultBackendIMAP(t *testing.T) {
 func TestFaultBackendSMTP(t *testing.T) {
 	for _, tt := range []struct {
 		name  string
-		stubs bool           // a stub backend (else a port nobody listens on)
-		stub  func(net.Conn) // the stub's connection handler; nil: silent
-		auth  string         // the reply to AUTH
-		after func(c *tconn) // more of the conversation, before QUIT
+		stubs bool                    // a stub backend (else a port nobody listens on)
+		stub  func(net.Conn)          // the stub's connection handler; nil: silent
+		auth  string                  // the reply to AUTH
+		after func(c *proxytest.Conn) // more of the conversation, before QUIT
 	}{
 		{name: "refused", auth: smtpUnavailable},
 		{name: "slow greeting", stubs: true, auth: smtpUnavailable},
 		{name: "closing right after login", stubs: true, stub: smtpStubLoginThenClose,
 			auth: "235 2.0.0 Authentication succeeded",
-			after: func(c *tconn) {
-				c.smtpCmd("MAIL FROM:<alice@example.test>", smtpBackendLost)
+			after: func(c *proxytest.Conn) {
+				c.SMTPCmd("MAIL FROM:<alice@example.test>", smtpBackendLost)
 			}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			checkLeaks(t)
-			addr := closedAddr(t)
-			var sb *stubBackend
+			proxytest.CheckLeaks(t)
+			addr := proxytest.ClosedAddr(t)
+			var sb *proxytest.StubBackend
 			if tt.stubs {
-				sb = startStubBackend(t, tt.stub)
-				addr = sb.addr
+				sb = proxytest.StartStubBackend(t, tt.stub)
+				addr = sb.Addr
 			}
 			tp := newSMTPTestProxy(t, Options{
 				Authenticator: fakeAuthenticator,
@@ -350,18 +283,18 @@ func TestFaultBackendSMTP(t *testing.T) {
 			})
 			c := tp.dialSubmissions(t)
 			start := time.Now()
-			c.smtpCmd("AUTH XOAUTH2 "+xoauth2("alice@example.test", testToken), tt.auth)
+			c.SMTPCmd("AUTH XOAUTH2 "+proxytest.XOAUTH2("alice@example.test", proxytest.TestToken), tt.auth)
 			if d := time.Since(start); d > backendFaultDialTimeout+3*time.Second {
 				t.Errorf("answered after %v, want within the dial timeout (%v)", d, backendFaultDialTimeout)
 			}
 			if tt.after != nil {
 				tt.after(c)
 			}
-			c.smtpCmd("QUIT", "221 ")
-			c.expectClosed()
+			c.SMTPCmd("QUIT", "221 ")
+			c.ExpectClosed()
 			waitConnsClosed(t, tp.srv)
 			if sb != nil {
-				waitFor(t, "mailgate to close its backend connections", func() bool { return sb.open.Load() == 0 })
+				proxytest.WaitFor(t, "mailgate to close its backend connections", func() bool { return sb.Open.Load() == 0 })
 			}
 		})
 	}
@@ -373,9 +306,9 @@ func TestFaultBackendSMTP(t *testing.T) {
 // Under -race this also catches the deadline callback of imap_backend.go
 // reading the connection variable that the STARTTLS upgrade reassigned.
 func TestFaultBackendStallsAfterSTARTTLS(t *testing.T) {
-	checkLeaks(t)
-	stubTLS, backendTLS := testTLS(t)
-	sb := startStubBackend(t, func(c net.Conn) {
+	proxytest.CheckLeaks(t)
+	stubTLS, backendTLS := proxytest.TLSPair(t)
+	sb := proxytest.StartStubBackend(t, func(c net.Conn) {
 		br := bufio.NewReader(c)
 		io.WriteString(c, "* OK [CAPABILITY IMAP4rev1 SASL-IR STARTTLS] stub ready.\r\n")
 		line, err := br.ReadString('\n')
@@ -392,42 +325,42 @@ func TestFaultBackendStallsAfterSTARTTLS(t *testing.T) {
 	})
 	tp := newTestProxy(t, Options{
 		Authenticator: fakeAuthenticator,
-		IMAPBackend:   Backend{Address: sb.addr, TLS: TLSStartTLS, TLSConfig: backendTLS},
+		IMAPBackend:   Backend{Address: sb.Addr, TLS: TLSStartTLS, TLSConfig: backendTLS},
 		Limits:        Limits{DialTimeout: backendFaultDialTimeout},
 	})
-	c := dialTLS(t, tp.tlsAddr, tp.clientTLS)
-	c.expect("* OK")
+	c := proxytest.DialTLS(t, tp.tlsAddr, tp.clientTLS)
+	c.Expect("* OK")
 	start := time.Now()
-	c.send("a1 AUTHENTICATE XOAUTH2 " + xoauth2("alice@example.test", testToken))
-	if got := c.readLine(); got != imapUnavailable {
+	c.Send("a1 AUTHENTICATE XOAUTH2 " + proxytest.XOAUTH2("alice@example.test", proxytest.TestToken))
+	if got := c.ReadLine(); got != imapUnavailable {
 		t.Fatalf("reply %q, want %q", got, imapUnavailable)
 	}
 	if d := time.Since(start); d < backendFaultDialTimeout || d > backendFaultDialTimeout+3*time.Second {
 		t.Errorf("answered after %v, want at the dial timeout (%v)", d, backendFaultDialTimeout)
 	}
-	c.send("a2 LOGOUT")
-	c.expect("* BYE")
-	c.expect("a2 OK")
-	c.expectClosed()
+	c.Send("a2 LOGOUT")
+	c.Expect("* BYE")
+	c.Expect("a2 OK")
+	c.ExpectClosed()
 	waitConnsClosed(t, tp.srv)
-	waitFor(t, "mailgate to close its backend connection", func() bool { return sb.open.Load() == 0 })
+	proxytest.WaitFor(t, "mailgate to close its backend connection", func() bool { return sb.Open.Load() == 0 })
 }
 
 // TestFaultBackendClosedRelayEndsWithoutClient: once the backend has hung
 // up and the client has been told (EOF), mailgate closes the client
 // connection itself instead of waiting for the client to close it.
 func TestFaultBackendClosedRelayEndsWithoutClient(t *testing.T) {
-	checkLeaks(t)
-	sb := startStubBackend(t, imapStubLoginThenClose)
+	proxytest.CheckLeaks(t)
+	sb := proxytest.StartStubBackend(t, imapStubLoginThenClose)
 	tp := newTestProxy(t, Options{
 		Authenticator: fakeAuthenticator,
-		IMAPBackend:   Backend{Address: sb.addr, TLS: TLSNone},
+		IMAPBackend:   Backend{Address: sb.Addr, TLS: TLSNone},
 	})
-	c := dialTLS(t, tp.tlsAddr, tp.clientTLS)
-	c.expect("* OK")
-	c.send("a1 AUTHENTICATE XOAUTH2 " + xoauth2("alice@example.test", testToken))
-	c.expect("a1 OK [CAPABILITY IMAP4rev1 IDLE] Logged in")
-	c.expectClosed()
+	c := proxytest.DialTLS(t, tp.tlsAddr, tp.clientTLS)
+	c.Expect("* OK")
+	c.Send("a1 AUTHENTICATE XOAUTH2 " + proxytest.XOAUTH2("alice@example.test", proxytest.TestToken))
+	c.Expect("a1 OK [CAPABILITY IMAP4rev1 IDLE] Logged in")
+	c.ExpectClosed()
 	deadline := time.Now().Add(5 * time.Second)
 	for openConnCount(tp.srv) > 0 {
 		if time.Now().After(deadline) {
@@ -448,7 +381,7 @@ func TestFaultBackendClosedRelayEndsWithoutClient(t *testing.T) {
 // TestFaultBackendClosingMidRelayIMAP: Dovecot stops while a session is
 // relayed; the client gets Dovecot's goodbye, then the connection ends.
 func TestFaultBackendClosingMidRelayIMAP(t *testing.T) {
-	checkLeaks(t)
+	proxytest.CheckLeaks(t)
 	dc := testenv.StartDovecot(t, testenv.DovecotOptions{})
 	// Plain IMAP to Dovecot: with TLS, imap-login would proxy the session
 	// and could die before the imap process says goodbye.
@@ -462,19 +395,19 @@ func TestFaultBackendClosingMidRelayIMAP(t *testing.T) {
 		Master:        Master{User: dc.MasterUser, Password: dc.MasterPassword},
 		IMAPBackend:   backend,
 	})
-	c := dialTLS(t, tp.tlsAddr, tp.clientTLS)
-	c.expect("* OK")
-	c.send("a1 AUTHENTICATE XOAUTH2 " + xoauth2("alice@example.test", testToken))
-	c.expect("a1 OK [CAPABILITY")
-	c.send("a2 SELECT INBOX")
-	c.expectTagged("a2", "a2 OK")
+	c := proxytest.DialTLS(t, tp.tlsAddr, tp.clientTLS)
+	c.Expect("* OK")
+	c.Send("a1 AUTHENTICATE XOAUTH2 " + proxytest.XOAUTH2("alice@example.test", proxytest.TestToken))
+	c.Expect("a1 OK [CAPABILITY")
+	c.Send("a2 SELECT INBOX")
+	c.ExpectTagged("a2", "a2 OK")
 	if err := dc.Stop(); err != nil {
 		t.Fatalf("stop Dovecot: %v", err)
 	}
-	if got, want := c.readLine(), "* BYE Server shutting down."; got != want {
+	if got, want := c.ReadLine(), "* BYE Server shutting down."; got != want {
 		t.Fatalf("after Dovecot stopped: %q, want %q", got, want)
 	}
-	c.expectClosed()
+	c.ExpectClosed()
 	waitConnsClosed(t, tp.srv)
 }
 
@@ -482,7 +415,7 @@ func TestFaultBackendClosingMidRelayIMAP(t *testing.T) {
 // message body; the client hears 451 4.4.2 after its final dot.
 func TestFaultBackendClosingMidRelaySMTP(t *testing.T) {
 	dc := testenv.SharedDovecot(t)
-	checkLeaks(t)
+	proxytest.CheckLeaks(t)
 	pf := testenv.StartPostfix(t, dc, testenv.PostfixOptions{})
 	tp := newSMTPTestProxy(t, Options{
 		Authenticator: fakeAuthenticator,
@@ -492,17 +425,17 @@ func TestFaultBackendClosingMidRelaySMTP(t *testing.T) {
 	})
 	subject := uniqueSubject("fault-mid-relay")
 	c := tp.dialSubmissions(t)
-	c.smtpLogin()
-	c.smtpCmd("MAIL FROM:<alice@example.test>", "250 ")
-	c.smtpCmd("RCPT TO:<alice@example.test>", "250 ")
-	c.smtpCmd("DATA", "354 ")
-	c.c.Write([]byte("Subject: " + subject + "\r\n\r\nfirst part\r\n"))
+	c.SMTPLogin()
+	c.SMTPCmd("MAIL FROM:<alice@example.test>", "250 ")
+	c.SMTPCmd("RCPT TO:<alice@example.test>", "250 ")
+	c.SMTPCmd("DATA", "354 ")
+	c.C.Write([]byte("Subject: " + subject + "\r\n\r\nfirst part\r\n"))
 	if err := pf.Stop(); err != nil {
 		t.Fatalf("stop Postfix: %v", err)
 	}
-	c.smtpCmd("second part\r\n.", smtpBackendLost)
-	c.smtpCmd("QUIT", "221 ")
-	c.expectClosed()
+	c.SMTPCmd("second part\r\n.", smtpBackendLost)
+	c.SMTPCmd("QUIT", "221 ")
+	c.ExpectClosed()
 	waitConnsClosed(t, tp.srv)
 	if _, found := dc.FindMessage("alice@example.test", subject); found {
 		t.Fatal("the message cut off by the backend was delivered")
@@ -518,7 +451,7 @@ func TestFaultClientVanishesMidAuthenticate(t *testing.T) {
 	for _, proto := range []string{"imap", "smtp"} {
 		for _, during := range []string{"sasl continuation", "token validation"} {
 			t.Run(proto+" "+during, func(t *testing.T) {
-				checkLeaks(t)
+				proxytest.CheckLeaks(t)
 				validating := make(chan struct{}, 1)
 				slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 					validating <- struct{}{}
@@ -530,7 +463,7 @@ func TestFaultClientVanishesMidAuthenticate(t *testing.T) {
 				t.Cleanup(slow.Close)
 				authn := providerAuthenticatorTimeout(t, slow.URL, 3*time.Second)
 				var srv *Server
-				var c *tconn
+				var c *proxytest.Conn
 				var pfMark int64
 				if proto == "imap" {
 					tp := newTestProxy(t, Options{
@@ -539,13 +472,13 @@ func TestFaultClientVanishesMidAuthenticate(t *testing.T) {
 						IMAPBackend:   Backend{Address: dc.IMAPAddr, TLS: TLSStartTLS, TLSConfig: dc.TLSConfig()},
 					})
 					srv = tp.srv
-					c = dialTLS(t, tp.tlsAddr, tp.clientTLS)
-					c.expect("* OK")
+					c = proxytest.DialTLS(t, tp.tlsAddr, tp.clientTLS)
+					c.Expect("* OK")
 					if during == "sasl continuation" {
-						c.send("a1 AUTHENTICATE XOAUTH2")
-						c.expect("+ ")
+						c.Send("a1 AUTHENTICATE XOAUTH2")
+						c.Expect("+ ")
 					} else {
-						c.send("a1 AUTHENTICATE XOAUTH2 " + xoauth2("alice@example.test", "vanishing-token"))
+						c.Send("a1 AUTHENTICATE XOAUTH2 " + proxytest.XOAUTH2("alice@example.test", "vanishing-token"))
 					}
 				} else {
 					tp := newSMTPTestProxy(t, Options{
@@ -558,9 +491,9 @@ func TestFaultClientVanishesMidAuthenticate(t *testing.T) {
 					srv = tp.srv
 					c = tp.dialSubmissions(t)
 					if during == "sasl continuation" {
-						c.smtpCmd("AUTH XOAUTH2", "334 ")
+						c.SMTPCmd("AUTH XOAUTH2", "334 ")
 					} else {
-						c.send("AUTH XOAUTH2 " + xoauth2("alice@example.test", "vanishing-token"))
+						c.Send("AUTH XOAUTH2 " + proxytest.XOAUTH2("alice@example.test", "vanishing-token"))
 					}
 				}
 				if during == "token validation" {
@@ -570,7 +503,7 @@ func TestFaultClientVanishesMidAuthenticate(t *testing.T) {
 						t.Fatal("the provider was never asked")
 					}
 				}
-				c.reset()
+				c.Reset()
 				waitConnsClosed(t, srv)
 				if proto == "smtp" {
 					if log := pf.Log.Since(pfMark); postfixLogin.MatchString(log) {
@@ -586,22 +519,22 @@ func TestFaultClientVanishesMidAuthenticate(t *testing.T) {
 // closes its Dovecot session (Dovecot logs the disconnect during IDLE).
 func TestFaultClientVanishesMidIDLE(t *testing.T) {
 	dc := testenv.SharedDovecot(t)
-	checkLeaks(t)
+	proxytest.CheckLeaks(t)
 	tp := newTestProxy(t, Options{
 		Authenticator: fakeAuthenticator,
 		Master:        Master{User: dc.MasterUser, Password: dc.MasterPassword},
 		IMAPBackend:   Backend{Address: dc.IMAPAddr, TLS: TLSStartTLS, TLSConfig: dc.TLSConfig(), ClientIP: "id"},
 	})
-	c := dialTLS(t, tp.tlsAddr, tp.clientTLS)
-	c.expect("* OK")
-	c.send("a1 AUTHENTICATE XOAUTH2 " + xoauth2("bob@example.test", "bob-token"))
-	c.expect("a1 OK [CAPABILITY")
-	c.send("a2 SELECT INBOX")
-	c.expectTagged("a2", "a2 OK")
-	c.send("a3 IDLE")
-	c.expect("+ idling")
+	c := proxytest.DialTLS(t, tp.tlsAddr, tp.clientTLS)
+	c.Expect("* OK")
+	c.Send("a1 AUTHENTICATE XOAUTH2 " + proxytest.XOAUTH2("bob@example.test", "bob-token"))
+	c.Expect("a1 OK [CAPABILITY")
+	c.Send("a2 SELECT INBOX")
+	c.ExpectTagged("a2", "a2 OK")
+	c.Send("a3 IDLE")
+	c.Expect("+ idling")
 	mark := dc.Log.Mark()
-	c.reset()
+	c.Reset()
 	line := dc.Log.WaitSince(t, mark, "imap(bob@example.test)", 15*time.Second)
 	if !strings.Contains(line, "Disconnected") || !strings.Contains(line, "IDLE") {
 		t.Fatalf("Dovecot's log line %q, want a disconnect during IDLE", line)
@@ -613,7 +546,7 @@ func TestFaultClientVanishesMidIDLE(t *testing.T) {
 // killed inside an APPEND literal leaves no message in the Maildir.
 func TestFaultClientVanishesMidAPPEND(t *testing.T) {
 	dc := testenv.SharedDovecot(t)
-	checkLeaks(t)
+	proxytest.CheckLeaks(t)
 	tp := newTestProxy(t, Options{
 		Authenticator: fakeAuthenticator,
 		Master:        Master{User: dc.MasterUser, Password: dc.MasterPassword},
@@ -621,15 +554,15 @@ func TestFaultClientVanishesMidAPPEND(t *testing.T) {
 	})
 	subject := uniqueSubject("fault-append")
 	msg := fmt.Sprintf("From: alice@example.test\r\nSubject: %s\r\n\r\n%s\r\n", subject, strings.Repeat("x", 64<<10))
-	c := dialTLS(t, tp.tlsAddr, tp.clientTLS)
-	c.expect("* OK")
-	c.send("a1 AUTHENTICATE XOAUTH2 " + xoauth2("alice@example.test", testToken))
-	c.expect("a1 OK [CAPABILITY")
-	c.send(fmt.Sprintf("a2 APPEND INBOX {%d}", len(msg)))
-	c.expect("+ ")
-	c.c.Write([]byte(msg[:len(msg)/2]))
+	c := proxytest.DialTLS(t, tp.tlsAddr, tp.clientTLS)
+	c.Expect("* OK")
+	c.Send("a1 AUTHENTICATE XOAUTH2 " + proxytest.XOAUTH2("alice@example.test", proxytest.TestToken))
+	c.Expect("a1 OK [CAPABILITY")
+	c.Send(fmt.Sprintf("a2 APPEND INBOX {%d}", len(msg)))
+	c.Expect("+ ")
+	c.C.Write([]byte(msg[:len(msg)/2]))
 	mark := dc.Log.Mark()
-	c.reset()
+	c.Reset()
 	line := dc.Log.WaitSince(t, mark, "imap(alice@example.test)", 15*time.Second)
 	if !strings.Contains(line, "Disconnected") {
 		t.Fatalf("Dovecot's log line %q, want a disconnect", line)
@@ -645,7 +578,7 @@ func TestFaultClientVanishesMidAPPEND(t *testing.T) {
 func TestFaultClientVanishesMidDATA(t *testing.T) {
 	pf := testenv.SharedPostfix(t)
 	dc := pf.Dovecot
-	checkLeaks(t)
+	proxytest.CheckLeaks(t)
 	tp := newSMTPTestProxy(t, Options{
 		Authenticator: fakeAuthenticator,
 		Master:        Master{User: dc.MasterUser, Password: dc.MasterPassword},
@@ -654,69 +587,28 @@ func TestFaultClientVanishesMidDATA(t *testing.T) {
 	})
 	subject := uniqueSubject("fault-data")
 	c := tp.dialSubmissions(t)
-	c.smtpLogin()
-	c.smtpCmd("MAIL FROM:<alice@example.test>", "250 ")
-	c.smtpCmd("RCPT TO:<alice@example.test>", "250 ")
-	c.smtpCmd("DATA", "354 ")
+	c.SMTPLogin()
+	c.SMTPCmd("MAIL FROM:<alice@example.test>", "250 ")
+	c.SMTPCmd("RCPT TO:<alice@example.test>", "250 ")
+	c.SMTPCmd("DATA", "354 ")
 	mark := pf.Log.Mark()
-	c.c.Write([]byte("Subject: " + subject + "\r\n\r\n"))
-	io.CopyN(c.c, newMessageReader(1<<20), 512<<10)
-	c.reset()
+	c.C.Write([]byte("Subject: " + subject + "\r\n\r\n"))
+	io.CopyN(c.C, proxytest.NewMessageReader(1<<20), 512<<10)
+	c.Reset()
 	pf.Log.WaitSince(t, mark, "lost connection after DATA", 15*time.Second)
 	waitConnsClosed(t, tp.srv)
 	// Postfix queued nothing: a message that did get through would be in
 	// the Maildir by the time a later one from the same user is.
 	control := uniqueSubject("fault-data-control")
 	c2 := tp.dialSubmissions(t)
-	c2.smtpLogin()
-	c2.smtpCmd("MAIL FROM:<alice@example.test>", "250 ")
-	c2.smtpCmd("RCPT TO:<alice@example.test>", "250 ")
-	c2.smtpCmd("DATA", "354 ")
-	c2.smtpCmd("Subject: "+control+"\r\n\r\ncontrol\r\n.", "250 2.0.0")
-	c2.smtpCmd("QUIT", "221 ")
+	c2.SMTPLogin()
+	c2.SMTPCmd("MAIL FROM:<alice@example.test>", "250 ")
+	c2.SMTPCmd("RCPT TO:<alice@example.test>", "250 ")
+	c2.SMTPCmd("DATA", "354 ")
+	c2.SMTPCmd("Subject: "+control+"\r\n\r\ncontrol\r\n.", "250 2.0.0")
+	c2.SMTPCmd("QUIT", "221 ")
 	dc.WaitMessage(t, "alice@example.test", control, 15*time.Second)
 	if _, found := dc.FindMessage("alice@example.test", subject); found {
 		t.Fatal("the message cut off in DATA was delivered")
 	}
-}
-
-// upgradeTLS runs a client TLS handshake on a plain tconn (implicit TLS).
-func (tc *tconn) upgradeTLS(cfg *tls.Config) {
-	tc.t.Helper()
-	c := tls.Client(tc.c, cfg)
-	c.SetDeadline(time.Now().Add(10 * time.Second))
-	if err := c.Handshake(); err != nil {
-		tc.t.Fatalf("handshake: %v", err)
-	}
-	c.SetDeadline(time.Time{})
-	tc.c, tc.br = c, bufio.NewReader(c)
-}
-
-// expectTagged skips untagged lines up to the one tagged tag and checks its prefix.
-func (tc *tconn) expectTagged(tag, prefix string) string {
-	tc.t.Helper()
-	for {
-		line := tc.readLine()
-		if strings.HasPrefix(line, tag+" ") {
-			if !strings.HasPrefix(line, prefix) {
-				tc.t.Fatalf("got %q, want prefix %q", line, prefix)
-			}
-			return line
-		}
-	}
-}
-
-// reset kills the connection like a dying process: the kernel sends RST.
-func (tc *tconn) reset() {
-	tc.t.Helper()
-	raw := tc.c
-	if u, ok := raw.(interface{ NetConn() net.Conn }); ok {
-		raw = u.NetConn()
-	}
-	tcp, ok := raw.(*net.TCPConn)
-	if !ok {
-		tc.t.Fatalf("reset: %T is not a TCP connection", raw)
-	}
-	tcp.SetLinger(0)
-	tcp.Close()
 }

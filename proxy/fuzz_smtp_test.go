@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/mailgate/mailgate/auth"
+	"github.com/mailgate/mailgate/internal/proxytest"
 )
 
 // FuzzSMTPAuth drives the real submission server (go-smtp behind mailgate's
@@ -45,29 +46,29 @@ func FuzzSMTPAuth(f *testing.F) {
 		mode           uint8
 		ir, cont, tail []byte
 	}{
-		{"XOAUTH2", fuzzIRBase64, xo("alice@example.test", testToken), nil, raw("MAIL FROM:<alice@example.test>\r\nRSET\r\n")},
-		{"OAUTHBEARER", fuzzIRBase64, ob("alice@example.test", testToken), nil, nil},
-		{"OAUTHBEARER", fuzzIRBase64, ob("", testToken), nil, raw("NOOP\r\n")},
-		{"xoauth2", fuzzIRNone, nil, xo("alice@example.test", testToken), nil},
-		{"XOAUTH2", fuzzIRBase64, xo("alice@example.test", badToken), raw("\x01"), raw("MAIL FROM:<alice@example.test>\r\n")},
+		{"XOAUTH2", fuzzIRBase64, xo("alice@example.test", proxytest.TestToken), nil, raw("MAIL FROM:<alice@example.test>\r\nRSET\r\n")},
+		{"OAUTHBEARER", fuzzIRBase64, ob("alice@example.test", proxytest.TestToken), nil, nil},
+		{"OAUTHBEARER", fuzzIRBase64, ob("", proxytest.TestToken), nil, raw("NOOP\r\n")},
+		{"xoauth2", fuzzIRNone, nil, xo("alice@example.test", proxytest.TestToken), nil},
+		{"XOAUTH2", fuzzIRBase64, xo("alice@example.test", proxytest.BadToken), raw("\x01"), raw("MAIL FROM:<alice@example.test>\r\n")},
 		{"OAUTHBEARER", fuzzIRBase64, ob("alice@example.test", "bob-token"), nil, nil},
 		{"XOAUTH2", fuzzIRBase64, xo("nobody@example.test", "nobody-token"), nil, nil},
-		{"XOAUTH2", fuzzIRBase64, xo("alice@example.test", downToken), nil, nil},
+		{"XOAUTH2", fuzzIRBase64, xo("alice@example.test", proxytest.DownToken), nil, nil},
 		{"XOAUTH2", fuzzIREmpty, nil, nil, nil},
 		{"XOAUTH2", fuzzIRRaw, raw("not base64!"), nil, nil},
 		{"XOAUTH2", fuzzIRNone, nil, raw("*"), nil},
 		{"XOAUTH2", fuzzIRNone | fuzzContRaw, nil, raw("*\n="), nil},
 		{"PLAIN", fuzzIRBase64, raw("\x00alice@example.test\x00password"), nil, nil},
-		{"XOAUTH2", fuzzIRBase64, xo("alice@example.test\r\nMAIL FROM:<x@y>", testToken), nil, nil},
+		{"XOAUTH2", fuzzIRBase64, xo("alice@example.test\r\nMAIL FROM:<x@y>", proxytest.TestToken), nil, nil},
 		{"XOAUTH2\rNOOP", fuzzIRNone, nil, nil, nil},
-		{"XOAUTH2", fuzzIRBase64, xo("alice@example.test", testToken), nil,
-			append(append(raw("AUTH XOAUTH2 "), b64(string(xo("alice@example.test", testToken)))...), "\r\nMAIL FROM:<bob@example.test>\r\n"...)},
+		{"XOAUTH2", fuzzIRBase64, xo("alice@example.test", proxytest.TestToken), nil,
+			append(append(raw("AUTH XOAUTH2 "), b64(string(xo("alice@example.test", proxytest.TestToken)))...), "\r\nMAIL FROM:<bob@example.test>\r\n"...)},
 		{"XOAUTH2", fuzzIRBase64, xo("a", "x"), raw("\x01"),
 			raw("AUTH XOAUTH2 AQ==\r\nAQ==\r\nAUTH OAUTHBEARER AQ==\r\nAQ==\r\nAUTH XOAUTH2\r\n")},
 		{"XOAUTH2", fuzzIRBase64, xo("alice@example.test", strings.Repeat("t", 40<<10)), raw("\x01"), nil},
 		{"XOAUTH2", fuzzIRBase64, xo("alice@example.test", strings.Repeat("t", 50<<10)), nil, nil},
 		{"OAUTHBEARER", fuzzIRNone | fuzzContRaw, nil, raw("biwsAQ==\nAQ=="), raw("STARTTLS\r\nEHLO again\r\n")},
-		{"XOAUTH2", fuzzIRBase64, xo("alice@example.test", testToken), nil,
+		{"XOAUTH2", fuzzIRBase64, xo("alice@example.test", proxytest.TestToken), nil,
 			raw("MAIL FROM:<alice@example.test>\r\nRCPT TO:<bob@example.test>\r\nDATA\r\nSubject: x\r\n\r\nbody\r\n.\r\n")},
 	} {
 		f.Add(s.mech, s.mode, s.ir, s.cont, s.tail)
@@ -109,10 +110,10 @@ type fuzzSMTP struct {
 }
 
 func newFuzzSMTP(tb testing.TB) *fuzzSMTP {
-	serverTLS, clientTLS := testTLS(tb)
+	serverTLS, clientTLS := proxytest.TLSPair(tb)
 	clientTLS.ClientSessionCache = tls.NewLRUClientSessionCache(4)
 	fz := &fuzzSMTP{conns: make(chan net.Conn), clientTLS: clientTLS, accepted: make(map[string]int)}
-	be := startStubBackend(tb, fuzzBackendServe)
+	be := proxytest.StartStubBackend(tb, fuzzBackendServe)
 	srv, err := New(Options{
 		Authenticator: AuthenticatorFunc(func(ctx context.Context, c auth.Credentials) (auth.Identity, error) {
 			id, err := fakeAuthenticator(ctx, c)
@@ -125,7 +126,7 @@ func newFuzzSMTP(tb testing.TB) *fuzzSMTP {
 		}),
 		TLSConfig:   serverTLS,
 		Master:      Master{User: "mailgate", Password: "master-secret"},
-		SMTPBackend: Backend{Address: be.addr, TLS: TLSNone},
+		SMTPBackend: Backend{Address: be.Addr, TLS: TLSNone},
 		SMTP:        SMTPOptions{Hostname: "mailgate.test", EnforceSender: true, DataTimeout: 2 * time.Second},
 		Limits: Limits{
 			CommandTimeout:      2 * time.Second,
@@ -185,7 +186,7 @@ func fuzzScript(mech string, mode uint8, ir, cont, tail []byte) []byte {
 
 // secrets are strings of an execution that must not be logged.
 func fuzzSecrets(mode uint8, ir, cont []byte) []string {
-	s := []string{testToken, "bob-token", "master-secret"}
+	s := []string{proxytest.TestToken, "bob-token", "master-secret"}
 	add := func(m []byte) {
 		if enc := base64.StdEncoding.EncodeToString(m); len(enc) >= 16 {
 			s = append(s, enc)
@@ -263,10 +264,8 @@ func (fz *fuzzSMTP) run(t *testing.T, mech string, mode uint8, ir, cont, tail []
 			t.Fatalf("a secret (%.4q...) is in the log:\n%s", s, logs)
 		}
 	}
-	for _, sh := range secretShapes {
-		if sh.re.MatchString(logs) {
-			t.Fatalf("%s is in the log:\n%s", sh.name, logs)
-		}
+	if shape := proxytest.SecretShape(logs); shape != "" {
+		t.Fatalf("%s is in the log:\n%s", shape, logs)
 	}
 }
 

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mailgate/mailgate/internal/proxytest"
 	"github.com/mailgate/mailgate/internal/testenv"
 )
 
@@ -24,24 +25,24 @@ func TestSecurityBDATCutByCloseNotify(t *testing.T) {
 		t.Run(port, func(t *testing.T) {
 			mark := pf.Log.Mark()
 			subject := uniqueSubject("bdat-cut-" + port)
-			var c *tconn
+			var c *proxytest.Conn
 			if port == "465" {
 				c = it.tp.dialSubmissions(t)
 			} else {
 				c = it.tp.dialSubmission(t)
 			}
-			c.smtpCmd("AUTH XOAUTH2 "+xoauth2("alice@example.test", token), "235 ")
-			c.smtpCmd("MAIL FROM:<alice@example.test>", "250 ")
-			c.smtpCmd("RCPT TO:<alice@example.test>", "250 ")
+			c.SMTPCmd("AUTH XOAUTH2 "+proxytest.XOAUTH2("alice@example.test", token), "235 ")
+			c.SMTPCmd("MAIL FROM:<alice@example.test>", "250 ")
+			c.SMTPCmd("RCPT TO:<alice@example.test>", "250 ")
 			part := "Subject: " + subject + "\r\n\r\nonly the first part of the body\r\n"
-			fmt.Fprintf(c.c, "BDAT %d LAST\r\n%s", len(part)+1000, part)
-			if err := c.c.(*tls.Conn).CloseWrite(); err != nil { // close_notify, TCP stays open
+			fmt.Fprintf(c.C, "BDAT %d LAST\r\n%s", len(part)+1000, part)
+			if err := c.C.(*tls.Conn).CloseWrite(); err != nil { // close_notify, TCP stays open
 				t.Fatal(err)
 			}
 			// Whatever the client is told (if anything), Postfix must not
 			// have taken the message.
-			c.c.SetReadDeadline(time.Now().Add(10 * time.Second))
-			reply, _ := io.ReadAll(c.br)
+			c.C.SetReadDeadline(time.Now().Add(10 * time.Second))
+			reply, _ := io.ReadAll(c.BR)
 			if bytes.HasPrefix(reply, []byte("250")) {
 				t.Fatalf("cut BDAT answered %q", reply)
 			}

@@ -10,6 +10,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/mailgate/mailgate/internal/proxytest"
 )
 
 // TestSecurityManyLiteralsCommand (issue 11, problem 2): one pre-login
@@ -17,77 +19,77 @@ import (
 // cap, on the plaintext port before STARTTLS, once made mailgate hold ~16 MiB
 // for 30 s. The command's byte budget ends it after two literals, with BYE.
 func TestSecurityManyLiteralsCommand(t *testing.T) {
-	fb := startFakeIMAPBackend(t)
+	fb := proxytest.StartFakeIMAPBackend(t)
 	tp := newTestProxy(t, Options{
 		Authenticator: fakeAuthenticator,
-		IMAPBackend:   Backend{Address: fb.addr},
+		IMAPBackend:   Backend{Address: fb.Addr},
 		Limits:        Limits{MaxPreloginPerIP: 50, ConnRate: -1},
 	})
 	lit := strings.Repeat("x", 30000)
 	var wg sync.WaitGroup
 	for i := 0; i < 20; i++ {
-		c := dialPlain(t, tp.plainAddr)
-		c.expect("* OK")
+		c := proxytest.DialPlain(t, tp.plainAddr)
+		c.Expect("* OK")
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			c.c.SetWriteDeadline(time.Now().Add(10 * time.Second))
-			io.WriteString(c.c, "a1 LOGIN")
+			c.C.SetWriteDeadline(time.Now().Add(10 * time.Second))
+			io.WriteString(c.C, "a1 LOGIN")
 			for j := 0; j < 255; j++ {
-				if _, err := fmt.Fprintf(c.c, " {%d+}\r\n%s", len(lit), lit); err != nil {
+				if _, err := fmt.Fprintf(c.C, " {%d+}\r\n%s", len(lit), lit); err != nil {
 					return // closed by the server: expected
 				}
 			}
-			io.WriteString(c.c, "\r\n")
+			io.WriteString(c.C, "\r\n")
 		}()
-		c.expect("* BYE [TOOBIG] Command too large.")
+		c.Expect("* BYE [TOOBIG] Command too large.")
 		// Closed: EOF, or a reset (the server closed with our bytes unread).
-		c.c.SetReadDeadline(time.Now().Add(10 * time.Second))
-		if _, err := io.Copy(io.Discard, c.br); errors.Is(err, os.ErrDeadlineExceeded) {
+		c.C.SetReadDeadline(time.Now().Add(10 * time.Second))
+		if _, err := io.Copy(io.Discard, c.BR); errors.Is(err, os.ErrDeadlineExceeded) {
 			t.Fatalf("connection %d not closed after BYE", i)
 		}
 	}
 	wg.Wait()
 	// A synchronizing third literal is refused with BAD, before its bytes.
-	c := dialPlain(t, tp.plainAddr)
-	c.expect("* OK")
-	c.send("a2 LOGIN {1}")
-	c.expect("+ ")
-	c.send("x {1}")
-	c.expect("+ ")
-	c.send("y {1}")
-	c.expect("a2 BAD Too many literals")
+	c := proxytest.DialPlain(t, tp.plainAddr)
+	c.Expect("* OK")
+	c.Send("a2 LOGIN {1}")
+	c.Expect("+ ")
+	c.Send("x {1}")
+	c.Expect("+ ")
+	c.Send("y {1}")
+	c.Expect("a2 BAD Too many literals")
 }
 
 // TestIMAPSyntaxErrorsThenBye: a syntax error is answered with BAD and the
 // conversation goes on (it used to close silently); too many end with BYE.
 func TestIMAPSyntaxErrorsThenBye(t *testing.T) {
-	fb := startFakeIMAPBackend(t)
-	tp := newTestProxy(t, Options{Authenticator: fakeAuthenticator, IMAPBackend: Backend{Address: fb.addr}})
-	c := dialPlain(t, tp.plainAddr)
-	c.expect("* OK")
-	c.send("a1 LOGIN (")
-	c.expect("a1 BAD Unterminated list")
-	c.send("a2 NOOP")
-	c.expect("a2 OK")
-	io.WriteString(c.c, "a3 X {3+}\r\nab\x00\r\n")
-	c.expect("a3 BAD NUL in literal")
-	c.send("a4 NOOP")
-	c.expect("a4 OK")
-	c.send("* NOOP")
-	c.expect("* BAD Invalid tag")
-	c.expect("* BYE Too many invalid commands.")
-	c.expectClosed()
+	fb := proxytest.StartFakeIMAPBackend(t)
+	tp := newTestProxy(t, Options{Authenticator: fakeAuthenticator, IMAPBackend: Backend{Address: fb.Addr}})
+	c := proxytest.DialPlain(t, tp.plainAddr)
+	c.Expect("* OK")
+	c.Send("a1 LOGIN (")
+	c.Expect("a1 BAD Unterminated list")
+	c.Send("a2 NOOP")
+	c.Expect("a2 OK")
+	io.WriteString(c.C, "a3 X {3+}\r\nab\x00\r\n")
+	c.Expect("a3 BAD NUL in literal")
+	c.Send("a4 NOOP")
+	c.Expect("a4 OK")
+	c.Send("* NOOP")
+	c.Expect("* BAD Invalid tag")
+	c.Expect("* BYE Too many invalid commands.")
+	c.ExpectClosed()
 }
 
 // TestALPNPerProtocol: the IMAP listeners accept the "imap" ALPN identifier
 // and refuse "smtp" (a cross-protocol redirect, ALPACA); clients offering
 // no ALPN are unaffected.
 func TestALPNPerProtocol(t *testing.T) {
-	fb := startFakeIMAPBackend(t)
-	serverTLS, clientTLS := testTLS(t)
+	fb := proxytest.StartFakeIMAPBackend(t)
+	serverTLS, clientTLS := proxytest.TLSPair(t)
 	serverTLS.NextProtos = []string{"imap", "smtp"} // as cmd/mailgate configures it
-	tp := newTestProxy(t, Options{Authenticator: fakeAuthenticator, IMAPBackend: Backend{Address: fb.addr}, TLSConfig: serverTLS})
+	tp := newTestProxy(t, Options{Authenticator: fakeAuthenticator, IMAPBackend: Backend{Address: fb.Addr}, TLSConfig: serverTLS})
 	for _, tc := range []struct {
 		alpn []string
 		ok   bool

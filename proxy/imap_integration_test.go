@@ -24,6 +24,7 @@ import (
 	"github.com/emersion/go-sasl"
 
 	"github.com/mailgate/mailgate/auth"
+	"github.com/mailgate/mailgate/internal/proxytest"
 	"github.com/mailgate/mailgate/internal/testenv"
 )
 
@@ -205,16 +206,16 @@ func drain(ch chan uint32) {
 func TestIntegrationIMAPOAuthBearerStartTLS(t *testing.T) {
 	it := newIMAPIntegration(t, TLSStartTLS)
 	token := it.mint(t, "alice@example.test", testenv.TokenOptions{Opaque: true})
-	c := dialPlain(t, it.tp.plainAddr)
-	c.expect("* OK [CAPABILITY IMAP4rev1 SASL-IR ID LITERAL+ STARTTLS LOGINDISABLED]")
-	c.send("a0 AUTHENTICATE OAUTHBEARER " + oauthbearer("alice@example.test", token))
-	c.expect("a0 NO [PRIVACYREQUIRED]")
-	c.starttls(it.tp.clientTLS)
-	c.send("a1 AUTHENTICATE OAUTHBEARER " + oauthbearer("", token))
-	c.expect("a1 OK [CAPABILITY IMAP4rev1")
-	c.send("a2 LOGOUT")
-	c.expect("* BYE")
-	c.expect("a2 OK")
+	c := proxytest.DialPlain(t, it.tp.plainAddr)
+	c.Expect("* OK [CAPABILITY IMAP4rev1 SASL-IR ID LITERAL+ STARTTLS LOGINDISABLED]")
+	c.Send("a0 AUTHENTICATE OAUTHBEARER " + proxytest.OAuthBearer("alice@example.test", token))
+	c.Expect("a0 NO [PRIVACYREQUIRED]")
+	c.StartTLS(it.tp.clientTLS)
+	c.Send("a1 AUTHENTICATE OAUTHBEARER " + proxytest.OAuthBearer("", token))
+	c.Expect("a1 OK [CAPABILITY IMAP4rev1")
+	c.Send("a2 LOGOUT")
+	c.Expect("* BYE")
+	c.Expect("a2 OK")
 }
 
 // TestIntegrationIMAPPipelined: commands in the same packet as AUTHENTICATE
@@ -222,14 +223,14 @@ func TestIntegrationIMAPOAuthBearerStartTLS(t *testing.T) {
 func TestIntegrationIMAPPipelined(t *testing.T) {
 	it := newIMAPIntegration(t, TLSStartTLS)
 	token := it.mint(t, "alice@example.test", testenv.TokenOptions{})
-	c := dialTLS(t, it.tp.tlsAddr, it.tp.clientTLS)
-	c.expect("* OK")
-	c.c.Write([]byte("a1 AUTHENTICATE XOAUTH2 " + xoauth2("alice@example.test", token) +
+	c := proxytest.DialTLS(t, it.tp.tlsAddr, it.tp.clientTLS)
+	c.Expect("* OK")
+	c.C.Write([]byte("a1 AUTHENTICATE XOAUTH2 " + proxytest.XOAUTH2("alice@example.test", token) +
 		"\r\na2 SELECT INBOX\r\na3 NOOP\r\na4 LOGOUT\r\n"))
-	c.expect("a1 OK [CAPABILITY")
+	c.Expect("a1 OK [CAPABILITY")
 	for _, want := range []string{"a2 OK", "a3 OK", "a4 OK"} {
 		for {
-			line := c.readLine()
+			line := c.ReadLine()
 			if strings.HasPrefix(line, want) {
 				break
 			}
@@ -238,7 +239,7 @@ func TestIntegrationIMAPPipelined(t *testing.T) {
 			}
 		}
 	}
-	c.expectClosed()
+	c.ExpectClosed()
 }
 
 // TestIntegrationIMAPClientAddress: Dovecot logs the client's address and
@@ -253,11 +254,11 @@ func TestIntegrationIMAPClientAddress(t *testing.T) {
 		t.Fatalf("Dial from 127.0.0.7: %v", err)
 	}
 	tc := tls.Client(raw, it.tp.clientTLS)
-	c := &tconn{t: t, c: tc, br: newBufReader(tc)}
+	c := &proxytest.Conn{T: t, C: tc, BR: bufio.NewReader(tc)}
 	t.Cleanup(func() { tc.Close() })
-	c.expect("* OK")
-	c.send("a1 AUTHENTICATE XOAUTH2 " + xoauth2("alice@example.test", token))
-	c.expect("a1 OK")
+	c.Expect("* OK")
+	c.Send("a1 AUTHENTICATE XOAUTH2 " + proxytest.XOAUTH2("alice@example.test", token))
+	c.Expect("a1 OK")
 	line := it.dc.Log.WaitSince(t, mark, "rip=127.0.0.7", 10*time.Second)
 	if !strings.Contains(line, "user=<alice@example.test>") || !strings.Contains(line, "method=PLAIN") {
 		t.Fatalf("Dovecot login line = %q", line)
@@ -288,20 +289,20 @@ func TestIntegrationIMAPRefusedTokens(t *testing.T) {
 				token = it.mint(t, tt.tokenFor, tt.opts)
 			}
 			for _, mech := range []string{"XOAUTH2", "OAUTHBEARER"} {
-				c := dialTLS(t, it.tp.tlsAddr, it.tp.clientTLS)
-				c.expect("* OK")
-				ir := xoauth2(tt.user, token)
+				c := proxytest.DialTLS(t, it.tp.tlsAddr, it.tp.clientTLS)
+				c.Expect("* OK")
+				ir := proxytest.XOAUTH2(tt.user, token)
 				if mech == "OAUTHBEARER" {
-					ir = oauthbearer(tt.user, token)
+					ir = proxytest.OAuthBearer(tt.user, token)
 				}
-				c.send("a1 AUTHENTICATE " + mech + " " + ir)
-				ch := c.expect("+ ")
+				c.Send("a1 AUTHENTICATE " + mech + " " + ir)
+				ch := c.Expect("+ ")
 				js, _ := base64.StdEncoding.DecodeString(strings.TrimPrefix(ch, "+ "))
 				if mech == "OAUTHBEARER" && !bytes.Contains(js, []byte(`"openid-configuration":"`+it.idp.DiscoveryURL)) {
 					t.Errorf("challenge %s lacks openid-configuration", js)
 				}
-				c.send("AQ==")
-				c.expect("a1 NO [AUTHENTICATIONFAILED]")
+				c.Send("AQ==")
+				c.Expect("a1 NO [AUTHENTICATIONFAILED]")
 			}
 		})
 	}
@@ -312,10 +313,10 @@ func TestIntegrationIMAPRefusedTokens(t *testing.T) {
 func TestIntegrationIMAPUnknownMailbox(t *testing.T) {
 	it := newIMAPIntegration(t, TLSStartTLS)
 	token := it.mint(t, "carol@example.test", testenv.TokenOptions{})
-	c := dialTLS(t, it.tp.tlsAddr, it.tp.clientTLS)
-	c.expect("* OK")
-	c.send("a1 AUTHENTICATE XOAUTH2 " + xoauth2("carol@example.test", token))
-	c.expect("a1 NO [AUTHENTICATIONFAILED]")
+	c := proxytest.DialTLS(t, it.tp.tlsAddr, it.tp.clientTLS)
+	c.Expect("* OK")
+	c.Send("a1 AUTHENTICATE XOAUTH2 " + proxytest.XOAUTH2("carol@example.test", token))
+	c.Expect("a1 NO [AUTHENTICATIONFAILED]")
 }
 
 // TestIntegrationIMAPProviderDown: unreachable or slow provider gives
@@ -342,11 +343,11 @@ func TestIntegrationIMAPProviderDown(t *testing.T) {
 				Master:      Master{User: dc.MasterUser, Password: dc.MasterPassword},
 				IMAPBackend: Backend{Address: dc.IMAPAddr, TLS: TLSStartTLS, TLSConfig: dc.TLSConfig()},
 			})
-			c := dialTLS(t, tp.tlsAddr, tp.clientTLS)
-			c.expect("* OK")
+			c := proxytest.DialTLS(t, tp.tlsAddr, tp.clientTLS)
+			c.Expect("* OK")
 			start := time.Now()
-			c.send("a1 AUTHENTICATE XOAUTH2 " + xoauth2("alice@example.test", "some-token"))
-			c.expect("a1 NO [UNAVAILABLE]")
+			c.Send("a1 AUTHENTICATE XOAUTH2 " + proxytest.XOAUTH2("alice@example.test", "some-token"))
+			c.Expect("a1 NO [UNAVAILABLE]")
 			if d := time.Since(start); d > 3*time.Second {
 				t.Fatalf("UNAVAILABLE after %v, want within the 500ms timeout (+slack)", d)
 			}
@@ -405,23 +406,23 @@ func TestIntegrationIMAPCompress(t *testing.T) {
 		IMAPBackend:   Backend{Address: dc.IMAPAddr, TLS: TLSStartTLS, TLSConfig: dc.TLSConfig(), ClientIP: "id"},
 	})
 	token := idp.MintToken(t, "alice@example.test", testenv.TokenOptions{})
-	c := dialTLS(t, tp.tlsAddr, tp.clientTLS)
-	c.expect("* OK")
-	c.send("a1 AUTHENTICATE XOAUTH2 " + xoauth2("alice@example.test", token))
-	if ok := c.expect("a1 OK [CAPABILITY"); !strings.Contains(ok, "COMPRESS=DEFLATE") {
+	c := proxytest.DialTLS(t, tp.tlsAddr, tp.clientTLS)
+	c.Expect("* OK")
+	c.Send("a1 AUTHENTICATE XOAUTH2 " + proxytest.XOAUTH2("alice@example.test", token))
+	if ok := c.Expect("a1 OK [CAPABILITY"); !strings.Contains(ok, "COMPRESS=DEFLATE") {
 		t.Fatalf("Dovecot does not offer COMPRESS=DEFLATE: %q", ok)
 	}
-	c.send("a2 COMPRESS DEFLATE")
-	c.expect("a2 OK")
+	c.Send("a2 COMPRESS DEFLATE")
+	c.Expect("a2 OK")
 	// From here on both directions are raw DEFLATE streams.
-	fw, _ := flate.NewWriter(c.c, flate.BestSpeed)
-	fr := bufio.NewReader(flate.NewReader(c.br))
+	fw, _ := flate.NewWriter(c.C, flate.BestSpeed)
+	fr := bufio.NewReader(flate.NewReader(c.BR))
 	for i, cmd := range []string{"a3 SELECT INBOX", "a4 NOOP", "a5 LOGOUT"} {
 		fw.Write([]byte(cmd + "\r\n"))
 		fw.Flush()
 		tag := strings.Fields(cmd)[0]
 		for {
-			c.c.SetReadDeadline(time.Now().Add(10 * time.Second))
+			c.C.SetReadDeadline(time.Now().Add(10 * time.Second))
 			line, err := fr.ReadString('\n')
 			if err != nil {
 				t.Fatalf("command %d: reading compressed reply: %v", i, err)
@@ -458,12 +459,12 @@ func testClientIPProxyProtocol(t *testing.T, mode TLSMode) {
 	})
 	token := idp.MintToken(t, "alice@example.test", testenv.TokenOptions{})
 	mark := dc.Log.Mark()
-	c := dialFrom(t, "127.0.0.9", tp.tlsAddr)
-	tc := tls.Client(c.c, tp.clientTLS)
-	c.c, c.br = tc, newBufReader(tc)
-	c.expect("* OK")
-	c.send("a1 AUTHENTICATE XOAUTH2 " + xoauth2("alice@example.test", token))
-	c.expect("a1 OK [CAPABILITY")
+	c := proxytest.DialFrom(t, "127.0.0.9", tp.tlsAddr)
+	tc := tls.Client(c.C, tp.clientTLS)
+	c.C, c.BR = tc, bufio.NewReader(tc)
+	c.Expect("* OK")
+	c.Send("a1 AUTHENTICATE XOAUTH2 " + proxytest.XOAUTH2("alice@example.test", token))
+	c.Expect("a1 OK [CAPABILITY")
 	line := dc.Log.WaitSince(t, mark, "rip=127.0.0.9", 10*time.Second)
 	if !strings.Contains(line, "user=<alice@example.test>") {
 		t.Fatalf("Dovecot login line = %q", line)
@@ -485,10 +486,10 @@ func testPlaintextMasterLoginRefused(t *testing.T) {
 		IMAPBackend:   Backend{Address: dc.IMAPAddr, TLS: TLSNone, ClientIP: "id"},
 	})
 	for i := 0; i < 2; i++ {
-		c := dialTLS(t, tp.tlsAddr, tp.clientTLS)
-		c.expect("* OK")
-		c.send("a1 AUTHENTICATE XOAUTH2 " + xoauth2("alice@example.test", testToken))
-		c.expect("a1 NO [UNAVAILABLE]")
+		c := proxytest.DialTLS(t, tp.tlsAddr, tp.clientTLS)
+		c.Expect("* OK")
+		c.Send("a1 AUTHENTICATE XOAUTH2 " + proxytest.XOAUTH2("alice@example.test", proxytest.TestToken))
+		c.Expect("a1 NO [UNAVAILABLE]")
 	}
 	logs := tp.logs.String()
 	if n := strings.Count(logs, "backend refuses the master login: configuration"); n != 1 {

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/mailgate/mailgate/auth"
+	"github.com/mailgate/mailgate/internal/proxytest"
 )
 
 // Password passthrough over IMAP against the fake backend (fakebackend_test.go).
@@ -65,7 +66,7 @@ func (r *recordingThrottle) got() []string {
 // newIMAPPasswordTest starts the fake backend and a proxy with IMAP
 // password passthrough on (mod may change the options), and fails the test
 // if a password or a PLAIN message appears in the proxy's log.
-func newIMAPPasswordTest(t *testing.T, mod func(*Options)) (*testProxy, *fakeIMAPBackend) {
+func newIMAPPasswordTest(t *testing.T, mod func(*Options)) (*testProxy, *proxytest.FakeIMAPBackend) {
 	t.Helper()
 	var tp *testProxy
 	t.Cleanup(func() { // runs after the proxy has stopped
@@ -73,10 +74,10 @@ func newIMAPPasswordTest(t *testing.T, mod func(*Options)) (*testProxy, *fakeIMA
 			checkNoPasswords(t, tp.logs.String())
 		}
 	})
-	fb := startFakeIMAPBackend(t)
+	fb := proxytest.StartFakeIMAPBackend(t)
 	opts := Options{
 		Authenticator: fakeAuthenticator,
-		IMAPBackend:   Backend{Address: fb.addr, TLS: TLSNone, ClientIP: "id"},
+		IMAPBackend:   Backend{Address: fb.Addr, TLS: TLSNone, ClientIP: "id"},
 		Passwords:     PasswordOptions{IMAP: true},
 	}
 	if mod != nil {
@@ -87,12 +88,12 @@ func newIMAPPasswordTest(t *testing.T, mod func(*Options)) (*testProxy, *fakeIMA
 }
 
 // testPasswords are the passwords the unit tests use; none may be logged.
-var testPasswords = []string{fakeUserPassword, "wrong-password"}
+var testPasswords = []string{proxytest.FakeUserPassword, "wrong-password"}
 
 func checkNoPasswords(t *testing.T, logs string) {
 	t.Helper()
 	for _, pw := range testPasswords {
-		for _, s := range []string{pw, base64.StdEncoding.EncodeToString(auth.EncodePLAIN("", fakeUser, pw))} {
+		for _, s := range []string{pw, base64.StdEncoding.EncodeToString(auth.EncodePLAIN("", proxytest.FakeUser, pw))} {
 			if strings.Contains(logs, s) {
 				t.Errorf("a password (or a PLAIN message with it) appears in the log")
 			}
@@ -105,20 +106,6 @@ func plainIR(user, pass string) string {
 }
 
 func b64(s string) string { return base64.StdEncoding.EncodeToString([]byte(s)) }
-
-// backendLogins returns the PLAIN messages of the AUTHENTICATE commands the
-// fake backend received, decoded.
-func (fb *fakeIMAPBackend) backendLogins() []string {
-	var out []string
-	for _, l := range fb.received() {
-		f := strings.Fields(l)
-		if len(f) == 4 && strings.EqualFold(f[1], "AUTHENTICATE") {
-			raw, _ := base64.StdEncoding.DecodeString(f[3])
-			out = append(out, string(raw))
-		}
-	}
-	return out
-}
 
 // TestIMAPPasswordCapabilities: AUTH=PLAIN and AUTH=LOGIN (and no
 // LOGINDISABLED) are advertised after TLS only, and only with passthrough on.
@@ -135,22 +122,22 @@ func TestIMAPPasswordCapabilities(t *testing.T) {
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			tp, _ := newIMAPPasswordTest(t, func(o *Options) { o.Passwords.IMAP = tt.on })
-			c := dialPlain(t, tp.plainAddr)
-			g := c.expect("* OK [CAPABILITY ")
+			c := proxytest.DialPlain(t, tp.plainAddr)
+			g := c.Expect("* OK [CAPABILITY ")
 			if tt.tls {
-				c.starttls(tp.clientTLS)
+				c.StartTLS(tp.clientTLS)
 			} else if g != "* OK [CAPABILITY "+imapCapsPlain+"] "+imapGreetingText {
 				t.Fatalf("greeting = %q", g)
 			}
-			c.send("a1 CAPABILITY")
-			if got := c.expect("* CAPABILITY "); got != "* CAPABILITY "+tt.wantCaps {
+			c.Send("a1 CAPABILITY")
+			if got := c.Expect("* CAPABILITY "); got != "* CAPABILITY "+tt.wantCaps {
 				t.Fatalf("CAPABILITY = %q, want %q", got, "* CAPABILITY "+tt.wantCaps)
 			}
-			c.expect("a1 OK")
+			c.Expect("a1 OK")
 			// The implicit-TLS greeting says the same.
 			if tt.tls {
-				c2 := dialTLS(t, tp.tlsAddr, tp.clientTLS)
-				if got := c2.expect("* OK [CAPABILITY "); got != "* OK [CAPABILITY "+tt.wantCaps+"] "+imapGreetingText {
+				c2 := proxytest.DialTLS(t, tp.tlsAddr, tp.clientTLS)
+				if got := c2.Expect("* OK [CAPABILITY "); got != "* OK [CAPABILITY "+tt.wantCaps+"] "+imapGreetingText {
 					t.Fatalf("implicit TLS greeting = %q", got)
 				}
 			}
@@ -163,27 +150,27 @@ func TestIMAPPasswordCapabilities(t *testing.T) {
 func TestIMAPPasswordRefusedWhenOffOrBeforeTLS(t *testing.T) {
 	t.Run("off", func(t *testing.T) {
 		tp, fb := newIMAPPasswordTest(t, func(o *Options) { o.Passwords.IMAP = false })
-		c := dialTLS(t, tp.tlsAddr, tp.clientTLS)
-		c.expect("* OK")
-		c.send(fmt.Sprintf(`a1 LOGIN %s "%s"`, fakeUser, fakeUserPassword))
-		c.expect("a1 NO [CANNOT]")
-		c.send("a2 AUTHENTICATE PLAIN " + plainIR(fakeUser, fakeUserPassword))
-		c.expect("a2 NO Unsupported authentication mechanism.")
-		c.send("a3 AUTHENTICATE LOGIN")
-		c.expect("a3 NO Unsupported authentication mechanism.")
-		if n := fb.connCount(); n != 0 {
+		c := proxytest.DialTLS(t, tp.tlsAddr, tp.clientTLS)
+		c.Expect("* OK")
+		c.Send(fmt.Sprintf(`a1 LOGIN %s "%s"`, proxytest.FakeUser, proxytest.FakeUserPassword))
+		c.Expect("a1 NO [CANNOT]")
+		c.Send("a2 AUTHENTICATE PLAIN " + plainIR(proxytest.FakeUser, proxytest.FakeUserPassword))
+		c.Expect("a2 NO Unsupported authentication mechanism.")
+		c.Send("a3 AUTHENTICATE LOGIN")
+		c.Expect("a3 NO Unsupported authentication mechanism.")
+		if n := fb.ConnCount(); n != 0 {
 			t.Fatalf("backend contacted %d times", n)
 		}
 	})
 	t.Run("on, before TLS", func(t *testing.T) {
 		tp, fb := newIMAPPasswordTest(t, nil)
-		c := dialPlain(t, tp.plainAddr)
-		c.expect("* OK")
-		c.send(fmt.Sprintf(`a1 LOGIN %s "%s"`, fakeUser, fakeUserPassword))
-		c.expect("a1 NO [PRIVACYREQUIRED]")
-		c.send("a2 AUTHENTICATE PLAIN " + plainIR(fakeUser, fakeUserPassword))
-		c.expect("a2 NO [PRIVACYREQUIRED]")
-		if n := fb.connCount(); n != 0 {
+		c := proxytest.DialPlain(t, tp.plainAddr)
+		c.Expect("* OK")
+		c.Send(fmt.Sprintf(`a1 LOGIN %s "%s"`, proxytest.FakeUser, proxytest.FakeUserPassword))
+		c.Expect("a1 NO [PRIVACYREQUIRED]")
+		c.Send("a2 AUTHENTICATE PLAIN " + plainIR(proxytest.FakeUser, proxytest.FakeUserPassword))
+		c.Expect("a2 NO [PRIVACYREQUIRED]")
+		if n := fb.ConnCount(); n != 0 {
 			t.Fatalf("backend contacted %d times", n)
 		}
 	})
@@ -195,67 +182,69 @@ func TestIMAPPasswordRefusedWhenOffOrBeforeTLS(t *testing.T) {
 func TestIMAPPasswordLogin(t *testing.T) {
 	for _, tt := range []struct {
 		name   string
-		script func(c *tconn)
+		script func(c *proxytest.Conn)
 	}{
-		{"LOGIN quoted", func(c *tconn) { c.send(fmt.Sprintf(`a1 LOGIN "%s" "%s"`, fakeUser, fakeUserPassword)) }},
-		{"LOGIN atom and literal", func(c *tconn) {
-			c.send(fmt.Sprintf("a1 LOGIN %s {%d}", fakeUser, len(fakeUserPassword)))
-			c.expect("+ ")
-			c.send(fakeUserPassword)
+		{"LOGIN quoted", func(c *proxytest.Conn) {
+			c.Send(fmt.Sprintf(`a1 LOGIN "%s" "%s"`, proxytest.FakeUser, proxytest.FakeUserPassword))
 		}},
-		{"LOGIN non-synchronizing literals", func(c *tconn) {
-			c.send(fmt.Sprintf("a1 LOGIN {%d+}\r\n%s {%d+}\r\n%s", len(fakeUser), fakeUser, len(fakeUserPassword), fakeUserPassword))
+		{"LOGIN atom and literal", func(c *proxytest.Conn) {
+			c.Send(fmt.Sprintf("a1 LOGIN %s {%d}", proxytest.FakeUser, len(proxytest.FakeUserPassword)))
+			c.Expect("+ ")
+			c.Send(proxytest.FakeUserPassword)
 		}},
-		{"AUTHENTICATE PLAIN with initial response", func(c *tconn) {
-			c.send("a1 AUTHENTICATE PLAIN " + plainIR(fakeUser, fakeUserPassword))
+		{"LOGIN non-synchronizing literals", func(c *proxytest.Conn) {
+			c.Send(fmt.Sprintf("a1 LOGIN {%d+}\r\n%s {%d+}\r\n%s", len(proxytest.FakeUser), proxytest.FakeUser, len(proxytest.FakeUserPassword), proxytest.FakeUserPassword))
 		}},
-		{"AUTHENTICATE PLAIN, authzid = user", func(c *tconn) {
-			c.send("a1 AUTHENTICATE PLAIN " + base64.StdEncoding.EncodeToString(auth.EncodePLAIN(fakeUser, fakeUser, fakeUserPassword)))
+		{"AUTHENTICATE PLAIN with initial response", func(c *proxytest.Conn) {
+			c.Send("a1 AUTHENTICATE PLAIN " + plainIR(proxytest.FakeUser, proxytest.FakeUserPassword))
 		}},
-		{"AUTHENTICATE plain without initial response", func(c *tconn) {
-			c.send("a1 AUTHENTICATE plain")
-			if got := c.readLine(); got != "+ " {
-				c.t.Fatalf("continuation = %q, want %q", got, "+ ")
+		{"AUTHENTICATE PLAIN, authzid = user", func(c *proxytest.Conn) {
+			c.Send("a1 AUTHENTICATE PLAIN " + base64.StdEncoding.EncodeToString(auth.EncodePLAIN(proxytest.FakeUser, proxytest.FakeUser, proxytest.FakeUserPassword)))
+		}},
+		{"AUTHENTICATE plain without initial response", func(c *proxytest.Conn) {
+			c.Send("a1 AUTHENTICATE plain")
+			if got := c.ReadLine(); got != "+ " {
+				c.T.Fatalf("continuation = %q, want %q", got, "+ ")
 			}
-			c.send(plainIR(fakeUser, fakeUserPassword))
+			c.Send(plainIR(proxytest.FakeUser, proxytest.FakeUserPassword))
 		}},
-		{"AUTHENTICATE LOGIN", func(c *tconn) {
-			c.send("a1 AUTHENTICATE LOGIN")
-			if got := c.readLine(); got != "+ "+b64("Username:") {
-				c.t.Fatalf("challenge = %q, want Username:", got)
+		{"AUTHENTICATE LOGIN", func(c *proxytest.Conn) {
+			c.Send("a1 AUTHENTICATE LOGIN")
+			if got := c.ReadLine(); got != "+ "+b64("Username:") {
+				c.T.Fatalf("challenge = %q, want Username:", got)
 			}
-			c.send(b64(fakeUser))
-			if got := c.readLine(); got != "+ "+b64("Password:") {
-				c.t.Fatalf("challenge = %q, want Password:", got)
+			c.Send(b64(proxytest.FakeUser))
+			if got := c.ReadLine(); got != "+ "+b64("Password:") {
+				c.T.Fatalf("challenge = %q, want Password:", got)
 			}
-			c.send(b64(fakeUserPassword))
+			c.Send(b64(proxytest.FakeUserPassword))
 		}},
-		{"AUTHENTICATE LOGIN with initial response", func(c *tconn) {
-			c.send("a1 AUTHENTICATE LOGIN " + b64(fakeUser))
-			c.expect("+ " + b64("Password:"))
-			c.send(b64(fakeUserPassword))
+		{"AUTHENTICATE LOGIN with initial response", func(c *proxytest.Conn) {
+			c.Send("a1 AUTHENTICATE LOGIN " + b64(proxytest.FakeUser))
+			c.Expect("+ " + b64("Password:"))
+			c.Send(b64(proxytest.FakeUserPassword))
 		}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			th := &recordingThrottle{}
 			tp, fb := newIMAPPasswordTest(t, func(o *Options) { o.Passwords.Throttle = th })
-			c := dialTLS(t, tp.tlsAddr, tp.clientTLS)
-			c.expect("* OK")
+			c := proxytest.DialTLS(t, tp.tlsAddr, tp.clientTLS)
+			c.Expect("* OK")
 			tt.script(c)
-			if got := c.readLine(); got != "a1 OK [CAPABILITY "+fakePostLoginCaps+"] Logged in" {
+			if got := c.ReadLine(); got != "a1 OK [CAPABILITY "+proxytest.FakePostLoginCaps+"] Logged in" {
 				t.Fatalf("login reply = %q, want the backend's verbatim", got)
 			}
-			c.send("a2 SELECT INBOX")
-			c.expect("* ECHO SELECT INBOX")
-			c.expect("a2 OK")
-			if got, want := fb.backendLogins(), []string{"\x00" + fakeUser + "\x00" + fakeUserPassword}; fmt.Sprint(got) != fmt.Sprint(want) {
+			c.Send("a2 SELECT INBOX")
+			c.Expect("* ECHO SELECT INBOX")
+			c.Expect("a2 OK")
+			if got, want := fb.BackendLogins(), []string{"\x00" + proxytest.FakeUser + "\x00" + proxytest.FakeUserPassword}; fmt.Sprint(got) != fmt.Sprint(want) {
 				t.Fatalf("backend logins = %q, want the user's own PLAIN %q", got, want)
 			}
 			// ID with the client's address came first, as for token logins.
-			if r := fb.received(); len(r) < 2 || !strings.Contains(r[0], " ID (\"x-originating-ip\" \"127.0.0.1\"") {
+			if r := fb.Received(); len(r) < 2 || !strings.Contains(r[0], " ID (\"x-originating-ip\" \"127.0.0.1\"") {
 				t.Fatalf("backend lines = %q, want ID first", r)
 			}
-			if got, want := th.got(), []string{"check " + fakeUser, "success " + fakeUser}; fmt.Sprint(got) != fmt.Sprint(want) {
+			if got, want := th.got(), []string{"check " + proxytest.FakeUser, "success " + proxytest.FakeUser}; fmt.Sprint(got) != fmt.Sprint(want) {
 				t.Fatalf("throttle saw %q, want %q", got, want)
 			}
 		})
@@ -268,45 +257,45 @@ func TestIMAPPasswordLogin(t *testing.T) {
 func TestIMAPPasswordRefused(t *testing.T) {
 	th := &recordingThrottle{}
 	tp, fb := newIMAPPasswordTest(t, func(o *Options) { o.Passwords.Throttle = th; o.Limits.MaxAuthFailures = 4 })
-	c := dialTLS(t, tp.tlsAddr, tp.clientTLS)
-	c.expect("* OK")
-	c.send(fmt.Sprintf(`a1 LOGIN %s wrong-password`, fakeUser))
-	if got := c.readLine(); got != "a1 NO [AUTHENTICATIONFAILED] Authentication failed." {
+	c := proxytest.DialTLS(t, tp.tlsAddr, tp.clientTLS)
+	c.Expect("* OK")
+	c.Send(fmt.Sprintf(`a1 LOGIN %s wrong-password`, proxytest.FakeUser))
+	if got := c.ReadLine(); got != "a1 NO [AUTHENTICATIONFAILED] Authentication failed." {
 		t.Fatalf("reply = %q, want the backend's verbatim", got)
 	}
-	if n := len(fb.backendLogins()); n != 1 {
+	if n := len(fb.BackendLogins()); n != 1 {
 		t.Fatalf("backend saw %d logins, want 1", n)
 	}
 	// Never sent to the backend: a master-user login in disguise, another
 	// user's authorization identity, an empty password.
-	c.send(`a2 LOGIN "alice@example.test*mailgate" master-secret`)
-	c.expect("a2 NO [AUTHENTICATIONFAILED]")
-	c.send("a3 AUTHENTICATE PLAIN " + base64.StdEncoding.EncodeToString(auth.EncodePLAIN("bob@example.test", fakeUser, fakeUserPassword)))
-	c.expect("a3 NO [AUTHENTICATIONFAILED]")
-	c.send(`a4 LOGIN alice@example.test ""`)
-	c.expect("a4 NO [AUTHENTICATIONFAILED]")
-	c.expect("* BYE Too many authentication failures.")
-	c.expectClosed()
-	if n := len(fb.backendLogins()); n != 1 {
+	c.Send(`a2 LOGIN "alice@example.test*mailgate" master-secret`)
+	c.Expect("a2 NO [AUTHENTICATIONFAILED]")
+	c.Send("a3 AUTHENTICATE PLAIN " + base64.StdEncoding.EncodeToString(auth.EncodePLAIN("bob@example.test", proxytest.FakeUser, proxytest.FakeUserPassword)))
+	c.Expect("a3 NO [AUTHENTICATIONFAILED]")
+	c.Send(`a4 LOGIN alice@example.test ""`)
+	c.Expect("a4 NO [AUTHENTICATIONFAILED]")
+	c.Expect("* BYE Too many authentication failures.")
+	c.ExpectClosed()
+	if n := len(fb.BackendLogins()); n != 1 {
 		t.Fatalf("backend saw %d logins, want still 1", n)
 	}
 	// Only a password the backend judged charges the user; what never
 	// reached it charges the address.
-	want := []string{"check " + fakeUser, "failure " + fakeUser, "failure address", "failure address"}
+	want := []string{"check " + proxytest.FakeUser, "failure " + proxytest.FakeUser, "failure address", "failure address"}
 	if got := th.got(); fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Fatalf("throttle saw %q, want %q", got, want)
 	}
 	// Malformed PLAIN is a protocol error, not a failed password.
-	c = dialTLS(t, tp.tlsAddr, tp.clientTLS)
-	c.expect("* OK")
-	c.send("b1 AUTHENTICATE PLAIN " + b64("no-nul-here"))
-	c.expect("b1 BAD")
-	c.send("b2 AUTHENTICATE PLAIN")
-	c.expect("+ ")
-	c.send("*")
-	c.expect("b2 BAD AUTHENTICATE canceled.")
-	c.send("b3 NOOP")
-	c.expect("b3 OK")
+	c = proxytest.DialTLS(t, tp.tlsAddr, tp.clientTLS)
+	c.Expect("* OK")
+	c.Send("b1 AUTHENTICATE PLAIN " + b64("no-nul-here"))
+	c.Expect("b1 BAD")
+	c.Send("b2 AUTHENTICATE PLAIN")
+	c.Expect("+ ")
+	c.Send("*")
+	c.Expect("b2 BAD AUTHENTICATE canceled.")
+	c.Send("b3 NOOP")
+	c.Expect("b3 OK")
 }
 
 // TestIMAPPasswordThrottleFirst: the throttle is asked before the backend
@@ -315,16 +304,16 @@ func TestIMAPPasswordThrottleFirst(t *testing.T) {
 	th := &recordingThrottle{}
 	tp, fb := newIMAPPasswordTest(t, func(o *Options) { o.Passwords.Throttle = th })
 	th.onCheck = func() {
-		if n := fb.connCount(); n != 0 {
+		if n := fb.ConnCount(); n != 0 {
 			t.Errorf("backend contacted %d times before the throttle's check", n)
 		}
 	}
-	c := dialTLS(t, tp.tlsAddr, tp.clientTLS)
-	c.expect("* OK")
+	c := proxytest.DialTLS(t, tp.tlsAddr, tp.clientTLS)
+	c.Expect("* OK")
 	th.refuse = true
-	c.send(fmt.Sprintf(`a1 LOGIN %s %s`, fakeUser, fakeUserPassword))
-	c.expect("a1 NO [AUTHENTICATIONFAILED] Authentication failed.")
-	if n := fb.connCount(); n != 0 {
+	c.Send(fmt.Sprintf(`a1 LOGIN %s %s`, proxytest.FakeUser, proxytest.FakeUserPassword))
+	c.Expect("a1 NO [AUTHENTICATIONFAILED] Authentication failed.")
+	if n := fb.ConnCount(); n != 0 {
 		t.Fatalf("a throttled attempt reached the backend (%d connections)", n)
 	}
 }
@@ -335,21 +324,21 @@ func TestIMAPPasswordThrottleFirst(t *testing.T) {
 func TestIMAPPasswordThrottled(t *testing.T) {
 	th := newTestThrottle(2)
 	tp, fb := newIMAPPasswordTest(t, func(o *Options) { o.Passwords.Throttle = th; o.Limits.MaxAuthFailures = 10 })
-	c := dialTLS(t, tp.tlsAddr, tp.clientTLS)
-	c.expect("* OK")
+	c := proxytest.DialTLS(t, tp.tlsAddr, tp.clientTLS)
+	c.Expect("* OK")
 	for i := 0; i < 2; i++ {
-		c.send(fmt.Sprintf(`a%d LOGIN %s wrong-password`, i, fakeUser))
-		c.expect(fmt.Sprintf("a%d NO [AUTHENTICATIONFAILED]", i))
+		c.Send(fmt.Sprintf(`a%d LOGIN %s wrong-password`, i, proxytest.FakeUser))
+		c.Expect(fmt.Sprintf("a%d NO [AUTHENTICATIONFAILED]", i))
 	}
-	for i, pw := range []string{"wrong-password", fakeUserPassword} {
+	for i, pw := range []string{"wrong-password", proxytest.FakeUserPassword} {
 		start := time.Now()
-		c.send(fmt.Sprintf(`b%d LOGIN %s %s`, i, fakeUser, pw))
-		c.expect(fmt.Sprintf("b%d NO [LIMIT] Too many failed logins from your network", i))
+		c.Send(fmt.Sprintf(`b%d LOGIN %s %s`, i, proxytest.FakeUser, pw))
+		c.Expect(fmt.Sprintf("b%d NO [LIMIT] Too many failed logins from your network", i))
 		if d := time.Since(start); d > time.Second {
 			t.Errorf("blocked attempt answered after %v, want at once", d)
 		}
 	}
-	if n := len(fb.backendLogins()); n != 2 {
+	if n := len(fb.BackendLogins()); n != 2 {
 		t.Fatalf("backend saw %d logins, want 2", n)
 	}
 }
@@ -371,24 +360,24 @@ func TestIMAPPasswordThrottleDelay(t *testing.T) {
 	const delay = 400 * time.Millisecond
 	th := auth.NewThrottle(auth.ThrottleOptions{Failures: 1, BaseDelay: delay, MaxDelay: delay, BlockAfter: 100})
 	tp, fb := newIMAPPasswordTest(t, func(o *Options) { o.Passwords.Throttle = th; o.Limits.MaxAuthFailures = 10 })
-	c := dialTLS(t, tp.tlsAddr, tp.clientTLS)
-	c.expect("* OK")
+	c := proxytest.DialTLS(t, tp.tlsAddr, tp.clientTLS)
+	c.Expect("* OK")
 	for i := 0; i < 2; i++ {
-		c.send(fmt.Sprintf(`a%d LOGIN %s wrong-password`, i, fakeUser))
-		c.expect(fmt.Sprintf("a%d NO [AUTHENTICATIONFAILED]", i))
+		c.Send(fmt.Sprintf(`a%d LOGIN %s wrong-password`, i, proxytest.FakeUser))
+		c.Expect(fmt.Sprintf("a%d NO [AUTHENTICATIONFAILED]", i))
 	}
 	start := time.Now()
-	c.send(fmt.Sprintf(`a2 LOGIN %s %s`, fakeUser, fakeUserPassword))
-	c.expect("a2 OK")
+	c.Send(fmt.Sprintf(`a2 LOGIN %s %s`, proxytest.FakeUser, proxytest.FakeUserPassword))
+	c.Expect("a2 OK")
 	if d := time.Since(start); d < delay {
 		t.Fatalf("third attempt answered after %v, want a delay of at least %v", d, delay)
 	}
-	if n := len(fb.backendLogins()); n != 3 {
+	if n := len(fb.BackendLogins()); n != 3 {
 		t.Fatalf("backend saw %d logins, want 3", n)
 	}
 	// Success is recorded right after the backend's OK went to the client.
-	waitFor(t, "the throttle to forget the failures", func() bool {
-		d, _ := th.Delay("127.0.0.1", fakeUser)
+	proxytest.WaitFor(t, "the throttle to forget the failures", func() bool {
+		d, _ := th.Delay("127.0.0.1", proxytest.FakeUser)
 		return d == 0
 	})
 }
@@ -401,11 +390,11 @@ func TestIMAPPasswordBackendDown(t *testing.T) {
 	ln.Close()
 	th := &recordingThrottle{}
 	tp, _ := newIMAPPasswordTest(t, func(o *Options) { o.IMAPBackend.Address = addr; o.Passwords.Throttle = th })
-	c := dialTLS(t, tp.tlsAddr, tp.clientTLS)
-	c.expect("* OK")
-	c.send(fmt.Sprintf(`a1 LOGIN %s %s`, fakeUser, fakeUserPassword))
-	c.expect("a1 NO [UNAVAILABLE]")
-	if got := th.got(); fmt.Sprint(got) != fmt.Sprint([]string{"check " + fakeUser, "undecided " + fakeUser}) {
+	c := proxytest.DialTLS(t, tp.tlsAddr, tp.clientTLS)
+	c.Expect("* OK")
+	c.Send(fmt.Sprintf(`a1 LOGIN %s %s`, proxytest.FakeUser, proxytest.FakeUserPassword))
+	c.Expect("a1 NO [UNAVAILABLE]")
+	if got := th.got(); fmt.Sprint(got) != fmt.Sprint([]string{"check " + proxytest.FakeUser, "undecided " + proxytest.FakeUser}) {
 		t.Fatalf("throttle saw %q, want the check and no verdict", got)
 	}
 }

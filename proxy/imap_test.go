@@ -10,14 +10,15 @@ import (
 	"time"
 
 	"github.com/mailgate/mailgate/auth"
+	"github.com/mailgate/mailgate/internal/proxytest"
 )
 
-func newIMAPTest(t *testing.T) (*testProxy, *fakeIMAPBackend) {
+func newIMAPTest(t *testing.T) (*testProxy, *proxytest.FakeIMAPBackend) {
 	t.Helper()
-	fb := startFakeIMAPBackend(t)
+	fb := proxytest.StartFakeIMAPBackend(t)
 	tp := newTestProxy(t, Options{
 		Authenticator: fakeAuthenticator,
-		IMAPBackend:   Backend{Address: fb.addr, TLS: TLSNone, ClientIP: "id"},
+		IMAPBackend:   Backend{Address: fb.Addr, TLS: TLSNone, ClientIP: "id"},
 		Challenge:     auth.ChallengeOptions{OpenIDConfiguration: "https://idp.example.test/.well-known/openid-configuration", Scope: "openid email"},
 	})
 	return tp, fb
@@ -25,49 +26,49 @@ func newIMAPTest(t *testing.T) (*testProxy, *fakeIMAPBackend) {
 
 func TestIMAPGreetingBeforeTLS(t *testing.T) {
 	tp, _ := newIMAPTest(t)
-	c := dialPlain(t, tp.plainAddr)
-	g := c.expect("* OK [CAPABILITY ")
+	c := proxytest.DialPlain(t, tp.plainAddr)
+	g := c.Expect("* OK [CAPABILITY ")
 	if !strings.Contains(g, "STARTTLS LOGINDISABLED") || strings.Contains(g, "AUTH=") {
 		t.Fatalf("greeting before TLS = %q, want STARTTLS LOGINDISABLED and no AUTH=", g)
 	}
-	c.send("a1 CAPABILITY")
-	caps := c.expect("* CAPABILITY ")
+	c.Send("a1 CAPABILITY")
+	caps := c.Expect("* CAPABILITY ")
 	if caps != "* CAPABILITY "+imapCapsPlain {
 		t.Fatalf("CAPABILITY = %q", caps)
 	}
-	c.expect("a1 OK")
-	c.send("a2 AUTHENTICATE XOAUTH2 " + xoauth2("alice@example.test", testToken))
-	c.expect("a2 NO [PRIVACYREQUIRED]")
-	c.send(`a3 LOGIN alice "secret"`)
-	c.expect("a3 NO [PRIVACYREQUIRED]")
-	c.send("a4 NOOP")
-	c.expect("a4 OK")
-	c.send("a5 LOGOUT")
-	c.expect("* BYE")
-	c.expect("a5 OK")
-	c.expectClosed()
+	c.Expect("a1 OK")
+	c.Send("a2 AUTHENTICATE XOAUTH2 " + proxytest.XOAUTH2("alice@example.test", proxytest.TestToken))
+	c.Expect("a2 NO [PRIVACYREQUIRED]")
+	c.Send(`a3 LOGIN alice "secret"`)
+	c.Expect("a3 NO [PRIVACYREQUIRED]")
+	c.Send("a4 NOOP")
+	c.Expect("a4 OK")
+	c.Send("a5 LOGOUT")
+	c.Expect("* BYE")
+	c.Expect("a5 OK")
+	c.ExpectClosed()
 }
 
 func TestIMAPStartTLSThenLogin(t *testing.T) {
 	tp, fb := newIMAPTest(t)
-	c := dialPlain(t, tp.plainAddr)
-	c.expect("* OK")
-	c.starttls(tp.clientTLS)
-	c.send("a1 CAPABILITY")
-	if got := c.expect("* CAPABILITY "); got != "* CAPABILITY IMAP4rev1 SASL-IR ID LITERAL+ AUTH=OAUTHBEARER AUTH=XOAUTH2" {
+	c := proxytest.DialPlain(t, tp.plainAddr)
+	c.Expect("* OK")
+	c.StartTLS(tp.clientTLS)
+	c.Send("a1 CAPABILITY")
+	if got := c.Expect("* CAPABILITY "); got != "* CAPABILITY IMAP4rev1 SASL-IR ID LITERAL+ AUTH=OAUTHBEARER AUTH=XOAUTH2" {
 		t.Fatalf("CAPABILITY after TLS = %q", got)
 	}
-	c.expect("a1 OK")
-	c.send("a2 AUTHENTICATE OAUTHBEARER " + oauthbearer("alice@example.test", testToken))
-	if got := c.readLine(); got != "a2 OK [CAPABILITY "+fakePostLoginCaps+"] Logged in" {
+	c.Expect("a1 OK")
+	c.Send("a2 AUTHENTICATE OAUTHBEARER " + proxytest.OAuthBearer("alice@example.test", proxytest.TestToken))
+	if got := c.ReadLine(); got != "a2 OK [CAPABILITY "+proxytest.FakePostLoginCaps+"] Logged in" {
 		t.Fatalf("login reply = %q, want the backend's verbatim", got)
 	}
-	c.send("a3 SELECT INBOX")
-	c.expect("* ECHO SELECT INBOX")
-	c.expect("a3 OK")
+	c.Send("a3 SELECT INBOX")
+	c.Expect("* ECHO SELECT INBOX")
+	c.Expect("a3 OK")
 	// The backend saw a master login on behalf of alice.
 	var sawAuth bool
-	for _, l := range fb.received() {
+	for _, l := range fb.Received() {
 		if strings.Contains(l, "AUTHENTICATE PLAIN ") {
 			raw, _ := base64.StdEncoding.DecodeString(strings.Fields(l)[3])
 			if string(raw) != "alice@example.test\x00mailgate\x00master-secret" {
@@ -83,30 +84,30 @@ func TestIMAPStartTLSThenLogin(t *testing.T) {
 
 func TestIMAPPipelinedAfterAuthenticate(t *testing.T) {
 	tp, _ := newIMAPTest(t)
-	c := dialTLS(t, tp.tlsAddr, tp.clientTLS)
-	c.expect("* OK [CAPABILITY IMAP4rev1 SASL-IR ID LITERAL+ AUTH=OAUTHBEARER AUTH=XOAUTH2]")
+	c := proxytest.DialTLS(t, tp.tlsAddr, tp.clientTLS)
+	c.Expect("* OK [CAPABILITY IMAP4rev1 SASL-IR ID LITERAL+ AUTH=OAUTHBEARER AUTH=XOAUTH2]")
 	// One write: AUTHENTICATE, SELECT, NOOP and LOGOUT. Nothing may be lost.
-	c.c.Write([]byte("a1 AUTHENTICATE XOAUTH2 " + xoauth2("alice@example.test", testToken) + "\r\na2 SELECT INBOX\r\na3 NOOP\r\na4 LOGOUT\r\n"))
-	c.expect("a1 OK [CAPABILITY")
-	c.expect("* ECHO SELECT INBOX")
-	c.expect("a2 OK")
-	c.expect("* ECHO NOOP")
-	c.expect("a3 OK")
-	c.expect("* BYE")
-	c.expect("a4 OK")
-	c.expectClosed()
+	c.C.Write([]byte("a1 AUTHENTICATE XOAUTH2 " + proxytest.XOAUTH2("alice@example.test", proxytest.TestToken) + "\r\na2 SELECT INBOX\r\na3 NOOP\r\na4 LOGOUT\r\n"))
+	c.Expect("a1 OK [CAPABILITY")
+	c.Expect("* ECHO SELECT INBOX")
+	c.Expect("a2 OK")
+	c.Expect("* ECHO NOOP")
+	c.Expect("a3 OK")
+	c.Expect("* BYE")
+	c.Expect("a4 OK")
+	c.ExpectClosed()
 }
 
 func TestIMAPAuthenticateWithoutInitialResponse(t *testing.T) {
 	tp, _ := newIMAPTest(t)
-	c := dialTLS(t, tp.tlsAddr, tp.clientTLS)
-	c.expect("* OK")
-	c.send("a1 AUTHENTICATE xoauth2")
-	if got := c.readLine(); got != "+ " {
+	c := proxytest.DialTLS(t, tp.tlsAddr, tp.clientTLS)
+	c.Expect("* OK")
+	c.Send("a1 AUTHENTICATE xoauth2")
+	if got := c.ReadLine(); got != "+ " {
 		t.Fatalf("continuation = %q, want %q", got, "+ ")
 	}
-	c.send(xoauth2("alice@example.test", testToken))
-	c.expect("a1 OK [CAPABILITY")
+	c.Send(proxytest.XOAUTH2("alice@example.test", proxytest.TestToken))
+	c.Expect("a1 OK [CAPABILITY")
 }
 
 func TestIMAPBadTokenChallenge(t *testing.T) {
@@ -114,21 +115,21 @@ func TestIMAPBadTokenChallenge(t *testing.T) {
 		name, mech, ir, dummy string
 		wantJSON              map[string]string
 	}{
-		{"xoauth2 empty dummy", "XOAUTH2", xoauth2("alice@example.test", badToken), "",
+		{"xoauth2 empty dummy", "XOAUTH2", proxytest.XOAUTH2("alice@example.test", proxytest.BadToken), "",
 			map[string]string{"status": "401", "schemes": "bearer", "scope": "openid email"}},
-		{"oauthbearer AQ== dummy", "OAUTHBEARER", oauthbearer("alice@example.test", badToken), "AQ==",
+		{"oauthbearer AQ== dummy", "OAUTHBEARER", proxytest.OAuthBearer("alice@example.test", proxytest.BadToken), "AQ==",
 			map[string]string{"status": "invalid_token", "scope": "openid email", "openid-configuration": "https://idp.example.test/.well-known/openid-configuration"}},
-		{"oauthbearer = dummy", "OAUTHBEARER", oauthbearer("", badToken), "=",
+		{"oauthbearer = dummy", "OAUTHBEARER", proxytest.OAuthBearer("", proxytest.BadToken), "=",
 			map[string]string{"status": "invalid_token"}},
-		{"wrong user", "XOAUTH2", xoauth2("bob@example.test", testToken), "",
+		{"wrong user", "XOAUTH2", proxytest.XOAUTH2("bob@example.test", proxytest.TestToken), "",
 			map[string]string{"status": "401"}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			tp, fb := newIMAPTest(t)
-			c := dialTLS(t, tp.tlsAddr, tp.clientTLS)
-			c.expect("* OK")
-			c.send("a1 AUTHENTICATE " + tt.mech + " " + tt.ir)
-			line := c.expect("+ ")
+			c := proxytest.DialTLS(t, tp.tlsAddr, tp.clientTLS)
+			c.Expect("* OK")
+			c.Send("a1 AUTHENTICATE " + tt.mech + " " + tt.ir)
+			line := c.Expect("+ ")
 			raw, err := base64.StdEncoding.DecodeString(strings.TrimPrefix(line, "+ "))
 			if err != nil {
 				t.Fatalf("challenge %q: %v", line, err)
@@ -142,11 +143,11 @@ func TestIMAPBadTokenChallenge(t *testing.T) {
 					t.Errorf("challenge[%q] = %q, want %q (%s)", k, got[k], v, raw)
 				}
 			}
-			c.send(tt.dummy)
-			c.expect("a1 NO [AUTHENTICATIONFAILED]")
-			c.send("a2 NOOP")
-			c.expect("a2 OK")
-			if n := fb.connCount(); n != 0 {
+			c.Send(tt.dummy)
+			c.Expect("a1 NO [AUTHENTICATIONFAILED]")
+			c.Send("a2 NOOP")
+			c.Expect("a2 OK")
+			if n := fb.ConnCount(); n != 0 {
 				t.Fatalf("backend was contacted %d times for a refused token", n)
 			}
 		})
@@ -155,21 +156,21 @@ func TestIMAPBadTokenChallenge(t *testing.T) {
 
 func TestIMAPProviderDown(t *testing.T) {
 	tp, fb := newIMAPTest(t)
-	c := dialTLS(t, tp.tlsAddr, tp.clientTLS)
-	c.expect("* OK")
-	c.send("a1 AUTHENTICATE XOAUTH2 " + xoauth2("alice@example.test", downToken))
-	c.expect("a1 NO [UNAVAILABLE]")
-	if n := fb.connCount(); n != 0 {
+	c := proxytest.DialTLS(t, tp.tlsAddr, tp.clientTLS)
+	c.Expect("* OK")
+	c.Send("a1 AUTHENTICATE XOAUTH2 " + proxytest.XOAUTH2("alice@example.test", proxytest.DownToken))
+	c.Expect("a1 NO [UNAVAILABLE]")
+	if n := fb.ConnCount(); n != 0 {
 		t.Fatalf("backend contacted %d times while the provider is down", n)
 	}
 }
 
 func TestIMAPBackendRefusesMailbox(t *testing.T) {
 	tp, _ := newIMAPTest(t)
-	c := dialTLS(t, tp.tlsAddr, tp.clientTLS)
-	c.expect("* OK")
-	c.send("a1 AUTHENTICATE XOAUTH2 " + xoauth2("nobody@example.test", "nobody-token"))
-	c.expect("a1 NO [AUTHENTICATIONFAILED]")
+	c := proxytest.DialTLS(t, tp.tlsAddr, tp.clientTLS)
+	c.Expect("* OK")
+	c.Send("a1 AUTHENTICATE XOAUTH2 " + proxytest.XOAUTH2("nobody@example.test", "nobody-token"))
+	c.Expect("a1 NO [AUTHENTICATIONFAILED]")
 }
 
 func TestIMAPBackendDown(t *testing.T) {
@@ -177,113 +178,113 @@ func TestIMAPBackendDown(t *testing.T) {
 	addr := ln.Addr().String()
 	ln.Close() // nothing listens there now
 	tp := newTestProxy(t, Options{Authenticator: fakeAuthenticator, IMAPBackend: Backend{Address: addr}})
-	c := dialTLS(t, tp.tlsAddr, tp.clientTLS)
-	c.expect("* OK")
-	c.send("a1 AUTHENTICATE XOAUTH2 " + xoauth2("alice@example.test", testToken))
-	c.expect("a1 NO [UNAVAILABLE]")
+	c := proxytest.DialTLS(t, tp.tlsAddr, tp.clientTLS)
+	c.Expect("* OK")
+	c.Send("a1 AUTHENTICATE XOAUTH2 " + proxytest.XOAUTH2("alice@example.test", proxytest.TestToken))
+	c.Expect("a1 NO [UNAVAILABLE]")
 }
 
 func TestIMAPCancelAndMalformed(t *testing.T) {
 	tp, _ := newIMAPTest(t)
-	c := dialTLS(t, tp.tlsAddr, tp.clientTLS)
-	c.expect("* OK")
-	c.send("a1 AUTHENTICATE OAUTHBEARER")
-	c.expect("+ ")
-	c.send("*")
-	c.expect("a1 BAD")
-	c.send("a2 AUTHENTICATE XOAUTH2 !!!notbase64")
-	c.expect("a2 BAD")
-	c.send("a3 AUTHENTICATE PLAIN AGFsaWNlAHNlY3JldA==")
-	c.expect("a3 NO")
-	c.send("a4 NOOP")
-	c.expect("a4 OK")
+	c := proxytest.DialTLS(t, tp.tlsAddr, tp.clientTLS)
+	c.Expect("* OK")
+	c.Send("a1 AUTHENTICATE OAUTHBEARER")
+	c.Expect("+ ")
+	c.Send("*")
+	c.Expect("a1 BAD")
+	c.Send("a2 AUTHENTICATE XOAUTH2 !!!notbase64")
+	c.Expect("a2 BAD")
+	c.Send("a3 AUTHENTICATE PLAIN AGFsaWNlAHNlY3JldA==")
+	c.Expect("a3 NO")
+	c.Send("a4 NOOP")
+	c.Expect("a4 OK")
 }
 
 func TestIMAPLoginRefusedAfterTLS(t *testing.T) {
 	tp, _ := newIMAPTest(t)
-	c := dialTLS(t, tp.tlsAddr, tp.clientTLS)
-	c.expect("* OK")
-	c.send("a1 LOGIN {18+}\r\nalice@example.test {6+}\r\nsecret")
-	c.expect("a1 NO [CANNOT]")
+	c := proxytest.DialTLS(t, tp.tlsAddr, tp.clientTLS)
+	c.Expect("* OK")
+	c.Send("a1 LOGIN {18+}\r\nalice@example.test {6+}\r\nsecret")
+	c.Expect("a1 NO [CANNOT]")
 }
 
 func TestIMAPTooManyErrors(t *testing.T) {
 	tp, _ := newIMAPTest(t)
-	c := dialTLS(t, tp.tlsAddr, tp.clientTLS)
-	c.expect("* OK")
-	c.send("a1 FROB")
-	c.expect("a1 BAD")
-	c.send("a2 SELECT INBOX")
-	c.expect("a2 BAD")
-	c.send("GET / HTTP/1.1")
-	c.expect("GET BAD")
-	c.expect("* BYE")
-	c.expectClosed()
+	c := proxytest.DialTLS(t, tp.tlsAddr, tp.clientTLS)
+	c.Expect("* OK")
+	c.Send("a1 FROB")
+	c.Expect("a1 BAD")
+	c.Send("a2 SELECT INBOX")
+	c.Expect("a2 BAD")
+	c.Send("GET / HTTP/1.1")
+	c.Expect("GET BAD")
+	c.Expect("* BYE")
+	c.ExpectClosed()
 }
 
 func TestIMAPTooManyAuthFailures(t *testing.T) {
 	tp, _ := newIMAPTest(t)
-	c := dialTLS(t, tp.tlsAddr, tp.clientTLS)
-	c.expect("* OK")
+	c := proxytest.DialTLS(t, tp.tlsAddr, tp.clientTLS)
+	c.Expect("* OK")
 	for i := 0; i < 3; i++ {
-		c.send("a AUTHENTICATE XOAUTH2 " + xoauth2("alice@example.test", badToken))
-		c.expect("+ ")
-		c.send("")
-		c.expect("a NO [AUTHENTICATIONFAILED]")
+		c.Send("a AUTHENTICATE XOAUTH2 " + proxytest.XOAUTH2("alice@example.test", proxytest.BadToken))
+		c.Expect("+ ")
+		c.Send("")
+		c.Expect("a NO [AUTHENTICATIONFAILED]")
 	}
-	c.expect("* BYE")
-	c.expectClosed()
+	c.Expect("* BYE")
+	c.ExpectClosed()
 }
 
 func TestIMAPLineTooLong(t *testing.T) {
 	tp, _ := newIMAPTest(t)
-	c := dialTLS(t, tp.tlsAddr, tp.clientTLS)
-	c.expect("* OK")
-	go c.c.Write([]byte("a1 NOOP " + strings.Repeat("x", 70<<10) + "\r\n"))
-	c.expect("* BYE")
+	c := proxytest.DialTLS(t, tp.tlsAddr, tp.clientTLS)
+	c.Expect("* OK")
+	go c.C.Write([]byte("a1 NOOP " + strings.Repeat("x", 70<<10) + "\r\n"))
+	c.Expect("* BYE")
 }
 
 func TestIMAPSynchronizingLiteral(t *testing.T) {
 	tp, _ := newIMAPTest(t)
-	c := dialTLS(t, tp.tlsAddr, tp.clientTLS)
-	c.expect("* OK")
-	c.send(`a1 ID ("name" {11}`)
-	c.expect("+ ")
-	c.send(`Thunderbird "x-originating-ip" "6.6.6.6")`)
-	c.expect(`* ID ("name" "mailgate")`)
-	c.expect("a1 OK")
-	c.send("a2 LOGIN {999999}")
-	c.expect("a2 BAD")
+	c := proxytest.DialTLS(t, tp.tlsAddr, tp.clientTLS)
+	c.Expect("* OK")
+	c.Send(`a1 ID ("name" {11}`)
+	c.Expect("+ ")
+	c.Send(`Thunderbird "x-originating-ip" "6.6.6.6")`)
+	c.Expect(`* ID ("name" "mailgate")`)
+	c.Expect("a1 OK")
+	c.Send("a2 LOGIN {999999}")
+	c.Expect("a2 BAD")
 }
 
 // TestSecurityIMAPStartTLSInjection: plaintext pipelined behind STARTTLS must
 // never be executed after the handshake (CVE-2011-0411 class).
 func TestSecurityIMAPStartTLSInjection(t *testing.T) {
 	tp, _ := newIMAPTest(t)
-	c := dialPlain(t, tp.plainAddr)
-	c.expect("* OK")
-	c.c.Write([]byte("s1 STARTTLS\r\na2 AUTHENTICATE XOAUTH2 " + xoauth2("alice@example.test", testToken) + "\r\n"))
-	c.expect("s1 BAD")
-	c.expect("* BYE")
-	c.expectClosed()
+	c := proxytest.DialPlain(t, tp.plainAddr)
+	c.Expect("* OK")
+	c.C.Write([]byte("s1 STARTTLS\r\na2 AUTHENTICATE XOAUTH2 " + proxytest.XOAUTH2("alice@example.test", proxytest.TestToken) + "\r\n"))
+	c.Expect("s1 BAD")
+	c.Expect("* BYE")
+	c.ExpectClosed()
 }
 
 func TestIMAPIDPassesClientAddress(t *testing.T) {
 	tp, fb := newIMAPTest(t)
-	c := dialTLS(t, tp.tlsAddr, tp.clientTLS)
-	c.expect("* OK")
-	c.send(`a0 ID ("name" "Thunderbird" "x-originating-ip" "6.6.6.6" "version" "128.0")`)
-	c.expect("* ID")
-	c.expect("a0 OK")
-	c.send("a1 AUTHENTICATE XOAUTH2 " + xoauth2("alice@example.test", testToken))
-	c.expect("a1 OK")
+	c := proxytest.DialTLS(t, tp.tlsAddr, tp.clientTLS)
+	c.Expect("* OK")
+	c.Send(`a0 ID ("name" "Thunderbird" "x-originating-ip" "6.6.6.6" "version" "128.0")`)
+	c.Expect("* ID")
+	c.Expect("a0 OK")
+	c.Send("a1 AUTHENTICATE XOAUTH2 " + proxytest.XOAUTH2("alice@example.test", proxytest.TestToken))
+	c.Expect("a1 OK")
 	var id string
-	for _, l := range fb.received() {
+	for _, l := range fb.Received() {
 		if strings.HasPrefix(l, "mg1 ID ") {
 			id = l
 		}
 	}
-	local := c.c.LocalAddr().(*net.TCPAddr)
+	local := c.C.LocalAddr().(*net.TCPAddr)
 	for _, want := range []string{
 		`"x-originating-ip" "127.0.0.1"`,
 		`"x-originating-port" "` + strconv.Itoa(local.Port) + `"`,
@@ -302,14 +303,14 @@ func TestIMAPIDPassesClientAddress(t *testing.T) {
 }
 
 func TestIMAPPreauthTimeout(t *testing.T) {
-	fb := startFakeIMAPBackend(t)
+	fb := proxytest.StartFakeIMAPBackend(t)
 	tp := newTestProxy(t, Options{
 		Authenticator: fakeAuthenticator,
-		IMAPBackend:   Backend{Address: fb.addr},
+		IMAPBackend:   Backend{Address: fb.Addr},
 		Limits:        Limits{PreauthTimeout: 300 * time.Millisecond},
 	})
-	c := dialTLS(t, tp.tlsAddr, tp.clientTLS)
-	c.expect("* OK")
-	c.expect("* BYE")
-	c.expectClosed()
+	c := proxytest.DialTLS(t, tp.tlsAddr, tp.clientTLS)
+	c.Expect("* OK")
+	c.Expect("* BYE")
+	c.ExpectClosed()
 }

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/mailgate/mailgate/auth"
+	"github.com/mailgate/mailgate/internal/proxytest"
 	"github.com/mailgate/mailgate/internal/testenv"
 )
 
@@ -57,23 +58,23 @@ func (r *countingRevalidator) Revalidate(ctx context.Context, c auth.Credentials
 // and returns the BYE line and when it arrived.
 func idleUntilBye(t *testing.T, tp *testProxy, token string, idle func()) (string, time.Time) {
 	t.Helper()
-	c := dialTLS(t, tp.tlsAddr, tp.clientTLS)
-	c.expect("* OK")
-	c.send("a1 AUTHENTICATE XOAUTH2 " + xoauth2("alice@example.test", token))
-	c.expect("a1 OK [CAPABILITY")
-	c.send("a2 SELECT INBOX")
-	for line := c.readLine(); !strings.HasPrefix(line, "a2 "); line = c.readLine() {
+	c := proxytest.DialTLS(t, tp.tlsAddr, tp.clientTLS)
+	c.Expect("* OK")
+	c.Send("a1 AUTHENTICATE XOAUTH2 " + proxytest.XOAUTH2("alice@example.test", token))
+	c.Expect("a1 OK [CAPABILITY")
+	c.Send("a2 SELECT INBOX")
+	for line := c.ReadLine(); !strings.HasPrefix(line, "a2 "); line = c.ReadLine() {
 	}
-	c.send("a3 IDLE")
-	c.expect("+ idling")
+	c.Send("a3 IDLE")
+	c.Expect("+ idling")
 	if idle != nil {
 		idle()
 	}
 	for {
-		line := c.readLine()
+		line := c.ReadLine()
 		if strings.HasPrefix(line, "* BYE") {
 			at := time.Now()
-			c.expectClosed()
+			c.ExpectClosed()
 			return line, at
 		}
 		if !strings.HasPrefix(line, "* ") {
@@ -129,7 +130,7 @@ func TestIntegrationIMAPLifetimeRevoked(t *testing.T) {
 			token := idp.MintToken(t, "alice@example.test", testenv.TokenOptions{Opaque: tt.opaque})
 			var revoked time.Time
 			bye, at := idleUntilBye(t, tp, token, func() {
-				waitFor(t, "a revalidation", func() bool { return rv.calls.Load() >= 1 })
+				proxytest.WaitFor(t, "a revalidation", func() bool { return rv.calls.Load() >= 1 })
 				idp.Revoke(t, token) // returns once userinfo refuses the token
 				revoked = time.Now()
 			})
@@ -158,18 +159,18 @@ func TestIntegrationSMTPLifetimeToken(t *testing.T) {
 	token := it.idp.MintToken(t, "alice@example.test", testenv.TokenOptions{Lifetime: 5 * time.Second})
 	exp := jwtExpiry(t, token)
 	c := it.tp.dialSubmissions(t)
-	c.smtpCmd("AUTH XOAUTH2 "+xoauth2("alice@example.test", token), "235 ")
+	c.SMTPCmd("AUTH XOAUTH2 "+proxytest.XOAUTH2("alice@example.test", token), "235 ")
 	subject := uniqueSubject("lifetime")
-	c.smtpCmd("MAIL FROM:<alice@example.test>", "250 ")
-	c.smtpCmd("RCPT TO:<alice@example.test>", "250 ")
-	c.smtpCmd("DATA", "354 ")
-	c.smtpCmd("Subject: "+subject+"\r\n\r\nbefore the token expired\r\n.", "250 2.0.0")
+	c.SMTPCmd("MAIL FROM:<alice@example.test>", "250 ")
+	c.SMTPCmd("RCPT TO:<alice@example.test>", "250 ")
+	c.SMTPCmd("DATA", "354 ")
+	c.SMTPCmd("Subject: "+subject+"\r\n\r\nbefore the token expired\r\n.", "250 2.0.0")
 	if time.Now().After(exp) {
 		t.Fatal("the token expired before the first message was sent; the test is too slow")
 	}
 	time.Sleep(time.Until(exp) + 200*time.Millisecond) // let the token expire
-	c.smtpCmd("MAIL FROM:<alice@example.test>", "421 4.7.0 Access token expired")
-	c.expectClosed()
+	c.SMTPCmd("MAIL FROM:<alice@example.test>", "421 4.7.0 Access token expired")
+	c.ExpectClosed()
 	it.dc.WaitMessage(t, "alice@example.test", "Subject: "+subject, 15*time.Second)
 	if strings.Contains(it.tp.logs.String(), token) {
 		t.Fatal("the token appears in mailgate's log")

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/mailgate/mailgate/auth"
+	"github.com/mailgate/mailgate/internal/proxytest"
 )
 
 // Session lifetime (Options.Lifetime) against the fake backends.
@@ -57,22 +58,22 @@ func (r *testRevalidator) asked() []string {
 
 func newIMAPLifetimeTest(t *testing.T, authn Authenticator, lt LifetimeOptions) *testProxy {
 	t.Helper()
-	fb := startFakeIMAPBackend(t)
+	fb := proxytest.StartFakeIMAPBackend(t)
 	return newTestProxy(t, Options{
 		Authenticator: authn,
-		IMAPBackend:   Backend{Address: fb.addr, TLS: TLSNone, ClientIP: "id"},
+		IMAPBackend:   Backend{Address: fb.Addr, TLS: TLSNone, ClientIP: "id"},
 		Lifetime:      lt,
 		Passwords:     PasswordOptions{IMAP: true},
 	})
 }
 
 // imapLogin opens a TLS connection and logs in as alice with XOAUTH2.
-func imapTokenLogin(t *testing.T, tp *testProxy) *tconn {
+func imapTokenLogin(t *testing.T, tp *testProxy) *proxytest.Conn {
 	t.Helper()
-	c := dialTLS(t, tp.tlsAddr, tp.clientTLS)
-	c.expect("* OK")
-	c.send("a1 AUTHENTICATE XOAUTH2 " + xoauth2("alice@example.test", testToken))
-	c.expect("a1 OK [CAPABILITY")
+	c := proxytest.DialTLS(t, tp.tlsAddr, tp.clientTLS)
+	c.Expect("* OK")
+	c.Send("a1 AUTHENTICATE XOAUTH2 " + proxytest.XOAUTH2("alice@example.test", proxytest.TestToken))
+	c.Expect("a1 OK [CAPABILITY")
 	return c
 }
 
@@ -82,10 +83,10 @@ func TestIMAPLifetimeToken(t *testing.T) {
 	exp := time.Now().Add(700 * time.Millisecond)
 	tp := newIMAPLifetimeTest(t, expiringAuthenticator(exp), LifetimeOptions{Mode: LifetimeToken})
 	c := imapTokenLogin(t, tp)
-	c.send("a2 IDLE")
-	c.expect("* ECHO IDLE")
-	c.expect("a2 OK")
-	line := c.readLine()
+	c.Send("a2 IDLE")
+	c.Expect("* ECHO IDLE")
+	c.Expect("a2 OK")
+	line := c.ReadLine()
 	at := time.Now()
 	if line != "* BYE [EXPIRED] Access token expired, log in again." {
 		t.Fatalf("got %q, want the expiry BYE", line)
@@ -93,8 +94,8 @@ func TestIMAPLifetimeToken(t *testing.T) {
 	if at.Before(exp) || at.After(exp.Add(time.Second)) {
 		t.Fatalf("BYE at exp%+v, want within a second after exp", at.Sub(exp))
 	}
-	c.expectClosed()
-	waitFor(t, "the session end to be logged", func() bool { return strings.Contains(tp.logs.String(), `end="token expired"`) })
+	c.ExpectClosed()
+	proxytest.WaitFor(t, "the session end to be logged", func() bool { return strings.Contains(tp.logs.String(), `end="token expired"`) })
 }
 
 // TestIMAPLifetimeExpiredAtLogin: a token that expired before the relay
@@ -104,16 +105,16 @@ func TestIMAPLifetimeExpiredAtLogin(t *testing.T) {
 	t.Run("token", func(t *testing.T) {
 		tp := newIMAPLifetimeTest(t, expiringAuthenticator(past), LifetimeOptions{Mode: LifetimeToken})
 		c := imapTokenLogin(t, tp)
-		c.expect("* BYE [EXPIRED]")
-		c.expectClosed()
+		c.Expect("* BYE [EXPIRED]")
+		c.ExpectClosed()
 	})
 	for _, mode := range []string{"", LifetimeNone} {
 		t.Run(fmt.Sprintf("mode %q", mode), func(t *testing.T) {
 			tp := newIMAPLifetimeTest(t, expiringAuthenticator(past), LifetimeOptions{Mode: mode})
 			c := imapTokenLogin(t, tp)
-			c.send("a2 NOOP")
-			c.expect("* ECHO NOOP") // not a BYE
-			c.expect("a2 OK")
+			c.Send("a2 NOOP")
+			c.Expect("* ECHO NOOP") // not a BYE
+			c.Expect("a2 OK")
 		})
 	}
 }
@@ -127,21 +128,21 @@ func TestIMAPLifetimeRevalidate(t *testing.T) {
 		rv := &testRevalidator{}
 		tp := newIMAPLifetimeTest(t, fakeAuthenticator, LifetimeOptions{Mode: LifetimeRevalidate, RevalidateEvery: every, Revalidator: rv})
 		c := imapTokenLogin(t, tp)
-		waitFor(t, "two revalidations", func() bool { return rv.calls.Load() >= 2 })
-		c.send("a2 NOOP")
-		c.expect("* ECHO NOOP")
-		c.expect("a2 OK")
+		proxytest.WaitFor(t, "two revalidations", func() bool { return rv.calls.Load() >= 2 })
+		c.Send("a2 NOOP")
+		c.Expect("* ECHO NOOP")
+		c.Expect("a2 OK")
 		rv.revoked.Store(true)
 		start := time.Now()
-		if line := c.readLine(); line != "* BYE [EXPIRED] Access token no longer valid, log in again." {
+		if line := c.ReadLine(); line != "* BYE [EXPIRED] Access token no longer valid, log in again." {
 			t.Fatalf("got %q, want the revocation BYE", line)
 		}
 		if d := time.Since(start); d > every+500*time.Millisecond {
 			t.Fatalf("BYE %v after the revocation, want within one period (%v)", d, every)
 		}
-		c.expectClosed()
+		c.ExpectClosed()
 		for _, a := range rv.asked() {
-			if a != "XOAUTH2 alice@example.test "+testToken {
+			if a != "XOAUTH2 alice@example.test "+proxytest.TestToken {
 				t.Fatalf("revalidator asked %q, want the session's mechanism, user and token", a)
 			}
 		}
@@ -150,10 +151,10 @@ func TestIMAPLifetimeRevalidate(t *testing.T) {
 		rv := &testRevalidator{unavailable: true}
 		tp := newIMAPLifetimeTest(t, fakeAuthenticator, LifetimeOptions{Mode: LifetimeRevalidate, RevalidateEvery: every, Revalidator: rv})
 		c := imapTokenLogin(t, tp)
-		waitFor(t, "three revalidations", func() bool { return rv.calls.Load() >= 3 })
-		c.send("a2 NOOP")
-		c.expect("* ECHO NOOP")
-		c.expect("a2 OK")
+		proxytest.WaitFor(t, "three revalidations", func() bool { return rv.calls.Load() >= 3 })
+		c.Send("a2 NOOP")
+		c.Expect("* ECHO NOOP")
+		c.Expect("a2 OK")
 		if !strings.Contains(tp.logs.String(), "token revalidation failed; the session goes on") {
 			t.Fatal("no warning about the failed revalidation")
 		}
@@ -167,15 +168,15 @@ func TestIMAPLifetimeSparesPasswords(t *testing.T) {
 	rv.revoked.Store(true)
 	tp := newIMAPLifetimeTest(t, fakeAuthenticator,
 		LifetimeOptions{Mode: LifetimeRevalidate, RevalidateEvery: 50 * time.Millisecond, Revalidator: rv})
-	pw := dialTLS(t, tp.tlsAddr, tp.clientTLS)
-	pw.expect("* OK")
-	pw.send(fmt.Sprintf(`p1 LOGIN %s %s`, fakeUser, fakeUserPassword))
-	pw.expect("p1 OK")
+	pw := proxytest.DialTLS(t, tp.tlsAddr, tp.clientTLS)
+	pw.Expect("* OK")
+	pw.Send(fmt.Sprintf(`p1 LOGIN %s %s`, proxytest.FakeUser, proxytest.FakeUserPassword))
+	pw.Expect("p1 OK")
 	tok := imapTokenLogin(t, tp)
-	tok.expect("* BYE [EXPIRED] Access token no longer valid")
-	pw.send("p2 NOOP")
-	pw.expect("* ECHO NOOP")
-	pw.expect("p2 OK")
+	tok.Expect("* BYE [EXPIRED] Access token no longer valid")
+	pw.Send("p2 NOOP")
+	pw.Expect("* ECHO NOOP")
+	pw.Expect("p2 OK")
 	for _, a := range rv.asked() {
 		if !strings.HasPrefix(a, "XOAUTH2 ") {
 			t.Fatalf("revalidator asked about a password session: %q", strings.Fields(a)[0])
@@ -183,9 +184,9 @@ func TestIMAPLifetimeSparesPasswords(t *testing.T) {
 	}
 }
 
-func newSMTPLifetimeTest(t *testing.T, authn Authenticator, lt LifetimeOptions) (*smtpTestProxy, *fakeSMTPBackend) {
+func newSMTPLifetimeTest(t *testing.T, authn Authenticator, lt LifetimeOptions) (*smtpTestProxy, *proxytest.FakeSMTPBackend) {
 	t.Helper()
-	return newSMTPTest(t, fakeSMTPOptions{}, func(o *Options) {
+	return newSMTPTest(t, proxytest.FakeSMTPOptions{}, func(o *Options) {
 		o.Authenticator, o.Lifetime = authn, lt
 	})
 }
@@ -198,12 +199,12 @@ func TestSMTPLifetimeToken(t *testing.T) {
 		exp := time.Now().Add(500 * time.Millisecond)
 		tp, fb := newSMTPLifetimeTest(t, expiringAuthenticator(exp), LifetimeOptions{Mode: LifetimeToken})
 		c := tp.dialSubmissions(t)
-		c.smtpLogin()
-		c.smtpCmd("NOOP", "250 ")
+		c.SMTPLogin()
+		c.SMTPCmd("NOOP", "250 ")
 		time.Sleep(time.Until(exp) + 100*time.Millisecond) // let the token expire
-		c.smtpCmd("MAIL FROM:<alice@example.test>", "421 4.7.0 Access token expired")
-		c.expectClosed()
-		if fb.sawCommand("MAIL") {
+		c.SMTPCmd("MAIL FROM:<alice@example.test>", "421 4.7.0 Access token expired")
+		c.ExpectClosed()
+		if fb.SawCommand("MAIL") {
 			t.Fatal("the backend saw the MAIL sent after the expiry")
 		}
 	})
@@ -211,15 +212,15 @@ func TestSMTPLifetimeToken(t *testing.T) {
 		exp := time.Now().Add(500 * time.Millisecond)
 		tp, fb := newSMTPLifetimeTest(t, expiringAuthenticator(exp), LifetimeOptions{Mode: LifetimeToken})
 		c := tp.dialSubmissions(t)
-		c.smtpLogin()
-		c.smtpCmd("MAIL FROM:<alice@example.test>", "250 ")
+		c.SMTPLogin()
+		c.SMTPCmd("MAIL FROM:<alice@example.test>", "250 ")
 		time.Sleep(time.Until(exp) + 100*time.Millisecond)
-		c.smtpCmd("RCPT TO:<bob@example.test>", "250 ")
-		c.smtpCmd("DATA", "354 ")
-		c.smtpCmd("Subject: x\r\n\r\nx\r\n.", "250 2.0.0 Ok: queued as FAKE1")
-		c.smtpCmd("NOOP", "421 4.7.0")
-		c.expectClosed()
-		if n := len(fb.messages()); n != 1 {
+		c.SMTPCmd("RCPT TO:<bob@example.test>", "250 ")
+		c.SMTPCmd("DATA", "354 ")
+		c.SMTPCmd("Subject: x\r\n\r\nx\r\n.", "250 2.0.0 Ok: queued as FAKE1")
+		c.SMTPCmd("NOOP", "421 4.7.0")
+		c.ExpectClosed()
+		if n := len(fb.Messages()); n != 1 {
 			t.Fatalf("backend got %d messages, want 1", n)
 		}
 	})
@@ -231,15 +232,15 @@ func TestSMTPLifetimeRevalidate(t *testing.T) {
 	rv := &testRevalidator{}
 	tp, _ := newSMTPLifetimeTest(t, fakeAuthenticator, LifetimeOptions{Mode: LifetimeRevalidate, RevalidateEvery: 50 * time.Millisecond, Revalidator: rv})
 	c := tp.dialSubmissions(t)
-	c.smtpLogin()
-	waitFor(t, "two revalidations", func() bool { return rv.calls.Load() >= 2 })
-	c.smtpCmd("NOOP", "250 ")
+	c.SMTPLogin()
+	proxytest.WaitFor(t, "two revalidations", func() bool { return rv.calls.Load() >= 2 })
+	c.SMTPCmd("NOOP", "250 ")
 	rv.revoked.Store(true)
-	waitFor(t, "a refused revalidation", func() bool { return rv.refusals.Load() >= 1 })
-	c.smtpCmd("NOOP", "421 4.7.0 Access token no longer valid")
-	c.expectClosed()
+	proxytest.WaitFor(t, "a refused revalidation", func() bool { return rv.refusals.Load() >= 1 })
+	c.SMTPCmd("NOOP", "421 4.7.0 Access token no longer valid")
+	c.ExpectClosed()
 	for _, a := range rv.asked() {
-		if a != "XOAUTH2 alice@example.test "+testToken {
+		if a != "XOAUTH2 alice@example.test "+proxytest.TestToken {
 			t.Fatalf("revalidator asked %q", a)
 		}
 	}
@@ -248,7 +249,7 @@ func TestSMTPLifetimeRevalidate(t *testing.T) {
 // TestLifetimeOptionsChecked: New refuses an unknown mode and revalidate
 // without a Revalidator.
 func TestLifetimeOptionsChecked(t *testing.T) {
-	serverTLS, _ := testTLS(t)
+	serverTLS, _ := proxytest.TLSPair(t)
 	for _, tt := range []struct {
 		lt      LifetimeOptions
 		wantErr bool

@@ -7,28 +7,30 @@ import (
 	"time"
 
 	"github.com/pires/go-proxyproto"
+
+	"github.com/mailgate/mailgate/internal/proxytest"
 )
 
 // TestProxyProtocol: a header from a trusted network sets the client
 // address (as passed on to the backend); from elsewhere no header is parsed.
 func TestProxyProtocol(t *testing.T) {
-	fb := startFakeIMAPBackend(t)
+	fb := proxytest.StartFakeIMAPBackend(t)
 	tp := newTestProxy(t, Options{
 		Authenticator:     fakeAuthenticator,
-		IMAPBackend:       Backend{Address: fb.addr, ClientIP: "id"},
+		IMAPBackend:       Backend{Address: fb.Addr, ClientIP: "id"},
 		ProxyProtocolFrom: []string{"127.0.0.1/32"},
 	})
-	c := dialPlain(t, tp.plainAddr)
-	hdr := proxyproto.HeaderProxyFromAddrs(2, &net.TCPAddr{IP: net.ParseIP("203.0.113.9"), Port: 4711}, c.c.RemoteAddr())
-	if _, err := hdr.WriteTo(c.c); err != nil {
+	c := proxytest.DialPlain(t, tp.plainAddr)
+	hdr := proxyproto.HeaderProxyFromAddrs(2, &net.TCPAddr{IP: net.ParseIP("203.0.113.9"), Port: 4711}, c.C.RemoteAddr())
+	if _, err := hdr.WriteTo(c.C); err != nil {
 		t.Fatal(err)
 	}
-	c.expect("* OK")
-	c.starttls(tp.clientTLS)
-	c.send("a1 AUTHENTICATE XOAUTH2 " + xoauth2("alice@example.test", testToken))
-	c.expect("a1 OK")
+	c.Expect("* OK")
+	c.StartTLS(tp.clientTLS)
+	c.Send("a1 AUTHENTICATE XOAUTH2 " + proxytest.XOAUTH2("alice@example.test", proxytest.TestToken))
+	c.Expect("a1 OK")
 	var id string
-	for _, l := range fb.received() {
+	for _, l := range fb.Received() {
 		if strings.HasPrefix(l, "mg1 ID ") {
 			id = l
 		}
@@ -41,29 +43,14 @@ func TestProxyProtocol(t *testing.T) {
 	}
 
 	// Untrusted source: a PROXY line is just a bad command.
-	u := dialFrom(t, "127.0.0.2", tp.plainAddr)
-	u.expect("* OK")
-	u.send("PROXY TCP4 198.51.100.1 127.0.0.1 1111 143")
-	u.expect("PROXY BAD")
+	u := proxytest.DialFrom(t, "127.0.0.2", tp.plainAddr)
+	u.Expect("* OK")
+	u.Send("PROXY TCP4 198.51.100.1 127.0.0.1 1111 143")
+	u.Expect("PROXY BAD")
 
 	// Trusted source without a header: refused.
-	n := dialPlain(t, tp.plainAddr)
-	n.c.SetReadDeadline(time.Now().Add(5 * time.Second))
-	n.send("a1 NOOP")
-	n.expectClosed()
-}
-
-func dialFrom(t *testing.T, src, addr string) *tconn {
-	t.Helper()
-	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(src)}}
-	c, err := d.Dial("tcp", addr)
-	if err != nil {
-		t.Fatalf("dial from %s: %v", src, err)
-	}
-	t.Cleanup(func() { c.Close() })
-	return &tconn{t: t, c: c, br: newBufReader(c)}
-}
-
-func dialNoFail(addr string) (interface{ Close() error }, error) {
-	return net.DialTimeout("tcp", addr, time.Second)
+	n := proxytest.DialPlain(t, tp.plainAddr)
+	n.C.SetReadDeadline(time.Now().Add(5 * time.Second))
+	n.Send("a1 NOOP")
+	n.ExpectClosed()
 }

@@ -1,21 +1,26 @@
 package proxy
 
 import (
-	"bufio"
-	"io"
-	"log/slog"
 	"testing"
 
+	"github.com/mailgate/mailgate/internal/proxytest"
 	"github.com/mailgate/mailgate/internal/testenv"
 )
 
 // TestMain starts the shared Dovecot, Postfix and Hydra on first use (by
 // integration tests) and stops them when the tests are done. slog.Default
-// (package auth's logger when none is given) writes into suiteLog, which
-// searches every line for secrets (logscan_test.go).
+// (package auth's logger when none is given) writes into the suite log,
+// which searches every line for secrets (proxytest.LogToSuite).
 func TestMain(m *testing.M) {
-	slog.SetDefault(slog.New(slog.NewTextHandler(suiteLog, &slog.HandlerOptions{Level: slog.LevelDebug})))
+	proxytest.LogToSuite()
 	testenv.Main(m)
 }
 
-func newBufReader(r io.Reader) *bufio.Reader { return bufio.NewReader(r) }
+// fakeAuthenticator accepts proxytest.TestToken for alice@example.test,
+// "bob-token" for bob and "nobody-token" for nobody; proxytest.DownToken
+// means the provider is down.
+var fakeAuthenticator = AuthenticatorFunc(proxytest.FakeAuthenticate)
+
+// registerMasterSecrets registers m's password and the PLAIN messages
+// mailgate builds with it for the test users.
+func registerMasterSecrets(m Master) { proxytest.RegisterMasterSecrets(m.User, m.Password) }

@@ -1,7 +1,6 @@
 package proxy
 
 import (
-	"crypto/tls"
 	"fmt"
 	"strings"
 	"testing"
@@ -12,6 +11,7 @@ import (
 	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
 
+	"github.com/mailgate/mailgate/internal/proxytest"
 	"github.com/mailgate/mailgate/internal/testenv"
 )
 
@@ -43,15 +43,6 @@ func newIMAPPasswordIntegration(t *testing.T, dc *testenv.Dovecot, th Throttle, 
 	return tp
 }
 
-// dialTLSFrom connects from the loopback address src and runs the TLS handshake.
-func dialTLSFrom(t *testing.T, src, addr string, cfg *tls.Config) *tconn {
-	t.Helper()
-	c := dialFrom(t, src, addr)
-	tc := tls.Client(c.c, cfg)
-	c.c, c.br = tc, newBufReader(tc)
-	return c
-}
-
 // TestIntegrationIMAPPasswordLogin: LOGIN and AUTHENTICATE PLAIN with the
 // user's own password reach Dovecot as the user's own login (no master
 // user), from the client's address; Dovecot's OK is the client's.
@@ -60,15 +51,15 @@ func TestIntegrationIMAPPasswordLogin(t *testing.T) {
 	tp := newIMAPPasswordIntegration(t, dc, nil, nil)
 	t.Run("LOGIN", func(t *testing.T) {
 		mark := dc.Log.Mark()
-		c := dialTLSFrom(t, "127.0.0.21", tp.tlsAddr, tp.clientTLS)
-		c.expect("* OK [CAPABILITY IMAP4rev1 SASL-IR ID LITERAL+ AUTH=OAUTHBEARER AUTH=XOAUTH2 AUTH=PLAIN AUTH=LOGIN]")
-		c.send(`a1 LOGIN "alice@example.test" "` + integrationPassword + `"`)
-		ok := c.expect("a1 OK [CAPABILITY IMAP4rev1")
+		c := proxytest.DialTLSFrom(t, "127.0.0.21", tp.tlsAddr, tp.clientTLS)
+		c.Expect("* OK [CAPABILITY IMAP4rev1 SASL-IR ID LITERAL+ AUTH=OAUTHBEARER AUTH=XOAUTH2 AUTH=PLAIN AUTH=LOGIN]")
+		c.Send(`a1 LOGIN "alice@example.test" "` + integrationPassword + `"`)
+		ok := c.Expect("a1 OK [CAPABILITY IMAP4rev1")
 		if !strings.Contains(ok, " IDLE ") || strings.Contains(ok, "AUTH=") {
 			t.Fatalf("login reply %q, want Dovecot's post-login capabilities", ok)
 		}
-		c.send("a2 SELECT INBOX")
-		for line := c.readLine(); !strings.HasPrefix(line, "a2 "); line = c.readLine() {
+		c.Send("a2 SELECT INBOX")
+		for line := c.ReadLine(); !strings.HasPrefix(line, "a2 "); line = c.ReadLine() {
 		}
 		line := dc.Log.WaitSince(t, mark, "rip=127.0.0.21", 10*time.Second)
 		if !strings.Contains(line, "user=<alice@example.test>") || !strings.Contains(line, "method=PLAIN") {
@@ -107,20 +98,20 @@ func TestIntegrationIMAPPasswordRefusedAndThrottled(t *testing.T) {
 	dc := testenv.StartDovecot(t, testenv.DovecotOptions{}) // its own: failures make Dovecot slow down
 	tp := newIMAPPasswordIntegration(t, dc, newTestThrottle(2), func(o *Options) { o.Limits.MaxAuthFailures = 10 })
 	mark := dc.Log.Mark()
-	c := dialTLSFrom(t, "127.0.0.22", tp.tlsAddr, tp.clientTLS)
-	c.expect("* OK")
+	c := proxytest.DialTLSFrom(t, "127.0.0.22", tp.tlsAddr, tp.clientTLS)
+	c.Expect("* OK")
 	for i := 1; i <= 2; i++ {
-		c.send(fmt.Sprintf("a%d LOGIN alice@example.test wrong-password", i))
-		if got := c.readLine(); got != fmt.Sprintf("a%d NO [AUTHENTICATIONFAILED] Authentication failed.", i) {
+		c.Send(fmt.Sprintf("a%d LOGIN alice@example.test wrong-password", i))
+		if got := c.ReadLine(); got != fmt.Sprintf("a%d NO [AUTHENTICATIONFAILED] Authentication failed.", i) {
 			t.Fatalf("attempt %d: %q, want Dovecot's refusal", i, got)
 		}
 	}
-	waitFor(t, "Dovecot to log two password mismatches", func() bool {
+	proxytest.WaitFor(t, "Dovecot to log two password mismatches", func() bool {
 		return strings.Count(dc.Log.Since(mark), "Password mismatch") >= 2
 	})
 	start := time.Now()
-	c.send("a3 LOGIN alice@example.test " + integrationPassword)
-	c.expect("a3 NO [LIMIT] Too many failed logins from your network")
+	c.Send("a3 LOGIN alice@example.test " + integrationPassword)
+	c.Expect("a3 NO [LIMIT] Too many failed logins from your network")
 	if d := time.Since(start); d > time.Second {
 		t.Errorf("throttled attempt answered after %v, want at once from mailgate", d)
 	}
@@ -138,16 +129,16 @@ func TestIntegrationIMAPPasswordRefusedAndThrottled(t *testing.T) {
 func TestIntegrationIMAPPasswordOffByDefault(t *testing.T) {
 	it := newIMAPIntegration(t, TLSStartTLS)
 	mark := it.dc.Log.Mark()
-	c := dialTLS(t, it.tp.tlsAddr, it.tp.clientTLS)
-	if g := c.expect("* OK [CAPABILITY "); strings.Contains(g, "AUTH=PLAIN") || strings.Contains(g, "AUTH=LOGIN") {
+	c := proxytest.DialTLS(t, it.tp.tlsAddr, it.tp.clientTLS)
+	if g := c.Expect("* OK [CAPABILITY "); strings.Contains(g, "AUTH=PLAIN") || strings.Contains(g, "AUTH=LOGIN") {
 		t.Fatalf("greeting %q advertises password mechanisms", g)
 	}
-	c.send("a1 LOGIN alice@example.test " + integrationPassword)
-	c.expect("a1 NO [CANNOT]")
-	c.send("a2 AUTHENTICATE PLAIN " + plainIR("alice@example.test", integrationPassword))
-	c.expect("a2 NO Unsupported authentication mechanism.")
-	c.send("a3 LOGOUT")
-	c.expect("* BYE")
+	c.Send("a1 LOGIN alice@example.test " + integrationPassword)
+	c.Expect("a1 NO [CANNOT]")
+	c.Send("a2 AUTHENTICATE PLAIN " + plainIR("alice@example.test", integrationPassword))
+	c.Expect("a2 NO Unsupported authentication mechanism.")
+	c.Send("a3 LOGOUT")
+	c.Expect("* BYE")
 	if log := it.dc.Log.Since(mark); strings.Contains(log, "alice@example.test") {
 		t.Fatalf("Dovecot saw a login:\n%s", log)
 	}
@@ -213,15 +204,15 @@ func TestIntegrationSMTPPasswordRefusedAndThrottled(t *testing.T) {
 	mark := dc.Log.Mark()
 	c := it.tp.dialSubmissions(t)
 	for i := 0; i < 2; i++ {
-		c.smtpCmd("AUTH PLAIN "+plainIR("alice@example.test", "wrong-password"), "535 5.7.8")
+		c.SMTPCmd("AUTH PLAIN "+plainIR("alice@example.test", "wrong-password"), "535 5.7.8")
 	}
 	start := time.Now()
-	c.smtpCmd("AUTH PLAIN "+plainIR("alice@example.test", integrationPassword), "454 4.7.0 Too many failed logins")
+	c.SMTPCmd("AUTH PLAIN "+plainIR("alice@example.test", integrationPassword), "454 4.7.0 Too many failed logins")
 	if d := time.Since(start); d > time.Second {
 		t.Errorf("throttled attempt answered after %v, want at once from mailgate", d)
 	}
-	c.smtpCmd("MAIL FROM:<alice@example.test>", "530 ")
-	waitFor(t, "Dovecot to log the password mismatches", func() bool {
+	c.SMTPCmd("MAIL FROM:<alice@example.test>", "530 ")
+	proxytest.WaitFor(t, "Dovecot to log the password mismatches", func() bool {
 		return strings.Count(dc.Log.Since(mark), "Password mismatch") >= 2
 	})
 	if n := strings.Count(dc.Log.Since(mark), "Password mismatch"); n != 2 {
@@ -241,8 +232,8 @@ func TestIntegrationSMTPPasswordOffByDefault(t *testing.T) {
 	pf := testenv.SharedPostfix(t)
 	it := newSMTPIntegration(t, pf, Backend{TLS: TLSStartTLS}, nil)
 	c := it.tp.dialSubmissions(t)
-	if got := extParam(c.smtpEHLO(), "AUTH"); got != "OAUTHBEARER XOAUTH2" {
+	if got := proxytest.ExtParam(c.SMTPEHLO(), "AUTH"); got != "OAUTHBEARER XOAUTH2" {
 		t.Fatalf("AUTH = %q, want OAUTHBEARER XOAUTH2", got)
 	}
-	c.smtpCmd("AUTH PLAIN "+plainIR("alice@example.test", integrationPassword), "504 5.7.4")
+	c.SMTPCmd("AUTH PLAIN "+plainIR("alice@example.test", integrationPassword), "504 5.7.4")
 }

@@ -12,28 +12,28 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pires/go-proxyproto"
+	"github.com/mailgate/mailgate/internal/proxytest"
 )
 
 // TestPreloginPerIPCap: over its network's pre-login cap a client is refused
 // with one line on the plaintext port, and without a TLS handshake on the
 // implicit-TLS port; another network is not affected.
 func TestPreloginPerIPCap(t *testing.T) {
-	fb := startFakeIMAPBackend(t)
+	fb := proxytest.StartFakeIMAPBackend(t)
 	obs := newCountingObserver()
 	tp := newTestProxy(t, Options{
 		Authenticator: fakeAuthenticator,
-		IMAPBackend:   Backend{Address: fb.addr},
+		IMAPBackend:   Backend{Address: fb.Addr},
 		Limits:        Limits{MaxPreloginPerIP: 2},
 		Observer:      obs,
 	})
-	a := dialPlain(t, tp.plainAddr)
-	a.expect("* OK")
-	b := dialTLS(t, tp.tlsAddr, tp.clientTLS)
-	b.expect("* OK")
-	c := dialPlain(t, tp.plainAddr)
-	c.expect("* BYE [UNAVAILABLE] Too many connections")
-	c.expectClosed()
+	a := proxytest.DialPlain(t, tp.plainAddr)
+	a.Expect("* OK")
+	b := proxytest.DialTLS(t, tp.tlsAddr, tp.clientTLS)
+	b.Expect("* OK")
+	c := proxytest.DialPlain(t, tp.plainAddr)
+	c.Expect("* BYE [UNAVAILABLE] Too many connections")
+	c.ExpectClosed()
 	// Over TLS: closed before any handshake.
 	raw, err := net.Dial("tcp", tp.tlsAddr)
 	if err != nil {
@@ -49,17 +49,17 @@ func TestPreloginPerIPCap(t *testing.T) {
 		t.Errorf("refused %s = %d, want 2", refusedPerIP, n)
 	}
 	// Another address is not affected.
-	d := dialFrom(t, "127.0.0.2", tp.plainAddr)
-	d.expect("* OK")
+	d := proxytest.DialFrom(t, "127.0.0.2", tp.plainAddr)
+	d.Expect("* OK")
 	// Once one closes, there is room again.
-	a.send("x LOGOUT")
-	a.expect("* BYE")
-	a.expect("x OK")
-	a.expectClosed()
-	waitFor(t, "a free slot", func() bool {
-		e := dialPlain(t, tp.plainAddr)
-		line := e.readLine()
-		e.c.Close()
+	a.Send("x LOGOUT")
+	a.Expect("* BYE")
+	a.Expect("x OK")
+	a.ExpectClosed()
+	proxytest.WaitFor(t, "a free slot", func() bool {
+		e := proxytest.DialPlain(t, tp.plainAddr)
+		line := e.ReadLine()
+		e.C.Close()
 		return strings.HasPrefix(line, "* OK")
 	})
 }
@@ -67,24 +67,24 @@ func TestPreloginPerIPCap(t *testing.T) {
 // TestPreloginEvictsOldestOfBusiest: a full pre-login pool makes room by
 // closing the oldest pre-login connection of the network holding the most.
 func TestPreloginEvictsOldestOfBusiest(t *testing.T) {
-	fb := startFakeIMAPBackend(t)
+	fb := proxytest.StartFakeIMAPBackend(t)
 	tp := newTestProxy(t, Options{
 		Authenticator: fakeAuthenticator,
-		IMAPBackend:   Backend{Address: fb.addr},
+		IMAPBackend:   Backend{Address: fb.Addr},
 		Limits:        Limits{MaxPrelogin: 3, MaxPreloginPerIP: -1},
 	})
-	a1 := dialFrom(t, "127.0.0.2", tp.plainAddr)
-	a1.expect("* OK")
-	a2 := dialFrom(t, "127.0.0.2", tp.plainAddr)
-	a2.expect("* OK")
-	b := dialFrom(t, "127.0.0.3", tp.plainAddr)
-	b.expect("* OK")
-	c := dialFrom(t, "127.0.0.4", tp.plainAddr)
-	c.expect("* OK")
-	a1.expectClosed()
-	for _, still := range []*tconn{a2, b, c} {
-		still.send("n NOOP")
-		still.expect("n OK")
+	a1 := proxytest.DialFrom(t, "127.0.0.2", tp.plainAddr)
+	a1.Expect("* OK")
+	a2 := proxytest.DialFrom(t, "127.0.0.2", tp.plainAddr)
+	a2.Expect("* OK")
+	b := proxytest.DialFrom(t, "127.0.0.3", tp.plainAddr)
+	b.Expect("* OK")
+	c := proxytest.DialFrom(t, "127.0.0.4", tp.plainAddr)
+	c.Expect("* OK")
+	a1.ExpectClosed()
+	for _, still := range []*proxytest.Conn{a2, b, c} {
+		still.Send("n NOOP")
+		still.Expect("n OK")
 	}
 }
 
@@ -93,31 +93,31 @@ func TestPreloginEvictsOldestOfBusiest(t *testing.T) {
 // fill the pre-login pool; a user from elsewhere still connects and logs in,
 // and users already logged in stay so.
 func TestSecurityPreloginFloodCannotLockOutUsers(t *testing.T) {
-	fb := startFakeIMAPBackend(t)
+	fb := proxytest.StartFakeIMAPBackend(t)
 	tp := newTestProxy(t, Options{
 		Authenticator:     fakeAuthenticator,
-		IMAPBackend:       Backend{Address: fb.addr},
+		IMAPBackend:       Backend{Address: fb.Addr},
 		ProxyProtocolFrom: []string{"127.0.0.1/32"},
 		Limits:            Limits{MaxPrelogin: 40, MaxPreloginPerIP: 40, MaxConnections: 5, ConnRate: -1},
 	})
 	// A user logged in before the flood.
-	u1 := dialProxied(t, tp.plainAddr, "198.51.100.7")
-	u1.expect("* OK")
-	u1.starttls(tp.clientTLS)
-	u1.send("a1 AUTHENTICATE XOAUTH2 " + xoauth2("alice@example.test", testToken))
-	u1.expect("a1 OK")
+	u1 := proxytest.DialProxied(t, tp.plainAddr, "198.51.100.7")
+	u1.Expect("* OK")
+	u1.StartTLS(tp.clientTLS)
+	u1.Send("a1 AUTHENTICATE XOAUTH2 " + proxytest.XOAUTH2("alice@example.test", proxytest.TestToken))
+	u1.Expect("a1 OK")
 
 	// The flood: 60 idle connections from 2001:db8:0:100::/56, one per /64.
 	// With per-/64 keys each would be alone; with /56 keys they are one
 	// network, capped at 40, which fills the pool.
-	var flood []*tconn
+	var flood []*proxytest.Conn
 	for i := 0; i < 60; i++ {
-		c := dialProxied(t, tp.plainAddr, fmt.Sprintf("2001:db8:0:1%02x::1", i))
+		c := proxytest.DialProxied(t, tp.plainAddr, fmt.Sprintf("2001:db8:0:1%02x::1", i))
 		flood = append(flood, c)
 	}
 	refused := 0
 	for _, c := range flood {
-		if l := c.readLine(); strings.HasPrefix(l, "* BYE [UNAVAILABLE]") {
+		if l := c.ReadLine(); strings.HasPrefix(l, "* BYE [UNAVAILABLE]") {
 			refused++
 		}
 	}
@@ -126,93 +126,82 @@ func TestSecurityPreloginFloodCannotLockOutUsers(t *testing.T) {
 	}
 
 	// A new user from another network gets in and logs in.
-	u2 := dialProxied(t, tp.plainAddr, "203.0.113.20")
-	u2.expect("* OK")
-	u2.starttls(tp.clientTLS)
-	u2.send("a1 AUTHENTICATE XOAUTH2 " + xoauth2("alice@example.test", testToken))
-	u2.expect("a1 OK")
+	u2 := proxytest.DialProxied(t, tp.plainAddr, "203.0.113.20")
+	u2.Expect("* OK")
+	u2.StartTLS(tp.clientTLS)
+	u2.Send("a1 AUTHENTICATE XOAUTH2 " + proxytest.XOAUTH2("alice@example.test", proxytest.TestToken))
+	u2.Expect("a1 OK")
 	// The first one is still relayed (the fake backend echoes).
-	u1.send("n NOOP")
-	u1.expect("* ECHO NOOP")
+	u1.Send("n NOOP")
+	u1.Expect("* ECHO NOOP")
 	if pre, in := tp.srv.pools.counts(); pre > 40 || in != 2 {
 		t.Errorf("pools: %d pre-login (cap 40), %d logged in (want 2)", pre, in)
 	}
-}
-
-// dialProxied connects from 127.0.0.1 and sends a PROXY v2 header naming src.
-func dialProxied(t *testing.T, addr, src string) *tconn {
-	t.Helper()
-	c := dialPlain(t, addr)
-	hdr := proxyproto.HeaderProxyFromAddrs(2, &net.TCPAddr{IP: net.ParseIP(src), Port: 40000}, c.c.RemoteAddr())
-	if _, err := hdr.WriteTo(c.c); err != nil {
-		t.Fatal(err)
-	}
-	return c
 }
 
 // TestSessionsLimitAtLogin: the logged-in pool is checked when the login
 // starts; a client over it is told to come back, temporarily, and its
 // connection stays usable.
 func TestSessionsLimitAtLogin(t *testing.T) {
-	fb := startFakeIMAPBackend(t)
+	fb := proxytest.StartFakeIMAPBackend(t)
 	tp := newTestProxy(t, Options{
 		Authenticator: fakeAuthenticator,
-		IMAPBackend:   Backend{Address: fb.addr},
+		IMAPBackend:   Backend{Address: fb.Addr},
 		Limits:        Limits{MaxConnections: 1},
 	})
-	a := dialTLS(t, tp.tlsAddr, tp.clientTLS)
-	a.expect("* OK")
-	a.send("a1 AUTHENTICATE XOAUTH2 " + xoauth2("alice@example.test", testToken))
-	a.expect("a1 OK")
-	b := dialTLS(t, tp.tlsAddr, tp.clientTLS)
-	b.expect("* OK")
-	b.send("b1 AUTHENTICATE XOAUTH2 " + xoauth2("alice@example.test", testToken))
-	b.expect("b1 NO [UNAVAILABLE] Too many sessions")
-	a.c.Close()
-	waitFor(t, "the session's seat to free", func() bool {
+	a := proxytest.DialTLS(t, tp.tlsAddr, tp.clientTLS)
+	a.Expect("* OK")
+	a.Send("a1 AUTHENTICATE XOAUTH2 " + proxytest.XOAUTH2("alice@example.test", proxytest.TestToken))
+	a.Expect("a1 OK")
+	b := proxytest.DialTLS(t, tp.tlsAddr, tp.clientTLS)
+	b.Expect("* OK")
+	b.Send("b1 AUTHENTICATE XOAUTH2 " + proxytest.XOAUTH2("alice@example.test", proxytest.TestToken))
+	b.Expect("b1 NO [UNAVAILABLE] Too many sessions")
+	a.C.Close()
+	proxytest.WaitFor(t, "the session's seat to free", func() bool {
 		_, in := tp.srv.pools.counts()
 		return in == 0
 	})
-	b.send("b2 AUTHENTICATE XOAUTH2 " + xoauth2("alice@example.test", testToken))
-	b.expect("b2 OK")
+	b.Send("b2 AUTHENTICATE XOAUTH2 " + proxytest.XOAUTH2("alice@example.test", proxytest.TestToken))
+	b.Expect("b2 OK")
 }
 
 // TestConnectionRatePerNetwork: past its burst a network's new connections
 // are refused until its bucket refills; other networks are not affected.
 func TestConnectionRatePerNetwork(t *testing.T) {
-	fb := startFakeIMAPBackend(t)
+	fb := proxytest.StartFakeIMAPBackend(t)
 	obs := newCountingObserver()
 	tp := newTestProxy(t, Options{
 		Authenticator: fakeAuthenticator,
-		IMAPBackend:   Backend{Address: fb.addr},
+		IMAPBackend:   Backend{Address: fb.Addr},
 		Limits:        Limits{ConnRate: 0.001, ConnBurst: 3},
 		Observer:      obs,
 	})
 	for i := 0; i < 3; i++ {
-		c := dialFrom(t, "127.0.0.5", tp.plainAddr)
-		c.expect("* OK")
+		c := proxytest.DialFrom(t, "127.0.0.5", tp.plainAddr)
+		c.Expect("* OK")
 	}
-	c := dialFrom(t, "127.0.0.5", tp.plainAddr)
-	c.expect("* BYE [UNAVAILABLE] Too many connections")
+	c := proxytest.DialFrom(t, "127.0.0.5", tp.plainAddr)
+	c.Expect("* BYE [UNAVAILABLE] Too many connections")
 	if n := obs.refused(refusedRate); n != 1 {
 		t.Errorf("refused %s = %d, want 1", refusedRate, n)
 	}
-	d := dialFrom(t, "127.0.0.6", tp.plainAddr)
-	d.expect("* OK")
+	d := proxytest.DialFrom(t, "127.0.0.6", tp.plainAddr)
+	d.Expect("* OK")
 }
 
 // TestExemptNetworks pay no per-network cap or rate.
 func TestExemptNetworks(t *testing.T) {
-	fb := startFakeIMAPBackend(t)
+	fb := proxytest.StartFakeIMAPBackend(t)
 	tp := newTestProxy(t, Options{
 		Authenticator: fakeAuthenticator,
-		IMAPBackend:   Backend{Address: fb.addr},
+		IMAPBackend:   Backend{Address: fb.Addr},
 		Limits: Limits{ConnRate: 0.001, ConnBurst: 1, MaxPreloginPerIP: 1,
 			ExemptNetworks: mustPrefixes("127.0.0.7/32")},
 	})
 	for i := 0; i < 4; i++ {
-		c := dialFrom(t, "127.0.0.7", tp.plainAddr)
-		c.expect("* OK")
+		c := proxytest.DialFrom(t, "127.0.0.7", tp.plainAddr)
+		c.Expect("* OK")
 	}
 }
 
@@ -237,9 +226,9 @@ func (l *flakyListener) Accept() (net.Conn, error) {
 // of descriptors makes Accept fail with EMFILE; the server waits and goes
 // on instead of returning (which made mailgate exit).
 func TestSecurityAcceptErrorsDoNotStopServer(t *testing.T) {
-	fb := startFakeIMAPBackend(t)
-	serverTLS, _ := testTLS(t)
-	srv, err := New(Options{Authenticator: fakeAuthenticator, TLSConfig: serverTLS, IMAPBackend: Backend{Address: fb.addr}})
+	fb := proxytest.StartFakeIMAPBackend(t)
+	serverTLS, _ := proxytest.TLSPair(t)
+	srv, err := New(Options{Authenticator: fakeAuthenticator, TLSConfig: serverTLS, IMAPBackend: Backend{Address: fb.Addr}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -252,8 +241,8 @@ func TestSecurityAcceptErrorsDoNotStopServer(t *testing.T) {
 		done := make(chan error, 1)
 		fl := &flakyListener{Listener: ln, err: &net.OpError{Op: "accept", Net: "tcp", Err: e}, fails: 4}
 		go func() { done <- srv.ServeIMAP(t.Context(), fl, false) }()
-		c := dialPlain(t, addr)
-		c.expect("* OK")
+		c := proxytest.DialPlain(t, addr)
+		c.Expect("* OK")
 		select {
 		case err := <-done:
 			t.Fatalf("ServeIMAP returned %v after %v", err, e)
@@ -269,7 +258,7 @@ func TestSecurityAcceptErrorsDoNotStopServer(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		srv, _ = New(Options{Authenticator: fakeAuthenticator, TLSConfig: serverTLS, IMAPBackend: Backend{Address: fb.addr}})
+		srv, _ = New(Options{Authenticator: fakeAuthenticator, TLSConfig: serverTLS, IMAPBackend: Backend{Address: fb.Addr}})
 	}
 	ln.Close()
 }

@@ -7,13 +7,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mailgate/mailgate/internal/proxytest"
 	"github.com/mailgate/mailgate/internal/testenv"
 )
 
 // newProbeServer is a Server that only probes (no listener).
 func newProbeServer(t *testing.T, master Master, imapBE, smtpBE Backend) *Server {
 	t.Helper()
-	serverTLS, _ := testTLS(t)
+	serverTLS, _ := proxytest.TLSPair(t)
 	s, err := New(Options{Authenticator: fakeAuthenticator, TLSConfig: serverTLS, Master: master,
 		IMAPBackend: imapBE, SMTPBackend: smtpBE})
 	if err != nil {

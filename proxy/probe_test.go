@@ -7,6 +7,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/mailgate/mailgate/internal/proxytest"
 )
 
 // scriptedIMAP is a backend whose greeting and CAPABILITY come from caps,
@@ -75,7 +77,7 @@ func TestBackendProblemRecovers(t *testing.T) {
 	s.problems.mu.Lock()
 	s.problems.probed["imap"] = time.Now().Add(-reprobeEvery) // as if reprobeEvery had passed
 	s.problems.mu.Unlock()
-	waitFor(t, "the re-probe to clear the problem", func() bool { return s.BackendProblem("imap") == "" })
+	proxytest.WaitFor(t, "the re-probe to clear the problem", func() bool { return s.BackendProblem("imap") == "" })
 }
 
 // TestBackendProbeNoAuthPlain and the untrusted PROXY sender.

@@ -9,7 +9,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -21,6 +20,7 @@ import (
 	"time"
 
 	"github.com/mailgate/mailgate/auth"
+	"github.com/mailgate/mailgate/internal/proxytest"
 	"github.com/mailgate/mailgate/internal/testenv"
 )
 
@@ -32,38 +32,38 @@ import (
 // client is neither authenticated nor in a transaction, and the injected
 // AUTH never reached the authenticator or the backend.
 func TestSecuritySMTPStartTLSInjection(t *testing.T) {
-	tp, fb := newSMTPTest(t, fakeSMTPOptions{}, nil)
-	probes := fb.connCount()
+	tp, fb := newSMTPTest(t, proxytest.FakeSMTPOptions{}, nil)
+	probes := fb.ConnCount()
 	for name, injected := range map[string]string{
-		"auth":      "AUTH XOAUTH2 " + xoauth2("alice@example.test", testToken) + "\r\n",
+		"auth":      "AUTH XOAUTH2 " + proxytest.XOAUTH2("alice@example.test", proxytest.TestToken) + "\r\n",
 		"mail":      "MAIL FROM:<alice@example.test>\r\nRCPT TO:<bob@example.test>\r\n",
-		"auth+mail": "AUTH XOAUTH2 " + xoauth2("alice@example.test", testToken) + "\r\nMAIL FROM:<alice@example.test>\r\n",
+		"auth+mail": "AUTH XOAUTH2 " + proxytest.XOAUTH2("alice@example.test", proxytest.TestToken) + "\r\nMAIL FROM:<alice@example.test>\r\n",
 	} {
 		t.Run(name, func(t *testing.T) {
-			c := dialPlain(t, tp.plainAddr)
-			c.smtpExpect("220 ")
-			c.smtpEHLO()
-			c.c.Write([]byte("STARTTLS\r\n" + injected))
-			c.smtpExpect("220 2.0.0 Ready to start TLS")
-			tc := tls.Client(c.c, tp.clientTLS)
+			c := proxytest.DialPlain(t, tp.plainAddr)
+			c.SMTPExpect("220 ")
+			c.SMTPEHLO()
+			c.C.Write([]byte("STARTTLS\r\n" + injected))
+			c.SMTPExpect("220 2.0.0 Ready to start TLS")
+			tc := tls.Client(c.C, tp.clientTLS)
 			if err := tc.Handshake(); err != nil {
 				t.Fatalf("handshake: %v", err)
 			}
-			c.c, c.br = tc, bufio.NewReader(tc)
+			c.C, c.BR = tc, bufio.NewReader(tc)
 			// The first reply inside TLS is the one to our EHLO.
-			exts := c.smtpEHLO()
-			if !hasExt(exts, "AUTH") {
+			exts := c.SMTPEHLO()
+			if !proxytest.HasExt(exts, "AUTH") {
 				t.Fatalf("EHLO after TLS = %q, want AUTH offered (not authenticated)", exts)
 			}
-			c.smtpCmd("RCPT TO:<bob@example.test>", "502 5.5.1") // no transaction open
-			c.smtpCmd("MAIL FROM:<alice@example.test>", "530 5.7.0 Authentication required")
-			c.smtpCmd("QUIT", "221 ")
+			c.SMTPCmd("RCPT TO:<bob@example.test>", "502 5.5.1") // no transaction open
+			c.SMTPCmd("MAIL FROM:<alice@example.test>", "530 5.7.0 Authentication required")
+			c.SMTPCmd("QUIT", "221 ")
 		})
 	}
 	if n := tp.authCalls(); n != 0 {
 		t.Fatalf("the injected AUTH reached the authenticator (%d calls)", n)
 	}
-	if n := fb.connCount(); n != probes {
+	if n := fb.ConnCount(); n != probes {
 		t.Fatalf("the backend was contacted %d times, want %d (capability probes only)", n, probes)
 	}
 }
@@ -104,19 +104,19 @@ func TestSecuritySMTPSmuggling(t *testing.T) {
 			inner := uniqueSubject("smuggle-inner-" + name)
 			mark := pf.Log.Mark()
 			c := tp.dialSubmissions(t)
-			c.smtpLogin()
-			c.smtpCmd("MAIL FROM:<alice@example.test>", "250 ")
-			c.smtpCmd("RCPT TO:<alice@example.test>", "250 ")
-			c.smtpCmd("DATA", "354 ")
-			c.c.Write([]byte("From: alice@example.test\r\nTo: alice@example.test\r\nSubject: " + outer + "\r\n\r\n" +
+			c.SMTPLogin()
+			c.SMTPCmd("MAIL FROM:<alice@example.test>", "250 ")
+			c.SMTPCmd("RCPT TO:<alice@example.test>", "250 ")
+			c.SMTPCmd("DATA", "354 ")
+			c.C.Write([]byte("From: alice@example.test\r\nTo: alice@example.test\r\nSubject: " + outer + "\r\n\r\n" +
 				"before the separator" + sep +
 				"MAIL FROM:<alice@example.test>\r\nRCPT TO:<alice@example.test>\r\nDATA\r\n" +
 				"From: alice@example.test\r\nTo: alice@example.test\r\nSubject: " + inner + "\r\n\r\nsmuggled body\r\n"))
-			c.smtpCmd(".", "250 2.0.0 Ok: queued as ")
+			c.SMTPCmd(".", "250 2.0.0 Ok: queued as ")
 			// Nothing else was answered: the next reply is the NOOP's.
-			c.smtpCmd("NOOP", "250 2.0.0 I have successfully done nothing")
-			c.smtpCmd("QUIT", "221 ")
-			c.expectClosed()
+			c.SMTPCmd("NOOP", "250 2.0.0 I have successfully done nothing")
+			c.SMTPCmd("QUIT", "221 ")
+			c.ExpectClosed()
 
 			summary := pf.Log.WaitSince(t, mark, " auth=1 ", 15*time.Second)
 			if !strings.Contains(summary, " mail=1 rcpt=1 data=1 ") {
@@ -153,7 +153,7 @@ func TestSecurityAuthBeforeTLS(t *testing.T) {
 	t.Run("imap", func(t *testing.T) {
 		var calls int
 		var mu sync.Mutex
-		fb := startFakeIMAPBackend(t)
+		fb := proxytest.StartFakeIMAPBackend(t)
 		tp := newTestProxy(t, Options{
 			Authenticator: AuthenticatorFunc(func(ctx context.Context, c auth.Credentials) (auth.Identity, error) {
 				mu.Lock()
@@ -161,40 +161,40 @@ func TestSecurityAuthBeforeTLS(t *testing.T) {
 				mu.Unlock()
 				return fakeAuthenticator(ctx, c)
 			}),
-			IMAPBackend: Backend{Address: fb.addr, TLS: TLSNone},
+			IMAPBackend: Backend{Address: fb.Addr, TLS: TLSNone},
 		})
-		c := dialPlain(t, tp.plainAddr)
-		if g := c.expect("* OK [CAPABILITY "); !strings.Contains(g, "LOGINDISABLED") || strings.Contains(g, "AUTH=") {
+		c := proxytest.DialPlain(t, tp.plainAddr)
+		if g := c.Expect("* OK [CAPABILITY "); !strings.Contains(g, "LOGINDISABLED") || strings.Contains(g, "AUTH=") {
 			t.Fatalf("greeting %q offers authentication before TLS", g)
 		}
-		c.send("a1 AUTHENTICATE XOAUTH2 " + xoauth2("alice@example.test", testToken))
-		c.expect("a1 NO [PRIVACYREQUIRED]")
-		c.send("a2 AUTHENTICATE OAUTHBEARER")
-		c.expect("a2 NO [PRIVACYREQUIRED]") // no "+" continuation either
-		c.send("a3 LOGIN alice@example.test password")
-		c.expect("a3 NO [PRIVACYREQUIRED]")
-		c.send("a4 SELECT INBOX")
-		c.expect("a4 BAD")
+		c.Send("a1 AUTHENTICATE XOAUTH2 " + proxytest.XOAUTH2("alice@example.test", proxytest.TestToken))
+		c.Expect("a1 NO [PRIVACYREQUIRED]")
+		c.Send("a2 AUTHENTICATE OAUTHBEARER")
+		c.Expect("a2 NO [PRIVACYREQUIRED]") // no "+" continuation either
+		c.Send("a3 LOGIN alice@example.test password")
+		c.Expect("a3 NO [PRIVACYREQUIRED]")
+		c.Send("a4 SELECT INBOX")
+		c.Expect("a4 BAD")
 		mu.Lock()
 		defer mu.Unlock()
-		if calls != 0 || fb.connCount() != 0 {
-			t.Fatalf("before TLS: %d authenticator calls, %d backend connections; want none", calls, fb.connCount())
+		if calls != 0 || fb.ConnCount() != 0 {
+			t.Fatalf("before TLS: %d authenticator calls, %d backend connections; want none", calls, fb.ConnCount())
 		}
 	})
 	t.Run("smtp", func(t *testing.T) {
-		tp, fb := newSMTPTest(t, fakeSMTPOptions{}, nil)
-		probes := fb.connCount()
-		c := dialPlain(t, tp.plainAddr)
-		c.smtpExpect("220 ")
-		if exts := c.smtpEHLO(); hasExt(exts, "AUTH") || !hasExt(exts, "STARTTLS") {
+		tp, fb := newSMTPTest(t, proxytest.FakeSMTPOptions{}, nil)
+		probes := fb.ConnCount()
+		c := proxytest.DialPlain(t, tp.plainAddr)
+		c.SMTPExpect("220 ")
+		if exts := c.SMTPEHLO(); proxytest.HasExt(exts, "AUTH") || !proxytest.HasExt(exts, "STARTTLS") {
 			t.Fatalf("EHLO before TLS = %q, want STARTTLS and no AUTH", exts)
 		}
-		c.smtpCmd("AUTH XOAUTH2 "+xoauth2("alice@example.test", testToken), "523 5.7.10 TLS is required")
-		c.smtpCmd("AUTH OAUTHBEARER", "523 5.7.10 TLS is required")
-		c.smtpCmd("AUTH PLAIN "+base64.StdEncoding.EncodeToString([]byte("\x00alice@example.test\x00password")), "523 5.7.10 TLS is required")
-		c.smtpCmd("MAIL FROM:<alice@example.test>", "530 5.7.0 Must issue a STARTTLS command first")
-		if n := tp.authCalls(); n != 0 || fb.connCount() != probes {
-			t.Fatalf("before TLS: %d authenticator calls, %d backend connections beyond the probes; want none", n, fb.connCount()-probes)
+		c.SMTPCmd("AUTH XOAUTH2 "+proxytest.XOAUTH2("alice@example.test", proxytest.TestToken), "523 5.7.10 TLS is required")
+		c.SMTPCmd("AUTH OAUTHBEARER", "523 5.7.10 TLS is required")
+		c.SMTPCmd("AUTH PLAIN "+base64.StdEncoding.EncodeToString([]byte("\x00alice@example.test\x00password")), "523 5.7.10 TLS is required")
+		c.SMTPCmd("MAIL FROM:<alice@example.test>", "530 5.7.0 Must issue a STARTTLS command first")
+		if n := tp.authCalls(); n != 0 || fb.ConnCount() != probes {
+			t.Fatalf("before TLS: %d authenticator calls, %d backend connections beyond the probes; want none", n, fb.ConnCount()-probes)
 		}
 	})
 }
@@ -203,52 +203,52 @@ func TestSecurityAuthBeforeTLS(t *testing.T) {
 // listener, after a refused AUTH, after a cancelled one, and after STARTTLS
 // (which forgets everything); the backend is never contacted.
 func TestSecuritySMTPMailBeforeAuth(t *testing.T) {
-	tp, fb := newSMTPTest(t, fakeSMTPOptions{}, nil)
-	probes := fb.connCount()
-	for name, setup := range map[string]func(t *testing.T) *tconn{
+	tp, fb := newSMTPTest(t, proxytest.FakeSMTPOptions{}, nil)
+	probes := fb.ConnCount()
+	for name, setup := range map[string]func(t *testing.T) *proxytest.Conn{
 		"587 after STARTTLS": tp.dialSubmission,
 		"465":                tp.dialSubmissions,
-		"after a refused AUTH": func(t *testing.T) *tconn {
+		"after a refused AUTH": func(t *testing.T) *proxytest.Conn {
 			c := tp.dialSubmissions(t)
-			c.smtpCmd("AUTH XOAUTH2 "+xoauth2("alice@example.test", badToken), "334 ")
-			c.smtpCmd("", "535 5.7.8")
+			c.SMTPCmd("AUTH XOAUTH2 "+proxytest.XOAUTH2("alice@example.test", proxytest.BadToken), "334 ")
+			c.SMTPCmd("", "535 5.7.8")
 			return c
 		},
-		"after a cancelled AUTH": func(t *testing.T) *tconn {
+		"after a cancelled AUTH": func(t *testing.T) *proxytest.Conn {
 			c := tp.dialSubmissions(t)
-			c.smtpCmd("AUTH XOAUTH2", "334 ")
-			c.smtpCmd("*", "501 5.0.0")
+			c.SMTPCmd("AUTH XOAUTH2", "334 ")
+			c.SMTPCmd("*", "501 5.0.0")
 			return c
 		},
-		"after a malformed AUTH": func(t *testing.T) *tconn {
+		"after a malformed AUTH": func(t *testing.T) *proxytest.Conn {
 			c := tp.dialSubmissions(t)
-			c.smtpCmd("AUTH XOAUTH2 "+base64.StdEncoding.EncodeToString([]byte("user=alice@example.test\x01auth=Basic x\x01\x01")), "501 5.5.2")
+			c.SMTPCmd("AUTH XOAUTH2 "+base64.StdEncoding.EncodeToString([]byte("user=alice@example.test\x01auth=Basic x\x01\x01")), "501 5.5.2")
 			return c
 		},
-		"after a MAIL before STARTTLS": func(t *testing.T) *tconn {
-			c := dialPlain(t, tp.plainAddr)
-			c.smtpExpect("220 ")
-			c.smtpEHLO()
-			c.smtpCmd("MAIL FROM:<alice@example.test>", "530 5.7.0")
-			c.smtpStartTLS(tp.clientTLS)
-			c.smtpEHLO()
+		"after a MAIL before STARTTLS": func(t *testing.T) *proxytest.Conn {
+			c := proxytest.DialPlain(t, tp.plainAddr)
+			c.SMTPExpect("220 ")
+			c.SMTPEHLO()
+			c.SMTPCmd("MAIL FROM:<alice@example.test>", "530 5.7.0")
+			c.SMTPStartTLS(tp.clientTLS)
+			c.SMTPEHLO()
 			return c
 		},
 	} {
 		t.Run(name, func(t *testing.T) {
 			c := setup(t)
-			c.smtpCmd("MAIL FROM:<alice@example.test>", "530 5.7.0 Authentication required")
-			c.smtpCmd("RCPT TO:<bob@example.test>", "502 5.5.1")
-			c.smtpCmd("DATA", "502 5.5.1")
-			c.c.Write([]byte("BDAT 5 LAST\r\nhello"))
-			c.smtpExpect("502 5.5.1")
-			c.smtpCmd("QUIT", "221 ")
+			c.SMTPCmd("MAIL FROM:<alice@example.test>", "530 5.7.0 Authentication required")
+			c.SMTPCmd("RCPT TO:<bob@example.test>", "502 5.5.1")
+			c.SMTPCmd("DATA", "502 5.5.1")
+			c.C.Write([]byte("BDAT 5 LAST\r\nhello"))
+			c.SMTPExpect("502 5.5.1")
+			c.SMTPCmd("QUIT", "221 ")
 		})
 	}
-	if n := fb.connCount(); n != probes {
+	if n := fb.ConnCount(); n != probes {
 		t.Fatalf("the backend was contacted %d times, want %d (capability probes only)", n, probes)
 	}
-	if fb.sawCommand("MAIL") {
+	if fb.SawCommand("MAIL") {
 		t.Fatal("a MAIL reached the backend")
 	}
 }
@@ -268,7 +268,7 @@ func TestSecurityTokenOfAnotherUser(t *testing.T) {
 	}
 	mint := func(user string, opts testenv.TokenOptions) string {
 		tok := idp.MintToken(t, user, opts)
-		registerSecret("a Hydra token", tok)
+		proxytest.RegisterSecret("a Hydra token", tok)
 		return tok
 	}
 	alices := map[string]string{"jwt": mint("alice@example.test", testenv.TokenOptions{}), "opaque": mint("alice@example.test", testenv.TokenOptions{Opaque: true})}
@@ -295,20 +295,20 @@ func TestSecurityTokenOfAnotherUser(t *testing.T) {
 	src := 50 // each refusal from its own address: Dovecot's per-IP penalty stays out of later tests
 	for i, a := range attempts {
 		for _, mech := range []string{auth.MechXOAUTH2, auth.MechOAUTHBEARER} {
-			ir := xoauth2(a.claimed, a.token)
+			ir := proxytest.XOAUTH2(a.claimed, a.token)
 			if mech == auth.MechOAUTHBEARER {
-				ir = oauthbearer(a.claimed, a.token)
+				ir = proxytest.OAuthBearer(a.claimed, a.token)
 			}
 			t.Run(fmt.Sprintf("%d %s imap", i, mech), func(t *testing.T) {
 				src++
 				mark := dc.Log.Mark()
-				c := dialFrom(t, "127.0.0."+strconv.Itoa(src), imapTP.tlsAddr)
-				c.upgradeTLS(imapTP.clientTLS)
-				c.expect("* OK")
-				c.send("a1 AUTHENTICATE " + mech + " " + ir)
-				c.expect("+ ")
-				c.send("AQ==")
-				if got, want := c.readLine(), "a1 NO [AUTHENTICATIONFAILED] Authentication failed."; got != want {
+				c := proxytest.DialFrom(t, "127.0.0."+strconv.Itoa(src), imapTP.tlsAddr)
+				c.UpgradeTLS(imapTP.clientTLS)
+				c.Expect("* OK")
+				c.Send("a1 AUTHENTICATE " + mech + " " + ir)
+				c.Expect("+ ")
+				c.Send("AQ==")
+				if got, want := c.ReadLine(), "a1 NO [AUTHENTICATIONFAILED] Authentication failed."; got != want {
 					t.Fatalf("reply %q, want %q", got, want)
 				}
 				if log := dc.Log.Since(mark); strings.Contains(log, "Master user logging in") {
@@ -318,9 +318,9 @@ func TestSecurityTokenOfAnotherUser(t *testing.T) {
 			t.Run(fmt.Sprintf("%d %s smtp", i, mech), func(t *testing.T) {
 				mark := pf.Log.Mark()
 				c := smtpTP.dialSubmissions(t)
-				c.smtpCmd("AUTH "+mech+" "+ir, "334 ")
-				c.smtpCmd("", "535 5.7.8 Authentication credentials invalid")
-				c.smtpCmd("MAIL FROM:<"+strings.TrimSpace(a.claimed)+">", "530 5.7.0")
+				c.SMTPCmd("AUTH "+mech+" "+ir, "334 ")
+				c.SMTPCmd("", "535 5.7.8 Authentication credentials invalid")
+				c.SMTPCmd("MAIL FROM:<"+strings.TrimSpace(a.claimed)+">", "530 5.7.0")
 				if log := pf.Log.Since(mark); postfixLogin.MatchString(log) {
 					t.Fatalf("Postfix was asked to log someone in:\n%s", log)
 				}
@@ -329,12 +329,12 @@ func TestSecurityTokenOfAnotherUser(t *testing.T) {
 	}
 	t.Run("own name works", func(t *testing.T) {
 		for _, claimed := range []string{"alice@example.test", "", "Alice@Example.Test"} {
-			c := dialTLS(t, imapTP.tlsAddr, imapTP.clientTLS)
-			c.expect("* OK")
-			c.send("a1 AUTHENTICATE OAUTHBEARER " + oauthbearer(claimed, alices["jwt"]))
-			c.expect("a1 OK [CAPABILITY")
+			c := proxytest.DialTLS(t, imapTP.tlsAddr, imapTP.clientTLS)
+			c.Expect("* OK")
+			c.Send("a1 AUTHENTICATE OAUTHBEARER " + proxytest.OAuthBearer(claimed, alices["jwt"]))
+			c.Expect("a1 OK [CAPABILITY")
 			s := smtpTP.dialSubmissions(t)
-			s.smtpCmd("AUTH XOAUTH2 "+xoauth2(claimed, alices["opaque"]), "235 2.0.0")
+			s.SMTPCmd("AUTH XOAUTH2 "+proxytest.XOAUTH2(claimed, alices["opaque"]), "235 2.0.0")
 		}
 	})
 }
@@ -384,64 +384,64 @@ func TestSecurityUnsafeClaimNeverReachesBackend(t *testing.T) {
 		Validator: auth.UserinfoValidator{URL: provider.URL, Timeout: 5 * time.Second},
 		Policy:    auth.Policy{UsernameClaim: "email", RequireEmailVerified: true},
 	}
-	imapFB := startFakeIMAPBackend(t)
-	imapTP := newTestProxy(t, Options{Authenticator: authn, IMAPBackend: Backend{Address: imapFB.addr, TLS: TLSNone, ClientIP: "id"}})
-	smtpTP, smtpFB := newSMTPTest(t, fakeSMTPOptions{xclient: true}, func(o *Options) {
+	imapFB := proxytest.StartFakeIMAPBackend(t)
+	imapTP := newTestProxy(t, Options{Authenticator: authn, IMAPBackend: Backend{Address: imapFB.Addr, TLS: TLSNone, ClientIP: "id"}})
+	smtpTP, smtpFB := newSMTPTest(t, proxytest.FakeSMTPOptions{XCLIENT: true}, func(o *Options) {
 		o.Authenticator = authn
 		o.SMTPBackend.Login = "xclient"
 		o.SMTPBackend.ClientIP = "xclient"
 	})
-	smtpProbes := smtpFB.connCount()
+	smtpProbes := smtpFB.ConnCount()
 
 	for _, name := range names {
 		claim := unsafeClaims[name]
 		token := "claim-token-" + strings.ReplaceAll(name, " ", "-")
 		t.Run("email claim "+name, func(t *testing.T) {
 			for _, mech := range []string{auth.MechXOAUTH2, auth.MechOAUTHBEARER} {
-				ir := xoauth2("", token)
+				ir := proxytest.XOAUTH2("", token)
 				if mech == auth.MechOAUTHBEARER {
-					ir = oauthbearer("", token)
+					ir = proxytest.OAuthBearer("", token)
 				}
-				c := dialTLS(t, imapTP.tlsAddr, imapTP.clientTLS)
-				c.expect("* OK")
-				c.send("a1 AUTHENTICATE " + mech + " " + ir)
-				c.expect("+ ")
-				c.send("AQ==")
-				c.expect("a1 NO [AUTHENTICATIONFAILED] Authentication failed.")
+				c := proxytest.DialTLS(t, imapTP.tlsAddr, imapTP.clientTLS)
+				c.Expect("* OK")
+				c.Send("a1 AUTHENTICATE " + mech + " " + ir)
+				c.Expect("+ ")
+				c.Send("AQ==")
+				c.Expect("a1 NO [AUTHENTICATIONFAILED] Authentication failed.")
 				s := smtpTP.dialSubmissions(t)
-				s.smtpCmd("AUTH "+mech+" "+ir, "334 ")
-				s.smtpCmd("", "535 5.7.8 Authentication credentials invalid")
+				s.SMTPCmd("AUTH "+mech+" "+ir, "334 ")
+				s.SMTPCmd("", "535 5.7.8 Authentication credentials invalid")
 			}
 		})
 		t.Run("claimed user "+name, func(t *testing.T) {
 			// A good token for alice under an unsafe claimed name: refused
 			// as malformed (CR, LF, NUL) or as another user; either way
 			// the name goes nowhere.
-			c := dialTLS(t, imapTP.tlsAddr, imapTP.clientTLS)
-			c.expect("* OK")
-			c.send("a1 AUTHENTICATE XOAUTH2 " + xoauth2(claim, "alice-claim-token"))
-			if l := c.readLine(); l != "a1 BAD Invalid SASL message." {
+			c := proxytest.DialTLS(t, imapTP.tlsAddr, imapTP.clientTLS)
+			c.Expect("* OK")
+			c.Send("a1 AUTHENTICATE XOAUTH2 " + proxytest.XOAUTH2(claim, "alice-claim-token"))
+			if l := c.ReadLine(); l != "a1 BAD Invalid SASL message." {
 				if !strings.HasPrefix(l, "+ ") {
 					t.Fatalf("reply %q, want BAD or the error challenge", l)
 				}
-				c.send("AQ==")
-				c.expect("a1 NO [AUTHENTICATIONFAILED]")
+				c.Send("AQ==")
+				c.Expect("a1 NO [AUTHENTICATIONFAILED]")
 			}
 			s := smtpTP.dialSubmissions(t)
-			s.send("AUTH OAUTHBEARER " + oauthbearer(claim, "alice-claim-token"))
-			if code, _ := s.smtpReply(); code == 334 {
-				s.smtpCmd("", "535 5.7.8")
+			s.Send("AUTH OAUTHBEARER " + proxytest.OAuthBearer(claim, "alice-claim-token"))
+			if code, _ := s.SMTPReply(); code == 334 {
+				s.SMTPCmd("", "535 5.7.8")
 			} else if code != 501 {
 				t.Fatalf("AUTH with claimed user %q = %d, want 501 or the error challenge", claim, code)
 			}
 		})
 	}
-	checkBackendLines(t, "IMAP", imapFB.received(), "INJECTED")
-	checkBackendLines(t, "SMTP", smtpFB.received(), "INJECTED")
-	if n := imapFB.connCount(); n != 0 {
+	checkBackendLines(t, "IMAP", imapFB.Received(), "INJECTED")
+	checkBackendLines(t, "SMTP", smtpFB.Received(), "INJECTED")
+	if n := imapFB.ConnCount(); n != 0 {
 		t.Errorf("the IMAP backend was dialled %d times for refused claims", n)
 	}
-	if n := smtpFB.connCount(); n != smtpProbes {
+	if n := smtpFB.ConnCount(); n != smtpProbes {
 		t.Errorf("the SMTP backend was dialled %d times beyond the capability probes", n-smtpProbes)
 	}
 }
@@ -459,26 +459,26 @@ func TestSecurityUnsafeIdentityNeverReachesBackend(t *testing.T) {
 			bad := AuthenticatorFunc(func(ctx context.Context, c auth.Credentials) (auth.Identity, error) {
 				return auth.Identity{User: claim, Mechanism: c.Mechanism, Source: "broken"}, nil
 			})
-			fb := startFakeIMAPBackend(t)
-			sfb := startFakeSMTPBackend(t, fakeSMTPOptions{xclient: true})
-			tp := newTestProxy(t, Options{Authenticator: bad, IMAPBackend: Backend{Address: fb.addr, TLS: TLSNone, ClientIP: "id"}})
-			c := dialTLS(t, tp.tlsAddr, tp.clientTLS)
-			c.expect("* OK")
-			c.send("a1 AUTHENTICATE XOAUTH2 " + xoauth2("", testToken))
-			c.expect("a1 NO")
-			stp := newSMTPTestProxy(t, Options{Authenticator: bad, SMTPBackend: Backend{Address: sfb.addr, TLS: TLSNone, Login: "xclient", ClientIP: "xclient"},
+			fb := proxytest.StartFakeIMAPBackend(t)
+			sfb := proxytest.StartFakeSMTPBackend(t, proxytest.FakeSMTPOptions{XCLIENT: true})
+			tp := newTestProxy(t, Options{Authenticator: bad, IMAPBackend: Backend{Address: fb.Addr, TLS: TLSNone, ClientIP: "id"}})
+			c := proxytest.DialTLS(t, tp.tlsAddr, tp.clientTLS)
+			c.Expect("* OK")
+			c.Send("a1 AUTHENTICATE XOAUTH2 " + proxytest.XOAUTH2("", proxytest.TestToken))
+			c.Expect("a1 NO")
+			stp := newSMTPTestProxy(t, Options{Authenticator: bad, SMTPBackend: Backend{Address: sfb.Addr, TLS: TLSNone, Login: "xclient", ClientIP: "xclient"},
 				SMTP: SMTPOptions{Hostname: "mailgate.test"}})
-			probes := sfb.connCount()
+			probes := sfb.ConnCount()
 			s := stp.dialSubmissions(t)
-			s.send("AUTH XOAUTH2 " + xoauth2("", testToken))
-			if code, lines := s.smtpReply(); code/100 == 2 {
+			s.Send("AUTH XOAUTH2 " + proxytest.XOAUTH2("", proxytest.TestToken))
+			if code, lines := s.SMTPReply(); code/100 == 2 {
 				t.Errorf("AUTH with an unsafe identity = %d %q, want a refusal", code, lines)
 			}
-			if fb.connCount() != 0 || sfb.connCount() != probes {
-				t.Errorf("backends dialled for an unsafe identity: IMAP %d, SMTP %d", fb.connCount(), sfb.connCount()-probes)
+			if fb.ConnCount() != 0 || sfb.ConnCount() != probes {
+				t.Errorf("backends dialled for an unsafe identity: IMAP %d, SMTP %d", fb.ConnCount(), sfb.ConnCount()-probes)
 			}
-			checkBackendLines(t, "IMAP", fb.received(), claim)
-			checkBackendLines(t, "SMTP", sfb.received(), claim)
+			checkBackendLines(t, "IMAP", fb.Received(), claim)
+			checkBackendLines(t, "SMTP", sfb.Received(), claim)
 		})
 	}
 }
@@ -502,35 +502,6 @@ func checkBackendLines(t *testing.T, proto string, lines []string, bad string) {
 			}
 		}
 	}
-}
-
-// recordConn keeps a copy of everything read from the connection.
-type recordConn struct {
-	net.Conn
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (c *recordConn) Read(p []byte) (int, error) {
-	n, err := c.Conn.Read(p)
-	c.mu.Lock()
-	c.buf.Write(p[:n])
-	c.mu.Unlock()
-	return n, err
-}
-
-func (c *recordConn) String() string {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.buf.String()
-}
-
-// recorded wraps tc's connection so that everything the client reads from
-// now on is kept.
-func (tc *tconn) recorded() *recordConn {
-	rc := &recordConn{Conn: tc.c}
-	tc.c, tc.br = rc, bufio.NewReader(rc)
-	return rc
 }
 
 // TestSecurityMasterPasswordNeverInClientReply: whatever happens (a good
@@ -561,47 +532,47 @@ func TestSecurityMasterPasswordNeverInClientReply(t *testing.T) {
 	imapGood, imapWrong := newTestProxy(t, imapOpts(good)), newTestProxy(t, imapOpts(wrong))
 	smtpGood, smtpWrong := newSMTPTestProxy(t, smtpOpts(good)), newSMTPTestProxy(t, smtpOpts(wrong))
 
-	var received []*recordConn
+	var received []*proxytest.RecordConn
 	imapSession := func(tp *testProxy, token string, more ...string) {
-		c := dialTLS(t, tp.tlsAddr, tp.clientTLS)
-		received = append(received, c.recorded())
-		c.expect("* OK")
-		c.send(`a0 ID ("name" "test" "x-originating-ip" "6.6.6.6")`)
-		c.expect("* ID")
-		c.expect("a0 OK")
-		c.send("a1 AUTHENTICATE XOAUTH2 " + xoauth2("", token))
-		for l := c.readLine(); !strings.HasPrefix(l, "a1 "); l = c.readLine() {
+		c := proxytest.DialTLS(t, tp.tlsAddr, tp.clientTLS)
+		received = append(received, c.Recorded())
+		c.Expect("* OK")
+		c.Send(`a0 ID ("name" "test" "x-originating-ip" "6.6.6.6")`)
+		c.Expect("* ID")
+		c.Expect("a0 OK")
+		c.Send("a1 AUTHENTICATE XOAUTH2 " + proxytest.XOAUTH2("", token))
+		for l := c.ReadLine(); !strings.HasPrefix(l, "a1 "); l = c.ReadLine() {
 			if strings.HasPrefix(l, "+ ") {
-				c.send("AQ==") // the dummy response to the error challenge
+				c.Send("AQ==") // the dummy response to the error challenge
 			}
 		}
 		for i, cmd := range more {
 			tag := "b" + strconv.Itoa(i)
-			c.send(tag + " " + cmd)
-			c.expectTagged(tag, tag+" ")
+			c.Send(tag + " " + cmd)
+			c.ExpectTagged(tag, tag+" ")
 		}
 	}
 	smtpSession := func(tp *smtpTestProxy, token string, more ...string) {
 		c := tp.dialSubmissions(t)
-		received = append(received, c.recorded())
-		c.send("AUTH XOAUTH2 " + xoauth2("", token))
-		c.smtpReply()
+		received = append(received, c.Recorded())
+		c.Send("AUTH XOAUTH2 " + proxytest.XOAUTH2("", token))
+		c.SMTPReply()
 		for _, cmd := range more {
-			c.send(cmd)
-			c.smtpReply()
+			c.Send(cmd)
+			c.SMTPReply()
 		}
 	}
 	// Good logins first: failures later make Dovecot delay logins from 127.0.0.1.
-	imapSession(imapGood, testToken, "CAPABILITY", "SELECT INBOX", "NAMESPACE", "GETQUOTAROOT INBOX", "LOGOUT")
-	smtpSession(smtpGood, testToken, "MAIL FROM:<alice@example.test>", "RCPT TO:<alice@example.test>", "DATA",
+	imapSession(imapGood, proxytest.TestToken, "CAPABILITY", "SELECT INBOX", "NAMESPACE", "GETQUOTAROOT INBOX", "LOGOUT")
+	smtpSession(smtpGood, proxytest.TestToken, "MAIL FROM:<alice@example.test>", "RCPT TO:<alice@example.test>", "DATA",
 		"Subject: master password test\r\n\r\nbody\r\n.", "MAIL FROM:<bob@example.test>", "RSET", "VRFY alice", "QUIT")
-	smtpSession(smtpGood, testToken, "MAIL FROM:<alice@example.test>", "RCPT TO:<nobody-at-all@example.test>", "QUIT")
-	imapSession(imapGood, badToken)
-	smtpSession(smtpGood, badToken, "", "MAIL FROM:<alice@example.test>")
+	smtpSession(smtpGood, proxytest.TestToken, "MAIL FROM:<alice@example.test>", "RCPT TO:<nobody-at-all@example.test>", "QUIT")
+	imapSession(imapGood, proxytest.BadToken)
+	smtpSession(smtpGood, proxytest.BadToken, "", "MAIL FROM:<alice@example.test>")
 	imapSession(imapGood, "nobody-token")
 	smtpSession(smtpGood, "nobody-token")
-	imapSession(imapWrong, testToken)
-	smtpSession(smtpWrong, testToken, "MAIL FROM:<alice@example.test>")
+	imapSession(imapWrong, proxytest.TestToken)
+	smtpSession(smtpWrong, proxytest.TestToken, "MAIL FROM:<alice@example.test>")
 
 	var all strings.Builder
 	for _, rc := range received {
@@ -629,22 +600,15 @@ func TestSecurityMasterPasswordNeverInClientReply(t *testing.T) {
 // both protocols, with real tokens (JWT and opaque) and the production
 // validator, all logged at debug level; no token, password or SASL message
 // may be in any log line. Every test proxy's logs and slog.Default (package
-// auth's logger here) go through suiteLog, which this and every other test
-// proxy's cleanup check (logscan_test.go).
+// auth's logger here) go through the suite log, which this and every other
+// test proxy's cleanup check (proxytest's logscan.go).
 func TestSecurityNoSecretInLogs(t *testing.T) {
 	t.Run("the scanner finds a secret", func(t *testing.T) {
 		canary := "canary-secret-" + strconv.FormatInt(time.Now().UnixNano(), 36)
-		registerSecret("canary", canary)
-		suiteLog.mu.Lock()
-		suiteLog.scanLocked()
-		before := len(suiteLog.found)
-		suiteLog.mu.Unlock()
-		slog.Debug("canary", "value", canary, "blob", base64.StdEncoding.EncodeToString(auth.EncodeXOAUTH2("a", "b")))
-		suiteLog.mu.Lock()
-		suiteLog.scanLocked()
-		found := suiteLog.found[before:]
-		suiteLog.reported = len(suiteLog.found) // these two are expected
-		suiteLog.mu.Unlock()
+		proxytest.RegisterSecret("canary", canary)
+		found := proxytest.FindingsDuring(func() {
+			slog.Debug("canary", "value", canary, "blob", base64.StdEncoding.EncodeToString(auth.EncodeXOAUTH2("a", "b")))
+		})
 		if len(found) != 2 {
 			t.Fatalf("the scanner found %d secrets in a line with 2: %q", len(found), found)
 		}
@@ -661,10 +625,10 @@ func TestSecurityNoSecretInLogs(t *testing.T) {
 	dc := testenv.StartDovecot(t, testenv.DovecotOptions{})
 	pf := testenv.StartPostfix(t, dc, testenv.PostfixOptions{})
 	registerMasterSecrets(Master{User: dc.MasterUser, Password: dc.MasterPassword})
-	registerSecret("the provider client secret", idp.ClientSecret)
+	proxytest.RegisterSecret("the provider client secret", idp.ClientSecret)
 	mint := func(user string, opts testenv.TokenOptions) string {
 		tok := idp.MintToken(t, user, opts)
-		registerSecret("a Hydra token", tok)
+		proxytest.RegisterSecret("a Hydra token", tok)
 		return tok
 	}
 	jwt, opaque := mint("alice@example.test", testenv.TokenOptions{}), mint("alice@example.test", testenv.TokenOptions{Opaque: true})
@@ -699,45 +663,45 @@ func TestSecurityNoSecretInLogs(t *testing.T) {
 				{"alice@example.test", "garbage-token-" + name}, {"alice@example.test", jwt + "x"},
 			} {
 				for _, mech := range []string{auth.MechXOAUTH2, auth.MechOAUTHBEARER} {
-					ir := xoauth2(f.claimed, f.token)
+					ir := proxytest.XOAUTH2(f.claimed, f.token)
 					if mech == auth.MechOAUTHBEARER {
-						ir = oauthbearer(f.claimed, f.token)
+						ir = proxytest.OAuthBearer(f.claimed, f.token)
 					}
 					src++
-					c := dialFrom(t, "127.0.0."+strconv.Itoa(src%200+20), imapTP.tlsAddr)
-					c.upgradeTLS(imapTP.clientTLS)
-					c.expect("* OK")
-					c.send("a1 AUTHENTICATE " + mech)
-					c.expect("+ ")
-					c.send(ir)
-					if l := c.readLine(); strings.HasPrefix(l, "+ ") {
-						c.send("AQ==")
-						c.expect("a1 NO")
+					c := proxytest.DialFrom(t, "127.0.0."+strconv.Itoa(src%200+20), imapTP.tlsAddr)
+					c.UpgradeTLS(imapTP.clientTLS)
+					c.Expect("* OK")
+					c.Send("a1 AUTHENTICATE " + mech)
+					c.Expect("+ ")
+					c.Send(ir)
+					if l := c.ReadLine(); strings.HasPrefix(l, "+ ") {
+						c.Send("AQ==")
+						c.Expect("a1 NO")
 					} else if !strings.HasPrefix(l, "a1 ") {
 						t.Fatalf("reply %q", l)
 					}
-					c.send("a2 LOGOUT")
+					c.Send("a2 LOGOUT")
 					s := smtpTP.dialSubmissions(t)
-					s.send("AUTH " + mech + " " + ir)
-					if code, _ := s.smtpReply(); code == 334 {
-						s.smtpCmd("", "535")
+					s.Send("AUTH " + mech + " " + ir)
+					if code, _ := s.SMTPReply(); code == 334 {
+						s.SMTPCmd("", "535")
 					}
-					s.smtpCmd("QUIT", "221")
+					s.SMTPCmd("QUIT", "221")
 				}
 			}
 			// Malformed and cancelled exchanges carrying a token.
-			c := dialTLS(t, imapTP.tlsAddr, imapTP.clientTLS)
-			c.expect("* OK")
-			c.send("a1 AUTHENTICATE XOAUTH2 " + base64.StdEncoding.EncodeToString([]byte("user=alice@example.test\x01auth=Bearer "+jwt+"\x01\r\n\x01")))
-			c.expect("a1 BAD")
-			c.send("a2 AUTHENTICATE XOAUTH2 " + base64.StdEncoding.EncodeToString([]byte("user=alice@example.test\x01auth=Basic "+jwt+"\x01\x01")))
-			c.expect("a2 BAD")
-			c.send("a3 AUTHENTICATE XOAUTH2 not!base64" + jwt)
-			c.expect("a3 BAD")
+			c := proxytest.DialTLS(t, imapTP.tlsAddr, imapTP.clientTLS)
+			c.Expect("* OK")
+			c.Send("a1 AUTHENTICATE XOAUTH2 " + base64.StdEncoding.EncodeToString([]byte("user=alice@example.test\x01auth=Bearer "+jwt+"\x01\r\n\x01")))
+			c.Expect("a1 BAD")
+			c.Send("a2 AUTHENTICATE XOAUTH2 " + base64.StdEncoding.EncodeToString([]byte("user=alice@example.test\x01auth=Basic "+jwt+"\x01\x01")))
+			c.Expect("a2 BAD")
+			c.Send("a3 AUTHENTICATE XOAUTH2 not!base64" + jwt)
+			c.Expect("a3 BAD")
 		})
 	}
-	if n := suiteLogLines(); n == 0 {
+	if n := proxytest.SuiteLogLines(); n == 0 {
 		t.Fatal("nothing was logged: the log scan would see nothing")
 	}
-	checkSuiteLog(t)
+	proxytest.CheckSuiteLog(t)
 }

@@ -25,6 +25,7 @@ import (
 	"github.com/emersion/go-smtp"
 
 	"github.com/mailgate/mailgate/auth"
+	"github.com/mailgate/mailgate/internal/proxytest"
 	"github.com/mailgate/mailgate/internal/testenv"
 )
 
@@ -123,7 +124,7 @@ func (it *smtpIntegration) smtpClient(t *testing.T, implicit bool, mech, user, t
 		t.Fatalf("dial mailgate: %v", err)
 	}
 	t.Cleanup(func() { c.Close() })
-	if err := c.Auth(smtpOAuthClient{mech, user, token}); err != nil {
+	if err := c.Auth(proxytest.OAuthClient{Mech: mech, User: user, Token: token}); err != nil {
 		t.Fatalf("Auth(%s) = %v", mech, err)
 	}
 	return c
@@ -180,7 +181,7 @@ func (it *smtpIntegration) readViaIMAP(t *testing.T, user, token, subject string
 		t.Fatalf("imapclient.DialTLS() = %v", err)
 	}
 	defer c.Close()
-	if err := c.Authenticate(smtpOAuthClient{"XOAUTH2", user, token}); err != nil {
+	if err := c.Authenticate(proxytest.OAuthClient{Mech: "XOAUTH2", User: user, Token: token}); err != nil {
 		t.Fatalf("IMAP Authenticate = %v", err)
 	}
 	if _, err := c.Select("INBOX", nil).Wait(); err != nil {
@@ -284,7 +285,7 @@ func TestIntegrationSMTPLoginModes(t *testing.T) {
 			}
 			c := smtp.NewClient(tls.Client(raw, it.tp.clientTLS))
 			defer c.Close()
-			if err := c.Auth(smtpOAuthClient{"XOAUTH2", "alice@example.test", token}); err != nil {
+			if err := c.Auth(proxytest.OAuthClient{Mech: "XOAUTH2", User: "alice@example.test", Token: token}); err != nil {
 				t.Fatalf("Auth = %v", err)
 			}
 			reply, err := smtpSend(t, c, "alice@example.test", "bob@example.test", bytes.NewReader(smtpTestMessage(subject)))
@@ -410,7 +411,7 @@ func TestIntegrationSMTPLargeMessage(t *testing.T) {
 	c := it.smtpClient(t, true, "XOAUTH2", "alice@example.test", token)
 	start := time.Now()
 	reply, err := smtpSend(t, c, "alice@example.test", "alice@example.test",
-		io.MultiReader(strings.NewReader(header), newMessageReader(size)))
+		io.MultiReader(strings.NewReader(header), proxytest.NewMessageReader(size)))
 	elapsed := time.Since(start)
 	close(stop)
 	<-sampled
@@ -426,7 +427,7 @@ func TestIntegrationSMTPLargeMessage(t *testing.T) {
 	}
 
 	file := it.dc.WaitMessage(t, "alice@example.test", subject, 60*time.Second)
-	if got, want := bodySHA(bytes.NewReader(file)), bodySHA(newMessageReader(size)); !bytes.Equal(got, want) {
+	if got, want := bodySHA(bytes.NewReader(file)), bodySHA(proxytest.NewMessageReader(size)); !bytes.Equal(got, want) {
 		t.Fatalf("the stored body (message file of %d bytes) differs from the one sent", len(file))
 	}
 }
@@ -478,18 +479,18 @@ func TestIntegrationSMTPClientKilledMidData(t *testing.T) {
 	token := it.token(t, "alice@example.test")
 	mark := pf.Log.Mark()
 	subject := uniqueSubject("killed")
-	c := dialTLS(t, it.tp.tlsAddr, it.tp.clientTLS)
-	c.smtpExpect("220 ")
-	c.smtpEHLO()
-	c.smtpCmd("AUTH XOAUTH2 "+xoauth2("alice@example.test", token), "235 ")
-	c.smtpCmd("MAIL FROM:<alice@example.test>", "250 ")
-	c.smtpCmd("RCPT TO:<alice@example.test>", "250 ")
-	c.smtpCmd("DATA", "354 ")
-	c.c.Write([]byte("Subject: " + subject + "\r\n\r\n"))
-	io.CopyN(c.c, newMessageReader(4<<20), 2<<20)
+	c := proxytest.DialTLS(t, it.tp.tlsAddr, it.tp.clientTLS)
+	c.SMTPExpect("220 ")
+	c.SMTPEHLO()
+	c.SMTPCmd("AUTH XOAUTH2 "+proxytest.XOAUTH2("alice@example.test", token), "235 ")
+	c.SMTPCmd("MAIL FROM:<alice@example.test>", "250 ")
+	c.SMTPCmd("RCPT TO:<alice@example.test>", "250 ")
+	c.SMTPCmd("DATA", "354 ")
+	c.C.Write([]byte("Subject: " + subject + "\r\n\r\n"))
+	io.CopyN(c.C, proxytest.NewMessageReader(4<<20), 2<<20)
 	// Like a killed process: the kernel resets the connection.
-	c.c.(interface{ NetConn() net.Conn }).NetConn().(*net.TCPConn).SetLinger(0)
-	c.c.(interface{ NetConn() net.Conn }).NetConn().Close()
+	c.C.(interface{ NetConn() net.Conn }).NetConn().(*net.TCPConn).SetLinger(0)
+	c.C.(interface{ NetConn() net.Conn }).NetConn().Close()
 	pf.Log.WaitSince(t, mark, "lost connection after DATA", 15*time.Second)
 
 	// A later message from the same user is delivered; the cut one is not.
@@ -515,8 +516,8 @@ func TestIntegrationSMTPRefusedTokens(t *testing.T) {
 	for name, tok := range map[string]string{"garbage": "not-a-token", "expired": expired, "other user": bobs} {
 		t.Run(name, func(t *testing.T) {
 			c := it.tp.dialSubmissions(t)
-			c.smtpCmd("AUTH XOAUTH2 "+xoauth2("alice@example.test", tok), "334 ")
-			c.smtpCmd("", "535 5.7.8")
+			c.SMTPCmd("AUTH XOAUTH2 "+proxytest.XOAUTH2("alice@example.test", tok), "334 ")
+			c.SMTPCmd("", "535 5.7.8")
 		})
 	}
 	if log := pf.Log.Since(mark); strings.Contains(log, "connect from") {
@@ -532,16 +533,16 @@ func TestIntegrationSMTPBackendDown(t *testing.T) {
 	it := newSMTPIntegration(t, pf, Backend{TLS: TLSStartTLS}, nil)
 	token := it.token(t, "alice@example.test")
 	c := it.tp.dialSubmissions(t)
-	c.smtpCmd("AUTH XOAUTH2 "+xoauth2("alice@example.test", token), "235 ")
+	c.SMTPCmd("AUTH XOAUTH2 "+proxytest.XOAUTH2("alice@example.test", token), "235 ")
 	if err := pf.Stop(); err != nil {
 		t.Fatalf("stop postfix: %v", err)
 	}
-	c.send("MAIL FROM:<alice@example.test>")
-	if code, lines := c.smtpReply(); code/100 != 4 {
+	c.Send("MAIL FROM:<alice@example.test>")
+	if code, lines := c.SMTPReply(); code/100 != 4 {
 		t.Fatalf("MAIL with Postfix gone = %d %q, want 4xx", code, lines)
 	}
 	c = it.tp.dialSubmissions(t)
-	c.smtpCmd("AUTH XOAUTH2 "+xoauth2("alice@example.test", token), "454 4.7.0")
+	c.SMTPCmd("AUTH XOAUTH2 "+proxytest.XOAUTH2("alice@example.test", token), "454 4.7.0")
 }
 
 // TestIntegrationSMTPCurl: curl --oauth2-bearer submits on 465 (smtps) and

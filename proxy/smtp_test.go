@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"crypto/sha256"
@@ -17,32 +18,34 @@ import (
 	"time"
 
 	"github.com/emersion/go-smtp"
+
+	"github.com/mailgate/mailgate/internal/proxytest"
 )
 
 func TestSMTPEHLOAuthOnlyAfterTLS(t *testing.T) {
-	tp, fb := newSMTPTest(t, fakeSMTPOptions{}, nil)
-	c := dialPlain(t, tp.plainAddr)
-	c.smtpExpect("220 mailgate.test ESMTP")
-	exts := c.smtpEHLO()
-	if !hasExt(exts, "STARTTLS") || hasExt(exts, "AUTH") {
+	tp, fb := newSMTPTest(t, proxytest.FakeSMTPOptions{}, nil)
+	c := proxytest.DialPlain(t, tp.plainAddr)
+	c.SMTPExpect("220 mailgate.test ESMTP")
+	exts := c.SMTPEHLO()
+	if !proxytest.HasExt(exts, "STARTTLS") || proxytest.HasExt(exts, "AUTH") {
 		t.Fatalf("EHLO before TLS = %q, want STARTTLS and no AUTH", exts)
 	}
-	c.smtpStartTLS(tp.clientTLS)
-	exts = c.smtpEHLO()
-	if hasExt(exts, "STARTTLS") || extParam(exts, "AUTH") != "OAUTHBEARER XOAUTH2" {
+	c.SMTPStartTLS(tp.clientTLS)
+	exts = c.SMTPEHLO()
+	if proxytest.HasExt(exts, "STARTTLS") || proxytest.ExtParam(exts, "AUTH") != "OAUTHBEARER XOAUTH2" {
 		t.Fatalf("EHLO after STARTTLS = %q, want AUTH OAUTHBEARER XOAUTH2 and no STARTTLS", exts)
 	}
-	s := dialTLS(t, tp.tlsAddr, tp.clientTLS)
-	s.smtpExpect("220 ")
-	exts = s.smtpEHLO()
-	if hasExt(exts, "STARTTLS") || extParam(exts, "AUTH") != "OAUTHBEARER XOAUTH2" {
+	s := proxytest.DialTLS(t, tp.tlsAddr, tp.clientTLS)
+	s.SMTPExpect("220 ")
+	exts = s.SMTPEHLO()
+	if proxytest.HasExt(exts, "STARTTLS") || proxytest.ExtParam(exts, "AUTH") != "OAUTHBEARER XOAUTH2" {
 		t.Fatalf("EHLO on implicit TLS = %q", exts)
 	}
-	if hasExt(exts, "BINARYMIME") {
+	if proxytest.HasExt(exts, "BINARYMIME") {
 		t.Fatalf("EHLO advertises BINARYMIME: %q", exts)
 	}
 	// No client has authenticated: the backend saw only the capability probes.
-	for _, l := range fb.received() {
+	for _, l := range fb.Received() {
 		if v, _, _ := strings.Cut(l, " "); v != "EHLO" && v != "QUIT" {
 			t.Fatalf("backend received %q before any login", l)
 		}
@@ -65,20 +68,20 @@ func TestSMTPCapabilitiesFollowBackend(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			tp, _ := newSMTPTest(t, fakeSMTPOptions{ext: tt.ext}, func(o *Options) { o.SMTP.MaxMessageBytes = tt.maxBytes })
-			exts := tp.dialSubmissions(t).smtpEHLO()
+			tp, _ := newSMTPTest(t, proxytest.FakeSMTPOptions{Ext: tt.ext}, func(o *Options) { o.SMTP.MaxMessageBytes = tt.maxBytes })
+			exts := tp.dialSubmissions(t).SMTPEHLO()
 			if tt.wantSize == "" {
-				if !hasExt(exts, "SIZE") || extParam(exts, "SIZE") != "" {
+				if !proxytest.HasExt(exts, "SIZE") || proxytest.ExtParam(exts, "SIZE") != "" {
 					t.Errorf("EHLO %q, want SIZE without a limit", exts)
 				}
-			} else if got := extParam(exts, "SIZE"); got != tt.wantSize {
+			} else if got := proxytest.ExtParam(exts, "SIZE"); got != tt.wantSize {
 				t.Errorf("SIZE = %q, want %q", got, tt.wantSize)
 			}
-			if hasExt(exts, "SMTPUTF8") != tt.utf8 || hasExt(exts, "DSN") != tt.dsn {
+			if proxytest.HasExt(exts, "SMTPUTF8") != tt.utf8 || proxytest.HasExt(exts, "DSN") != tt.dsn {
 				t.Errorf("EHLO %q, want SMTPUTF8=%v DSN=%v", exts, tt.utf8, tt.dsn)
 			}
 			for _, kw := range []string{"PIPELINING", "8BITMIME", "ENHANCEDSTATUSCODES", "CHUNKING"} {
-				if !hasExt(exts, kw) {
+				if !proxytest.HasExt(exts, kw) {
 					t.Errorf("EHLO %q lacks %s", exts, kw)
 				}
 			}
@@ -92,45 +95,45 @@ func TestSMTPReprobeUnreachableBackend(t *testing.T) {
 	old := smtpReprobeInterval
 	smtpReprobeInterval = 0
 	t.Cleanup(func() { smtpReprobeInterval = old })
-	tp, fb := newSMTPTest(t, fakeSMTPOptions{paused: true}, func(o *Options) { o.Limits.DialTimeout = 200 * time.Millisecond })
-	exts := tp.dialSubmissions(t).smtpEHLO()
-	if hasExt(exts, "SMTPUTF8") || hasExt(exts, "DSN") || extParam(exts, "SIZE") != "" {
+	tp, fb := newSMTPTest(t, proxytest.FakeSMTPOptions{Paused: true}, func(o *Options) { o.Limits.DialTimeout = 200 * time.Millisecond })
+	exts := tp.dialSubmissions(t).SMTPEHLO()
+	if proxytest.HasExt(exts, "SMTPUTF8") || proxytest.HasExt(exts, "DSN") || proxytest.ExtParam(exts, "SIZE") != "" {
 		t.Fatalf("EHLO with an unreachable backend = %q, want no SMTPUTF8, DSN or SIZE limit", exts)
 	}
-	fb.resume()
-	waitFor(t, "SMTPUTF8 after the backend answered", func() bool {
-		return hasExt(tp.dialSubmissions(t).smtpEHLO(), "SMTPUTF8")
+	fb.Resume()
+	proxytest.WaitFor(t, "SMTPUTF8 after the backend answered", func() bool {
+		return proxytest.HasExt(tp.dialSubmissions(t).SMTPEHLO(), "SMTPUTF8")
 	})
 }
 
 func TestSMTPAuthBeforeTLSRefused(t *testing.T) {
-	tp, fb := newSMTPTest(t, fakeSMTPOptions{}, nil)
-	probes := fb.connCount()
-	c := dialPlain(t, tp.plainAddr)
-	c.smtpExpect("220 ")
-	c.smtpEHLO()
-	c.smtpCmd("AUTH XOAUTH2 "+xoauth2("alice@example.test", testToken), "5")
-	c.smtpCmd("MAIL FROM:<alice@example.test>", "530 5.7.0")
+	tp, fb := newSMTPTest(t, proxytest.FakeSMTPOptions{}, nil)
+	probes := fb.ConnCount()
+	c := proxytest.DialPlain(t, tp.plainAddr)
+	c.SMTPExpect("220 ")
+	c.SMTPEHLO()
+	c.SMTPCmd("AUTH XOAUTH2 "+proxytest.XOAUTH2("alice@example.test", proxytest.TestToken), "5")
+	c.SMTPCmd("MAIL FROM:<alice@example.test>", "530 5.7.0")
 	if n := tp.authCalls(); n != 0 {
 		t.Fatalf("authenticator called %d times before TLS", n)
 	}
-	if n := fb.connCount(); n != probes {
+	if n := fb.ConnCount(); n != probes {
 		t.Fatalf("backend contacted %d times, want %d (probes only)", n, probes)
 	}
 }
 
 func TestSMTPMailBeforeAuth(t *testing.T) {
-	tp, fb := newSMTPTest(t, fakeSMTPOptions{}, nil)
-	probes := fb.connCount()
-	for name, c := range map[string]*tconn{"starttls": tp.dialSubmission(t), "implicit": tp.dialSubmissions(t)} {
+	tp, fb := newSMTPTest(t, proxytest.FakeSMTPOptions{}, nil)
+	probes := fb.ConnCount()
+	for name, c := range map[string]*proxytest.Conn{"starttls": tp.dialSubmission(t), "implicit": tp.dialSubmissions(t)} {
 		t.Run(name, func(t *testing.T) {
-			c.t = t
-			c.smtpCmd("MAIL FROM:<alice@example.test>", "530 5.7.0 Authentication required")
-			c.smtpCmd("RCPT TO:<bob@example.test>", "502 5.5.1") // go-smtp: no MAIL yet
-			c.smtpCmd("DATA", "502 5.5.1")
+			c.T = t
+			c.SMTPCmd("MAIL FROM:<alice@example.test>", "530 5.7.0 Authentication required")
+			c.SMTPCmd("RCPT TO:<bob@example.test>", "502 5.5.1") // go-smtp: no MAIL yet
+			c.SMTPCmd("DATA", "502 5.5.1")
 		})
 	}
-	if n := fb.connCount(); n != probes {
+	if n := fb.ConnCount(); n != probes {
 		t.Fatalf("backend contacted %d times, want %d (probes only)", n, probes)
 	}
 }
@@ -142,27 +145,27 @@ func TestSMTPAuthFailures(t *testing.T) {
 		challenge string   // the JSON status in the 334 challenge; "" for none
 		want      string
 	}{
-		{"xoauth2 bad token", []string{"AUTH XOAUTH2 " + xoauth2("alice@example.test", badToken), ""}, "401", "535 5.7.8"},
-		{"oauthbearer bad token", []string{"AUTH OAUTHBEARER " + oauthbearer("alice@example.test", badToken), "AQ=="}, "invalid_token", "535 5.7.8"},
-		{"oauthbearer no IR bad token", []string{"AUTH OAUTHBEARER", oauthbearer("", badToken), "="}, "invalid_token", "535 5.7.8"},
-		{"token of another user", []string{"AUTH XOAUTH2 " + xoauth2("bob@example.test", testToken), ""}, "401", "535 5.7.8"},
-		{"provider down", []string{"AUTH XOAUTH2 " + xoauth2("alice@example.test", downToken)}, "", "454 4.7.0"},
+		{"xoauth2 bad token", []string{"AUTH XOAUTH2 " + proxytest.XOAUTH2("alice@example.test", proxytest.BadToken), ""}, "401", "535 5.7.8"},
+		{"oauthbearer bad token", []string{"AUTH OAUTHBEARER " + proxytest.OAuthBearer("alice@example.test", proxytest.BadToken), "AQ=="}, "invalid_token", "535 5.7.8"},
+		{"oauthbearer no IR bad token", []string{"AUTH OAUTHBEARER", proxytest.OAuthBearer("", proxytest.BadToken), "="}, "invalid_token", "535 5.7.8"},
+		{"token of another user", []string{"AUTH XOAUTH2 " + proxytest.XOAUTH2("bob@example.test", proxytest.TestToken), ""}, "401", "535 5.7.8"},
+		{"provider down", []string{"AUTH XOAUTH2 " + proxytest.XOAUTH2("alice@example.test", proxytest.DownToken)}, "", "454 4.7.0"},
 		{"malformed", []string{"AUTH XOAUTH2 " + base64.StdEncoding.EncodeToString([]byte("garbage"))}, "", "501 5.5.2"},
-		{"backend refuses the user", []string{"AUTH XOAUTH2 " + xoauth2("nobody@example.test", "nobody-token")}, "", "535 5.7.8"},
+		{"backend refuses the user", []string{"AUTH XOAUTH2 " + proxytest.XOAUTH2("nobody@example.test", "nobody-token")}, "", "535 5.7.8"},
 		{"unknown mechanism", []string{"AUTH PLAIN " + base64.StdEncoding.EncodeToString([]byte("\x00alice\x00pw"))}, "", "504 5.7.4"},
 		{"canceled", []string{"AUTH OAUTHBEARER", "*"}, "", "501 5.0.0"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			tp, fb := newSMTPTest(t, fakeSMTPOptions{}, nil)
-			probes := fb.connCount()
+			tp, fb := newSMTPTest(t, proxytest.FakeSMTPOptions{}, nil)
+			probes := fb.ConnCount()
 			c := tp.dialSubmissions(t)
 			for i, l := range tt.lines {
-				c.send(l)
+				c.Send(l)
 				if i == len(tt.lines)-1 {
 					break
 				}
-				code, lines := c.smtpReply()
+				code, lines := c.SMTPReply()
 				if code != 334 {
 					t.Fatalf("after %q: %d %q, want 334", l, code, lines)
 				}
@@ -175,16 +178,16 @@ func TestSMTPAuthFailures(t *testing.T) {
 					t.Fatalf("challenge %q (%s), want status %q", lines[0], raw, tt.challenge)
 				}
 			}
-			c.smtpExpect(tt.want)
-			c.smtpCmd("MAIL FROM:<alice@example.test>", "530 5.7.0")
+			c.SMTPExpect(tt.want)
+			c.SMTPCmd("MAIL FROM:<alice@example.test>", "530 5.7.0")
 			wantConns := probes
 			if tt.name == "backend refuses the user" {
 				wantConns++
 			}
-			if n := fb.connCount(); n != wantConns {
+			if n := fb.ConnCount(); n != wantConns {
 				t.Fatalf("backend connections = %d, want %d", n, wantConns)
 			}
-			if tt.name != "backend refuses the user" && fb.sawCommand("AUTH") {
+			if tt.name != "backend refuses the user" && fb.SawCommand("AUTH") {
 				t.Fatal("the backend saw an AUTH")
 			}
 		})
@@ -192,30 +195,30 @@ func TestSMTPAuthFailures(t *testing.T) {
 }
 
 func TestSMTPTooManyAuthFailures(t *testing.T) {
-	tp, _ := newSMTPTest(t, fakeSMTPOptions{}, nil)
+	tp, _ := newSMTPTest(t, proxytest.FakeSMTPOptions{}, nil)
 	c := tp.dialSubmissions(t)
 	for i := 0; i < 3; i++ {
-		c.smtpCmd("AUTH XOAUTH2 "+xoauth2("alice@example.test", badToken), "334 ")
-		c.smtpCmd("", "535 5.7.8")
+		c.SMTPCmd("AUTH XOAUTH2 "+proxytest.XOAUTH2("alice@example.test", proxytest.BadToken), "334 ")
+		c.SMTPCmd("", "535 5.7.8")
 	}
-	c.expectClosed()
+	c.ExpectClosed()
 }
 
 func TestSMTPPreauthTimeout(t *testing.T) {
-	tp, _ := newSMTPTest(t, fakeSMTPOptions{}, func(o *Options) { o.Limits.PreauthTimeout = 300 * time.Millisecond })
+	tp, _ := newSMTPTest(t, proxytest.FakeSMTPOptions{}, func(o *Options) { o.Limits.PreauthTimeout = 300 * time.Millisecond })
 	c := tp.dialSubmissions(t) // greeted, EHLO answered
-	c.smtpExpect("421 4.4.2 Pre-authentication time limit reached")
-	c.expectClosed()
+	c.SMTPExpect("421 4.4.2 Pre-authentication time limit reached")
+	c.ExpectClosed()
 	// The same on the STARTTLS port, before TLS.
-	c = dialPlain(t, tp.plainAddr)
-	c.smtpExpect("220 ")
-	c.smtpExpect("421 4.4.2 ")
-	c.expectClosed()
+	c = proxytest.DialPlain(t, tp.plainAddr)
+	c.SMTPExpect("220 ")
+	c.SMTPExpect("421 4.4.2 ")
+	c.ExpectClosed()
 	// An authenticated session outlives the pre-auth deadline.
 	c = tp.dialSubmissions(t)
-	c.smtpLogin()
+	c.SMTPLogin()
 	time.Sleep(500 * time.Millisecond) // longer than PreauthTimeout: the behaviour under test
-	c.smtpCmd("NOOP", "250 ")
+	c.SMTPCmd("NOOP", "250 ")
 }
 
 func TestSMTPSenderEnforced(t *testing.T) {
@@ -236,14 +239,14 @@ func TestSMTPSenderEnforced(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			tp, fb := newSMTPTest(t, fakeSMTPOptions{}, func(o *Options) {
+			tp, fb := newSMTPTest(t, proxytest.FakeSMTPOptions{}, func(o *Options) {
 				o.SMTP.EnforceSender = tt.enforce
 				o.SMTP.SenderAliases = map[string][]string{"Alice@example.test": {"postmaster@example.test", "*@Alias.test"}}
 			})
 			c := tp.dialSubmissions(t)
-			c.smtpLogin()
-			c.smtpCmd("MAIL FROM:<"+tt.from+">", tt.want)
-			if sent := fb.sawCommand("MAIL FROM:<" + tt.from + ">"); sent != (tt.want == "250 ") {
+			c.SMTPLogin()
+			c.SMTPCmd("MAIL FROM:<"+tt.from+">", tt.want)
+			if sent := fb.SawCommand("MAIL FROM:<" + tt.from + ">"); sent != (tt.want == "250 ") {
 				t.Fatalf("backend saw MAIL FROM:<%s>: %v", tt.from, sent)
 			}
 		})
@@ -276,22 +279,22 @@ func TestSenderAllowed(t *testing.T) {
 }
 
 func TestSMTPBackendRepliesVerbatim(t *testing.T) {
-	tp, fb := newSMTPTest(t, fakeSMTPOptions{rcptReply: map[string]string{
+	tp, fb := newSMTPTest(t, proxytest.FakeSMTPOptions{RcptReply: map[string]string{
 		"nouser@example.test": "550 5.1.1 <nouser@example.test>: Recipient address rejected: User unknown in virtual mailbox table",
 		"later@example.test":  "450 4.2.0 <later@example.test>: Recipient address rejected: Greylisted",
 	}}, nil)
 	c := tp.dialSubmissions(t)
-	c.smtpLogin()
-	c.smtpCmd("MAIL FROM:<alice@example.test>", "250 ")
-	c.smtpCmd("RCPT TO:<nouser@example.test>", "550 5.1.1 <nouser@example.test>: Recipient address rejected: User unknown in virtual mailbox table")
-	c.smtpCmd("RCPT TO:<later@example.test>", "450 4.2.0 <later@example.test>: Recipient address rejected: Greylisted")
-	c.smtpCmd("DATA", "502 5.5.1") // go-smtp: no accepted RCPT
-	c.smtpCmd("RCPT TO:<bob@example.test>", "250 ")
-	c.smtpCmd("DATA", "354 ")
-	c.send("Subject: hi\r\n\r\nhello\r\n.")
-	c.smtpExpect("250 2.0.0 Ok: queued as FAKE1")
-	if m := fb.messages(); len(m) != 1 || m[0].user != "alice@example.test" || m[0].from != "alice@example.test" ||
-		len(m[0].rcpts) != 1 || m[0].rcpts[0] != "bob@example.test" {
+	c.SMTPLogin()
+	c.SMTPCmd("MAIL FROM:<alice@example.test>", "250 ")
+	c.SMTPCmd("RCPT TO:<nouser@example.test>", "550 5.1.1 <nouser@example.test>: Recipient address rejected: User unknown in virtual mailbox table")
+	c.SMTPCmd("RCPT TO:<later@example.test>", "450 4.2.0 <later@example.test>: Recipient address rejected: Greylisted")
+	c.SMTPCmd("DATA", "502 5.5.1") // go-smtp: no accepted RCPT
+	c.SMTPCmd("RCPT TO:<bob@example.test>", "250 ")
+	c.SMTPCmd("DATA", "354 ")
+	c.Send("Subject: hi\r\n\r\nhello\r\n.")
+	c.SMTPExpect("250 2.0.0 Ok: queued as FAKE1")
+	if m := fb.Messages(); len(m) != 1 || m[0].User != "alice@example.test" || m[0].From != "alice@example.test" ||
+		len(m[0].Rcpts) != 1 || m[0].Rcpts[0] != "bob@example.test" {
 		t.Fatalf("backend messages = %+v", m)
 	}
 }
@@ -302,7 +305,7 @@ func TestSMTPBackendRepliesVerbatim(t *testing.T) {
 func TestSMTPRelayStreaming(t *testing.T) {
 	for _, mech := range []string{"XOAUTH2", "OAUTHBEARER"} {
 		t.Run(mech, func(t *testing.T) {
-			tp, fb := newSMTPTest(t, fakeSMTPOptions{}, nil)
+			tp, fb := newSMTPTest(t, proxytest.FakeSMTPOptions{}, nil)
 			c, err := smtp.DialTLS(tp.tlsAddr, tp.clientTLS)
 			if err != nil {
 				t.Fatalf("DialTLS() = %v", err)
@@ -311,7 +314,7 @@ func TestSMTPRelayStreaming(t *testing.T) {
 			if err := c.Hello("client.test"); err != nil {
 				t.Fatalf("Hello() = %v", err)
 			}
-			if err := c.Auth(smtpOAuthClient{mech, "alice@example.test", testToken}); err != nil {
+			if err := c.Auth(proxytest.OAuthClient{Mech: mech, User: "alice@example.test", Token: proxytest.TestToken}); err != nil {
 				t.Fatalf("Auth() = %v", err)
 			}
 			const size = 6 << 20
@@ -326,7 +329,7 @@ func TestSMTPRelayStreaming(t *testing.T) {
 				t.Fatalf("Data() = %v", err)
 			}
 			h := sha256.New()
-			n, err := io.Copy(io.MultiWriter(w, h), newMessageReader(size))
+			n, err := io.Copy(io.MultiWriter(w, h), proxytest.NewMessageReader(size))
 			if err != nil {
 				t.Fatalf("writing the body: %v", err)
 			}
@@ -340,19 +343,19 @@ func TestSMTPRelayStreaming(t *testing.T) {
 			if err := c.Quit(); err != nil {
 				t.Fatalf("Quit() = %v", err)
 			}
-			msgs := fb.messages()
+			msgs := fb.Messages()
 			if len(msgs) != 1 {
 				t.Fatalf("backend got %d messages", len(msgs))
 			}
-			if m := msgs[0]; m.size != n || !bytes.Equal(m.sum[:], h.Sum(nil)) {
-				t.Fatalf("backend got %d bytes sha256 %x, sent %d bytes sha256 %x", m.size, m.sum, n, h.Sum(nil))
+			if m := msgs[0]; m.Size != n || !bytes.Equal(m.Sum[:], h.Sum(nil)) {
+				t.Fatalf("backend got %d bytes sha256 %x, sent %d bytes sha256 %x", m.Size, m.Sum, n, h.Sum(nil))
 			}
-			if m := msgs[0]; m.user != "alice@example.test" || !strings.Contains(m.mailArgs, "SIZE="+strconv.Itoa(size)) ||
-				!strings.Contains(m.mailArgs, "BODY=8BITMIME") {
-				t.Fatalf("backend message = user %q, MAIL args %q", m.user, m.mailArgs)
+			if m := msgs[0]; m.User != "alice@example.test" || !strings.Contains(m.MailArgs, "SIZE="+strconv.Itoa(size)) ||
+				!strings.Contains(m.MailArgs, "BODY=8BITMIME") {
+				t.Fatalf("backend message = user %q, MAIL args %q", m.User, m.MailArgs)
 			}
 			var plain string
-			for _, l := range fb.received() {
+			for _, l := range fb.Received() {
 				if ir, ok := strings.CutPrefix(l, "AUTH PLAIN "); ok {
 					raw, _ := base64.StdEncoding.DecodeString(ir)
 					plain = string(raw)
@@ -366,52 +369,52 @@ func TestSMTPRelayStreaming(t *testing.T) {
 }
 
 func TestSMTPTwoMessagesOneSession(t *testing.T) {
-	tp, fb := newSMTPTest(t, fakeSMTPOptions{}, nil)
+	tp, fb := newSMTPTest(t, proxytest.FakeSMTPOptions{}, nil)
 	c := tp.dialSubmission(t)
-	c.smtpLogin()
+	c.SMTPLogin()
 	for i := 1; i <= 2; i++ {
-		c.smtpCmd("MAIL FROM:<alice@example.test>", "250 ")
-		c.smtpCmd("RCPT TO:<bob@example.test>", "250 ")
-		c.smtpCmd("DATA", "354 ")
-		c.send("Subject: " + strconv.Itoa(i) + "\r\n\r\nbody\r\n.")
-		c.smtpExpect("250 2.0.0 Ok: queued as FAKE" + strconv.Itoa(i))
+		c.SMTPCmd("MAIL FROM:<alice@example.test>", "250 ")
+		c.SMTPCmd("RCPT TO:<bob@example.test>", "250 ")
+		c.SMTPCmd("DATA", "354 ")
+		c.Send("Subject: " + strconv.Itoa(i) + "\r\n\r\nbody\r\n.")
+		c.SMTPExpect("250 2.0.0 Ok: queued as FAKE" + strconv.Itoa(i))
 	}
-	c.smtpCmd("MAIL FROM:<alice@example.test>", "250 ")
-	c.smtpCmd("RSET", "250 ")
-	c.smtpCmd("QUIT", "221 ")
-	if n := len(fb.messages()); n != 2 {
+	c.SMTPCmd("MAIL FROM:<alice@example.test>", "250 ")
+	c.SMTPCmd("RSET", "250 ")
+	c.SMTPCmd("QUIT", "221 ")
+	if n := len(fb.Messages()); n != 2 {
 		t.Fatalf("backend got %d messages, want 2", n)
 	}
-	waitFor(t, "the backend QUIT", func() bool { return fb.sawCommand("QUIT") && fb.sawCommand("RSET") })
+	proxytest.WaitFor(t, "the backend QUIT", func() bool { return fb.SawCommand("QUIT") && fb.SawCommand("RSET") })
 }
 
 func TestSMTPClientGoneMidData(t *testing.T) {
-	tp, fb := newSMTPTest(t, fakeSMTPOptions{}, nil)
+	tp, fb := newSMTPTest(t, proxytest.FakeSMTPOptions{}, nil)
 	c := tp.dialSubmissions(t)
-	c.smtpLogin()
-	c.smtpCmd("MAIL FROM:<alice@example.test>", "250 ")
-	c.smtpCmd("RCPT TO:<bob@example.test>", "250 ")
-	c.smtpCmd("DATA", "354 ")
-	io.CopyN(c.c, newMessageReader(1<<20), 300<<10)
-	c.c.Close()
-	waitFor(t, "the backend to see the connection end inside DATA", func() bool { return fb.abortedCount() == 1 })
-	if m := fb.messages(); len(m) != 0 {
+	c.SMTPLogin()
+	c.SMTPCmd("MAIL FROM:<alice@example.test>", "250 ")
+	c.SMTPCmd("RCPT TO:<bob@example.test>", "250 ")
+	c.SMTPCmd("DATA", "354 ")
+	io.CopyN(c.C, proxytest.NewMessageReader(1<<20), 300<<10)
+	c.C.Close()
+	proxytest.WaitFor(t, "the backend to see the connection end inside DATA", func() bool { return fb.AbortedCount() == 1 })
+	if m := fb.Messages(); len(m) != 0 {
 		t.Fatalf("backend got a message: %+v", m)
 	}
 }
 
 func TestSMTPDataIdleTimeout(t *testing.T) {
-	tp, fb := newSMTPTest(t, fakeSMTPOptions{}, func(o *Options) { o.SMTP.DataTimeout = 300 * time.Millisecond })
+	tp, fb := newSMTPTest(t, proxytest.FakeSMTPOptions{}, func(o *Options) { o.SMTP.DataTimeout = 300 * time.Millisecond })
 	c := tp.dialSubmissions(t)
-	c.smtpLogin()
-	c.smtpCmd("MAIL FROM:<alice@example.test>", "250 ")
-	c.smtpCmd("RCPT TO:<bob@example.test>", "250 ")
-	c.smtpCmd("DATA", "354 ")
-	c.c.Write([]byte("Subject: stalled\r\n\r\nfirst line\r\n"))
-	c.smtpExpect("421 4.4.2")
-	c.expectClosed()
-	waitFor(t, "the backend to see the connection end inside DATA", func() bool { return fb.abortedCount() == 1 })
-	if m := fb.messages(); len(m) != 0 {
+	c.SMTPLogin()
+	c.SMTPCmd("MAIL FROM:<alice@example.test>", "250 ")
+	c.SMTPCmd("RCPT TO:<bob@example.test>", "250 ")
+	c.SMTPCmd("DATA", "354 ")
+	c.C.Write([]byte("Subject: stalled\r\n\r\nfirst line\r\n"))
+	c.SMTPExpect("421 4.4.2")
+	c.ExpectClosed()
+	proxytest.WaitFor(t, "the backend to see the connection end inside DATA", func() bool { return fb.AbortedCount() == 1 })
+	if m := fb.Messages(); len(m) != 0 {
 		t.Fatalf("backend got a message: %+v", m)
 	}
 }
@@ -419,61 +422,61 @@ func TestSMTPDataIdleTimeout(t *testing.T) {
 // TestSMTPSlowUpload: go-smtp's ReadTimeout (CommandTimeout) would cover the
 // whole body; the body arrives in pieces spaced beyond it and still goes through.
 func TestSMTPSlowUpload(t *testing.T) {
-	tp, fb := newSMTPTest(t, fakeSMTPOptions{}, func(o *Options) {
+	tp, fb := newSMTPTest(t, proxytest.FakeSMTPOptions{}, func(o *Options) {
 		o.Limits.CommandTimeout = 300 * time.Millisecond
 		o.SMTP.DataTimeout = 5 * time.Second
 	})
 	for _, bdat := range []bool{false, true} {
 		c := tp.dialSubmissions(t)
-		c.smtpLogin()
-		c.smtpCmd("MAIL FROM:<alice@example.test>", "250 ")
-		c.smtpCmd("RCPT TO:<bob@example.test>", "250 ")
+		c.SMTPLogin()
+		c.SMTPCmd("MAIL FROM:<alice@example.test>", "250 ")
+		c.SMTPCmd("RCPT TO:<bob@example.test>", "250 ")
 		var body bytes.Buffer
-		io.Copy(&body, newMessageReader(500000))
+		io.Copy(&body, proxytest.NewMessageReader(500000))
 		if bdat {
-			c.c.Write([]byte("BDAT " + strconv.Itoa(body.Len()) + " LAST\r\n"))
+			c.C.Write([]byte("BDAT " + strconv.Itoa(body.Len()) + " LAST\r\n"))
 		} else {
-			c.smtpCmd("DATA", "354 ")
+			c.SMTPCmd("DATA", "354 ")
 		}
 		data, wire := body.Bytes(), body.Bytes()
 		if !bdat {
 			wire = bytes.ReplaceAll(data, []byte("\r\n."), []byte("\r\n.."))
 		}
 		for i := 0; i < 4; i++ {
-			c.c.Write(wire[i*len(wire)/4 : (i+1)*len(wire)/4])
+			c.C.Write(wire[i*len(wire)/4 : (i+1)*len(wire)/4])
 			time.Sleep(500 * time.Millisecond) // a slow client: the behaviour under test
 		}
 		if !bdat {
-			c.c.Write([]byte(".\r\n"))
+			c.C.Write([]byte(".\r\n"))
 		}
-		c.smtpExpect("250 2.0.0 Ok: queued")
-		msgs := fb.messages()
-		if sum := sha256.Sum256(data); len(msgs) == 0 || msgs[len(msgs)-1].sum != sum {
+		c.SMTPExpect("250 2.0.0 Ok: queued")
+		msgs := fb.Messages()
+		if sum := sha256.Sum256(data); len(msgs) == 0 || msgs[len(msgs)-1].Sum != sum {
 			t.Fatalf("bdat=%v: backend did not get the message intact", bdat)
 		}
 	}
 }
 
 func TestSMTPBDAT(t *testing.T) {
-	tp, fb := newSMTPTest(t, fakeSMTPOptions{}, nil)
+	tp, fb := newSMTPTest(t, proxytest.FakeSMTPOptions{}, nil)
 	c := tp.dialSubmissions(t)
-	c.smtpLogin()
-	c.smtpCmd("MAIL FROM:<alice@example.test>", "250 ")
-	c.smtpCmd("RCPT TO:<bob@example.test>", "250 ")
+	c.SMTPLogin()
+	c.SMTPCmd("MAIL FROM:<alice@example.test>", "250 ")
+	c.SMTPCmd("RCPT TO:<bob@example.test>", "250 ")
 	chunks := []string{"Subject: bdat\r\n\r\n", ".a line with a leading dot\r\n.\r\n", "end\r\n"}
 	for i, ch := range chunks {
 		last := ""
 		if i == len(chunks)-1 {
 			last = " LAST"
 		}
-		c.c.Write([]byte("BDAT " + strconv.Itoa(len(ch)) + last + "\r\n" + ch))
+		c.C.Write([]byte("BDAT " + strconv.Itoa(len(ch)) + last + "\r\n" + ch))
 		if last == "" {
-			c.smtpExpect("250 2.0.0")
+			c.SMTPExpect("250 2.0.0")
 		}
 	}
-	c.smtpExpect("250 2.0.0 Ok: queued as FAKE1")
-	msgs := fb.messages()
-	if sum := sha256.Sum256([]byte(strings.Join(chunks, ""))); len(msgs) != 1 || msgs[0].sum != sum {
+	c.SMTPExpect("250 2.0.0 Ok: queued as FAKE1")
+	msgs := fb.Messages()
+	if sum := sha256.Sum256([]byte(strings.Join(chunks, ""))); len(msgs) != 1 || msgs[0].Sum != sum {
 		t.Fatalf("backend messages = %+v, want the chunks joined", msgs)
 	}
 }
@@ -481,89 +484,89 @@ func TestSMTPBDAT(t *testing.T) {
 // TestSMTPBDATReset: RSET in the middle of BDAT leaves nothing at the
 // backend; the connection closes after the RSET reply (see resetWatch).
 func TestSMTPBDATReset(t *testing.T) {
-	tp, fb := newSMTPTest(t, fakeSMTPOptions{}, nil)
+	tp, fb := newSMTPTest(t, proxytest.FakeSMTPOptions{}, nil)
 	c := tp.dialSubmissions(t)
-	c.smtpLogin()
-	c.smtpCmd("MAIL FROM:<alice@example.test>", "250 ")
-	c.smtpCmd("RCPT TO:<bob@example.test>", "250 ")
-	c.c.Write([]byte("BDAT 10\r\n0123456789"))
-	c.smtpExpect("250 2.0.0")
-	c.smtpCmd("RSET", "250 ")
-	c.expectClosed()
-	waitFor(t, "the backend DATA to be cut off", func() bool { return fb.abortedCount() == 1 })
-	if n := len(fb.messages()); n != 0 {
+	c.SMTPLogin()
+	c.SMTPCmd("MAIL FROM:<alice@example.test>", "250 ")
+	c.SMTPCmd("RCPT TO:<bob@example.test>", "250 ")
+	c.C.Write([]byte("BDAT 10\r\n0123456789"))
+	c.SMTPExpect("250 2.0.0")
+	c.SMTPCmd("RSET", "250 ")
+	c.ExpectClosed()
+	proxytest.WaitFor(t, "the backend DATA to be cut off", func() bool { return fb.AbortedCount() == 1 })
+	if n := len(fb.Messages()); n != 0 {
 		t.Fatalf("backend got %d messages, want 0", n)
 	}
 }
 
 func TestSMTPSizeExceeded(t *testing.T) {
-	tp, fb := newSMTPTest(t, fakeSMTPOptions{}, func(o *Options) { o.SMTP.MaxMessageBytes = 10000 })
+	tp, fb := newSMTPTest(t, proxytest.FakeSMTPOptions{}, func(o *Options) { o.SMTP.MaxMessageBytes = 10000 })
 	c := tp.dialSubmissions(t)
-	c.smtpLogin()
-	c.smtpCmd("MAIL FROM:<alice@example.test> SIZE=20000", "552 5.3.4")
-	c.smtpCmd("MAIL FROM:<alice@example.test>", "250 ")
-	c.smtpCmd("RCPT TO:<bob@example.test>", "250 ")
-	c.smtpCmd("DATA", "354 ")
-	io.Copy(c.c, newMessageReader(30000))
-	c.smtpCmd(".", "552 5.3.4")
-	waitFor(t, "the backend DATA to be cut off", func() bool { return fb.abortedCount() == 1 })
+	c.SMTPLogin()
+	c.SMTPCmd("MAIL FROM:<alice@example.test> SIZE=20000", "552 5.3.4")
+	c.SMTPCmd("MAIL FROM:<alice@example.test>", "250 ")
+	c.SMTPCmd("RCPT TO:<bob@example.test>", "250 ")
+	c.SMTPCmd("DATA", "354 ")
+	io.Copy(c.C, proxytest.NewMessageReader(30000))
+	c.SMTPCmd(".", "552 5.3.4")
+	proxytest.WaitFor(t, "the backend DATA to be cut off", func() bool { return fb.AbortedCount() == 1 })
 	// The session goes on with a new backend connection.
-	c.smtpCmd("MAIL FROM:<alice@example.test>", "250 ")
-	c.smtpCmd("RCPT TO:<bob@example.test>", "250 ")
-	c.smtpCmd("DATA", "354 ")
-	c.smtpCmd("Subject: small\r\n\r\nsmall\r\n.", "250 2.0.0 Ok: queued as FAKE1")
-	if n := len(fb.messages()); n != 1 {
+	c.SMTPCmd("MAIL FROM:<alice@example.test>", "250 ")
+	c.SMTPCmd("RCPT TO:<bob@example.test>", "250 ")
+	c.SMTPCmd("DATA", "354 ")
+	c.SMTPCmd("Subject: small\r\n\r\nsmall\r\n.", "250 2.0.0 Ok: queued as FAKE1")
+	if n := len(fb.Messages()); n != 1 {
 		t.Fatalf("backend got %d messages, want 1", n)
 	}
 }
 
 func TestSMTPBackendFailures(t *testing.T) {
 	t.Run("backend down at AUTH", func(t *testing.T) {
-		tp, fb := newSMTPTest(t, fakeSMTPOptions{}, nil)
-		fb.stop()
+		tp, fb := newSMTPTest(t, proxytest.FakeSMTPOptions{}, nil)
+		fb.Stop()
 		c := tp.dialSubmissions(t)
-		c.smtpCmd("AUTH XOAUTH2 "+xoauth2("alice@example.test", testToken), "454 4.7.0")
+		c.SMTPCmd("AUTH XOAUTH2 "+proxytest.XOAUTH2("alice@example.test", proxytest.TestToken), "454 4.7.0")
 	})
 	t.Run("connection lost at DATA", func(t *testing.T) {
-		tp, fb := newSMTPTest(t, fakeSMTPOptions{closeOnData: true}, nil)
+		tp, fb := newSMTPTest(t, proxytest.FakeSMTPOptions{CloseOnData: true}, nil)
 		c := tp.dialSubmissions(t)
-		c.smtpLogin()
-		c.smtpCmd("MAIL FROM:<alice@example.test>", "250 ")
-		c.smtpCmd("RCPT TO:<bob@example.test>", "250 ")
-		c.smtpCmd("DATA", "354 ")
-		c.smtpCmd("Subject: x\r\n\r\nx\r\n.", "451 4.4.2")
-		conns := fb.connCount()
-		c.smtpCmd("MAIL FROM:<alice@example.test>", "250 ") // reconnects
-		if fb.connCount() != conns+1 {
+		c.SMTPLogin()
+		c.SMTPCmd("MAIL FROM:<alice@example.test>", "250 ")
+		c.SMTPCmd("RCPT TO:<bob@example.test>", "250 ")
+		c.SMTPCmd("DATA", "354 ")
+		c.SMTPCmd("Subject: x\r\n\r\nx\r\n.", "451 4.4.2")
+		conns := fb.ConnCount()
+		c.SMTPCmd("MAIL FROM:<alice@example.test>", "250 ") // reconnects
+		if fb.ConnCount() != conns+1 {
 			t.Fatal("no new backend connection after the failure")
 		}
 	})
 	t.Run("backend gone before MAIL", func(t *testing.T) {
-		tp, fb := newSMTPTest(t, fakeSMTPOptions{}, nil)
+		tp, fb := newSMTPTest(t, proxytest.FakeSMTPOptions{}, nil)
 		c := tp.dialSubmissions(t)
-		c.smtpLogin()
-		fb.stop()
-		c.smtpCmd("MAIL FROM:<alice@example.test>", "451 4.4.")
-		c.smtpCmd("MAIL FROM:<alice@example.test>", "451 4.4.1")
+		c.SMTPLogin()
+		fb.Stop()
+		c.SMTPCmd("MAIL FROM:<alice@example.test>", "451 4.4.")
+		c.SMTPCmd("MAIL FROM:<alice@example.test>", "451 4.4.1")
 	})
 }
 
 func TestSMTPBackendLoginModes(t *testing.T) {
-	serverTLS, clientTLS := testTLS(t)
+	serverTLS, clientTLS := proxytest.TLSPair(t)
 	tests := []struct {
 		name     string
-		fb       fakeSMTPOptions
+		fb       proxytest.FakeSMTPOptions
 		backend  Backend
 		wantTLS  bool
 		xclient  string // prefix of the XCLIENT attributes the backend must see
 		wantAuth bool
 	}{
-		{"master plain", fakeSMTPOptions{}, Backend{}, false, "", true},
-		{"master starttls", fakeSMTPOptions{tls: serverTLS}, Backend{TLS: TLSStartTLS}, true, "", true},
-		{"master implicit", fakeSMTPOptions{tls: serverTLS, implicit: true}, Backend{TLS: TLSImplicit}, true, "", true},
-		{"master with xclient addr", fakeSMTPOptions{tls: serverTLS, xclient: true}, Backend{TLS: TLSStartTLS, ClientIP: "xclient"}, true, "ADDR=127.0.0.1 PORT=", true},
-		{"xclient login", fakeSMTPOptions{xclient: true}, Backend{Login: "xclient"}, false, "LOGIN=alice@example.test", false},
-		{"xclient login starttls with addr", fakeSMTPOptions{tls: serverTLS, xclient: true}, Backend{TLS: TLSStartTLS, Login: "xclient", ClientIP: "xclient"}, true, "LOGIN=alice@example.test ADDR=127.0.0.1 PORT=", false},
+		{"master plain", proxytest.FakeSMTPOptions{}, Backend{}, false, "", true},
+		{"master starttls", proxytest.FakeSMTPOptions{TLS: serverTLS}, Backend{TLS: TLSStartTLS}, true, "", true},
+		{"master implicit", proxytest.FakeSMTPOptions{TLS: serverTLS, Implicit: true}, Backend{TLS: TLSImplicit}, true, "", true},
+		{"master with xclient addr", proxytest.FakeSMTPOptions{TLS: serverTLS, XCLIENT: true}, Backend{TLS: TLSStartTLS, ClientIP: "xclient"}, true, "ADDR=127.0.0.1 PORT=", true},
+		{"xclient login", proxytest.FakeSMTPOptions{XCLIENT: true}, Backend{Login: "xclient"}, false, "LOGIN=alice@example.test", false},
+		{"xclient login starttls with addr", proxytest.FakeSMTPOptions{TLS: serverTLS, XCLIENT: true}, Backend{TLS: TLSStartTLS, Login: "xclient", ClientIP: "xclient"}, true, "LOGIN=alice@example.test ADDR=127.0.0.1 PORT=", false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -573,33 +576,33 @@ func TestSMTPBackendLoginModes(t *testing.T) {
 				o.SMTPBackend = b
 			})
 			c := tp.dialSubmissions(t)
-			c.smtpLogin()
-			c.smtpCmd("MAIL FROM:<alice@example.test>", "250 ")
-			c.smtpCmd("RCPT TO:<bob@example.test>", "250 ")
-			c.smtpCmd("DATA", "354 ")
-			c.smtpCmd("Subject: x\r\n\r\nx\r\n.", "250 2.0.0 Ok: queued as FAKE1")
-			m := fb.messages()[0]
-			if m.user != "alice@example.test" || m.tls != tt.wantTLS || !strings.HasPrefix(m.xclient, tt.xclient) {
-				t.Fatalf("backend message: user %q tls %v xclient %q", m.user, m.tls, m.xclient)
+			c.SMTPLogin()
+			c.SMTPCmd("MAIL FROM:<alice@example.test>", "250 ")
+			c.SMTPCmd("RCPT TO:<bob@example.test>", "250 ")
+			c.SMTPCmd("DATA", "354 ")
+			c.SMTPCmd("Subject: x\r\n\r\nx\r\n.", "250 2.0.0 Ok: queued as FAKE1")
+			m := fb.Messages()[0]
+			if m.User != "alice@example.test" || m.TLS != tt.wantTLS || !strings.HasPrefix(m.XCLIENT, tt.xclient) {
+				t.Fatalf("backend message: user %q tls %v xclient %q", m.User, m.TLS, m.XCLIENT)
 			}
-			if fb.sawCommand("AUTH") != tt.wantAuth {
+			if fb.SawCommand("AUTH") != tt.wantAuth {
 				t.Fatalf("backend AUTH seen = %v, want %v", !tt.wantAuth, tt.wantAuth)
 			}
 			// XCLIENT only ever before AUTH.
 			auth := false
-			for _, l := range fb.received() {
+			for _, l := range fb.Received() {
 				auth = auth || strings.HasPrefix(l, "AUTH ")
 				if auth && strings.HasPrefix(l, "XCLIENT") {
-					t.Fatalf("XCLIENT after AUTH: %q", fb.received())
+					t.Fatalf("XCLIENT after AUTH: %q", fb.Received())
 				}
 			}
 		})
 	}
 	t.Run("xclient not offered", func(t *testing.T) {
-		tp, fb := newSMTPTest(t, fakeSMTPOptions{}, func(o *Options) { o.SMTPBackend.Login = "xclient" })
+		tp, fb := newSMTPTest(t, proxytest.FakeSMTPOptions{}, func(o *Options) { o.SMTPBackend.Login = "xclient" })
 		c := tp.dialSubmissions(t)
-		c.smtpCmd("AUTH XOAUTH2 "+xoauth2("alice@example.test", testToken), "454 4.7.0")
-		if fb.sawCommand("XCLIENT") {
+		c.SMTPCmd("AUTH XOAUTH2 "+proxytest.XOAUTH2("alice@example.test", proxytest.TestToken), "454 4.7.0")
+		if fb.SawCommand("XCLIENT") {
 			t.Fatal("XCLIENT sent although not offered")
 		}
 	})
@@ -608,25 +611,25 @@ func TestSMTPBackendLoginModes(t *testing.T) {
 // TestSMTPProxyProtocolToBackend: client_ip proxy sends a PROXY v2 header
 // with the client's address; the capability probe sends a LOCAL header.
 func TestSMTPProxyProtocolToBackend(t *testing.T) {
-	tp, fb := newSMTPTest(t, fakeSMTPOptions{proxyProtocol: true}, func(o *Options) { o.SMTPBackend.ClientIP = "proxy" })
+	tp, fb := newSMTPTest(t, proxytest.FakeSMTPOptions{ProxyProtocol: true}, func(o *Options) { o.SMTPBackend.ClientIP = "proxy" })
 	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 5)}}
 	raw, err := d.Dial("tcp", tp.tlsAddr)
 	if err != nil {
 		t.Fatalf("dial from 127.0.0.5: %v", err)
 	}
 	tc := tls.Client(raw, tp.clientTLS)
-	c := &tconn{t: t, c: tc, br: newBufReader(tc)}
+	c := &proxytest.Conn{T: t, C: tc, BR: bufio.NewReader(tc)}
 	t.Cleanup(func() { tc.Close() })
-	c.smtpExpect("220 ")
-	if exts := c.smtpEHLO(); extParam(exts, "SIZE") != "10240000" {
+	c.SMTPExpect("220 ")
+	if exts := c.SMTPEHLO(); proxytest.ExtParam(exts, "SIZE") != "10240000" {
 		t.Fatalf("EHLO %q: the probe with a LOCAL header did not get the backend's SIZE", exts)
 	}
-	c.smtpLogin()
-	c.smtpCmd("MAIL FROM:<alice@example.test>", "250 ")
-	c.smtpCmd("RCPT TO:<bob@example.test>", "250 ")
-	c.smtpCmd("DATA", "354 ")
-	c.smtpCmd("Subject: x\r\n\r\nx\r\n.", "250 ")
-	if m := fb.messages(); len(m) != 1 || !strings.HasPrefix(m[0].remote, "127.0.0.5:") {
+	c.SMTPLogin()
+	c.SMTPCmd("MAIL FROM:<alice@example.test>", "250 ")
+	c.SMTPCmd("RCPT TO:<bob@example.test>", "250 ")
+	c.SMTPCmd("DATA", "354 ")
+	c.SMTPCmd("Subject: x\r\n\r\nx\r\n.", "250 ")
+	if m := fb.Messages(); len(m) != 1 || !strings.HasPrefix(m[0].Remote, "127.0.0.5:") {
 		t.Fatalf("backend messages %+v, want one from 127.0.0.5", m)
 	}
 }
@@ -636,7 +639,7 @@ func TestSMTPServeErrors(t *testing.T) {
 	if err == nil || srv != nil {
 		t.Fatal("New without TLSConfig succeeded")
 	}
-	serverTLS, _ := testTLS(t)
+	serverTLS, _ := proxytest.TLSPair(t)
 	for _, b := range []Backend{
 		{Address: "127.0.0.1:25", Login: "password"},
 		{Address: "127.0.0.1:25", ClientIP: "id"},
@@ -660,35 +663,35 @@ func TestSMTPServeErrors(t *testing.T) {
 // a transaction goes on during the drain time, then the connection gets 421
 // and the backend never sees the final dot.
 func TestSMTPShutdown(t *testing.T) {
-	tp, fb := newSMTPTest(t, fakeSMTPOptions{}, nil)
+	tp, fb := newSMTPTest(t, proxytest.FakeSMTPOptions{}, nil)
 	pre := tp.dialSubmission(t)
 	idle := tp.dialSubmissions(t)
-	idle.smtpLogin()
+	idle.SMTPLogin()
 	tx := tp.dialSubmissions(t)
-	tx.smtpLogin()
-	tx.smtpCmd("MAIL FROM:<alice@example.test>", "250 ")
+	tx.SMTPLogin()
+	tx.SMTPCmd("MAIL FROM:<alice@example.test>", "250 ")
 
 	done := make(chan error, 1)
 	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
 	defer cancel()
 	start := time.Now()
 	go func() { done <- tp.srv.Shutdown(ctx) }()
-	for _, c := range []*tconn{pre, idle} {
-		c.smtpExpect("421 4.3.2")
-		c.expectClosed()
+	for _, c := range []*proxytest.Conn{pre, idle} {
+		c.SMTPExpect("421 4.3.2")
+		c.ExpectClosed()
 	}
 	if d := time.Since(start); d > 400*time.Millisecond {
 		t.Fatalf("idle connections ended after %v, want at once", d)
 	}
 	// During the drain the transaction goes on.
-	tx.smtpCmd("RCPT TO:<bob@example.test>", "250 ")
-	tx.smtpCmd("DATA", "354 ")
-	tx.c.Write([]byte("Subject: cut by shutdown\r\n\r\n"))
-	tx.smtpExpect("421 4.3.2")
+	tx.SMTPCmd("RCPT TO:<bob@example.test>", "250 ")
+	tx.SMTPCmd("DATA", "354 ")
+	tx.C.Write([]byte("Subject: cut by shutdown\r\n\r\n"))
+	tx.SMTPExpect("421 4.3.2")
 	if d := time.Since(start); d < 450*time.Millisecond {
 		t.Fatalf("transaction ended after %v, before the drain time", d)
 	}
-	tx.expectClosed()
+	tx.ExpectClosed()
 	if err := <-done; !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("Shutdown() = %v, want DeadlineExceeded", err)
 	}
@@ -697,8 +700,8 @@ func TestSMTPShutdown(t *testing.T) {
 			t.Fatalf("ServeSMTP() = %v, want ErrServerClosed", err)
 		}
 	}
-	waitFor(t, "the backend connections to close", func() bool { return fb.openConns() == 0 })
-	if n := len(fb.messages()); n != 0 {
+	proxytest.WaitFor(t, "the backend connections to close", func() bool { return fb.OpenConns() == 0 })
+	if n := len(fb.Messages()); n != 0 {
 		t.Fatalf("backend got %d messages", n)
 	}
 }
@@ -706,30 +709,30 @@ func TestSMTPShutdown(t *testing.T) {
 // TestSMTPShutdownFinishesMessage: a message whose DATA ends within the
 // drain time is delivered and answered, then the connection gets 421.
 func TestSMTPShutdownFinishesMessage(t *testing.T) {
-	tp, fb := newSMTPTest(t, fakeSMTPOptions{}, nil)
+	tp, fb := newSMTPTest(t, proxytest.FakeSMTPOptions{}, nil)
 	c := tp.dialSubmissions(t)
-	c.smtpLogin()
-	c.smtpCmd("MAIL FROM:<alice@example.test>", "250 ")
-	c.smtpCmd("RCPT TO:<bob@example.test>", "250 ")
-	c.smtpCmd("DATA", "354 ")
+	c.SMTPLogin()
+	c.SMTPCmd("MAIL FROM:<alice@example.test>", "250 ")
+	c.SMTPCmd("RCPT TO:<bob@example.test>", "250 ")
+	c.SMTPCmd("DATA", "354 ")
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	done := make(chan error, 1)
 	go func() { done <- tp.srv.Shutdown(ctx) }()
-	waitFor(t, "the listeners to close", func() bool {
-		c, err := dialNoFail(tp.tlsAddr)
+	proxytest.WaitFor(t, "the listeners to close", func() bool {
+		c, err := proxytest.DialNoFail(tp.tlsAddr)
 		if err == nil {
 			c.Close()
 		}
 		return err != nil
 	})
-	c.smtpCmd("Subject: during shutdown\r\n\r\nbody\r\n.", "250 2.0.0 Ok: queued as FAKE1")
-	c.smtpExpect("421 4.3.2") // the transaction is over: the connection ends
-	c.expectClosed()
+	c.SMTPCmd("Subject: during shutdown\r\n\r\nbody\r\n.", "250 2.0.0 Ok: queued as FAKE1")
+	c.SMTPExpect("421 4.3.2") // the transaction is over: the connection ends
+	c.ExpectClosed()
 	if err := <-done; err != nil {
 		t.Fatalf("Shutdown() = %v, want nil (every connection ended in time)", err)
 	}
-	if n := len(fb.messages()); n != 1 {
+	if n := len(fb.Messages()); n != 1 {
 		t.Fatalf("backend got %d messages, want 1", n)
 	}
 }
@@ -738,22 +741,22 @@ func TestSMTPShutdownFinishesMessage(t *testing.T) {
 // LAST chunk (go-smtp then passes the short body on as complete) leaves
 // nothing at the backend.
 func TestSMTPBDATShortLastChunk(t *testing.T) {
-	tp, fb := newSMTPTest(t, fakeSMTPOptions{}, nil)
+	tp, fb := newSMTPTest(t, proxytest.FakeSMTPOptions{}, nil)
 	c := tp.dialSubmissions(t)
-	c.smtpLogin()
-	c.smtpCmd("MAIL FROM:<alice@example.test>", "250 ")
-	c.smtpCmd("RCPT TO:<bob@example.test>", "250 ")
-	c.c.Write([]byte("BDAT 1000 LAST\r\nSubject: short\r\n\r\nonly part of the chunk\r\n"))
+	c.SMTPLogin()
+	c.SMTPCmd("MAIL FROM:<alice@example.test>", "250 ")
+	c.SMTPCmd("RCPT TO:<bob@example.test>", "250 ")
+	c.C.Write([]byte("BDAT 1000 LAST\r\nSubject: short\r\n\r\nonly part of the chunk\r\n"))
 	// The process dies: the kernel sends FIN, without a TLS close_notify.
-	c.c.(*tls.Conn).NetConn().(*net.TCPConn).CloseWrite()
-	waitFor(t, "the backend DATA to be cut off", func() bool { return fb.abortedCount() == 1 })
-	if n := len(fb.messages()); n != 0 {
+	c.C.(*tls.Conn).NetConn().(*net.TCPConn).CloseWrite()
+	proxytest.WaitFor(t, "the backend DATA to be cut off", func() bool { return fb.AbortedCount() == 1 })
+	if n := len(fb.Messages()); n != 0 {
 		t.Fatalf("backend got %d messages, want 0", n)
 	}
 }
 
 func TestSMTPContextCancel(t *testing.T) {
-	tp, _ := newSMTPTest(t, fakeSMTPOptions{}, nil)
+	tp, _ := newSMTPTest(t, proxytest.FakeSMTPOptions{}, nil)
 	tp.cancel()
 	for i := 0; i < 2; i++ {
 		select {

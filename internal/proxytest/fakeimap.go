@@ -1,4 +1,4 @@
-package proxy
+package proxytest
 
 import (
 	"bufio"
@@ -11,25 +11,30 @@ import (
 	"github.com/mailgate/mailgate/auth"
 )
 
-// fakeIMAPBackend speaks just enough of Dovecot's pre-login IMAP for the
-// unit tests: greeting with SASL-IR, ID, master-user AUTHENTICATE PLAIN (or
-// fakeUser's own PLAIN login with fakeUserPassword), then
-// it echoes every command as "* ECHO <line>" + "<tag> OK".
-// Real Dovecot is exercised by the integration tests.
-type fakeIMAPBackend struct {
-	addr  string
+// FakeIMAPBackend speaks just enough of Dovecot's pre-login IMAP for unit
+// tests: greeting with SASL-IR, ID, master-user AUTHENTICATE PLAIN
+// (MasterUser / MasterPassword; nobody@example.test refused with
+// AUTHORIZATIONFAILED), or FakeUser's own PLAIN login with
+// FakeUserPassword, then it echoes every command as "* ECHO <line>" +
+// "<tag> OK". Real Dovecot is exercised by the integration tests.
+type FakeIMAPBackend struct {
+	Addr  string
 	mu    sync.Mutex
 	lines []string // every line received, AUTHENTICATE included
 	conns int
 }
 
-func startFakeIMAPBackend(t *testing.T) *fakeIMAPBackend {
+// FakePostLoginCaps is the CAPABILITY code of the fake backend's login OK.
+const FakePostLoginCaps = "IMAP4rev1 SASL-IR ID IDLE FAKE-POSTLOGIN"
+
+// StartFakeIMAPBackend listens on 127.0.0.1 until the test ends.
+func StartFakeIMAPBackend(t *testing.T) *FakeIMAPBackend {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatalf("net.Listen() = %v", err)
 	}
-	fb := &fakeIMAPBackend{addr: ln.Addr().String()}
+	fb := &FakeIMAPBackend{Addr: ln.Addr().String()}
 	var wg sync.WaitGroup
 	t.Cleanup(func() { ln.Close(); wg.Wait() })
 	wg.Add(1)
@@ -50,27 +55,35 @@ func startFakeIMAPBackend(t *testing.T) *fakeIMAPBackend {
 	return fb
 }
 
-func (fb *fakeIMAPBackend) received() []string {
+// Received returns every line received so far.
+func (fb *FakeIMAPBackend) Received() []string {
 	fb.mu.Lock()
 	defer fb.mu.Unlock()
 	return append([]string(nil), fb.lines...)
 }
 
-func (fb *fakeIMAPBackend) connCount() int {
+// ConnCount is the number of connections accepted.
+func (fb *FakeIMAPBackend) ConnCount() int {
 	fb.mu.Lock()
 	defer fb.mu.Unlock()
 	return fb.conns
 }
 
-const fakePostLoginCaps = "IMAP4rev1 SASL-IR ID IDLE FAKE-POSTLOGIN"
+// BackendLogins returns the PLAIN messages of the AUTHENTICATE commands
+// received, decoded.
+func (fb *FakeIMAPBackend) BackendLogins() []string {
+	var out []string
+	for _, l := range fb.Received() {
+		f := strings.Fields(l)
+		if len(f) == 4 && strings.EqualFold(f[1], "AUTHENTICATE") {
+			raw, _ := base64.StdEncoding.DecodeString(f[3])
+			out = append(out, string(raw))
+		}
+	}
+	return out
+}
 
-// fakeUser may also log in with its own password (password passthrough).
-const (
-	fakeUser         = "alice@example.test"
-	fakeUserPassword = "alice-password"
-)
-
-func (fb *fakeIMAPBackend) serve(c net.Conn) {
+func (fb *FakeIMAPBackend) serve(c net.Conn) {
 	br := bufio.NewReader(c)
 	w := func(s string) { c.Write([]byte(s + "\r\n")) }
 	w("* OK [CAPABILITY IMAP4rev1 SASL-IR ID AUTH=PLAIN] fake ready.")
@@ -99,16 +112,16 @@ func (fb *fakeIMAPBackend) serve(c net.Conn) {
 			}
 			authz, authc, pass, err := auth.DecodePLAIN(raw)
 			switch {
-			case err == nil && authz == "" && authc == fakeUser && pass == fakeUserPassword:
+			case err == nil && authz == "" && authc == FakeUser && pass == FakeUserPassword:
 				loggedIn = true // password passthrough: the user's own login
-				w(tag + " OK [CAPABILITY " + fakePostLoginCaps + "] Logged in")
-			case err != nil || authc != "mailgate" || pass != "master-secret":
+				w(tag + " OK [CAPABILITY " + FakePostLoginCaps + "] Logged in")
+			case err != nil || authc != MasterUser || pass != MasterPassword:
 				w(tag + " NO [AUTHENTICATIONFAILED] Authentication failed.")
 			case authz == "nobody@example.test":
 				w(tag + " NO [AUTHORIZATIONFAILED] Authorization failed")
 			default:
 				loggedIn = true
-				w(tag + " OK [CAPABILITY " + fakePostLoginCaps + "] Logged in")
+				w(tag + " OK [CAPABILITY " + FakePostLoginCaps + "] Logged in")
 			}
 		case "LOGOUT":
 			w("* BYE Logging out")

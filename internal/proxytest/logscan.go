@@ -1,8 +1,10 @@
-package proxy
+package proxytest
 
 import (
+	"bytes"
 	"encoding/base64"
 	"fmt"
+	"log/slog"
 	"regexp"
 	"strings"
 	"sync"
@@ -12,19 +14,19 @@ import (
 )
 
 // The whole test binary's log output is searched for secrets: every proxy's
-// logger (syncBuffer tees into suiteLog) and slog.Default (TestMain points
-// it at suiteLog, at debug level), which is where package auth logs when no
-// Logger is configured. Each line is scanned as it is written, for the
-// secrets registered with registerSecret (tokens, passwords, the SASL blobs
+// logger (SyncBuffer tees into the suite log) and slog.Default (LogToSuite
+// points it there, at debug level), which is where package auth logs when
+// no Logger is configured. Each line is kept as it is written, for the
+// secrets registered with RegisterSecret (tokens, passwords, the SASL blobs
 // the tests send) and for anything shaped like a bearer token or a SASL
-// blob, whoever wrote it. Lines are scanned when a test calls checkSuiteLog
+// blob, whoever wrote it. Lines are scanned when a test calls CheckSuiteLog
 // (every test proxy's cleanup does), against every secret registered by
 // then; a finding fails that test, with the secret masked.
 //
 // testenv.Main exits the process right after m.Run, so there is no hook
 // after the last test: lines logged after the last check are not scanned.
 
-var suiteLog = &logScanner{secrets: make(map[string]string)}
+var suite = &logScanner{secrets: make(map[string]string)}
 
 type logScanner struct {
 	mu       sync.Mutex
@@ -32,7 +34,7 @@ type logScanner struct {
 	pending  []string          // written, not scanned yet
 	lines    int               // lines scanned
 	found    []string          // masked descriptions of the findings
-	reported int               // len(found) at the last checkSuiteLog
+	reported int               // len(found) at the last CheckSuiteLog
 }
 
 // secretShapes match what must never be logged whatever its origin: a JWT,
@@ -51,29 +53,29 @@ var secretShapes = []struct {
 	{"a base64 OAUTHBEARER message", regexp.MustCompile(`bixhP|biwsA|eSxhP|eSwsA`)},
 }
 
-// registerSecret makes the scanner look for s (and its base64) in every
+// RegisterSecret makes the scanner look for s (and its base64) in every
 // line logged from now on. Strings shorter than 6 bytes are ignored: they
 // would match by accident.
-func registerSecret(label, s string) {
+func RegisterSecret(label, s string) {
 	if len(s) < 6 {
 		return
 	}
-	suiteLog.mu.Lock()
-	defer suiteLog.mu.Unlock()
-	suiteLog.secrets[s] = label
+	suite.mu.Lock()
+	defer suite.mu.Unlock()
+	suite.secrets[s] = label
 	if b := base64.StdEncoding.EncodeToString([]byte(s)); len(b) >= 8 {
 		// Only the first 8 characters of the base64 are stable whatever
 		// precedes s in a message; the full encoding of s alone is kept.
-		suiteLog.secrets[b] = label + " (base64)"
+		suite.secrets[b] = label + " (base64)"
 	}
 }
 
-// registerMasterSecrets registers a master password and the PLAIN messages
+// RegisterMasterSecrets registers a master password and the PLAIN messages
 // mailgate builds with it for the test users.
-func registerMasterSecrets(m Master) {
-	registerSecret("master password", m.Password)
+func RegisterMasterSecrets(user, password string) {
+	RegisterSecret("master password", password)
 	for _, u := range []string{"alice@example.test", "bob@example.test", "nobody@example.test", "carol@example.test"} {
-		registerSecret("backend PLAIN message", base64.StdEncoding.EncodeToString(auth.EncodePLAIN(u, m.User, m.Password)))
+		RegisterSecret("backend PLAIN message", base64.StdEncoding.EncodeToString(auth.EncodePLAIN(u, user, password)))
 	}
 }
 
@@ -133,30 +135,30 @@ func (s *logScanner) maskLocked(line string) string {
 	}
 }
 
-// checkSuiteLog fails t with every finding not reported yet.
-func checkSuiteLog(t testing.TB) {
+// CheckSuiteLog fails t with every finding not reported yet.
+func CheckSuiteLog(t testing.TB) {
 	t.Helper()
-	suiteLog.mu.Lock()
-	suiteLog.scanLocked()
-	news := suiteLog.found[suiteLog.reported:]
-	suiteLog.reported = len(suiteLog.found)
-	suiteLog.mu.Unlock()
+	suite.mu.Lock()
+	suite.scanLocked()
+	news := suite.found[suite.reported:]
+	suite.reported = len(suite.found)
+	suite.mu.Unlock()
 	for _, f := range news {
 		t.Errorf("secret in a log line: %s", f)
 	}
 }
 
-// checkLogText fails t if text holds a registered secret or a secret shape;
-// for logs kept per proxy (which also went through suiteLog, but are checked
+// CheckLogText fails t if text holds a registered secret or a secret shape;
+// for logs kept per proxy (which also went through suite, but are checked
 // again against secrets registered after they were written).
-func checkLogText(t testing.TB, text string) {
+func CheckLogText(t testing.TB, text string) {
 	t.Helper()
-	suiteLog.mu.Lock()
-	secrets := make(map[string]string, len(suiteLog.secrets))
-	for k, v := range suiteLog.secrets {
+	suite.mu.Lock()
+	secrets := make(map[string]string, len(suite.secrets))
+	for k, v := range suite.secrets {
 		secrets[k] = v
 	}
-	suiteLog.mu.Unlock()
+	suite.mu.Unlock()
 	for secret, label := range secrets {
 		if strings.Contains(text, secret) {
 			t.Errorf("%s appears in the proxy's logs", label)
@@ -169,18 +171,78 @@ func checkLogText(t testing.TB, text string) {
 	}
 }
 
-// suiteLogLines scans what is pending and returns the number of log lines
+// SuiteLogLines scans what is pending and returns the number of log lines
 // scanned so far.
-func suiteLogLines() int {
-	suiteLog.mu.Lock()
-	defer suiteLog.mu.Unlock()
-	suiteLog.scanLocked()
-	return suiteLog.lines
+func SuiteLogLines() int {
+	suite.mu.Lock()
+	defer suite.mu.Unlock()
+	suite.scanLocked()
+	return suite.lines
 }
 
 func init() {
-	for _, s := range []string{testToken, badToken, downToken, "bob-token", "nobody-token"} {
-		registerSecret("a test token", s)
+	for _, s := range []string{TestToken, BadToken, DownToken, "bob-token", "nobody-token"} {
+		RegisterSecret("a test token", s)
 	}
-	registerMasterSecrets(Master{User: "mailgate", Password: "master-secret"})
+	RegisterMasterSecrets(MasterUser, MasterPassword)
+}
+
+// LogToSuite points slog.Default (package auth's logger when none is
+// given) at the suite log, at debug level. Call it from TestMain.
+func LogToSuite() {
+	slog.SetDefault(slog.New(slog.NewTextHandler(suite, &slog.HandlerOptions{Level: slog.LevelDebug})))
+}
+
+// SyncBuffer is a goroutine-safe log sink whose lines also go to the suite
+// log (searched for secrets).
+type SyncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *SyncBuffer) Write(p []byte) (int, error) {
+	suite.Write(p)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *SyncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// NewLogger returns a debug-level text logger writing into a new SyncBuffer.
+func NewLogger() (*slog.Logger, *SyncBuffer) {
+	b := &SyncBuffer{}
+	return slog.New(slog.NewTextHandler(b, &slog.HandlerOptions{Level: slog.LevelDebug})), b
+}
+
+// FindingsDuring scans what is pending, runs f, and returns the findings of
+// the lines logged meanwhile (masked), which no later CheckSuiteLog reports:
+// for a test of the scanner itself.
+func FindingsDuring(f func()) []string {
+	suite.mu.Lock()
+	suite.scanLocked()
+	before := len(suite.found)
+	suite.mu.Unlock()
+	f()
+	suite.mu.Lock()
+	defer suite.mu.Unlock()
+	suite.scanLocked()
+	found := append([]string(nil), suite.found[before:]...)
+	suite.reported = len(suite.found)
+	return found
+}
+
+// SecretShape names the first secret shape found in text ("a JWT", ...),
+// or returns "".
+func SecretShape(text string) string {
+	for _, sh := range secretShapes {
+		if sh.re.MatchString(text) {
+			return sh.name
+		}
+	}
+	return ""
 }

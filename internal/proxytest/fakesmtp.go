@@ -1,4 +1,4 @@
-package proxy
+package proxytest
 
 import (
 	"bufio"
@@ -17,16 +17,16 @@ import (
 	"github.com/mailgate/mailgate/auth"
 )
 
-// fakeSMTPBackend speaks just enough of Postfix's submission service for the
+// FakeSMTPBackend speaks just enough of Postfix's submission service for the
 // unit tests: greeting, EHLO with configurable extensions, STARTTLS, master
-// AUTH PLAIN (mailgate / master-secret, "nobody@example.test" refused with
-// 535; or fakeUser's own login with fakeUserPassword), XCLIENT,
+// AUTH PLAIN (MasterUser / MasterPassword, "nobody@example.test" refused with
+// 535; or FakeUser's own login with FakeUserPassword), XCLIENT,
 // MAIL/RCPT/DATA, RSET, NOOP, QUIT. It records every command line and every
 // message whose final dot arrived, and counts DATA bodies cut off before the
 // dot. Real Postfix is exercised by the integration tests.
-type fakeSMTPBackend struct {
-	addr string
-	opts fakeSMTPOptions
+type FakeSMTPBackend struct {
+	Addr string
+	opts FakeSMTPOptions
 
 	ln      net.Listener
 	wg      sync.WaitGroup
@@ -34,64 +34,68 @@ type fakeSMTPBackend struct {
 	open    map[net.Conn]bool
 	conns   int
 	lines   []string
-	msgs    []fakeSMTPMessage
+	msgs    []FakeSMTPMessage
 	aborted int // DATA bodies whose connection ended before the final dot
 	gate    chan struct{}
 }
 
-type fakeSMTPOptions struct {
-	// tls enables STARTTLS (and is the certificate for implicit TLS).
-	tls *tls.Config
-	// implicit makes the listener TLS from the first byte.
-	implicit bool
-	// ext are the EHLO keywords besides STARTTLS, AUTH and XCLIENT; nil means
-	// fakeSMTPDefaultExt.
-	ext []string
-	// xclient offers XCLIENT.
-	xclient bool
-	// rcptReply maps a recipient to a refusal line ("550 5.1.1 ...").
-	rcptReply map[string]string
-	// closeOnData closes the connection when DATA arrives.
-	closeOnData bool
-	// paused holds new connections without a greeting until resume.
-	paused bool
-	// proxyProtocol requires a PROXY v1/v2 header on every connection.
-	proxyProtocol bool
+// FakeSMTPOptions configure a FakeSMTPBackend.
+type FakeSMTPOptions struct {
+	// TLS enables STARTTLS (and is the certificate for implicit TLS).
+	TLS *tls.Config
+	// Implicit makes the listener TLS from the first byte.
+	Implicit bool
+	// Ext are the EHLO keywords besides STARTTLS, AUTH and XCLIENT; nil means
+	// FakeSMTPDefaultExt.
+	Ext []string
+	// XCLIENT offers XCLIENT.
+	XCLIENT bool
+	// RcptReply maps a recipient to a refusal line ("550 5.1.1 ...").
+	RcptReply map[string]string
+	// CloseOnData closes the connection when DATA arrives.
+	CloseOnData bool
+	// Paused holds new connections without a greeting until resume.
+	Paused bool
+	// ProxyProtocol requires a PROXY v1/v2 header on every connection.
+	ProxyProtocol bool
 }
 
-var fakeSMTPDefaultExt = []string{"PIPELINING", "SIZE 10240000", "ETRN", "ENHANCEDSTATUSCODES", "8BITMIME", "DSN", "SMTPUTF8", "CHUNKING"}
+// FakeSMTPDefaultExt are the EHLO keywords of FakeSMTPOptions.Ext nil.
+var FakeSMTPDefaultExt = []string{"PIPELINING", "SIZE 10240000", "ETRN", "ENHANCEDSTATUSCODES", "8BITMIME", "DSN", "SMTPUTF8", "CHUNKING"}
 
-type fakeSMTPMessage struct {
-	user     string // the authenticated (or XCLIENT LOGIN) user
-	from     string
-	mailArgs string // MAIL FROM parameters
-	rcpts    []string
-	size     int64
-	sum      [32]byte
-	tls      bool
-	xclient  string // the XCLIENT attributes seen on this connection
-	remote   string // the client address, from a PROXY header if one came
+// FakeSMTPMessage is a message the fake backend received whole.
+type FakeSMTPMessage struct {
+	User     string // the authenticated (or XCLIENT LOGIN) user
+	From     string
+	MailArgs string // MAIL FROM parameters
+	Rcpts    []string
+	Size     int64
+	Sum      [32]byte
+	TLS      bool
+	XCLIENT  string // the XCLIENT attributes seen on this connection
+	Remote   string // the client address, from a PROXY header if one came
 }
 
-func startFakeSMTPBackend(t *testing.T, opts fakeSMTPOptions) *fakeSMTPBackend {
+// StartFakeSMTPBackend listens on 127.0.0.1 until the test ends.
+func StartFakeSMTPBackend(t *testing.T, opts FakeSMTPOptions) *FakeSMTPBackend {
 	t.Helper()
-	if opts.ext == nil {
-		opts.ext = fakeSMTPDefaultExt
+	if opts.Ext == nil {
+		opts.Ext = FakeSMTPDefaultExt
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatalf("net.Listen() = %v", err)
 	}
-	if opts.proxyProtocol {
+	if opts.ProxyProtocol {
 		ln = &proxyproto.Listener{Listener: ln, ConnPolicy: func(proxyproto.ConnPolicyOptions) (proxyproto.Policy, error) {
 			return proxyproto.REQUIRE, nil
 		}}
 	}
-	fb := &fakeSMTPBackend{addr: ln.Addr().String(), opts: opts, gate: make(chan struct{}), ln: ln, open: make(map[net.Conn]bool)}
-	if !opts.paused {
+	fb := &FakeSMTPBackend{Addr: ln.Addr().String(), opts: opts, gate: make(chan struct{}), ln: ln, open: make(map[net.Conn]bool)}
+	if !opts.Paused {
 		close(fb.gate)
 	}
-	t.Cleanup(func() { fb.stop(); fb.wg.Wait() })
+	t.Cleanup(func() { fb.Stop(); fb.wg.Wait() })
 	fb.wg.Add(1)
 	go func() {
 		defer fb.wg.Done()
@@ -114,8 +118,8 @@ func startFakeSMTPBackend(t *testing.T, opts fakeSMTPOptions) *fakeSMTPBackend {
 					fb.mu.Unlock()
 				}()
 				<-fb.gate
-				if opts.implicit {
-					tc := tls.Server(c, opts.tls)
+				if opts.Implicit {
+					tc := tls.Server(c, opts.TLS)
 					if tc.Handshake() != nil {
 						return
 					}
@@ -129,10 +133,10 @@ func startFakeSMTPBackend(t *testing.T, opts fakeSMTPOptions) *fakeSMTPBackend {
 	return fb
 }
 
-// stop closes the listener and every open connection: the backend is down.
-func (fb *fakeSMTPBackend) stop() {
+// Stop closes the listener and every open connection: the backend is down.
+func (fb *FakeSMTPBackend) Stop() {
 	fb.ln.Close()
-	fb.resume()
+	fb.Resume()
 	fb.mu.Lock()
 	defer fb.mu.Unlock()
 	for c := range fb.open {
@@ -140,15 +144,15 @@ func (fb *fakeSMTPBackend) stop() {
 	}
 }
 
-// openConns is the number of connections not yet closed.
-func (fb *fakeSMTPBackend) openConns() int {
+// OpenConns is the number of connections not yet closed.
+func (fb *FakeSMTPBackend) OpenConns() int {
 	fb.mu.Lock()
 	defer fb.mu.Unlock()
 	return len(fb.open)
 }
 
-// resume lets paused connections go on.
-func (fb *fakeSMTPBackend) resume() {
+// Resume lets paused connections go on.
+func (fb *FakeSMTPBackend) Resume() {
 	fb.mu.Lock()
 	defer fb.mu.Unlock()
 	select {
@@ -158,33 +162,37 @@ func (fb *fakeSMTPBackend) resume() {
 	}
 }
 
-func (fb *fakeSMTPBackend) connCount() int {
+// ConnCount is the number of connections accepted.
+func (fb *FakeSMTPBackend) ConnCount() int {
 	fb.mu.Lock()
 	defer fb.mu.Unlock()
 	return fb.conns
 }
 
-func (fb *fakeSMTPBackend) received() []string {
+// Received returns every command line received.
+func (fb *FakeSMTPBackend) Received() []string {
 	fb.mu.Lock()
 	defer fb.mu.Unlock()
 	return append([]string(nil), fb.lines...)
 }
 
-func (fb *fakeSMTPBackend) messages() []fakeSMTPMessage {
+// Messages returns the messages whose final dot arrived.
+func (fb *FakeSMTPBackend) Messages() []FakeSMTPMessage {
 	fb.mu.Lock()
 	defer fb.mu.Unlock()
-	return append([]fakeSMTPMessage(nil), fb.msgs...)
+	return append([]FakeSMTPMessage(nil), fb.msgs...)
 }
 
-func (fb *fakeSMTPBackend) abortedCount() int {
+// AbortedCount is the number of DATA bodies cut off before the dot.
+func (fb *FakeSMTPBackend) AbortedCount() int {
 	fb.mu.Lock()
 	defer fb.mu.Unlock()
 	return fb.aborted
 }
 
-// sawCommand reports whether any received line starts with prefix.
-func (fb *fakeSMTPBackend) sawCommand(prefix string) bool {
-	for _, l := range fb.received() {
+// SawCommand reports whether any received line starts with prefix.
+func (fb *FakeSMTPBackend) SawCommand(prefix string) bool {
+	for _, l := range fb.Received() {
 		if strings.HasPrefix(strings.ToUpper(l), strings.ToUpper(prefix)) {
 			return true
 		}
@@ -192,7 +200,7 @@ func (fb *fakeSMTPBackend) sawCommand(prefix string) bool {
 	return false
 }
 
-func (fb *fakeSMTPBackend) serve(c net.Conn, isTLS bool) {
+func (fb *FakeSMTPBackend) serve(c net.Conn, isTLS bool) {
 	br := bufio.NewReader(c)
 	w := func(lines ...string) {
 		var b bytes.Buffer
@@ -223,26 +231,26 @@ func (fb *fakeSMTPBackend) serve(c net.Conn, isTLS bool) {
 		case "EHLO":
 			reset()
 			reply := []string{"250 fake.backend"}
-			if fb.opts.tls != nil && !isTLS {
+			if fb.opts.TLS != nil && !isTLS {
 				reply = append(reply, "250 STARTTLS")
 			}
-			if isTLS || fb.opts.tls == nil {
+			if isTLS || fb.opts.TLS == nil {
 				reply = append(reply, "250 AUTH PLAIN LOGIN")
 			}
-			if fb.opts.xclient {
+			if fb.opts.XCLIENT {
 				reply = append(reply, "250 XCLIENT NAME ADDR PROTO HELO REVERSE_NAME PORT LOGIN DESTADDR DESTPORT")
 			}
-			for _, e := range fb.opts.ext {
+			for _, e := range fb.opts.Ext {
 				reply = append(reply, "250 "+e)
 			}
 			w(reply...)
 		case "STARTTLS":
-			if fb.opts.tls == nil || isTLS {
+			if fb.opts.TLS == nil || isTLS {
 				w("502 5.5.1 Error: command not implemented")
 				continue
 			}
 			w("220 2.0.0 Ready to start TLS")
-			tc := tls.Server(c, fb.opts.tls)
+			tc := tls.Server(c, fb.opts.TLS)
 			if tc.Handshake() != nil {
 				return
 			}
@@ -250,7 +258,7 @@ func (fb *fakeSMTPBackend) serve(c net.Conn, isTLS bool) {
 			user, xclient = "", ""
 			reset()
 		case "XCLIENT":
-			if !fb.opts.xclient {
+			if !fb.opts.XCLIENT {
 				w("550 5.7.0 Error: insufficient authorization")
 				continue
 			}
@@ -272,10 +280,10 @@ func (fb *fakeSMTPBackend) serve(c net.Conn, isTLS bool) {
 			}
 			authz, authc, pass, err := auth.DecodePLAIN(raw)
 			switch {
-			case err == nil && authz == "" && authc == fakeUser && pass == fakeUserPassword:
+			case err == nil && authz == "" && authc == FakeUser && pass == FakeUserPassword:
 				user = authc // password passthrough: the user's own login
 				w("235 2.7.0 Authentication successful")
-			case err != nil || authc != "mailgate" || pass != "master-secret":
+			case err != nil || authc != MasterUser || pass != MasterPassword:
 				w("535 5.7.8 Error: authentication failed: (reason unavailable)")
 			case authz == "nobody@example.test":
 				w("535 5.7.8 Error: authentication failed: (reason unavailable)")
@@ -294,14 +302,14 @@ func (fb *fakeSMTPBackend) serve(c net.Conn, isTLS bool) {
 			w("250 2.1.0 Ok")
 		case "RCPT":
 			addr := strings.TrimSuffix(strings.TrimPrefix(arg[3:], "<"), ">")
-			if r, ok := fb.opts.rcptReply[addr]; ok {
+			if r, ok := fb.opts.RcptReply[addr]; ok {
 				w(r)
 				continue
 			}
 			rcpts = append(rcpts, addr)
 			w("250 2.1.5 Ok")
 		case "DATA":
-			if fb.opts.closeOnData {
+			if fb.opts.CloseOnData {
 				return
 			}
 			if len(rcpts) == 0 {
@@ -334,9 +342,9 @@ func (fb *fakeSMTPBackend) serve(c net.Conn, isTLS bool) {
 				fb.mu.Unlock()
 				return
 			}
-			m := fakeSMTPMessage{user: user, from: from, mailArgs: mailArgs, rcpts: rcpts, size: size, tls: isTLS, xclient: xclient,
-				remote: c.RemoteAddr().String()}
-			copy(m.sum[:], h.Sum(nil))
+			m := FakeSMTPMessage{User: user, From: from, MailArgs: mailArgs, Rcpts: rcpts, Size: size, TLS: isTLS, XCLIENT: xclient,
+				Remote: c.RemoteAddr().String()}
+			copy(m.Sum[:], h.Sum(nil))
 			fb.mu.Lock()
 			fb.msgs = append(fb.msgs, m)
 			n := len(fb.msgs)
@@ -355,4 +363,17 @@ func (fb *fakeSMTPBackend) serve(c net.Conn, isTLS bool) {
 			w("502 5.5.2 Error: command not recognized")
 		}
 	}
+}
+
+// AuthLines returns the decoded PLAIN messages of the AUTH commands received.
+func (fb *FakeSMTPBackend) AuthLines() []string {
+	var out []string
+	for _, l := range fb.Received() {
+		f := strings.Fields(l)
+		if len(f) == 3 && strings.EqualFold(f[0], "AUTH") {
+			raw, _ := base64.StdEncoding.DecodeString(f[2])
+			out = append(out, string(raw))
+		}
+	}
+	return out
 }

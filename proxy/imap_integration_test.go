@@ -492,7 +492,7 @@ func testPlaintextMasterLoginRefused(t *testing.T) {
 		c.Expect("a1 NO [UNAVAILABLE]")
 	}
 	logs := tp.logs.String()
-	if n := strings.Count(logs, "backend refuses the master login: configuration"); n != 1 {
+	if n := strings.Count(logs, "backend configuration problem: every login will fail"); n != 1 {
 		t.Fatalf("%d configuration error lines, want 1:\n%s", n, logs)
 	}
 	if !strings.Contains(logs, "imap.backend.tls") || !strings.Contains(tp.srv.BackendProblem("imap"), "imap.backend.client_ip: proxy") {

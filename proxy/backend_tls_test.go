@@ -58,14 +58,14 @@ func TestBackendTLSResumption(t *testing.T) {
 				}
 			}()
 			obs := &tlsObserver{full: make(chan struct{}, 2), resumed: make(chan struct{}, 2)}
-			srv, err := New(Options{Authenticator: fakeAuthenticator, TLSConfig: serverTLS, Observer: obs,
-				IMAPBackend: Backend{Address: ln.Addr().String(), TLS: TLSImplicit, TLSConfig: clientTLS}})
+			srv, err := New(Options{Authenticator: fakeAuthenticator, TLSConfig: serverTLS, Observer: obs})
 			if err != nil {
 				t.Fatal(err)
 			}
+			b := srv.PrepareBackend("imap", Backend{Address: ln.Addr().String(), TLS: TLSImplicit, TLSConfig: clientTLS})
 			for i, wantResumed := range []bool{false, true} {
 				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-				conn, err := dialBackend(ctx, srv.opts.IMAPBackend, nil)
+				conn, err := dialBackend(ctx, b, nil)
 				cancel()
 				if err != nil {
 					t.Fatalf("dial %d: %v", i, err)

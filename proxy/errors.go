@@ -50,35 +50,6 @@ const (
 	resultBlocked     = "blocked" // the client's network is blocked after many failures
 )
 
-type authReply struct {
-	result   string
-	text     string // IMAP: status and text after the tag
-	internal bool   // an unexpected error: log it loudly
-}
-
-// imapAuthReply is the one place where authentication and backend-login
-// errors become IMAP replies (RFC 5530 response codes). A refused token and a
-// missing mailbox look the same to the client; an outage is temporary.
-func imapAuthReply(err error) authReply {
-	switch {
-	case errors.Is(err, errClientGone), errors.Is(err, context.Canceled):
-		return authReply{result: resultAborted, text: "NO [UNAVAILABLE] Connection closing."}
-	case errors.Is(err, errTooManySessions):
-		return authReply{result: resultLimited, text: "NO [UNAVAILABLE] Too many sessions, try again later."}
-	case errors.Is(err, auth.ErrBlocked):
-		return authReply{result: resultBlocked, text: "NO [LIMIT] Too many failed logins from your network, try again later."}
-	case errors.Is(err, auth.ErrMalformed), errors.Is(err, auth.ErrCanceled):
-		return authReply{result: resultMalformed, text: "BAD Invalid SASL message."}
-	case errors.Is(err, auth.ErrInvalidCredentials), errors.Is(err, auth.ErrThrottled), errors.Is(err, errBackendAuthz),
-		errors.Is(err, errBackendRefused):
-		return authReply{result: resultInvalid, text: "NO [AUTHENTICATIONFAILED] Authentication failed."}
-	case errors.Is(err, auth.ErrUnavailable), errors.Is(err, errBackendUnavailable):
-		return authReply{result: resultUnavailable, text: "NO [UNAVAILABLE] Temporary authentication failure, try again later."}
-	default:
-		return authReply{result: resultUnavailable, text: "NO [UNAVAILABLE] Temporary authentication failure, try again later.", internal: true}
-	}
-}
-
 // SMTP replies of the authentication phase (RFC 4954, RFC 3463). go-smtp
 // sends an *smtp.SMTPError as is and err.Error() for anything else, so every
 // error given back to it is one of these.

@@ -88,6 +88,13 @@ func (c *Conn) ShuttingDown() bool { return c.s.shutdownCtx.Err() != nil }
 // wake a pre-auth read (Raw.SetReadDeadline(time.Now())).
 func (c *Conn) OnShutdown(f func()) (stop func() bool) { return context.AfterFunc(c.s.shutdownCtx, f) }
 
+func earliest(a, b time.Time) time.Time {
+	if b.Before(a) {
+		return b
+	}
+	return a
+}
+
 // TLSVersion is the TLS version of nc (0 if it is not a *tls.Conn).
 func TLSVersion(nc net.Conn) uint16 {
 	if tc, ok := nc.(*tls.Conn); ok {

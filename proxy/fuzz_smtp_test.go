@@ -243,7 +243,7 @@ func (fz *fuzzSMTP) run(t *testing.T, mech string, mode uint8, ir, cont, tail []
 
 	// mailgate lets go of the connection.
 	deadline := time.Now().Add(5 * time.Second)
-	for openConnCount(fz.srv) > 0 {
+	for fz.srv.Conns() > 0 {
 		if time.Now().After(deadline) {
 			t.Fatal("mailgate still holds the connection after the client saw it close")
 		}

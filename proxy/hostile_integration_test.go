@@ -24,7 +24,7 @@ func TestSecurityBDATCutByCloseNotify(t *testing.T) {
 	for _, port := range []string{"465", "587"} {
 		t.Run(port, func(t *testing.T) {
 			mark := pf.Log.Mark()
-			subject := uniqueSubject("bdat-cut-" + port)
+			subject := proxytest.UniqueSubject("bdat-cut-" + port)
 			var c *proxytest.Conn
 			if port == "465" {
 				c = it.tp.dialSubmissions(t)
@@ -48,7 +48,7 @@ func TestSecurityBDATCutByCloseNotify(t *testing.T) {
 			}
 			pf.Log.WaitSince(t, mark, "lost connection after DATA", 15*time.Second)
 
-			control := uniqueSubject("after-bdat-cut-" + port)
+			control := proxytest.UniqueSubject("after-bdat-cut-" + port)
 			sc := it.smtpClient(t, port == "465", "XOAUTH2", "alice@example.test", token)
 			if _, err := smtpSend(t, sc, "alice@example.test", "alice@example.test", bytes.NewReader(smtpTestMessage(control))); err != nil {
 				t.Fatalf("send = %v", err)

@@ -172,8 +172,6 @@ type Options struct {
 	Challenge auth.ChallengeOptions
 	// Master is the Dovecot master user for backend logins.
 	Master Master
-	// IMAPBackend is Dovecot's IMAP service.
-	IMAPBackend Backend
 	// SMTPBackend is Postfix's submission service.
 	SMTPBackend Backend
 	// SMTP holds submission-specific settings.

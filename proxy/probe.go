@@ -2,8 +2,10 @@ package proxy
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
+	"net"
 	"time"
 )
 
@@ -47,8 +49,6 @@ func (s *Server) CheckBackend(ctx context.Context, proto, loginAs string) error 
 	switch {
 	case ok:
 		err = p.Probe(ctx, loginAs)
-	case proto == "imap":
-		err = s.probeIMAP(ctx, loginAs)
 	case proto == "smtp":
 		err = s.probeSMTP(ctx, loginAs)
 	default:
@@ -91,3 +91,38 @@ func (s *Server) reprobe(proto string) {
 
 // probeTimeout bounds one whole probe (dial, TLS, a few commands).
 const probeTimeout = 20 * time.Second
+
+// probeDial connects to b as a login does: the PROXY header (for a client
+// on TLS, with the probe's own addresses) and implicit TLS. The whole
+// conversation is bounded by ctx's deadline, or probeTimeout.
+func (s *Server) probeDial(ctx context.Context, b Backend) (net.Conn, error) {
+	dl, ok := ctx.Deadline()
+	if !ok {
+		dl = time.Now().Add(probeTimeout)
+	}
+	d := net.Dialer{Deadline: dl}
+	conn, err := d.DialContext(ctx, "tcp", b.Address)
+	if err != nil {
+		return nil, fmt.Errorf("dial %s: %w", b.Address, err)
+	}
+	conn.SetDeadline(dl)
+	if b.ClientIP == "proxy" {
+		hdr, err := proxyHeader(conn.LocalAddr(), conn.RemoteAddr(), tlvVersion(b, tls.VersionTLS13))
+		if err == nil {
+			_, err = conn.Write(hdr)
+		}
+		if err != nil {
+			conn.Close()
+			return nil, fmt.Errorf("proxy header: %w", err)
+		}
+	}
+	if b.TLS == TLSImplicit {
+		tc, err := backendHandshake(ctx, conn, b)
+		if err != nil {
+			conn.Close()
+			return nil, err
+		}
+		return tc, nil
+	}
+	return conn, nil
+}

@@ -8,14 +8,11 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -100,8 +97,8 @@ func TestSecuritySMTPSmuggling(t *testing.T) {
 	})
 	for name, sep := range smugglingSeparators {
 		t.Run(name, func(t *testing.T) {
-			outer := uniqueSubject("smuggle-outer-" + name)
-			inner := uniqueSubject("smuggle-inner-" + name)
+			outer := proxytest.UniqueSubject("smuggle-outer-" + name)
+			inner := proxytest.UniqueSubject("smuggle-inner-" + name)
 			mark := pf.Log.Mark()
 			c := tp.dialSubmissions(t)
 			c.SMTPLogin()
@@ -147,56 +144,22 @@ func maildirFilesWith(t *testing.T, dc *testenv.Dovecot, user, substr string) []
 }
 
 // TestSecurityAuthBeforeTLS: no credential is accepted, or even looked at,
-// before TLS: IMAP answers NO [PRIVACYREQUIRED] without a continuation,
-// SMTP does not offer AUTH and answers 523.
+// before TLS: SMTP does not offer AUTH and answers 523.
 func TestSecurityAuthBeforeTLS(t *testing.T) {
-	t.Run("imap", func(t *testing.T) {
-		var calls int
-		var mu sync.Mutex
-		fb := proxytest.StartFakeIMAPBackend(t)
-		tp := newTestProxy(t, Options{
-			Authenticator: AuthenticatorFunc(func(ctx context.Context, c auth.Credentials) (auth.Identity, error) {
-				mu.Lock()
-				calls++
-				mu.Unlock()
-				return fakeAuthenticator(ctx, c)
-			}),
-			IMAPBackend: Backend{Address: fb.Addr, TLS: TLSNone},
-		})
-		c := proxytest.DialPlain(t, tp.plainAddr)
-		if g := c.Expect("* OK [CAPABILITY "); !strings.Contains(g, "LOGINDISABLED") || strings.Contains(g, "AUTH=") {
-			t.Fatalf("greeting %q offers authentication before TLS", g)
-		}
-		c.Send("a1 AUTHENTICATE XOAUTH2 " + proxytest.XOAUTH2("alice@example.test", proxytest.TestToken))
-		c.Expect("a1 NO [PRIVACYREQUIRED]")
-		c.Send("a2 AUTHENTICATE OAUTHBEARER")
-		c.Expect("a2 NO [PRIVACYREQUIRED]") // no "+" continuation either
-		c.Send("a3 LOGIN alice@example.test password")
-		c.Expect("a3 NO [PRIVACYREQUIRED]")
-		c.Send("a4 SELECT INBOX")
-		c.Expect("a4 BAD")
-		mu.Lock()
-		defer mu.Unlock()
-		if calls != 0 || fb.ConnCount() != 0 {
-			t.Fatalf("before TLS: %d authenticator calls, %d backend connections; want none", calls, fb.ConnCount())
-		}
-	})
-	t.Run("smtp", func(t *testing.T) {
-		tp, fb := newSMTPTest(t, proxytest.FakeSMTPOptions{}, nil)
-		probes := fb.ConnCount()
-		c := proxytest.DialPlain(t, tp.plainAddr)
-		c.SMTPExpect("220 ")
-		if exts := c.SMTPEHLO(); proxytest.HasExt(exts, "AUTH") || !proxytest.HasExt(exts, "STARTTLS") {
-			t.Fatalf("EHLO before TLS = %q, want STARTTLS and no AUTH", exts)
-		}
-		c.SMTPCmd("AUTH XOAUTH2 "+proxytest.XOAUTH2("alice@example.test", proxytest.TestToken), "523 5.7.10 TLS is required")
-		c.SMTPCmd("AUTH OAUTHBEARER", "523 5.7.10 TLS is required")
-		c.SMTPCmd("AUTH PLAIN "+base64.StdEncoding.EncodeToString([]byte("\x00alice@example.test\x00password")), "523 5.7.10 TLS is required")
-		c.SMTPCmd("MAIL FROM:<alice@example.test>", "530 5.7.0 Must issue a STARTTLS command first")
-		if n := tp.authCalls(); n != 0 || fb.ConnCount() != probes {
-			t.Fatalf("before TLS: %d authenticator calls, %d backend connections beyond the probes; want none", n, fb.ConnCount()-probes)
-		}
-	})
+	tp, fb := newSMTPTest(t, proxytest.FakeSMTPOptions{}, nil)
+	probes := fb.ConnCount()
+	c := proxytest.DialPlain(t, tp.plainAddr)
+	c.SMTPExpect("220 ")
+	if exts := c.SMTPEHLO(); proxytest.HasExt(exts, "AUTH") || !proxytest.HasExt(exts, "STARTTLS") {
+		t.Fatalf("EHLO before TLS = %q, want STARTTLS and no AUTH", exts)
+	}
+	c.SMTPCmd("AUTH XOAUTH2 "+proxytest.XOAUTH2("alice@example.test", proxytest.TestToken), "523 5.7.10 TLS is required")
+	c.SMTPCmd("AUTH OAUTHBEARER", "523 5.7.10 TLS is required")
+	c.SMTPCmd("AUTH PLAIN "+base64.StdEncoding.EncodeToString([]byte("\x00alice@example.test\x00password")), "523 5.7.10 TLS is required")
+	c.SMTPCmd("MAIL FROM:<alice@example.test>", "530 5.7.0 Must issue a STARTTLS command first")
+	if n := tp.authCalls(); n != 0 || fb.ConnCount() != probes {
+		t.Fatalf("before TLS: %d authenticator calls, %d backend connections beyond the probes; want none", n, fb.ConnCount()-probes)
+	}
 }
 
 // TestSecuritySMTPMailBeforeAuth: no transaction without a login, on either
@@ -254,7 +217,7 @@ func TestSecuritySMTPMailBeforeAuth(t *testing.T) {
 }
 
 // TestSecurityTokenOfAnotherUser: a real token of one user presented under
-// another user's name is refused on both protocols (the user name claimed
+// another user's name is refused (the user name claimed
 // is checked against the token's email), and the backend never hears of
 // either user; the same token under its own name (or none) works.
 func TestSecurityTokenOfAnotherUser(t *testing.T) {
@@ -274,11 +237,6 @@ func TestSecurityTokenOfAnotherUser(t *testing.T) {
 	alices := map[string]string{"jwt": mint("alice@example.test", testenv.TokenOptions{}), "opaque": mint("alice@example.test", testenv.TokenOptions{Opaque: true})}
 	bobs := mint("bob@example.test", testenv.TokenOptions{})
 
-	imapTP := newTestProxy(t, Options{
-		Authenticator: authn,
-		Master:        Master{User: dc.MasterUser, Password: dc.MasterPassword},
-		IMAPBackend:   Backend{Address: dc.IMAPAddr, TLS: TLSStartTLS, TLSConfig: dc.TLSConfig(), ClientIP: "id"},
-	})
 	smtpTP := newSMTPTestProxy(t, Options{
 		Authenticator: authn,
 		Master:        Master{User: dc.MasterUser, Password: dc.MasterPassword},
@@ -292,29 +250,12 @@ func TestSecurityTokenOfAnotherUser(t *testing.T) {
 	}
 	attempts = append(attempts, attempt{"alice@example.test", bobs}, attempt{"alice@example.test ", bobs})
 
-	src := 50 // each refusal from its own address: Dovecot's per-IP penalty stays out of later tests
 	for i, a := range attempts {
 		for _, mech := range []string{auth.MechXOAUTH2, auth.MechOAUTHBEARER} {
 			ir := proxytest.XOAUTH2(a.claimed, a.token)
 			if mech == auth.MechOAUTHBEARER {
 				ir = proxytest.OAuthBearer(a.claimed, a.token)
 			}
-			t.Run(fmt.Sprintf("%d %s imap", i, mech), func(t *testing.T) {
-				src++
-				mark := dc.Log.Mark()
-				c := proxytest.DialFrom(t, "127.0.0."+strconv.Itoa(src), imapTP.tlsAddr)
-				c.UpgradeTLS(imapTP.clientTLS)
-				c.Expect("* OK")
-				c.Send("a1 AUTHENTICATE " + mech + " " + ir)
-				c.Expect("+ ")
-				c.Send("AQ==")
-				if got, want := c.ReadLine(), "a1 NO [AUTHENTICATIONFAILED] Authentication failed."; got != want {
-					t.Fatalf("reply %q, want %q", got, want)
-				}
-				if log := dc.Log.Since(mark); strings.Contains(log, "Master user logging in") {
-					t.Fatalf("Dovecot was asked to log someone in:\n%s", log)
-				}
-			})
 			t.Run(fmt.Sprintf("%d %s smtp", i, mech), func(t *testing.T) {
 				mark := pf.Log.Mark()
 				c := smtpTP.dialSubmissions(t)
@@ -329,44 +270,21 @@ func TestSecurityTokenOfAnotherUser(t *testing.T) {
 	}
 	t.Run("own name works", func(t *testing.T) {
 		for _, claimed := range []string{"alice@example.test", "", "Alice@Example.Test"} {
-			c := proxytest.DialTLS(t, imapTP.tlsAddr, imapTP.clientTLS)
-			c.Expect("* OK")
-			c.Send("a1 AUTHENTICATE OAUTHBEARER " + proxytest.OAuthBearer(claimed, alices["jwt"]))
-			c.Expect("a1 OK [CAPABILITY")
 			s := smtpTP.dialSubmissions(t)
 			s.SMTPCmd("AUTH XOAUTH2 "+proxytest.XOAUTH2(claimed, alices["opaque"]), "235 2.0.0")
 		}
 	})
 }
 
-// unsafeClaims are email claims (or user names) that would inject
-// something if they reached a protocol line as they are.
-var unsafeClaims = map[string]string{
-	"CRLF":         "alice@example.test\r\nINJECTED DELETE INBOX",
-	"LF":           "alice@example.test\nINJECTED DELETE INBOX",
-	"CR":           "alice@example.test\rINJECTED DELETE INBOX",
-	"NUL":          "alice@example.test\x00INJECTED\x00master",
-	"quote":        `alice@example.test" "x-originating-ip" "INJECTED`,
-	"backslash":    `alice@example.test\INJECTED`,
-	"space":        "alice@example.test INJECTED",
-	"literal":      "alice@example.test{8}INJECTED",
-	"tab":          "alice@example.test\tINJECTED",
-	"DEL":          "alice@example.test\x7fINJECTED",
-	"NEL":          "alice@example.test\u0085INJECTED",
-	"LINE SEP":     "alice@example.test\u2028INJECTED",
-	"paren":        "alice@example.test)INJECTED",
-	"percent star": "alice@example.test%*INJECTED",
-}
-
 // TestSecurityUnsafeClaimNeverReachesBackend: a provider vouching for an
 // email claim with CR, LF, NUL, quotes and the like (auth.Policy's
 // SafeMailbox path), or a client claiming such a user name, gets a plain
 // authentication failure; nothing of it reaches a backend line (the fake
-// backends record every line, and are not even dialled).
+// backend records every line, and is not even dialled beyond its probe).
 func TestSecurityUnsafeClaimNeverReachesBackend(t *testing.T) {
-	names := make([]string, 0, len(unsafeClaims))
+	names := make([]string, 0, len(proxytest.UnsafeClaims))
 	byToken := map[string]string{"alice-claim-token": "alice@example.test"}
-	for name, claim := range unsafeClaims {
+	for name, claim := range proxytest.UnsafeClaims {
 		names = append(names, name)
 		byToken["claim-token-"+strings.ReplaceAll(name, " ", "-")] = claim
 	}
@@ -384,8 +302,6 @@ func TestSecurityUnsafeClaimNeverReachesBackend(t *testing.T) {
 		Validator: auth.UserinfoValidator{URL: provider.URL, Timeout: 5 * time.Second},
 		Policy:    auth.Policy{UsernameClaim: "email", RequireEmailVerified: true},
 	}
-	imapFB := proxytest.StartFakeIMAPBackend(t)
-	imapTP := newTestProxy(t, Options{Authenticator: authn, IMAPBackend: Backend{Address: imapFB.Addr, TLS: TLSNone, ClientIP: "id"}})
 	smtpTP, smtpFB := newSMTPTest(t, proxytest.FakeSMTPOptions{XCLIENT: true}, func(o *Options) {
 		o.Authenticator = authn
 		o.SMTPBackend.Login = "xclient"
@@ -394,7 +310,7 @@ func TestSecurityUnsafeClaimNeverReachesBackend(t *testing.T) {
 	smtpProbes := smtpFB.ConnCount()
 
 	for _, name := range names {
-		claim := unsafeClaims[name]
+		claim := proxytest.UnsafeClaims[name]
 		token := "claim-token-" + strings.ReplaceAll(name, " ", "-")
 		t.Run("email claim "+name, func(t *testing.T) {
 			for _, mech := range []string{auth.MechXOAUTH2, auth.MechOAUTHBEARER} {
@@ -402,12 +318,6 @@ func TestSecurityUnsafeClaimNeverReachesBackend(t *testing.T) {
 				if mech == auth.MechOAUTHBEARER {
 					ir = proxytest.OAuthBearer("", token)
 				}
-				c := proxytest.DialTLS(t, imapTP.tlsAddr, imapTP.clientTLS)
-				c.Expect("* OK")
-				c.Send("a1 AUTHENTICATE " + mech + " " + ir)
-				c.Expect("+ ")
-				c.Send("AQ==")
-				c.Expect("a1 NO [AUTHENTICATIONFAILED] Authentication failed.")
 				s := smtpTP.dialSubmissions(t)
 				s.SMTPCmd("AUTH "+mech+" "+ir, "334 ")
 				s.SMTPCmd("", "535 5.7.8 Authentication credentials invalid")
@@ -417,16 +327,6 @@ func TestSecurityUnsafeClaimNeverReachesBackend(t *testing.T) {
 			// A good token for alice under an unsafe claimed name: refused
 			// as malformed (CR, LF, NUL) or as another user; either way
 			// the name goes nowhere.
-			c := proxytest.DialTLS(t, imapTP.tlsAddr, imapTP.clientTLS)
-			c.Expect("* OK")
-			c.Send("a1 AUTHENTICATE XOAUTH2 " + proxytest.XOAUTH2(claim, "alice-claim-token"))
-			if l := c.ReadLine(); l != "a1 BAD Invalid SASL message." {
-				if !strings.HasPrefix(l, "+ ") {
-					t.Fatalf("reply %q, want BAD or the error challenge", l)
-				}
-				c.Send("AQ==")
-				c.Expect("a1 NO [AUTHENTICATIONFAILED]")
-			}
 			s := smtpTP.dialSubmissions(t)
 			s.Send("AUTH OAUTHBEARER " + proxytest.OAuthBearer(claim, "alice-claim-token"))
 			if code, _ := s.SMTPReply(); code == 334 {
@@ -436,11 +336,7 @@ func TestSecurityUnsafeClaimNeverReachesBackend(t *testing.T) {
 			}
 		})
 	}
-	checkBackendLines(t, "IMAP", imapFB.Received(), "INJECTED")
-	checkBackendLines(t, "SMTP", smtpFB.Received(), "INJECTED")
-	if n := imapFB.ConnCount(); n != 0 {
-		t.Errorf("the IMAP backend was dialled %d times for refused claims", n)
-	}
+	proxytest.CheckBackendLines(t, "SMTP", smtpFB.Received(), "INJECTED")
 	if n := smtpFB.ConnCount(); n != smtpProbes {
 		t.Errorf("the SMTP backend was dialled %d times beyond the capability probes", n-smtpProbes)
 	}
@@ -454,18 +350,12 @@ func TestSecurityUnsafeClaimNeverReachesBackend(t *testing.T) {
 // is pluggable and password passthrough builds identities from what a
 // client typed.
 func TestSecurityUnsafeIdentityNeverReachesBackend(t *testing.T) {
-	for name, claim := range unsafeClaims {
+	for name, claim := range proxytest.UnsafeClaims {
 		t.Run(name, func(t *testing.T) {
 			bad := AuthenticatorFunc(func(ctx context.Context, c auth.Credentials) (auth.Identity, error) {
 				return auth.Identity{User: claim, Mechanism: c.Mechanism, Source: "broken"}, nil
 			})
-			fb := proxytest.StartFakeIMAPBackend(t)
 			sfb := proxytest.StartFakeSMTPBackend(t, proxytest.FakeSMTPOptions{XCLIENT: true})
-			tp := newTestProxy(t, Options{Authenticator: bad, IMAPBackend: Backend{Address: fb.Addr, TLS: TLSNone, ClientIP: "id"}})
-			c := proxytest.DialTLS(t, tp.tlsAddr, tp.clientTLS)
-			c.Expect("* OK")
-			c.Send("a1 AUTHENTICATE XOAUTH2 " + proxytest.XOAUTH2("", proxytest.TestToken))
-			c.Expect("a1 NO")
 			stp := newSMTPTestProxy(t, Options{Authenticator: bad, SMTPBackend: Backend{Address: sfb.Addr, TLS: TLSNone, Login: "xclient", ClientIP: "xclient"},
 				SMTP: SMTPOptions{Hostname: "mailgate.test"}})
 			probes := sfb.ConnCount()
@@ -474,33 +364,11 @@ func TestSecurityUnsafeIdentityNeverReachesBackend(t *testing.T) {
 			if code, lines := s.SMTPReply(); code/100 == 2 {
 				t.Errorf("AUTH with an unsafe identity = %d %q, want a refusal", code, lines)
 			}
-			if fb.ConnCount() != 0 || sfb.ConnCount() != probes {
-				t.Errorf("backends dialled for an unsafe identity: IMAP %d, SMTP %d", fb.ConnCount(), sfb.ConnCount()-probes)
+			if sfb.ConnCount() != probes {
+				t.Errorf("backend dialled for an unsafe identity: SMTP %d", sfb.ConnCount()-probes)
 			}
-			checkBackendLines(t, "IMAP", fb.Received(), claim)
-			checkBackendLines(t, "SMTP", sfb.Received(), claim)
+			proxytest.CheckBackendLines(t, "SMTP", sfb.Received(), claim)
 		})
-	}
-}
-
-// checkBackendLines fails t if a line a backend received, or the decoded
-// SASL PLAIN message on it, holds bad (or its INJECTED part).
-func checkBackendLines(t *testing.T, proto string, lines []string, bad string) {
-	t.Helper()
-	needle := "INJECTED"
-	if !strings.Contains(bad, needle) {
-		needle = bad
-	}
-	for _, l := range lines {
-		if strings.Contains(l, needle) {
-			t.Errorf("%s backend received %q", proto, l)
-		}
-		f := strings.Fields(l)
-		for _, w := range f {
-			if raw, err := base64.StdEncoding.DecodeString(w); err == nil && len(raw) > 2 && bytes.Contains(raw, []byte(needle)) {
-				t.Errorf("%s backend received a SASL message holding %q: %q", proto, needle, raw)
-			}
-		}
 	}
 }
 
@@ -520,38 +388,14 @@ func TestSecurityMasterPasswordNeverInClientReply(t *testing.T) {
 	// Dovecot delays repeated failures by seconds: mailgate gives up on the
 	// backend (and answers) well before the test client's 10 s read deadline.
 	lim := Limits{DialTimeout: 4 * time.Second}
-	imapOpts := func(m Master) Options {
-		return Options{Authenticator: fakeAuthenticator, Master: m, Limits: lim,
-			IMAPBackend: Backend{Address: dc.IMAPAddr, TLS: TLSStartTLS, TLSConfig: dc.TLSConfig(), ClientIP: "id"}}
-	}
 	smtpOpts := func(m Master) Options {
 		return Options{Authenticator: fakeAuthenticator, Master: m, Limits: lim,
 			SMTPBackend: Backend{Address: pf.SubmissionAddr, TLS: TLSStartTLS, TLSConfig: pf.TLSConfig()},
 			SMTP:        SMTPOptions{Hostname: "mailgate.test", EnforceSender: true}}
 	}
-	imapGood, imapWrong := newTestProxy(t, imapOpts(good)), newTestProxy(t, imapOpts(wrong))
 	smtpGood, smtpWrong := newSMTPTestProxy(t, smtpOpts(good)), newSMTPTestProxy(t, smtpOpts(wrong))
 
 	var received []*proxytest.RecordConn
-	imapSession := func(tp *testProxy, token string, more ...string) {
-		c := proxytest.DialTLS(t, tp.tlsAddr, tp.clientTLS)
-		received = append(received, c.Recorded())
-		c.Expect("* OK")
-		c.Send(`a0 ID ("name" "test" "x-originating-ip" "6.6.6.6")`)
-		c.Expect("* ID")
-		c.Expect("a0 OK")
-		c.Send("a1 AUTHENTICATE XOAUTH2 " + proxytest.XOAUTH2("", token))
-		for l := c.ReadLine(); !strings.HasPrefix(l, "a1 "); l = c.ReadLine() {
-			if strings.HasPrefix(l, "+ ") {
-				c.Send("AQ==") // the dummy response to the error challenge
-			}
-		}
-		for i, cmd := range more {
-			tag := "b" + strconv.Itoa(i)
-			c.Send(tag + " " + cmd)
-			c.ExpectTagged(tag, tag+" ")
-		}
-	}
 	smtpSession := func(tp *smtpTestProxy, token string, more ...string) {
 		c := tp.dialSubmissions(t)
 		received = append(received, c.Recorded())
@@ -563,15 +407,11 @@ func TestSecurityMasterPasswordNeverInClientReply(t *testing.T) {
 		}
 	}
 	// Good logins first: failures later make Dovecot delay logins from 127.0.0.1.
-	imapSession(imapGood, proxytest.TestToken, "CAPABILITY", "SELECT INBOX", "NAMESPACE", "GETQUOTAROOT INBOX", "LOGOUT")
 	smtpSession(smtpGood, proxytest.TestToken, "MAIL FROM:<alice@example.test>", "RCPT TO:<alice@example.test>", "DATA",
 		"Subject: master password test\r\n\r\nbody\r\n.", "MAIL FROM:<bob@example.test>", "RSET", "VRFY alice", "QUIT")
 	smtpSession(smtpGood, proxytest.TestToken, "MAIL FROM:<alice@example.test>", "RCPT TO:<nobody-at-all@example.test>", "QUIT")
-	imapSession(imapGood, proxytest.BadToken)
 	smtpSession(smtpGood, proxytest.BadToken, "", "MAIL FROM:<alice@example.test>")
-	imapSession(imapGood, "nobody-token")
 	smtpSession(smtpGood, "nobody-token")
-	imapSession(imapWrong, proxytest.TestToken)
 	smtpSession(smtpWrong, proxytest.TestToken, "MAIL FROM:<alice@example.test>")
 
 	var all strings.Builder
@@ -579,7 +419,7 @@ func TestSecurityMasterPasswordNeverInClientReply(t *testing.T) {
 		all.WriteString(rc.String())
 	}
 	got := all.String()
-	if !strings.Contains(got, "a1 OK") || !strings.Contains(got, "235 2.0.0") || !strings.Contains(got, "250 2.0.0 Ok: queued as") {
+	if !strings.Contains(got, "235 2.0.0") || !strings.Contains(got, "250 2.0.0 Ok: queued as") {
 		t.Fatalf("the good flows did not log in or send; client received:\n%s", got)
 	}
 	for _, m := range []Master{good, wrong} {
@@ -603,22 +443,6 @@ func TestSecurityMasterPasswordNeverInClientReply(t *testing.T) {
 // auth's logger here) go through the suite log, which this and every other
 // test proxy's cleanup check (proxytest's logscan.go).
 func TestSecurityNoSecretInLogs(t *testing.T) {
-	t.Run("the scanner finds a secret", func(t *testing.T) {
-		canary := "canary-secret-" + strconv.FormatInt(time.Now().UnixNano(), 36)
-		proxytest.RegisterSecret("canary", canary)
-		found := proxytest.FindingsDuring(func() {
-			slog.Debug("canary", "value", canary, "blob", base64.StdEncoding.EncodeToString(auth.EncodeXOAUTH2("a", "b")))
-		})
-		if len(found) != 2 {
-			t.Fatalf("the scanner found %d secrets in a line with 2: %q", len(found), found)
-		}
-		for _, f := range found {
-			if strings.Contains(f, canary) {
-				t.Fatalf("the finding repeats the secret: %q", f)
-			}
-		}
-	})
-
 	idp := testenv.SharedHydra(t)
 	// Own daemons: the failed logins (carol has no mailbox) must not put
 	// the shared Dovecot's per-IP penalty on 127.0.0.1.
@@ -643,15 +467,9 @@ func TestSecurityNoSecretInLogs(t *testing.T) {
 		"introspection": auth.IntrospectionValidator{URL: idp.IntrospectionURL, ClientID: idp.ClientID, ClientSecret: idp.ClientSecret, Timeout: 5 * time.Second},
 		"down":          auth.UserinfoValidator{URL: down.URL, Timeout: 5 * time.Second},
 	}
-	src := 100
 	for name, v := range validators {
 		t.Run(name, func(t *testing.T) {
 			authn := auth.TokenAuthenticator{Validator: v, Policy: auth.Policy{UsernameClaim: "email"}}
-			imapTP := newTestProxy(t, Options{
-				Authenticator: authn,
-				Master:        Master{User: dc.MasterUser, Password: dc.MasterPassword},
-				IMAPBackend:   Backend{Address: dc.IMAPAddr, TLS: TLSStartTLS, TLSConfig: dc.TLSConfig(), ClientIP: "id"},
-			})
 			smtpTP := newSMTPTestProxy(t, Options{
 				Authenticator: authn,
 				Master:        Master{User: dc.MasterUser, Password: dc.MasterPassword},
@@ -667,20 +485,6 @@ func TestSecurityNoSecretInLogs(t *testing.T) {
 					if mech == auth.MechOAUTHBEARER {
 						ir = proxytest.OAuthBearer(f.claimed, f.token)
 					}
-					src++
-					c := proxytest.DialFrom(t, "127.0.0."+strconv.Itoa(src%200+20), imapTP.tlsAddr)
-					c.UpgradeTLS(imapTP.clientTLS)
-					c.Expect("* OK")
-					c.Send("a1 AUTHENTICATE " + mech)
-					c.Expect("+ ")
-					c.Send(ir)
-					if l := c.ReadLine(); strings.HasPrefix(l, "+ ") {
-						c.Send("AQ==")
-						c.Expect("a1 NO")
-					} else if !strings.HasPrefix(l, "a1 ") {
-						t.Fatalf("reply %q", l)
-					}
-					c.Send("a2 LOGOUT")
 					s := smtpTP.dialSubmissions(t)
 					s.Send("AUTH " + mech + " " + ir)
 					if code, _ := s.SMTPReply(); code == 334 {
@@ -689,15 +493,6 @@ func TestSecurityNoSecretInLogs(t *testing.T) {
 					s.SMTPCmd("QUIT", "221")
 				}
 			}
-			// Malformed and cancelled exchanges carrying a token.
-			c := proxytest.DialTLS(t, imapTP.tlsAddr, imapTP.clientTLS)
-			c.Expect("* OK")
-			c.Send("a1 AUTHENTICATE XOAUTH2 " + base64.StdEncoding.EncodeToString([]byte("user=alice@example.test\x01auth=Bearer "+jwt+"\x01\r\n\x01")))
-			c.Expect("a1 BAD")
-			c.Send("a2 AUTHENTICATE XOAUTH2 " + base64.StdEncoding.EncodeToString([]byte("user=alice@example.test\x01auth=Basic "+jwt+"\x01\x01")))
-			c.Expect("a2 BAD")
-			c.Send("a3 AUTHENTICATE XOAUTH2 not!base64" + jwt)
-			c.Expect("a3 BAD")
 		})
 	}
 	if n := proxytest.SuiteLogLines(); n == 0 {

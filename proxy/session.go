@@ -9,7 +9,7 @@ import (
 
 // Why a relay was stopped, as Relay passes it to the front's goodbye.
 const (
-	EndShutdown = imapEndShutdown         // the server's drain time is over
+	EndShutdown = "shutdown"              // the server's drain time is over
 	EndExpired  = "token expired"         // the token's exp passed (sessionEnd endExpired)
 	EndRevoked  = "token no longer valid" // revalidation refused the token (endRevoked)
 )

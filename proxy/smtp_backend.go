@@ -124,7 +124,7 @@ func (s *Server) openSMTPBackend(ctx context.Context, cc *smtpClientConn, hostna
 		attrs = append(attrs, "LOGIN="+xtext(user))
 	}
 	if b.ClientIP == smtpClientIPXCLIENT {
-		if ip, port, ok := splitAddr(cc.RemoteAddr()); ok {
+		if ip, port, ok := SplitAddr(cc.RemoteAddr()); ok {
 			if strings.Contains(ip, ":") {
 				ip = "IPV6:" + ip
 			}

@@ -51,7 +51,7 @@ func newSMTPTestProxy(t *testing.T, opts Options) *smtpTestProxy {
 		t.Fatalf("New() = %v", err)
 	}
 	tp := &smtpTestProxy{
-		testProxy: &testProxy{srv: srv, clientTLS: clientTLS, logs: logs},
+		testProxy: &testProxy{srv: srv, serverTLS: opts.TLSConfig, clientTLS: clientTLS, logs: logs},
 		serveErr:  make(chan error, 2),
 		authN:     &calls,
 	}

@@ -16,12 +16,12 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapclient"
+	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
 
 	"github.com/mailgate/mailgate/auth"
@@ -40,7 +40,6 @@ type smtpIntegration struct {
 	pf       *testenv.Postfix
 	idp      *testenv.Hydra
 	tp       *smtpTestProxy
-	imapAddr string // mailgate's IMAPS listener, in front of the same Dovecot
 	certFile string // mailgate's certificate, for curl
 }
 
@@ -65,7 +64,6 @@ func newSMTPIntegration(t *testing.T, pf *testenv.Postfix, b Backend, mod func(*
 			Source:    "userinfo",
 		},
 		Master:      Master{User: dc.MasterUser, Password: dc.MasterPassword},
-		IMAPBackend: Backend{Address: dc.IMAPSAddr, TLS: TLSImplicit, TLSConfig: dc.TLSConfig(), ClientIP: "id"},
 		SMTPBackend: b,
 		SMTP:        SMTPOptions{Hostname: "mailgate.test", EnforceSender: true},
 		Challenge:   auth.ChallengeOptions{OpenIDConfiguration: idp.DiscoveryURL, Scope: "openid email"},
@@ -76,17 +74,7 @@ func newSMTPIntegration(t *testing.T, pf *testenv.Postfix, b Backend, mod func(*
 	tp := newSMTPTestProxy(t, opts)
 	it := &smtpIntegration{dc: dc, pf: pf, idp: idp, tp: tp}
 
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("net.Listen() = %v", err)
-	}
-	it.imapAddr = ln.Addr().String()
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() { defer wg.Done(); tp.srv.ServeIMAP(context.Background(), ln, true) }()
-	t.Cleanup(func() { tp.srv.Close(); wg.Wait() })
-
-	der := tp.srv.opts.TLSConfig.Certificates[0].Certificate[0]
+	der := tp.serverTLS.Certificates[0].Certificate[0]
 	it.certFile = filepath.Join(t.TempDir(), "mailgate.pem")
 	if err := os.WriteFile(it.certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644); err != nil {
 		t.Fatal(err)
@@ -158,10 +146,6 @@ func smtpTestMessage(subject string) []byte {
 		subject, time.Now().UnixNano(), subject))
 }
 
-func uniqueSubject(prefix string) string {
-	return fmt.Sprintf("%s-%d", prefix, time.Now().UnixNano())
-}
-
 // queueID is the Postfix queue id in "2.0.0 Ok: queued as 4Xyz".
 func queueID(t *testing.T, reply string) string {
 	t.Helper()
@@ -172,16 +156,17 @@ func queueID(t *testing.T, reply string) string {
 	return strings.Fields(id)[0]
 }
 
-// readViaIMAP finds the message with subject through mailgate's IMAP and
-// returns it.
-func (it *smtpIntegration) readViaIMAP(t *testing.T, user, token, subject string) []byte {
+// readViaIMAP finds the message with subject in user's INBOX, read over
+// Dovecot's IMAPS as the master user on behalf of user, and returns it.
+// (The IMAP front's own integration tests read messages through mailgate.)
+func (it *smtpIntegration) readViaIMAP(t *testing.T, user, subject string) []byte {
 	t.Helper()
-	c, err := imapclient.DialTLS(it.imapAddr, &imapclient.Options{TLSConfig: it.tp.clientTLS})
+	c, err := imapclient.DialTLS(it.dc.IMAPSAddr, &imapclient.Options{TLSConfig: it.dc.TLSConfig()})
 	if err != nil {
 		t.Fatalf("imapclient.DialTLS() = %v", err)
 	}
 	defer c.Close()
-	if err := c.Authenticate(proxytest.OAuthClient{Mech: "XOAUTH2", User: user, Token: token}); err != nil {
+	if err := c.Authenticate(sasl.NewPlainClient(user, it.dc.MasterUser, it.dc.MasterPassword)); err != nil {
 		t.Fatalf("IMAP Authenticate = %v", err)
 	}
 	if _, err := c.Select("INBOX", nil).Wait(); err != nil {
@@ -205,7 +190,7 @@ func (it *smtpIntegration) readViaIMAP(t *testing.T, user, token, subject string
 
 // TestIntegrationSMTPSubmit: a message submitted on 465 and on 587, relayed
 // to Postfix's submission (STARTTLS) and submissions (implicit TLS), lands in
-// the Maildir, is read back through mailgate's IMAP, and Postfix logged the
+// the Maildir, is read back over IMAP, and Postfix logged the
 // user as the SASL user and named them in the Received header.
 func TestIntegrationSMTPSubmit(t *testing.T) {
 	pf := testenv.SharedPostfix(t)
@@ -222,7 +207,7 @@ func TestIntegrationSMTPSubmit(t *testing.T) {
 			it := newSMTPIntegration(t, pf, Backend{TLS: tt.backend}, nil)
 			token := it.token(t, "alice@example.test")
 			mark := pf.Log.Mark()
-			subject := uniqueSubject("submit")
+			subject := proxytest.UniqueSubject("submit")
 			c := it.smtpClient(t, tt.implicit, tt.mech, "alice@example.test", token)
 			reply, err := smtpSend(t, c, "alice@example.test", "alice@example.test", bytes.NewReader(smtpTestMessage(subject)))
 			if err != nil {
@@ -240,7 +225,7 @@ func TestIntegrationSMTPSubmit(t *testing.T) {
 			if !bytes.Contains(file, []byte("(Authenticated sender: alice@example.test)")) {
 				t.Fatalf("delivered message lacks the Received header naming alice:\n%s", file)
 			}
-			got := it.readViaIMAP(t, "alice@example.test", token, subject)
+			got := it.readViaIMAP(t, "alice@example.test", subject)
 			if !bytes.Contains(got, []byte("\r\n.line with a leading dot\r\n")) || !bytes.Contains(got, []byte("body of "+subject)) {
 				t.Fatalf("message read through IMAP:\n%s", got)
 			}
@@ -276,7 +261,7 @@ func TestIntegrationSMTPLoginModes(t *testing.T) {
 			it := newSMTPIntegration(t, pf, tt.backend, nil)
 			token := it.token(t, "alice@example.test")
 			mark := pf.Log.Mark()
-			subject := uniqueSubject("mode")
+			subject := proxytest.UniqueSubject("mode")
 			// From 127.0.0.5, so that XCLIENT ADDR is visibly the client's.
 			d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 5)}}
 			raw, err := d.Dial("tcp", it.tp.tlsAddr)
@@ -325,7 +310,7 @@ func TestIntegrationSMTPSessionReuse(t *testing.T) {
 						t.Fatalf("Reset() = %v", err)
 					}
 				}
-				subjects = append(subjects, uniqueSubject("reuse-"+login+"-"+strconv.Itoa(i)))
+				subjects = append(subjects, proxytest.UniqueSubject("reuse-"+login+"-"+strconv.Itoa(i)))
 				if _, err := smtpSend(t, c, "alice@example.test", "bob@example.test", bytes.NewReader(smtpTestMessage(subjects[i]))); err != nil {
 					t.Fatalf("message %d: %v", i, err)
 				}
@@ -383,7 +368,7 @@ func TestIntegrationSMTPLargeMessage(t *testing.T) {
 	pf := testenv.StartPostfix(t, dc, testenv.PostfixOptions{ExtraMain: "message_size_limit = 104857600"})
 	it := newSMTPIntegration(t, pf, Backend{TLS: TLSStartTLS}, nil)
 	token := it.token(t, "alice@example.test")
-	subject := uniqueSubject("large")
+	subject := proxytest.UniqueSubject("large")
 	const size = 50 << 20
 	header := "From: alice@example.test\r\nTo: alice@example.test\r\nSubject: " + subject + "\r\n"
 
@@ -478,7 +463,7 @@ func TestIntegrationSMTPClientKilledMidData(t *testing.T) {
 	it := newSMTPIntegration(t, pf, Backend{TLS: TLSStartTLS}, nil)
 	token := it.token(t, "alice@example.test")
 	mark := pf.Log.Mark()
-	subject := uniqueSubject("killed")
+	subject := proxytest.UniqueSubject("killed")
 	c := proxytest.DialTLS(t, it.tp.tlsAddr, it.tp.clientTLS)
 	c.SMTPExpect("220 ")
 	c.SMTPEHLO()
@@ -494,7 +479,7 @@ func TestIntegrationSMTPClientKilledMidData(t *testing.T) {
 	pf.Log.WaitSince(t, mark, "lost connection after DATA", 15*time.Second)
 
 	// A later message from the same user is delivered; the cut one is not.
-	control := uniqueSubject("after-killed")
+	control := proxytest.UniqueSubject("after-killed")
 	sc := it.smtpClient(t, true, "XOAUTH2", "alice@example.test", token)
 	if _, err := smtpSend(t, sc, "alice@example.test", "alice@example.test", bytes.NewReader(smtpTestMessage(control))); err != nil {
 		t.Fatalf("send = %v", err)
@@ -563,7 +548,7 @@ func TestIntegrationSMTPCurl(t *testing.T) {
 		"587": "smtp://127.0.0.1:" + port(it.tp.plainAddr),
 	} {
 		t.Run(name, func(t *testing.T) {
-			subject := uniqueSubject("curl-" + name)
+			subject := proxytest.UniqueSubject("curl-" + name)
 			msg := filepath.Join(t.TempDir(), "msg.eml")
 			if err := os.WriteFile(msg, smtpTestMessage(subject), 0o644); err != nil {
 				t.Fatal(err)

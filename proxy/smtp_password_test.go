@@ -21,7 +21,7 @@ func newSMTPPasswordTest(t *testing.T, fbOpts proxytest.FakeSMTPOptions, mod fun
 	var tp *smtpTestProxy
 	t.Cleanup(func() { // runs after the proxy has stopped
 		if tp != nil {
-			checkNoPasswords(t, tp.logs.String())
+			proxytest.CheckNoPasswords(t, tp.logs.String())
 		}
 	})
 	tp, fb := newSMTPTest(t, fbOpts, func(o *Options) {
@@ -50,7 +50,7 @@ func TestSMTPPasswordAdvertised(t *testing.T) {
 			if exts := c.SMTPEHLO(); proxytest.HasExt(exts, "AUTH") {
 				t.Fatalf("EHLO before TLS = %q, want no AUTH", exts)
 			}
-			c.SMTPCmd("AUTH PLAIN "+plainIR(proxytest.FakeUser, proxytest.FakeUserPassword), "523 5.7.10")
+			c.SMTPCmd("AUTH PLAIN "+proxytest.PlainIR(proxytest.FakeUser, proxytest.FakeUserPassword), "523 5.7.10")
 			c.SMTPStartTLS(tp.clientTLS)
 			if got := proxytest.ExtParam(c.SMTPEHLO(), "AUTH"); got != tt.want {
 				t.Fatalf("AUTH after TLS = %q, want %q", got, tt.want)
@@ -67,7 +67,7 @@ func TestSMTPPasswordAdvertised(t *testing.T) {
 func TestSMTPPasswordOff(t *testing.T) {
 	tp, fb := newSMTPPasswordTest(t, proxytest.FakeSMTPOptions{}, func(o *Options) { o.Passwords.SMTP = false })
 	c := tp.dialSubmissions(t)
-	c.SMTPCmd("AUTH PLAIN "+plainIR(proxytest.FakeUser, proxytest.FakeUserPassword), "504 5.7.4")
+	c.SMTPCmd("AUTH PLAIN "+proxytest.PlainIR(proxytest.FakeUser, proxytest.FakeUserPassword), "504 5.7.4")
 	c.SMTPCmd("AUTH LOGIN", "504 5.7.4")
 	if fb.SawCommand("AUTH") {
 		t.Fatal("the backend saw an AUTH")
@@ -85,27 +85,27 @@ func TestSMTPPasswordLogin(t *testing.T) {
 		script  func(c *proxytest.Conn)
 	}{
 		{"PLAIN", Backend{}, proxytest.FakeSMTPOptions{}, func(c *proxytest.Conn) {
-			c.SMTPCmd("AUTH PLAIN "+plainIR(proxytest.FakeUser, proxytest.FakeUserPassword), "235 2.0.0")
+			c.SMTPCmd("AUTH PLAIN "+proxytest.PlainIR(proxytest.FakeUser, proxytest.FakeUserPassword), "235 2.0.0")
 		}},
 		{"PLAIN without initial response", Backend{}, proxytest.FakeSMTPOptions{}, func(c *proxytest.Conn) {
 			c.SMTPCmd("AUTH PLAIN", "334 ")
-			c.SMTPCmd(plainIR(proxytest.FakeUser, proxytest.FakeUserPassword), "235 2.0.0")
+			c.SMTPCmd(proxytest.PlainIR(proxytest.FakeUser, proxytest.FakeUserPassword), "235 2.0.0")
 		}},
 		{"LOGIN", Backend{}, proxytest.FakeSMTPOptions{}, func(c *proxytest.Conn) {
-			c.SMTPCmd("AUTH LOGIN", "334 "+b64("Username:"))
-			c.SMTPCmd(b64(proxytest.FakeUser), "334 "+b64("Password:"))
-			c.SMTPCmd(b64(proxytest.FakeUserPassword), "235 2.0.0")
+			c.SMTPCmd("AUTH LOGIN", "334 "+proxytest.B64("Username:"))
+			c.SMTPCmd(proxytest.B64(proxytest.FakeUser), "334 "+proxytest.B64("Password:"))
+			c.SMTPCmd(proxytest.B64(proxytest.FakeUserPassword), "235 2.0.0")
 		}},
 		{"LOGIN with initial response", Backend{}, proxytest.FakeSMTPOptions{}, func(c *proxytest.Conn) {
-			c.SMTPCmd("AUTH LOGIN "+b64(proxytest.FakeUser), "334 "+b64("Password:"))
-			c.SMTPCmd(b64(proxytest.FakeUserPassword), "235 2.0.0")
+			c.SMTPCmd("AUTH LOGIN "+proxytest.B64(proxytest.FakeUser), "334 "+proxytest.B64("Password:"))
+			c.SMTPCmd(proxytest.B64(proxytest.FakeUserPassword), "235 2.0.0")
 		}},
 		{"backend login xclient with addr", Backend{Login: "xclient", ClientIP: "xclient"}, proxytest.FakeSMTPOptions{XCLIENT: true}, func(c *proxytest.Conn) {
-			c.SMTPCmd("AUTH PLAIN "+plainIR(proxytest.FakeUser, proxytest.FakeUserPassword), "235 2.0.0")
+			c.SMTPCmd("AUTH PLAIN "+proxytest.PlainIR(proxytest.FakeUser, proxytest.FakeUserPassword), "235 2.0.0")
 		}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			th := &recordingThrottle{}
+			th := &proxytest.RecordingThrottle{}
 			tp, fb := newSMTPPasswordTest(t, tt.fb, func(o *Options) {
 				o.Passwords.Throttle = th
 				o.SMTPBackend.Login, o.SMTPBackend.ClientIP = tt.backend.Login, tt.backend.ClientIP
@@ -127,7 +127,7 @@ func TestSMTPPasswordLogin(t *testing.T) {
 					t.Fatalf("XCLIENT LOGIN sent for a password login: %q", l)
 				}
 			}
-			if got, want := th.got(), []string{"check " + proxytest.FakeUser, "success " + proxytest.FakeUser}; fmt.Sprint(got) != fmt.Sprint(want) {
+			if got, want := th.Got(), []string{"check " + proxytest.FakeUser, "success " + proxytest.FakeUser}; fmt.Sprint(got) != fmt.Sprint(want) {
 				t.Fatalf("throttle saw %q, want %q", got, want)
 			}
 		})
@@ -137,19 +137,19 @@ func TestSMTPPasswordLogin(t *testing.T) {
 // TestSMTPPasswordRefused: the backend's 535 becomes 535 5.7.8 and counts as
 // a failure; what cannot be a valid login never reaches the backend.
 func TestSMTPPasswordRefused(t *testing.T) {
-	th := &recordingThrottle{}
+	th := &proxytest.RecordingThrottle{}
 	tp, fb := newSMTPPasswordTest(t, proxytest.FakeSMTPOptions{}, func(o *Options) { o.Passwords.Throttle = th; o.Limits.MaxAuthFailures = 10 })
 	c := tp.dialSubmissions(t)
-	c.SMTPCmd("AUTH PLAIN "+plainIR(proxytest.FakeUser, "wrong-password"), "535 5.7.8 Authentication credentials invalid")
-	c.SMTPCmd("AUTH PLAIN "+plainIR("alice@example.test*mailgate", "master-secret"), "535 5.7.8")
+	c.SMTPCmd("AUTH PLAIN "+proxytest.PlainIR(proxytest.FakeUser, "wrong-password"), "535 5.7.8 Authentication credentials invalid")
+	c.SMTPCmd("AUTH PLAIN "+proxytest.PlainIR("alice@example.test*mailgate", "master-secret"), "535 5.7.8")
 	c.SMTPCmd("AUTH PLAIN "+base64.StdEncoding.EncodeToString(auth.EncodePLAIN("bob@example.test", proxytest.FakeUser, proxytest.FakeUserPassword)), "535 5.7.8")
-	c.SMTPCmd("AUTH PLAIN "+b64("garbage"), "501 5.5.2")
+	c.SMTPCmd("AUTH PLAIN "+proxytest.B64("garbage"), "501 5.5.2")
 	c.SMTPCmd("MAIL FROM:<alice@example.test>", "530 5.7.0")
 	if n := len(fb.AuthLines()); n != 1 {
 		t.Fatalf("backend saw %d AUTHs, want 1", n)
 	}
 	want := []string{"check " + proxytest.FakeUser, "failure " + proxytest.FakeUser, "failure address"}
-	if got := th.got(); fmt.Sprint(got) != fmt.Sprint(want) {
+	if got := th.Got(); fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Fatalf("throttle saw %q, want %q", got, want)
 	}
 }
@@ -157,14 +157,14 @@ func TestSMTPPasswordRefused(t *testing.T) {
 // TestSMTPPasswordThrottled: with a real auth.Throttle (two failures, then
 // the address is blocked) the backend sees two attempts and no more.
 func TestSMTPPasswordThrottled(t *testing.T) {
-	th := newTestThrottle(2)
+	th := proxytest.NewTestThrottle(2)
 	tp, fb := newSMTPPasswordTest(t, proxytest.FakeSMTPOptions{}, func(o *Options) { o.Passwords.Throttle = th; o.Limits.MaxAuthFailures = 10 })
 	c := tp.dialSubmissions(t)
 	for i := 0; i < 2; i++ {
-		c.SMTPCmd("AUTH PLAIN "+plainIR(proxytest.FakeUser, "wrong-password"), "535 5.7.8")
+		c.SMTPCmd("AUTH PLAIN "+proxytest.PlainIR(proxytest.FakeUser, "wrong-password"), "535 5.7.8")
 	}
 	start := time.Now()
-	c.SMTPCmd("AUTH PLAIN "+plainIR(proxytest.FakeUser, proxytest.FakeUserPassword), "454 4.7.0 Too many failed logins from your network")
+	c.SMTPCmd("AUTH PLAIN "+proxytest.PlainIR(proxytest.FakeUser, proxytest.FakeUserPassword), "454 4.7.0 Too many failed logins from your network")
 	if d := time.Since(start); d > time.Second {
 		t.Errorf("blocked attempt answered after %v, want at once", d)
 	}
@@ -179,7 +179,7 @@ func TestSMTPPasswordThrottled(t *testing.T) {
 func TestSMTPPasswordBackendLost(t *testing.T) {
 	tp, fb := newSMTPPasswordTest(t, proxytest.FakeSMTPOptions{CloseOnData: true}, nil)
 	c := tp.dialSubmissions(t)
-	c.SMTPCmd("AUTH PLAIN "+plainIR(proxytest.FakeUser, proxytest.FakeUserPassword), "235 ")
+	c.SMTPCmd("AUTH PLAIN "+proxytest.PlainIR(proxytest.FakeUser, proxytest.FakeUserPassword), "235 ")
 	c.SMTPCmd("MAIL FROM:<alice@example.test>", "250 ")
 	c.SMTPCmd("RCPT TO:<bob@example.test>", "250 ")
 	c.SMTPCmd("DATA", "354 ")

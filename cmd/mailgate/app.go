@@ -19,6 +19,7 @@ import (
 	"github.com/mailgate/mailgate/certs"
 	"github.com/mailgate/mailgate/config"
 	"github.com/mailgate/mailgate/proxy"
+	"github.com/mailgate/mailgate/proxy/imap"
 )
 
 // certWatchInterval is how often certificate files are checked for changes.
@@ -31,6 +32,7 @@ type app struct {
 	log      *slog.Logger
 	certs    *certs.Store
 	srv      *proxy.Server
+	fronts   map[string]proxy.Front // by protocol, for the configured ones
 	metrics  *metrics
 	auth     *swapAuthenticator // replaced on reload
 	throttle *auth.Throttle     // failed-login throttle, kept across reloads
@@ -90,6 +92,9 @@ func newApp(cfg *config.Config, log *slog.Logger, openFiles uint64) (*app, error
 		opts.Lifetime.Revalidator = revalidator{a}
 	}
 	if a.srv, err = proxy.New(opts); err != nil {
+		return nil, err
+	}
+	if a.fronts, err = newFronts(a.srv, cfg); err != nil {
 		return nil, err
 	}
 
@@ -195,8 +200,8 @@ func (a *app) run(ctx context.Context, drain time.Duration) error {
 		go func() {
 			defer wg.Done()
 			var err error
-			if l.proto == "imap" {
-				err = a.srv.ServeIMAP(ctx, l.ln, l.implicit)
+			if f := a.fronts[l.proto]; f != nil {
+				err = a.srv.Serve(ctx, l.ln, l.implicit, f)
 			} else {
 				err = a.srv.ServeSMTP(ctx, l.ln, l.implicit)
 			}
@@ -254,12 +259,33 @@ func (a *app) use(tc *tokenCheck) {
 	a.auth.set(tc.authenticator(a.throttle))
 }
 
-// proxyOptions maps the configuration to proxy.Options (without TLSConfig).
-func proxyOptions(cfg *config.Config, authn proxy.Authenticator, log *slog.Logger) (proxy.Options, error) {
+// newFronts builds the front of every configured protocol on srv; each
+// registers its backend probe with srv.
+func newFronts(srv *proxy.Server, cfg *config.Config) (map[string]proxy.Front, error) {
+	imapOpts, err := frontOptions(cfg)
+	if err != nil {
+		return nil, err
+	}
+	fronts := map[string]proxy.Front{}
+	for _, proto := range configuredProtos(cfg) {
+		if proto == "imap" {
+			fronts[proto] = imap.New(srv, imapOpts)
+		}
+	}
+	return fronts, nil
+}
+
+// frontOptions maps the configuration to the fronts' options.
+func frontOptions(cfg *config.Config) (imap.Options, error) {
 	imapBE, err := backend(cfg.IMAP.Backend)
 	if err != nil {
-		return proxy.Options{}, fmt.Errorf("imap.backend: %w", err)
+		return imap.Options{}, fmt.Errorf("imap.backend: %w", err)
 	}
+	return imap.Options{Backend: imapBE}, nil
+}
+
+// proxyOptions maps the configuration to proxy.Options (without TLSConfig).
+func proxyOptions(cfg *config.Config, authn proxy.Authenticator, log *slog.Logger) (proxy.Options, error) {
 	smtpBE, err := backend(cfg.SMTP.Backend)
 	if err != nil {
 		return proxy.Options{}, fmt.Errorf("smtp.backend: %w", err)
@@ -279,7 +305,6 @@ func proxyOptions(cfg *config.Config, authn proxy.Authenticator, log *slog.Logge
 		Authenticator: authn,
 		Challenge:     ch,
 		Master:        proxy.Master{User: cfg.Master.User, Password: cfg.Master.Password},
-		IMAPBackend:   imapBE,
 		SMTPBackend:   smtpBE,
 		SMTP: proxy.SMTPOptions{
 			Hostname:        cfg.SMTP.Hostname,

@@ -69,7 +69,9 @@ func reportBackends(cfg *config.Config, loginAs string, w io.Writer) bool {
 	var srv *proxy.Server
 	if err == nil {
 		opts.TLSConfig = &tls.Config{} // never serves
-		srv, err = proxy.New(opts)
+		if srv, err = proxy.New(opts); err == nil {
+			_, err = newFronts(srv, cfg)
+		}
 	}
 	if err != nil {
 		fmt.Fprintf(w, "warning: backends not checked: %v\n", err)

@@ -1,4 +1,4 @@
-package proxy
+package imap
 
 import (
 	"encoding/base64"
@@ -11,16 +11,16 @@ import (
 
 	"github.com/mailgate/mailgate/auth"
 	"github.com/mailgate/mailgate/internal/proxytest"
+	"github.com/mailgate/mailgate/proxy"
 )
 
 func newIMAPTest(t *testing.T) (*testProxy, *proxytest.FakeIMAPBackend) {
 	t.Helper()
 	fb := proxytest.StartFakeIMAPBackend(t)
-	tp := newTestProxy(t, Options{
+	tp := newTestProxy(t, proxy.Options{
 		Authenticator: fakeAuthenticator,
-		IMAPBackend:   Backend{Address: fb.Addr, TLS: TLSNone, ClientIP: "id"},
 		Challenge:     auth.ChallengeOptions{OpenIDConfiguration: "https://idp.example.test/.well-known/openid-configuration", Scope: "openid email"},
-	})
+	}, Options{Backend: proxy.Backend{Address: fb.Addr, TLS: proxy.TLSNone, ClientIP: "id"}})
 	return tp, fb
 }
 
@@ -33,7 +33,7 @@ func TestIMAPGreetingBeforeTLS(t *testing.T) {
 	}
 	c.Send("a1 CAPABILITY")
 	caps := c.Expect("* CAPABILITY ")
-	if caps != "* CAPABILITY "+imapCapsPlain {
+	if caps != "* CAPABILITY "+capsPlain {
 		t.Fatalf("CAPABILITY = %q", caps)
 	}
 	c.Expect("a1 OK")
@@ -154,6 +154,24 @@ func TestIMAPBadTokenChallenge(t *testing.T) {
 	}
 }
 
+// TestIMAPNoDummyReply: a client that never answers the error challenge
+// (some never send the dummy reply) gets the refusal after the login
+// sequence's bounded wait, not the autologout, and may go on.
+func TestIMAPNoDummyReply(t *testing.T) {
+	tp, _ := newIMAPTest(t)
+	c := proxytest.DialTLS(t, tp.tlsAddr, tp.clientTLS)
+	c.Expect("* OK")
+	c.Send("a1 AUTHENTICATE XOAUTH2 " + proxytest.XOAUTH2("alice@example.test", proxytest.BadToken))
+	c.Expect("+ ")
+	start := time.Now()
+	c.Expect("a1 NO [AUTHENTICATIONFAILED] Authentication failed.")
+	if d := time.Since(start); d < 4*time.Second || d > 8*time.Second {
+		t.Errorf("refusal after %v, want after the dummy-reply wait (5 s)", d)
+	}
+	c.Send("a2 NOOP")
+	c.Expect("a2 OK")
+}
+
 func TestIMAPProviderDown(t *testing.T) {
 	tp, fb := newIMAPTest(t)
 	c := proxytest.DialTLS(t, tp.tlsAddr, tp.clientTLS)
@@ -177,7 +195,7 @@ func TestIMAPBackendDown(t *testing.T) {
 	ln, _ := net.Listen("tcp", "127.0.0.1:0")
 	addr := ln.Addr().String()
 	ln.Close() // nothing listens there now
-	tp := newTestProxy(t, Options{Authenticator: fakeAuthenticator, IMAPBackend: Backend{Address: addr}})
+	tp := newTestProxy(t, proxy.Options{Authenticator: fakeAuthenticator}, Options{Backend: proxy.Backend{Address: addr}})
 	c := proxytest.DialTLS(t, tp.tlsAddr, tp.clientTLS)
 	c.Expect("* OK")
 	c.Send("a1 AUTHENTICATE XOAUTH2 " + proxytest.XOAUTH2("alice@example.test", proxytest.TestToken))
@@ -304,11 +322,10 @@ func TestIMAPIDPassesClientAddress(t *testing.T) {
 
 func TestIMAPPreauthTimeout(t *testing.T) {
 	fb := proxytest.StartFakeIMAPBackend(t)
-	tp := newTestProxy(t, Options{
+	tp := newTestProxy(t, proxy.Options{
 		Authenticator: fakeAuthenticator,
-		IMAPBackend:   Backend{Address: fb.Addr},
-		Limits:        Limits{PreauthTimeout: 300 * time.Millisecond},
-	})
+		Limits:        proxy.Limits{PreauthTimeout: 300 * time.Millisecond},
+	}, Options{Backend: proxy.Backend{Address: fb.Addr}})
 	c := proxytest.DialTLS(t, tp.tlsAddr, tp.clientTLS)
 	c.Expect("* OK")
 	c.Expect("* BYE")

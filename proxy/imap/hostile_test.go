@@ -1,4 +1,4 @@
-package proxy
+package imap
 
 import (
 	"crypto/tls"
@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/mailgate/mailgate/internal/proxytest"
+	"github.com/mailgate/mailgate/proxy"
 )
 
 // TestSecurityManyLiteralsCommand (issue 11, problem 2): one pre-login
@@ -20,11 +21,10 @@ import (
 // for 30 s. The command's byte budget ends it after two literals, with BYE.
 func TestSecurityManyLiteralsCommand(t *testing.T) {
 	fb := proxytest.StartFakeIMAPBackend(t)
-	tp := newTestProxy(t, Options{
+	tp := newTestProxy(t, proxy.Options{
 		Authenticator: fakeAuthenticator,
-		IMAPBackend:   Backend{Address: fb.Addr},
-		Limits:        Limits{MaxPreloginPerIP: 50, ConnRate: -1},
-	})
+		Limits:        proxy.Limits{MaxPreloginPerIP: 50, ConnRate: -1},
+	}, Options{Backend: proxy.Backend{Address: fb.Addr}})
 	lit := strings.Repeat("x", 30000)
 	var wg sync.WaitGroup
 	for i := 0; i < 20; i++ {
@@ -65,7 +65,7 @@ func TestSecurityManyLiteralsCommand(t *testing.T) {
 // conversation goes on (it used to close silently); too many end with BYE.
 func TestIMAPSyntaxErrorsThenBye(t *testing.T) {
 	fb := proxytest.StartFakeIMAPBackend(t)
-	tp := newTestProxy(t, Options{Authenticator: fakeAuthenticator, IMAPBackend: Backend{Address: fb.Addr}})
+	tp := newTestProxy(t, proxy.Options{Authenticator: fakeAuthenticator}, Options{Backend: proxy.Backend{Address: fb.Addr}})
 	c := proxytest.DialPlain(t, tp.plainAddr)
 	c.Expect("* OK")
 	c.Send("a1 LOGIN (")
@@ -89,7 +89,7 @@ func TestALPNPerProtocol(t *testing.T) {
 	fb := proxytest.StartFakeIMAPBackend(t)
 	serverTLS, clientTLS := proxytest.TLSPair(t)
 	serverTLS.NextProtos = []string{"imap", "smtp"} // as cmd/mailgate configures it
-	tp := newTestProxy(t, Options{Authenticator: fakeAuthenticator, IMAPBackend: Backend{Address: fb.Addr}, TLSConfig: serverTLS})
+	tp := newTestProxy(t, proxy.Options{Authenticator: fakeAuthenticator, TLSConfig: serverTLS}, Options{Backend: proxy.Backend{Address: fb.Addr}})
 	for _, tc := range []struct {
 		alpn []string
 		ok   bool

@@ -1,111 +1,43 @@
-package proxy
+package imap
 
 import (
-	"context"
 	"encoding/base64"
 	"fmt"
 	"net"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/mailgate/mailgate/auth"
 	"github.com/mailgate/mailgate/internal/proxytest"
+	"github.com/mailgate/mailgate/proxy"
 )
 
 // Password passthrough over IMAP against the fake backend (fakebackend_test.go).
 
-// recordingThrottle is a Throttle that records what it is told: "check
-// user" for Begin, then "success user", "failure user" or "undecided user"
-// from done, and "failure address" for Failure(ip, ""). onCheck, if set,
-// runs inside Begin (before the attempt may go on); refuse makes Begin fail
-// with auth.ErrThrottled.
-type recordingThrottle struct {
-	mu      sync.Mutex
-	events  []string
-	onCheck func()
-	refuse  bool
-}
-
-func (r *recordingThrottle) add(ev string) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.events = append(r.events, ev)
-}
-
-func (r *recordingThrottle) Begin(ctx context.Context, ip, user string) (func(auth.Outcome), error) {
-	if _, _, err := net.SplitHostPort(ip); err != nil {
-		return nil, fmt.Errorf("check: ip %q is not host:port", ip)
-	}
-	r.add("check " + user)
-	if r.onCheck != nil {
-		r.onCheck()
-	}
-	if r.refuse {
-		return nil, fmt.Errorf("%w: test", auth.ErrThrottled)
-	}
-	return func(o auth.Outcome) {
-		r.add(map[auth.Outcome]string{auth.AttemptSucceeded: "success ", auth.AttemptFailed: "failure ", auth.AttemptUndecided: "undecided "}[o] + user)
-	}, nil
-}
-
-func (r *recordingThrottle) Failure(ip, user string) {
-	if user == "" {
-		user = "address"
-	}
-	r.add("failure " + user)
-}
-
-func (r *recordingThrottle) got() []string {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return append([]string(nil), r.events...)
-}
-
 // newIMAPPasswordTest starts the fake backend and a proxy with IMAP
 // password passthrough on (mod may change the options), and fails the test
 // if a password or a PLAIN message appears in the proxy's log.
-func newIMAPPasswordTest(t *testing.T, mod func(*Options)) (*testProxy, *proxytest.FakeIMAPBackend) {
+func newIMAPPasswordTest(t *testing.T, mod func(*proxy.Options, *Options)) (*testProxy, *proxytest.FakeIMAPBackend) {
 	t.Helper()
 	var tp *testProxy
 	t.Cleanup(func() { // runs after the proxy has stopped
 		if tp != nil {
-			checkNoPasswords(t, tp.logs.String())
+			proxytest.CheckNoPasswords(t, tp.logs.String())
 		}
 	})
 	fb := proxytest.StartFakeIMAPBackend(t)
-	opts := Options{
+	opts := proxy.Options{
 		Authenticator: fakeAuthenticator,
-		IMAPBackend:   Backend{Address: fb.Addr, TLS: TLSNone, ClientIP: "id"},
-		Passwords:     PasswordOptions{IMAP: true},
+		Passwords:     proxy.PasswordOptions{IMAP: true},
 	}
+	fo := Options{Backend: proxy.Backend{Address: fb.Addr, TLS: proxy.TLSNone, ClientIP: "id"}}
 	if mod != nil {
-		mod(&opts)
+		mod(&opts, &fo)
 	}
-	tp = newTestProxy(t, opts)
+	tp = newTestProxy(t, opts, fo)
 	return tp, fb
 }
-
-// testPasswords are the passwords the unit tests use; none may be logged.
-var testPasswords = []string{proxytest.FakeUserPassword, "wrong-password"}
-
-func checkNoPasswords(t *testing.T, logs string) {
-	t.Helper()
-	for _, pw := range testPasswords {
-		for _, s := range []string{pw, base64.StdEncoding.EncodeToString(auth.EncodePLAIN("", proxytest.FakeUser, pw))} {
-			if strings.Contains(logs, s) {
-				t.Errorf("a password (or a PLAIN message with it) appears in the log")
-			}
-		}
-	}
-}
-
-func plainIR(user, pass string) string {
-	return base64.StdEncoding.EncodeToString(auth.EncodePLAIN("", user, pass))
-}
-
-func b64(s string) string { return base64.StdEncoding.EncodeToString([]byte(s)) }
 
 // TestIMAPPasswordCapabilities: AUTH=PLAIN and AUTH=LOGIN (and no
 // LOGINDISABLED) are advertised after TLS only, and only with passthrough on.
@@ -115,18 +47,18 @@ func TestIMAPPasswordCapabilities(t *testing.T) {
 		on, tls  bool
 		wantCaps string
 	}{
-		{"off before TLS", false, false, imapCapsPlain},
-		{"on before TLS", true, false, imapCapsPlain},
+		{"off before TLS", false, false, capsPlain},
+		{"on before TLS", true, false, capsPlain},
 		{"off after TLS", false, true, "IMAP4rev1 SASL-IR ID LITERAL+ AUTH=OAUTHBEARER AUTH=XOAUTH2"},
 		{"on after TLS", true, true, "IMAP4rev1 SASL-IR ID LITERAL+ AUTH=OAUTHBEARER AUTH=XOAUTH2 AUTH=PLAIN AUTH=LOGIN"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			tp, _ := newIMAPPasswordTest(t, func(o *Options) { o.Passwords.IMAP = tt.on })
+			tp, _ := newIMAPPasswordTest(t, func(o *proxy.Options, fo *Options) { o.Passwords.IMAP = tt.on })
 			c := proxytest.DialPlain(t, tp.plainAddr)
 			g := c.Expect("* OK [CAPABILITY ")
 			if tt.tls {
 				c.StartTLS(tp.clientTLS)
-			} else if g != "* OK [CAPABILITY "+imapCapsPlain+"] "+imapGreetingText {
+			} else if g != "* OK [CAPABILITY "+capsPlain+"] "+greetingText {
 				t.Fatalf("greeting = %q", g)
 			}
 			c.Send("a1 CAPABILITY")
@@ -137,7 +69,7 @@ func TestIMAPPasswordCapabilities(t *testing.T) {
 			// The implicit-TLS greeting says the same.
 			if tt.tls {
 				c2 := proxytest.DialTLS(t, tp.tlsAddr, tp.clientTLS)
-				if got := c2.Expect("* OK [CAPABILITY "); got != "* OK [CAPABILITY "+tt.wantCaps+"] "+imapGreetingText {
+				if got := c2.Expect("* OK [CAPABILITY "); got != "* OK [CAPABILITY "+tt.wantCaps+"] "+greetingText {
 					t.Fatalf("implicit TLS greeting = %q", got)
 				}
 			}
@@ -149,12 +81,12 @@ func TestIMAPPasswordCapabilities(t *testing.T) {
 // never reaches the backend; with it, not before TLS either.
 func TestIMAPPasswordRefusedWhenOffOrBeforeTLS(t *testing.T) {
 	t.Run("off", func(t *testing.T) {
-		tp, fb := newIMAPPasswordTest(t, func(o *Options) { o.Passwords.IMAP = false })
+		tp, fb := newIMAPPasswordTest(t, func(o *proxy.Options, fo *Options) { o.Passwords.IMAP = false })
 		c := proxytest.DialTLS(t, tp.tlsAddr, tp.clientTLS)
 		c.Expect("* OK")
 		c.Send(fmt.Sprintf(`a1 LOGIN %s "%s"`, proxytest.FakeUser, proxytest.FakeUserPassword))
 		c.Expect("a1 NO [CANNOT]")
-		c.Send("a2 AUTHENTICATE PLAIN " + plainIR(proxytest.FakeUser, proxytest.FakeUserPassword))
+		c.Send("a2 AUTHENTICATE PLAIN " + proxytest.PlainIR(proxytest.FakeUser, proxytest.FakeUserPassword))
 		c.Expect("a2 NO Unsupported authentication mechanism.")
 		c.Send("a3 AUTHENTICATE LOGIN")
 		c.Expect("a3 NO Unsupported authentication mechanism.")
@@ -168,7 +100,7 @@ func TestIMAPPasswordRefusedWhenOffOrBeforeTLS(t *testing.T) {
 		c.Expect("* OK")
 		c.Send(fmt.Sprintf(`a1 LOGIN %s "%s"`, proxytest.FakeUser, proxytest.FakeUserPassword))
 		c.Expect("a1 NO [PRIVACYREQUIRED]")
-		c.Send("a2 AUTHENTICATE PLAIN " + plainIR(proxytest.FakeUser, proxytest.FakeUserPassword))
+		c.Send("a2 AUTHENTICATE PLAIN " + proxytest.PlainIR(proxytest.FakeUser, proxytest.FakeUserPassword))
 		c.Expect("a2 NO [PRIVACYREQUIRED]")
 		if n := fb.ConnCount(); n != 0 {
 			t.Fatalf("backend contacted %d times", n)
@@ -196,7 +128,7 @@ func TestIMAPPasswordLogin(t *testing.T) {
 			c.Send(fmt.Sprintf("a1 LOGIN {%d+}\r\n%s {%d+}\r\n%s", len(proxytest.FakeUser), proxytest.FakeUser, len(proxytest.FakeUserPassword), proxytest.FakeUserPassword))
 		}},
 		{"AUTHENTICATE PLAIN with initial response", func(c *proxytest.Conn) {
-			c.Send("a1 AUTHENTICATE PLAIN " + plainIR(proxytest.FakeUser, proxytest.FakeUserPassword))
+			c.Send("a1 AUTHENTICATE PLAIN " + proxytest.PlainIR(proxytest.FakeUser, proxytest.FakeUserPassword))
 		}},
 		{"AUTHENTICATE PLAIN, authzid = user", func(c *proxytest.Conn) {
 			c.Send("a1 AUTHENTICATE PLAIN " + base64.StdEncoding.EncodeToString(auth.EncodePLAIN(proxytest.FakeUser, proxytest.FakeUser, proxytest.FakeUserPassword)))
@@ -206,28 +138,28 @@ func TestIMAPPasswordLogin(t *testing.T) {
 			if got := c.ReadLine(); got != "+ " {
 				c.T.Fatalf("continuation = %q, want %q", got, "+ ")
 			}
-			c.Send(plainIR(proxytest.FakeUser, proxytest.FakeUserPassword))
+			c.Send(proxytest.PlainIR(proxytest.FakeUser, proxytest.FakeUserPassword))
 		}},
 		{"AUTHENTICATE LOGIN", func(c *proxytest.Conn) {
 			c.Send("a1 AUTHENTICATE LOGIN")
-			if got := c.ReadLine(); got != "+ "+b64("Username:") {
+			if got := c.ReadLine(); got != "+ "+proxytest.B64("Username:") {
 				c.T.Fatalf("challenge = %q, want Username:", got)
 			}
-			c.Send(b64(proxytest.FakeUser))
-			if got := c.ReadLine(); got != "+ "+b64("Password:") {
+			c.Send(proxytest.B64(proxytest.FakeUser))
+			if got := c.ReadLine(); got != "+ "+proxytest.B64("Password:") {
 				c.T.Fatalf("challenge = %q, want Password:", got)
 			}
-			c.Send(b64(proxytest.FakeUserPassword))
+			c.Send(proxytest.B64(proxytest.FakeUserPassword))
 		}},
 		{"AUTHENTICATE LOGIN with initial response", func(c *proxytest.Conn) {
-			c.Send("a1 AUTHENTICATE LOGIN " + b64(proxytest.FakeUser))
-			c.Expect("+ " + b64("Password:"))
-			c.Send(b64(proxytest.FakeUserPassword))
+			c.Send("a1 AUTHENTICATE LOGIN " + proxytest.B64(proxytest.FakeUser))
+			c.Expect("+ " + proxytest.B64("Password:"))
+			c.Send(proxytest.B64(proxytest.FakeUserPassword))
 		}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			th := &recordingThrottle{}
-			tp, fb := newIMAPPasswordTest(t, func(o *Options) { o.Passwords.Throttle = th })
+			th := &proxytest.RecordingThrottle{}
+			tp, fb := newIMAPPasswordTest(t, func(o *proxy.Options, fo *Options) { o.Passwords.Throttle = th })
 			c := proxytest.DialTLS(t, tp.tlsAddr, tp.clientTLS)
 			c.Expect("* OK")
 			tt.script(c)
@@ -244,7 +176,7 @@ func TestIMAPPasswordLogin(t *testing.T) {
 			if r := fb.Received(); len(r) < 2 || !strings.Contains(r[0], " ID (\"x-originating-ip\" \"127.0.0.1\"") {
 				t.Fatalf("backend lines = %q, want ID first", r)
 			}
-			if got, want := th.got(), []string{"check " + proxytest.FakeUser, "success " + proxytest.FakeUser}; fmt.Sprint(got) != fmt.Sprint(want) {
+			if got, want := th.Got(), []string{"check " + proxytest.FakeUser, "success " + proxytest.FakeUser}; fmt.Sprint(got) != fmt.Sprint(want) {
 				t.Fatalf("throttle saw %q, want %q", got, want)
 			}
 		})
@@ -255,8 +187,8 @@ func TestIMAPPasswordLogin(t *testing.T) {
 // counts for the throttle and the per-connection limit; what cannot be a
 // valid login never reaches the backend.
 func TestIMAPPasswordRefused(t *testing.T) {
-	th := &recordingThrottle{}
-	tp, fb := newIMAPPasswordTest(t, func(o *Options) { o.Passwords.Throttle = th; o.Limits.MaxAuthFailures = 4 })
+	th := &proxytest.RecordingThrottle{}
+	tp, fb := newIMAPPasswordTest(t, func(o *proxy.Options, fo *Options) { o.Passwords.Throttle = th; o.Limits.MaxAuthFailures = 4 })
 	c := proxytest.DialTLS(t, tp.tlsAddr, tp.clientTLS)
 	c.Expect("* OK")
 	c.Send(fmt.Sprintf(`a1 LOGIN %s wrong-password`, proxytest.FakeUser))
@@ -282,13 +214,13 @@ func TestIMAPPasswordRefused(t *testing.T) {
 	// Only a password the backend judged charges the user; what never
 	// reached it charges the address.
 	want := []string{"check " + proxytest.FakeUser, "failure " + proxytest.FakeUser, "failure address", "failure address"}
-	if got := th.got(); fmt.Sprint(got) != fmt.Sprint(want) {
+	if got := th.Got(); fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Fatalf("throttle saw %q, want %q", got, want)
 	}
 	// Malformed PLAIN is a protocol error, not a failed password.
 	c = proxytest.DialTLS(t, tp.tlsAddr, tp.clientTLS)
 	c.Expect("* OK")
-	c.Send("b1 AUTHENTICATE PLAIN " + b64("no-nul-here"))
+	c.Send("b1 AUTHENTICATE PLAIN " + proxytest.B64("no-nul-here"))
 	c.Expect("b1 BAD")
 	c.Send("b2 AUTHENTICATE PLAIN")
 	c.Expect("+ ")
@@ -301,16 +233,16 @@ func TestIMAPPasswordRefused(t *testing.T) {
 // TestIMAPPasswordThrottleFirst: the throttle is asked before the backend
 // sees anything, and a refusal there never reaches the backend.
 func TestIMAPPasswordThrottleFirst(t *testing.T) {
-	th := &recordingThrottle{}
-	tp, fb := newIMAPPasswordTest(t, func(o *Options) { o.Passwords.Throttle = th })
-	th.onCheck = func() {
+	th := &proxytest.RecordingThrottle{}
+	tp, fb := newIMAPPasswordTest(t, func(o *proxy.Options, fo *Options) { o.Passwords.Throttle = th })
+	th.OnCheck = func() {
 		if n := fb.ConnCount(); n != 0 {
 			t.Errorf("backend contacted %d times before the throttle's check", n)
 		}
 	}
 	c := proxytest.DialTLS(t, tp.tlsAddr, tp.clientTLS)
 	c.Expect("* OK")
-	th.refuse = true
+	th.Refuse = true
 	c.Send(fmt.Sprintf(`a1 LOGIN %s %s`, proxytest.FakeUser, proxytest.FakeUserPassword))
 	c.Expect("a1 NO [AUTHENTICATIONFAILED] Authentication failed.")
 	if n := fb.ConnCount(); n != 0 {
@@ -322,8 +254,8 @@ func TestIMAPPasswordThrottleFirst(t *testing.T) {
 // the address is blocked), the backend sees two wrong passwords and nothing
 // more, not even the right one; the block comes from mailgate at once.
 func TestIMAPPasswordThrottled(t *testing.T) {
-	th := newTestThrottle(2)
-	tp, fb := newIMAPPasswordTest(t, func(o *Options) { o.Passwords.Throttle = th; o.Limits.MaxAuthFailures = 10 })
+	th := proxytest.NewTestThrottle(2)
+	tp, fb := newIMAPPasswordTest(t, func(o *proxy.Options, fo *Options) { o.Passwords.Throttle = th; o.Limits.MaxAuthFailures = 10 })
 	c := proxytest.DialTLS(t, tp.tlsAddr, tp.clientTLS)
 	c.Expect("* OK")
 	for i := 0; i < 2; i++ {
@@ -343,23 +275,12 @@ func TestIMAPPasswordThrottled(t *testing.T) {
 	}
 }
 
-// newTestThrottle returns an auth.Throttle that blocks an address after
-// failures failures, for a minute. Its clock stands still, so that scores do
-// not drain between attempts.
-func newTestThrottle(failures int) *auth.Throttle {
-	now := time.Now()
-	return auth.NewThrottle(auth.ThrottleOptions{
-		Failures: failures, BlockAfter: failures, BlockFor: time.Minute,
-		Now: func() time.Time { return now },
-	})
-}
-
 // TestIMAPPasswordThrottleDelay: above the allowance an attempt is delayed
 // by mailgate before it goes to the backend; a success resets the score.
 func TestIMAPPasswordThrottleDelay(t *testing.T) {
 	const delay = 400 * time.Millisecond
 	th := auth.NewThrottle(auth.ThrottleOptions{Failures: 1, BaseDelay: delay, MaxDelay: delay, BlockAfter: 100})
-	tp, fb := newIMAPPasswordTest(t, func(o *Options) { o.Passwords.Throttle = th; o.Limits.MaxAuthFailures = 10 })
+	tp, fb := newIMAPPasswordTest(t, func(o *proxy.Options, fo *Options) { o.Passwords.Throttle = th; o.Limits.MaxAuthFailures = 10 })
 	c := proxytest.DialTLS(t, tp.tlsAddr, tp.clientTLS)
 	c.Expect("* OK")
 	for i := 0; i < 2; i++ {
@@ -388,13 +309,13 @@ func TestIMAPPasswordBackendDown(t *testing.T) {
 	ln, _ := net.Listen("tcp", "127.0.0.1:0")
 	addr := ln.Addr().String()
 	ln.Close()
-	th := &recordingThrottle{}
-	tp, _ := newIMAPPasswordTest(t, func(o *Options) { o.IMAPBackend.Address = addr; o.Passwords.Throttle = th })
+	th := &proxytest.RecordingThrottle{}
+	tp, _ := newIMAPPasswordTest(t, func(o *proxy.Options, fo *Options) { fo.Backend.Address = addr; o.Passwords.Throttle = th })
 	c := proxytest.DialTLS(t, tp.tlsAddr, tp.clientTLS)
 	c.Expect("* OK")
 	c.Send(fmt.Sprintf(`a1 LOGIN %s %s`, proxytest.FakeUser, proxytest.FakeUserPassword))
 	c.Expect("a1 NO [UNAVAILABLE]")
-	if got := th.got(); fmt.Sprint(got) != fmt.Sprint([]string{"check " + proxytest.FakeUser, "undecided " + proxytest.FakeUser}) {
+	if got := th.Got(); fmt.Sprint(got) != fmt.Sprint([]string{"check " + proxytest.FakeUser, "undecided " + proxytest.FakeUser}) {
 		t.Fatalf("throttle saw %q, want the check and no verdict", got)
 	}
 }

@@ -1,4 +1,4 @@
-package proxy
+package imap
 
 import (
 	"bufio"
@@ -26,6 +26,7 @@ import (
 	"github.com/mailgate/mailgate/auth"
 	"github.com/mailgate/mailgate/internal/proxytest"
 	"github.com/mailgate/mailgate/internal/testenv"
+	"github.com/mailgate/mailgate/proxy"
 )
 
 // Integration tests: mailgate in front of a real Dovecot 2.3 (DMS-like
@@ -41,22 +42,21 @@ type imapIntegration struct {
 	tokens   []string // minted for this test
 }
 
-func newIMAPIntegration(t *testing.T, mode TLSMode) *imapIntegration {
+func newIMAPIntegration(t *testing.T, mode proxy.TLSMode) *imapIntegration {
 	t.Helper()
 	dc := testenv.SharedDovecot(t)
 	idp := testenv.SharedHydra(t)
-	addr := map[TLSMode]string{TLSNone: dc.IMAPAddr, TLSStartTLS: dc.IMAPAddr, TLSImplicit: dc.IMAPSAddr}[mode]
+	addr := map[proxy.TLSMode]string{proxy.TLSNone: dc.IMAPAddr, proxy.TLSStartTLS: dc.IMAPAddr, proxy.TLSImplicit: dc.IMAPSAddr}[mode]
 	authn := auth.TokenAuthenticator{
 		Validator: auth.UserinfoValidator{URL: idp.UserinfoURL, Timeout: 2 * time.Second},
 		Policy:    auth.Policy{UsernameClaim: "email"},
 		Source:    "userinfo",
 	}
-	tp := newTestProxy(t, Options{
+	tp := newTestProxy(t, proxy.Options{
 		Authenticator: authn,
-		Master:        Master{User: dc.MasterUser, Password: dc.MasterPassword},
-		IMAPBackend:   Backend{Address: addr, TLS: mode, TLSConfig: dc.TLSConfig(), ClientIP: "id"},
+		Master:        proxy.Master{User: dc.MasterUser, Password: dc.MasterPassword},
 		Challenge:     auth.ChallengeOptions{OpenIDConfiguration: idp.DiscoveryURL, Scope: "openid email"},
-	})
+	}, Options{Backend: proxy.Backend{Address: addr, TLS: mode, TLSConfig: dc.TLSConfig(), ClientIP: "id"}})
 	it := &imapIntegration{dc: dc, idp: idp, tp: tp, certFile: writeProxyCert(t, tp)}
 	t.Cleanup(func() {
 		// No token minted for this test may appear in the proxy's logs.
@@ -84,7 +84,7 @@ func (it *imapIntegration) mint(t *testing.T, email string, opts testenv.TokenOp
 // writeProxyCert writes the proxy's certificate as PEM for curl --cacert.
 func writeProxyCert(t *testing.T, tp *testProxy) string {
 	t.Helper()
-	der := tp.srv.opts.TLSConfig.Certificates[0].Certificate[0]
+	der := tp.serverTLS.Certificates[0].Certificate[0]
 	f := filepath.Join(t.TempDir(), "proxy.pem")
 	if err := os.WriteFile(f, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644); err != nil {
 		t.Fatal(err)
@@ -106,9 +106,9 @@ func uniqueMessage(subject string) []byte {
 }
 
 func TestIntegrationIMAPSession(t *testing.T) {
-	for _, mode := range []TLSMode{TLSStartTLS, TLSImplicit, TLSNone} {
+	for _, mode := range []proxy.TLSMode{proxy.TLSStartTLS, proxy.TLSImplicit, proxy.TLSNone} {
 		t.Run(string(mode), func(t *testing.T) {
-			if mode == TLSNone && testenv.Generation() == "2.4" {
+			if mode == proxy.TLSNone && testenv.Generation() == "2.4" {
 				testPlaintextMasterLoginRefused(t)
 				return
 			}
@@ -204,7 +204,7 @@ func drain(ch chan uint32) {
 }
 
 func TestIntegrationIMAPOAuthBearerStartTLS(t *testing.T) {
-	it := newIMAPIntegration(t, TLSStartTLS)
+	it := newIMAPIntegration(t, proxy.TLSStartTLS)
 	token := it.mint(t, "alice@example.test", testenv.TokenOptions{Opaque: true})
 	c := proxytest.DialPlain(t, it.tp.plainAddr)
 	c.Expect("* OK [CAPABILITY IMAP4rev1 SASL-IR ID LITERAL+ STARTTLS LOGINDISABLED]")
@@ -221,7 +221,7 @@ func TestIntegrationIMAPOAuthBearerStartTLS(t *testing.T) {
 // TestIntegrationIMAPPipelined: commands in the same packet as AUTHENTICATE
 // are answered by Dovecot, none lost.
 func TestIntegrationIMAPPipelined(t *testing.T) {
-	it := newIMAPIntegration(t, TLSStartTLS)
+	it := newIMAPIntegration(t, proxy.TLSStartTLS)
 	token := it.mint(t, "alice@example.test", testenv.TokenOptions{})
 	c := proxytest.DialTLS(t, it.tp.tlsAddr, it.tp.clientTLS)
 	c.Expect("* OK")
@@ -245,7 +245,7 @@ func TestIntegrationIMAPPipelined(t *testing.T) {
 // TestIntegrationIMAPClientAddress: Dovecot logs the client's address and
 // mailgate's connection id, passed with ID from a trusted network.
 func TestIntegrationIMAPClientAddress(t *testing.T) {
-	it := newIMAPIntegration(t, TLSStartTLS)
+	it := newIMAPIntegration(t, proxy.TLSStartTLS)
 	token := it.mint(t, "alice@example.test", testenv.TokenOptions{})
 	mark := it.dc.Log.Mark()
 	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 7)}}
@@ -271,7 +271,7 @@ func TestIntegrationIMAPClientAddress(t *testing.T) {
 // TestIntegrationIMAPRefusedTokens: each refused token gets the RFC 7628
 // challenge, then NO [AUTHENTICATIONFAILED].
 func TestIntegrationIMAPRefusedTokens(t *testing.T) {
-	it := newIMAPIntegration(t, TLSStartTLS)
+	it := newIMAPIntegration(t, proxy.TLSStartTLS)
 	for _, tt := range []struct {
 		name, user string
 		opts       testenv.TokenOptions
@@ -311,7 +311,7 @@ func TestIntegrationIMAPRefusedTokens(t *testing.T) {
 // TestIntegrationIMAPUnknownMailbox: a valid token for an address Dovecot
 // does not know (AUTHORIZATIONFAILED there) is a plain authentication failure.
 func TestIntegrationIMAPUnknownMailbox(t *testing.T) {
-	it := newIMAPIntegration(t, TLSStartTLS)
+	it := newIMAPIntegration(t, proxy.TLSStartTLS)
 	token := it.mint(t, "carol@example.test", testenv.TokenOptions{})
 	c := proxytest.DialTLS(t, it.tp.tlsAddr, it.tp.clientTLS)
 	c.Expect("* OK")
@@ -335,14 +335,13 @@ func TestIntegrationIMAPProviderDown(t *testing.T) {
 	closed.Close()
 	for name, url := range map[string]string{"slow": slow.URL, "refused": closedURL} {
 		t.Run(name, func(t *testing.T) {
-			tp := newTestProxy(t, Options{
+			tp := newTestProxy(t, proxy.Options{
 				Authenticator: auth.TokenAuthenticator{
 					Validator: auth.UserinfoValidator{URL: url, Timeout: 500 * time.Millisecond},
 					Policy:    auth.Policy{},
 				},
-				Master:      Master{User: dc.MasterUser, Password: dc.MasterPassword},
-				IMAPBackend: Backend{Address: dc.IMAPAddr, TLS: TLSStartTLS, TLSConfig: dc.TLSConfig()},
-			})
+				Master: proxy.Master{User: dc.MasterUser, Password: dc.MasterPassword},
+			}, Options{Backend: proxy.Backend{Address: dc.IMAPAddr, TLS: proxy.TLSStartTLS, TLSConfig: dc.TLSConfig()}})
 			c := proxytest.DialTLS(t, tp.tlsAddr, tp.clientTLS)
 			c.Expect("* OK")
 			start := time.Now()
@@ -364,7 +363,7 @@ func TestIntegrationIMAPCurl(t *testing.T) {
 		}
 		t.Skip("curl not installed")
 	}
-	it := newIMAPIntegration(t, TLSStartTLS)
+	it := newIMAPIntegration(t, proxy.TLSStartTLS)
 	token := it.mint(t, "alice@example.test", testenv.TokenOptions{})
 	subject := fmt.Sprintf("curl-%d", time.Now().UnixNano())
 	it.dc.AppendDirect(t, "alice@example.test", uniqueMessage(subject))
@@ -400,11 +399,10 @@ var _ sasl.Client = xoauth2Client{}
 func TestIntegrationIMAPCompress(t *testing.T) {
 	dc := testenv.StartDovecot(t, testenv.DovecotOptions{IMAPCompress: true})
 	idp := testenv.SharedHydra(t)
-	tp := newTestProxy(t, Options{
+	tp := newTestProxy(t, proxy.Options{
 		Authenticator: auth.TokenAuthenticator{Validator: auth.UserinfoValidator{URL: idp.UserinfoURL}},
-		Master:        Master{User: dc.MasterUser, Password: dc.MasterPassword},
-		IMAPBackend:   Backend{Address: dc.IMAPAddr, TLS: TLSStartTLS, TLSConfig: dc.TLSConfig(), ClientIP: "id"},
-	})
+		Master:        proxy.Master{User: dc.MasterUser, Password: dc.MasterPassword},
+	}, Options{Backend: proxy.Backend{Address: dc.IMAPAddr, TLS: proxy.TLSStartTLS, TLSConfig: dc.TLSConfig(), ClientIP: "id"}})
 	token := idp.MintToken(t, "alice@example.test", testenv.TokenOptions{})
 	c := proxytest.DialTLS(t, tp.tlsAddr, tp.clientTLS)
 	c.Expect("* OK")
@@ -440,7 +438,7 @@ func TestIntegrationIMAPCompress(t *testing.T) {
 // TestIntegrationIMAPClientIPProxyProtocol: client_ip proxy sends a PROXY v2
 // header to Dovecot's haproxy listener, which then logs the client's address.
 func TestIntegrationIMAPClientIPProxyProtocol(t *testing.T) {
-	for _, mode := range []TLSMode{TLSStartTLS, TLSNone} {
+	for _, mode := range []proxy.TLSMode{proxy.TLSStartTLS, proxy.TLSNone} {
 		t.Run(string(mode), func(t *testing.T) { testClientIPProxyProtocol(t, mode) })
 	}
 }
@@ -449,14 +447,13 @@ func TestIntegrationIMAPClientIPProxyProtocol(t *testing.T) {
 // address; without backend TLS it carries the SSL TLV, which Dovecot 2.4
 // takes as a secured session (logged with TLS) and 2.3 accepts from a
 // trusted network anyway.
-func testClientIPProxyProtocol(t *testing.T, mode TLSMode) {
+func testClientIPProxyProtocol(t *testing.T, mode proxy.TLSMode) {
 	dc := testenv.SharedDovecot(t)
 	idp := testenv.SharedHydra(t)
-	tp := newTestProxy(t, Options{
+	tp := newTestProxy(t, proxy.Options{
 		Authenticator: auth.TokenAuthenticator{Validator: auth.UserinfoValidator{URL: idp.UserinfoURL}},
-		Master:        Master{User: dc.MasterUser, Password: dc.MasterPassword},
-		IMAPBackend:   Backend{Address: dc.HAProxyAddr, TLS: mode, TLSConfig: dc.TLSConfig(), ClientIP: "proxy"},
-	})
+		Master:        proxy.Master{User: dc.MasterUser, Password: dc.MasterPassword},
+	}, Options{Backend: proxy.Backend{Address: dc.HAProxyAddr, TLS: mode, TLSConfig: dc.TLSConfig(), ClientIP: "proxy"}})
 	token := idp.MintToken(t, "alice@example.test", testenv.TokenOptions{})
 	mark := dc.Log.Mark()
 	c := proxytest.DialFrom(t, "127.0.0.9", tp.tlsAddr)
@@ -469,7 +466,7 @@ func testClientIPProxyProtocol(t *testing.T, mode TLSMode) {
 	if !strings.Contains(line, "user=<alice@example.test>") {
 		t.Fatalf("Dovecot login line = %q", line)
 	}
-	if mode == TLSNone && testenv.Generation() == "2.4" && !strings.Contains(line, "TLS") {
+	if mode == proxy.TLSNone && testenv.Generation() == "2.4" && !strings.Contains(line, "TLS") {
 		t.Fatalf("Dovecot 2.4 login line = %q, want the session marked TLS (the SSL TLV)", line)
 	}
 }
@@ -480,11 +477,10 @@ func testClientIPProxyProtocol(t *testing.T, mode TLSMode) {
 // to change, and reports the problem for readiness.
 func testPlaintextMasterLoginRefused(t *testing.T) {
 	dc := testenv.SharedDovecot(t)
-	tp := newTestProxy(t, Options{
+	tp := newTestProxy(t, proxy.Options{
 		Authenticator: fakeAuthenticator,
-		Master:        Master{User: dc.MasterUser, Password: dc.MasterPassword},
-		IMAPBackend:   Backend{Address: dc.IMAPAddr, TLS: TLSNone, ClientIP: "id"},
-	})
+		Master:        proxy.Master{User: dc.MasterUser, Password: dc.MasterPassword},
+	}, Options{Backend: proxy.Backend{Address: dc.IMAPAddr, TLS: proxy.TLSNone, ClientIP: "id"}})
 	for i := 0; i < 2; i++ {
 		c := proxytest.DialTLS(t, tp.tlsAddr, tp.clientTLS)
 		c.Expect("* OK")

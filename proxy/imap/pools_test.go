@@ -1,4 +1,4 @@
-package proxy
+package imap
 
 import (
 	"crypto/tls"
@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/mailgate/mailgate/internal/proxytest"
+	"github.com/mailgate/mailgate/proxy"
 )
 
 // TestPreloginPerIPCap: over its network's pre-login cap a client is refused
@@ -21,12 +22,11 @@ import (
 func TestPreloginPerIPCap(t *testing.T) {
 	fb := proxytest.StartFakeIMAPBackend(t)
 	obs := newCountingObserver()
-	tp := newTestProxy(t, Options{
+	tp := newTestProxy(t, proxy.Options{
 		Authenticator: fakeAuthenticator,
-		IMAPBackend:   Backend{Address: fb.Addr},
-		Limits:        Limits{MaxPreloginPerIP: 2},
+		Limits:        proxy.Limits{MaxPreloginPerIP: 2},
 		Observer:      obs,
-	})
+	}, Options{Backend: proxy.Backend{Address: fb.Addr}})
 	a := proxytest.DialPlain(t, tp.plainAddr)
 	a.Expect("* OK")
 	b := proxytest.DialTLS(t, tp.tlsAddr, tp.clientTLS)
@@ -68,11 +68,10 @@ func TestPreloginPerIPCap(t *testing.T) {
 // closing the oldest pre-login connection of the network holding the most.
 func TestPreloginEvictsOldestOfBusiest(t *testing.T) {
 	fb := proxytest.StartFakeIMAPBackend(t)
-	tp := newTestProxy(t, Options{
+	tp := newTestProxy(t, proxy.Options{
 		Authenticator: fakeAuthenticator,
-		IMAPBackend:   Backend{Address: fb.Addr},
-		Limits:        Limits{MaxPrelogin: 3, MaxPreloginPerIP: -1},
-	})
+		Limits:        proxy.Limits{MaxPrelogin: 3, MaxPreloginPerIP: -1},
+	}, Options{Backend: proxy.Backend{Address: fb.Addr}})
 	a1 := proxytest.DialFrom(t, "127.0.0.2", tp.plainAddr)
 	a1.Expect("* OK")
 	a2 := proxytest.DialFrom(t, "127.0.0.2", tp.plainAddr)
@@ -94,12 +93,11 @@ func TestPreloginEvictsOldestOfBusiest(t *testing.T) {
 // and users already logged in stay so.
 func TestSecurityPreloginFloodCannotLockOutUsers(t *testing.T) {
 	fb := proxytest.StartFakeIMAPBackend(t)
-	tp := newTestProxy(t, Options{
+	tp := newTestProxy(t, proxy.Options{
 		Authenticator:     fakeAuthenticator,
-		IMAPBackend:       Backend{Address: fb.Addr},
 		ProxyProtocolFrom: []string{"127.0.0.1/32"},
-		Limits:            Limits{MaxPrelogin: 40, MaxPreloginPerIP: 40, MaxConnections: 5, ConnRate: -1},
-	})
+		Limits:            proxy.Limits{MaxPrelogin: 40, MaxPreloginPerIP: 40, MaxConnections: 5, ConnRate: -1},
+	}, Options{Backend: proxy.Backend{Address: fb.Addr}})
 	// A user logged in before the flood.
 	u1 := proxytest.DialProxied(t, tp.plainAddr, "198.51.100.7")
 	u1.Expect("* OK")
@@ -134,7 +132,7 @@ func TestSecurityPreloginFloodCannotLockOutUsers(t *testing.T) {
 	// The first one is still relayed (the fake backend echoes).
 	u1.Send("n NOOP")
 	u1.Expect("* ECHO NOOP")
-	if pre, in := tp.srv.pools.counts(); pre > 40 || in != 2 {
+	if pre, in := tp.srv.Pools(); pre > 40 || in != 2 {
 		t.Errorf("pools: %d pre-login (cap 40), %d logged in (want 2)", pre, in)
 	}
 }
@@ -144,11 +142,10 @@ func TestSecurityPreloginFloodCannotLockOutUsers(t *testing.T) {
 // connection stays usable.
 func TestSessionsLimitAtLogin(t *testing.T) {
 	fb := proxytest.StartFakeIMAPBackend(t)
-	tp := newTestProxy(t, Options{
+	tp := newTestProxy(t, proxy.Options{
 		Authenticator: fakeAuthenticator,
-		IMAPBackend:   Backend{Address: fb.Addr},
-		Limits:        Limits{MaxConnections: 1},
-	})
+		Limits:        proxy.Limits{MaxConnections: 1},
+	}, Options{Backend: proxy.Backend{Address: fb.Addr}})
 	a := proxytest.DialTLS(t, tp.tlsAddr, tp.clientTLS)
 	a.Expect("* OK")
 	a.Send("a1 AUTHENTICATE XOAUTH2 " + proxytest.XOAUTH2("alice@example.test", proxytest.TestToken))
@@ -159,7 +156,7 @@ func TestSessionsLimitAtLogin(t *testing.T) {
 	b.Expect("b1 NO [UNAVAILABLE] Too many sessions")
 	a.C.Close()
 	proxytest.WaitFor(t, "the session's seat to free", func() bool {
-		_, in := tp.srv.pools.counts()
+		_, in := tp.srv.Pools()
 		return in == 0
 	})
 	b.Send("b2 AUTHENTICATE XOAUTH2 " + proxytest.XOAUTH2("alice@example.test", proxytest.TestToken))
@@ -171,12 +168,11 @@ func TestSessionsLimitAtLogin(t *testing.T) {
 func TestConnectionRatePerNetwork(t *testing.T) {
 	fb := proxytest.StartFakeIMAPBackend(t)
 	obs := newCountingObserver()
-	tp := newTestProxy(t, Options{
+	tp := newTestProxy(t, proxy.Options{
 		Authenticator: fakeAuthenticator,
-		IMAPBackend:   Backend{Address: fb.Addr},
-		Limits:        Limits{ConnRate: 0.001, ConnBurst: 3},
+		Limits:        proxy.Limits{ConnRate: 0.001, ConnBurst: 3},
 		Observer:      obs,
-	})
+	}, Options{Backend: proxy.Backend{Address: fb.Addr}})
 	for i := 0; i < 3; i++ {
 		c := proxytest.DialFrom(t, "127.0.0.5", tp.plainAddr)
 		c.Expect("* OK")
@@ -193,12 +189,11 @@ func TestConnectionRatePerNetwork(t *testing.T) {
 // TestExemptNetworks pay no per-network cap or rate.
 func TestExemptNetworks(t *testing.T) {
 	fb := proxytest.StartFakeIMAPBackend(t)
-	tp := newTestProxy(t, Options{
+	tp := newTestProxy(t, proxy.Options{
 		Authenticator: fakeAuthenticator,
-		IMAPBackend:   Backend{Address: fb.Addr},
-		Limits: Limits{ConnRate: 0.001, ConnBurst: 1, MaxPreloginPerIP: 1,
+		Limits: proxy.Limits{ConnRate: 0.001, ConnBurst: 1, MaxPreloginPerIP: 1,
 			ExemptNetworks: mustPrefixes("127.0.0.7/32")},
-	})
+	}, Options{Backend: proxy.Backend{Address: fb.Addr}})
 	for i := 0; i < 4; i++ {
 		c := proxytest.DialFrom(t, "127.0.0.7", tp.plainAddr)
 		c.Expect("* OK")
@@ -228,10 +223,11 @@ func (l *flakyListener) Accept() (net.Conn, error) {
 func TestSecurityAcceptErrorsDoNotStopServer(t *testing.T) {
 	fb := proxytest.StartFakeIMAPBackend(t)
 	serverTLS, _ := proxytest.TLSPair(t)
-	srv, err := New(Options{Authenticator: fakeAuthenticator, TLSConfig: serverTLS, IMAPBackend: Backend{Address: fb.Addr}})
+	srv, err := proxy.New(proxy.Options{Authenticator: fakeAuthenticator, TLSConfig: serverTLS})
 	if err != nil {
 		t.Fatal(err)
 	}
+	f := New(srv, Options{Backend: proxy.Backend{Address: fb.Addr}})
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -240,32 +236,39 @@ func TestSecurityAcceptErrorsDoNotStopServer(t *testing.T) {
 	for _, e := range []error{syscall.EMFILE, syscall.ENFILE, syscall.ENOBUFS, syscall.ECONNABORTED} {
 		done := make(chan error, 1)
 		fl := &flakyListener{Listener: ln, err: &net.OpError{Op: "accept", Net: "tcp", Err: e}, fails: 4}
-		go func() { done <- srv.ServeIMAP(t.Context(), fl, false) }()
+		go func() { done <- srv.Serve(t.Context(), fl, false, f) }()
 		c := proxytest.DialPlain(t, addr)
 		c.Expect("* OK")
 		select {
 		case err := <-done:
-			t.Fatalf("ServeIMAP returned %v after %v", err, e)
+			t.Fatalf("Serve returned %v after %v", err, e)
 		default:
 		}
 		// Stop this round's loop without closing ln: a fresh server per error
 		// would need a fresh listener; instead take the listener back.
 		srv.Close()
-		if err := <-done; !errors.Is(err, ErrServerClosed) {
+		if err := <-done; !errors.Is(err, proxy.ErrServerClosed) {
 			t.Fatalf("after Close: %v", err)
 		}
 		ln, err = net.Listen("tcp", addr)
 		if err != nil {
 			t.Fatal(err)
 		}
-		srv, _ = New(Options{Authenticator: fakeAuthenticator, TLSConfig: serverTLS, IMAPBackend: Backend{Address: fb.Addr}})
+		srv, _ = proxy.New(proxy.Options{Authenticator: fakeAuthenticator, TLSConfig: serverTLS})
+		f = New(srv, Options{Backend: proxy.Backend{Address: fb.Addr}})
 	}
 	ln.Close()
 }
 
+// Reasons of Observer.ConnRefused (proxy/pools.go).
+const (
+	refusedPerIP = "prelogin_per_ip"
+	refusedRate  = "rate"
+)
+
 // countingObserver counts refused connections by reason.
 type countingObserver struct {
-	NopObserver
+	proxy.NopObserver
 	mu      sync.Mutex
 	refusal map[string]int
 }

@@ -1,4 +1,4 @@
-package proxy
+package imap
 
 import (
 	"bufio"
@@ -8,6 +8,8 @@ import (
 	"io"
 	"strconv"
 	"strings"
+
+	"github.com/mailgate/mailgate/proxy"
 )
 
 // The pre-auth IMAP command reader (RFC 9051 §2.2, §4, §9; RFC 7888 LITERAL+).
@@ -28,9 +30,9 @@ const (
 	maxLiterals = 2
 )
 
+// Fatal read errors, besides proxy.ErrLineTooLong (a line over the cap:
+// the stream cannot be resynchronised).
 var (
-	// errLineTooLong: a line exceeds the cap. Fatal: the stream cannot be resynchronised.
-	errLineTooLong = errors.New("line too long")
 	// errLiteralTooLarge: a non-synchronizing literal exceeds the cap; its bytes are
 	// already on the way, so this is fatal too.
 	errLiteralTooLarge = errors.New("literal too large")
@@ -39,14 +41,14 @@ var (
 	errCommandTooLarge = errors.New("command too large")
 )
 
-// imapSyntaxError is a command the client can be told about with a tagged (or,
+// syntaxError is a command the client can be told about with a tagged (or,
 // without a usable tag, untagged) BAD; the connection goes on.
-type imapSyntaxError struct {
+type syntaxError struct {
 	tag string // "" when the tag itself was unusable
 	msg string
 }
 
-func (e *imapSyntaxError) Error() string { return "syntax error: " + e.msg }
+func (e *syntaxError) Error() string { return "syntax error: " + e.msg }
 
 type argKind uint8
 
@@ -56,30 +58,30 @@ const (
 	argList                  // a parenthesized list
 )
 
-type imapArg struct {
+type argument struct {
 	Kind  argKind
-	Value string    // atom or string contents
-	List  []imapArg // argList
+	Value string     // atom or string contents
+	List  []argument // argList
 }
 
 // isNIL reports whether a is the atom NIL.
-func (a imapArg) isNIL() bool { return a.Kind == argAtom && strings.EqualFold(a.Value, "NIL") }
+func (a argument) isNIL() bool { return a.Kind == argAtom && strings.EqualFold(a.Value, "NIL") }
 
 // astring returns the value of an atom or string argument.
-func (a imapArg) astring() (string, bool) {
+func (a argument) astring() (string, bool) {
 	if a.Kind == argList {
 		return "", false
 	}
 	return a.Value, true
 }
 
-type imapCommand struct {
+type command struct {
 	Tag  string
 	Name string // upper case
-	Args []imapArg
+	Args []argument
 }
 
-type imapReader struct {
+type reader struct {
 	br         *bufio.Reader
 	maxLine    int
 	maxLiteral int
@@ -96,20 +98,20 @@ type imapReader struct {
 
 // readLine returns one client line without its CRLF, capped at maxLine and
 // at what is left of the command's budget.
-func (r *imapReader) readLine() ([]byte, error) {
+func (r *reader) readLine() ([]byte, error) {
 	limit := min(r.maxLine, r.left)
-	line, err := readLimitedLine(r.br, limit)
-	if errors.Is(err, errLineTooLong) && limit < r.maxLine {
+	line, err := proxy.ReadLine(r.br, limit)
+	if errors.Is(err, proxy.ErrLineTooLong) && limit < r.maxLine {
 		return nil, errCommandTooLarge
 	}
 	r.left -= len(line) + 2
 	return line, err
 }
 
-// readCommand reads one command. Errors: *imapSyntaxError (answer BAD, go
-// on), errLineTooLong / errLiteralTooLarge / errCommandTooLarge (answer
+// readCommand reads one command. Errors: *syntaxError (answer BAD, go
+// on), proxy.ErrLineTooLong / errLiteralTooLarge / errCommandTooLarge (answer
 // BYE, close) or an I/O error.
-func (r *imapReader) readCommand() (*imapCommand, error) {
+func (r *reader) readCommand() (*command, error) {
 	r.left, r.literals = r.budget-r.kept, 0
 	line, err := r.readLine()
 	if err != nil {
@@ -118,16 +120,16 @@ func (r *imapReader) readCommand() (*imapCommand, error) {
 	sp := bytes.IndexByte(line, ' ')
 	if sp <= 0 {
 		if len(line) == 0 {
-			return nil, &imapSyntaxError{msg: "empty command line"}
+			return nil, &syntaxError{msg: "empty command line"}
 		}
 		if tag := string(line); validTag(tag) {
-			return nil, &imapSyntaxError{tag: tag, msg: "missing command"}
+			return nil, &syntaxError{tag: tag, msg: "missing command"}
 		}
-		return nil, &imapSyntaxError{msg: "missing tag"}
+		return nil, &syntaxError{msg: "missing tag"}
 	}
 	tag := string(line[:sp])
 	if !validTag(tag) {
-		return nil, &imapSyntaxError{msg: "invalid tag"}
+		return nil, &syntaxError{msg: "invalid tag"}
 	}
 	rest := line[sp+1:]
 	end := bytes.IndexByte(rest, ' ')
@@ -136,9 +138,9 @@ func (r *imapReader) readCommand() (*imapCommand, error) {
 	}
 	verb := rest[:end]
 	if len(verb) == 0 || len(verb) > maxVerbLen || !isAlnumWord(verb) {
-		return nil, &imapSyntaxError{tag: tag, msg: "invalid command name"}
+		return nil, &syntaxError{tag: tag, msg: "invalid command name"}
 	}
-	cmd := &imapCommand{Tag: tag, Name: strings.ToUpper(string(verb))}
+	cmd := &command{Tag: tag, Name: strings.ToUpper(string(verb))}
 	p := cmdParser{r: r, line: rest[end:], tag: tag}
 	cmd.Args, err = p.parseArgs(false)
 	if err != nil {
@@ -176,7 +178,7 @@ func isAtomChar(c byte) bool {
 }
 
 type cmdParser struct {
-	r     *imapReader
+	r     *reader
 	line  []byte // rest of the current line
 	tag   string
 	depth int
@@ -184,13 +186,13 @@ type cmdParser struct {
 }
 
 func (p *cmdParser) syntax(format string, a ...any) error {
-	return &imapSyntaxError{tag: p.tag, msg: fmt.Sprintf(format, a...)}
+	return &syntaxError{tag: p.tag, msg: fmt.Sprintf(format, a...)}
 }
 
 // parseArgs parses space-separated arguments up to the end of the command,
 // or up to the ")" that closes the current list when inList.
-func (p *cmdParser) parseArgs(inList bool) ([]imapArg, error) {
-	var args []imapArg
+func (p *cmdParser) parseArgs(inList bool) ([]argument, error) {
+	var args []argument
 	for first := true; ; first = false {
 		if len(p.line) == 0 {
 			if inList {
@@ -225,16 +227,16 @@ func (p *cmdParser) parseArgs(inList bool) ([]imapArg, error) {
 	}
 }
 
-func (p *cmdParser) parseArg() (imapArg, error) {
+func (p *cmdParser) parseArg() (argument, error) {
 	switch c := p.line[0]; {
 	case c == '(':
 		if p.depth++; p.depth > maxListDepth {
-			return imapArg{}, p.syntax("lists nested too deeply")
+			return argument{}, p.syntax("lists nested too deeply")
 		}
 		p.line = p.line[1:]
 		list, err := p.parseArgs(true)
 		p.depth--
-		return imapArg{Kind: argList, List: list}, err
+		return argument{Kind: argList, List: list}, err
 	case c == '"':
 		return p.parseQuoted()
 	case c == '{':
@@ -246,40 +248,40 @@ func (p *cmdParser) parseArg() (imapArg, error) {
 		}
 		v := string(p.line[:i])
 		p.line = p.line[i:]
-		return imapArg{Kind: argAtom, Value: v}, nil
+		return argument{Kind: argAtom, Value: v}, nil
 	default:
-		return imapArg{}, p.syntax("unexpected character 0x%02x", c)
+		return argument{}, p.syntax("unexpected character 0x%02x", c)
 	}
 }
 
-func (p *cmdParser) parseQuoted() (imapArg, error) {
+func (p *cmdParser) parseQuoted() (argument, error) {
 	var sb strings.Builder
 	for i := 1; i < len(p.line); i++ {
 		switch c := p.line[i]; c {
 		case '"':
 			p.line = p.line[i+1:]
-			return imapArg{Kind: argString, Value: sb.String()}, nil
+			return argument{Kind: argString, Value: sb.String()}, nil
 		case '\\':
 			i++
 			if i == len(p.line) || (p.line[i] != '"' && p.line[i] != '\\') {
-				return imapArg{}, p.syntax("invalid escape in quoted string")
+				return argument{}, p.syntax("invalid escape in quoted string")
 			}
 			sb.WriteByte(p.line[i])
 		case 0:
-			return imapArg{}, p.syntax("NUL in quoted string")
+			return argument{}, p.syntax("NUL in quoted string")
 		default:
 			sb.WriteByte(c)
 		}
 	}
-	return imapArg{}, p.syntax("unterminated quoted string")
+	return argument{}, p.syntax("unterminated quoted string")
 }
 
 // parseLiteral reads "{n}" or "{n+}", which must end the line, then the n
 // bytes, then the line that follows them.
-func (p *cmdParser) parseLiteral() (imapArg, error) {
+func (p *cmdParser) parseLiteral() (argument, error) {
 	end := bytes.IndexByte(p.line, '}')
 	if end < 0 || end != len(p.line)-1 {
-		return imapArg{}, p.syntax("a literal must end the line")
+		return argument{}, p.syntax("a literal must end the line")
 	}
 	spec := p.line[1:end]
 	sync := true
@@ -288,34 +290,34 @@ func (p *cmdParser) parseLiteral() (imapArg, error) {
 		spec = spec[:n-1]
 	}
 	if len(spec) == 0 || len(spec) > 10 {
-		return imapArg{}, p.syntax("invalid literal size")
+		return argument{}, p.syntax("invalid literal size")
 	}
 	for _, c := range spec {
 		if c < '0' || c > '9' {
-			return imapArg{}, p.syntax("invalid literal size")
+			return argument{}, p.syntax("invalid literal size")
 		}
 	}
 	n, err := strconv.ParseInt(string(spec), 10, 64)
 	if err != nil {
-		return imapArg{}, p.syntax("invalid literal size")
+		return argument{}, p.syntax("invalid literal size")
 	}
 	if p.r.literals++; p.r.literals > maxLiterals {
 		if !sync {
-			return imapArg{}, errCommandTooLarge
+			return argument{}, errCommandTooLarge
 		}
-		return imapArg{}, p.syntax("too many literals")
+		return argument{}, p.syntax("too many literals")
 	}
 	if n > int64(min(p.r.maxLiteral, p.r.left)) {
 		if !sync {
-			return imapArg{}, errLiteralTooLarge
+			return argument{}, errLiteralTooLarge
 		}
 		// The client waits for "+" before sending the bytes: refusing is enough.
-		return imapArg{}, p.syntax("literal too large")
+		return argument{}, p.syntax("literal too large")
 	}
 	p.r.left -= int(n)
 	if sync && p.r.cont != nil {
 		if err := p.r.cont(); err != nil {
-			return imapArg{}, err
+			return argument{}, err
 		}
 	}
 	buf := make([]byte, n)
@@ -323,15 +325,15 @@ func (p *cmdParser) parseLiteral() (imapArg, error) {
 		if err == io.EOF {
 			err = io.ErrUnexpectedEOF
 		}
-		return imapArg{}, err
+		return argument{}, err
 	}
 	line, err := p.r.readLine()
 	if err != nil {
-		return imapArg{}, err
+		return argument{}, err
 	}
 	if bytes.IndexByte(buf, 0) >= 0 {
-		return imapArg{}, p.syntax("NUL in literal") // after the rest of the line: in step
+		return argument{}, p.syntax("NUL in literal") // after the rest of the line: in step
 	}
 	p.line = line
-	return imapArg{Kind: argString, Value: string(buf)}, nil
+	return argument{Kind: argString, Value: string(buf)}, nil
 }

@@ -1,4 +1,4 @@
-package proxy
+package imap
 
 import (
 	"strings"
@@ -18,7 +18,7 @@ const (
 
 // handleID answers ID and keeps the client's fields, so they can be passed on
 // to the backend next to mailgate's own x-originating-* fields.
-func (c *imapConn) handleID(cmd *imapCommand) error {
+func (c *conn) handleID(cmd *command) error {
 	if len(cmd.Args) != 1 || !(cmd.Args[0].isNIL() || cmd.Args[0].Kind == argList) {
 		return c.bad(cmd, "ID expects NIL or a parenthesized list")
 	}
@@ -34,7 +34,7 @@ func (c *imapConn) handleID(cmd *imapCommand) error {
 // sanitizeClientID keeps the well-formed pairs of the client's ID list. Fields
 // starting with "x-" are dropped: x-originating-ip and friends are trusted by
 // Dovecot from mailgate, so a client must never be able to set them.
-func sanitizeClientID(list []imapArg) []string {
+func sanitizeClientID(list []argument) []string {
 	var out []string
 	kept := 0
 	for i := 0; i+1 < len(list) && len(out) < 2*idMaxPairs; i += 2 {
@@ -70,8 +70,8 @@ func safeQuotable(s string) bool {
 	return true
 }
 
-// imapQuote returns s as an IMAP quoted string. s must be safeQuotable.
-func imapQuote(s string) string {
+// quote returns s as an IMAP quoted string. s must be safeQuotable.
+func quote(s string) string {
 	var sb strings.Builder
 	sb.Grow(len(s) + 2)
 	sb.WriteByte('"')

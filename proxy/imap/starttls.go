@@ -1,10 +1,10 @@
-package proxy
+package imap
 
 // handleStartTLS upgrades the connection (RFC 9051 §6.2.1). Anything the
 // client pipelined behind STARTTLS arrived in plaintext and could have been
 // injected by a man in the middle, so the command is refused and the
 // connection closed instead of letting those bytes run after the handshake.
-func (c *imapConn) handleStartTLS(cmd *imapCommand) error {
+func (c *conn) handleStartTLS(cmd *command) error {
 	if len(cmd.Args) != 0 {
 		return c.bad(cmd, "STARTTLS takes no arguments")
 	}
@@ -20,7 +20,7 @@ func (c *imapConn) handleStartTLS(cmd *imapCommand) error {
 	if err := c.writeLine("%s OK Begin TLS negotiation now.", cmd.Tag); err != nil {
 		return err
 	}
-	tc, err := c.handshake(c.raw)
+	tc, err := c.pc.Handshake(c.pc.Raw)
 	if err != nil {
 		c.log.Debug("starttls handshake failed", "err", err)
 		return errCloseConn

@@ -1,4 +1,4 @@
-package proxy
+package imap
 
 import (
 	"bufio"
@@ -7,11 +7,13 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/mailgate/mailgate/proxy"
 )
 
-func newTestReader(input string) (*imapReader, *int) {
+func newTestReader(input string) (*reader, *int) {
 	conts := new(int)
-	return &imapReader{
+	return &reader{
 		br:         bufio.NewReaderSize(strings.NewReader(input), 16),
 		maxLine:    1024,
 		maxLiteral: 64,
@@ -20,37 +22,37 @@ func newTestReader(input string) (*imapReader, *int) {
 	}, conts
 }
 
-func atom(s string) imapArg       { return imapArg{Kind: argAtom, Value: s} }
-func str(s string) imapArg        { return imapArg{Kind: argString, Value: s} }
-func list(a ...imapArg) imapArg   { return imapArg{Kind: argList, List: a} }
-func args(a ...imapArg) []imapArg { return a }
+func atom(s string) argument        { return argument{Kind: argAtom, Value: s} }
+func str(s string) argument         { return argument{Kind: argString, Value: s} }
+func list(a ...argument) argument   { return argument{Kind: argList, List: a} }
+func args(a ...argument) []argument { return a }
 
 func TestReadCommand(t *testing.T) {
 	for _, tt := range []struct {
 		name  string
 		in    string
-		want  *imapCommand
+		want  *command
 		conts int
 	}{
-		{"simple", "a1 noop\r\n", &imapCommand{Tag: "a1", Name: "NOOP"}, 0},
-		{"bare LF", "a1 CAPABILITY\n", &imapCommand{Tag: "a1", Name: "CAPABILITY"}, 0},
-		{"tag with ]", "x]1 NOOP\r\n", &imapCommand{Tag: "x]1", Name: "NOOP"}, 0},
+		{"simple", "a1 noop\r\n", &command{Tag: "a1", Name: "NOOP"}, 0},
+		{"bare LF", "a1 CAPABILITY\n", &command{Tag: "a1", Name: "CAPABILITY"}, 0},
+		{"tag with ]", "x]1 NOOP\r\n", &command{Tag: "x]1", Name: "NOOP"}, 0},
 		{"authenticate IR", "A001 AUTHENTICATE XOAUTH2 dXNlcj1h+/==\r\n",
-			&imapCommand{Tag: "A001", Name: "AUTHENTICATE", Args: args(atom("XOAUTH2"), atom("dXNlcj1h+/=="))}, 0},
+			&command{Tag: "A001", Name: "AUTHENTICATE", Args: args(atom("XOAUTH2"), atom("dXNlcj1h+/=="))}, 0},
 		{"login quoted", `a LOGIN "al\"ice" "p\\w d"` + "\r\n",
-			&imapCommand{Tag: "a", Name: "LOGIN", Args: args(str(`al"ice`), str(`p\w d`))}, 0},
+			&command{Tag: "a", Name: "LOGIN", Args: args(str(`al"ice`), str(`p\w d`))}, 0},
 		{"login sync literals", "a LOGIN {5}\r\nalice {3}\r\npw!\r\n",
-			&imapCommand{Tag: "a", Name: "LOGIN", Args: args(str("alice"), str("pw!"))}, 2},
+			&command{Tag: "a", Name: "LOGIN", Args: args(str("alice"), str("pw!"))}, 2},
 		{"login non-sync literal", "a LOGIN {5+}\r\nalice x\r\n",
-			&imapCommand{Tag: "a", Name: "LOGIN", Args: args(str("alice"), atom("x"))}, 0},
+			&command{Tag: "a", Name: "LOGIN", Args: args(str("alice"), atom("x"))}, 0},
 		{"literal with CRLF inside", "a LOGIN {4+}\r\na\r\nb \"c\"\r\n",
-			&imapCommand{Tag: "a", Name: "LOGIN", Args: args(str("a\r\nb"), str("c"))}, 0},
+			&command{Tag: "a", Name: "LOGIN", Args: args(str("a\r\nb"), str("c"))}, 0},
 		{"id list", `a ID ("name" "Thunderbird" "version" NIL)` + "\r\n",
-			&imapCommand{Tag: "a", Name: "ID", Args: args(list(str("name"), str("Thunderbird"), str("version"), atom("NIL")))}, 0},
-		{"id nil", "a ID NIL\r\n", &imapCommand{Tag: "a", Name: "ID", Args: args(atom("NIL"))}, 0},
-		{"empty list", "a ID ()\r\n", &imapCommand{Tag: "a", Name: "ID", Args: args(list())}, 0},
-		{"nested", "a X (a (b) c)\r\n", &imapCommand{Tag: "a", Name: "X", Args: args(list(atom("a"), list(atom("b")), atom("c")))}, 0},
-		{"utf8 quoted", "a ID (\"name\" \"Müller\")\r\n", &imapCommand{Tag: "a", Name: "ID", Args: args(list(str("name"), str("Müller")))}, 0},
+			&command{Tag: "a", Name: "ID", Args: args(list(str("name"), str("Thunderbird"), str("version"), atom("NIL")))}, 0},
+		{"id nil", "a ID NIL\r\n", &command{Tag: "a", Name: "ID", Args: args(atom("NIL"))}, 0},
+		{"empty list", "a ID ()\r\n", &command{Tag: "a", Name: "ID", Args: args(list())}, 0},
+		{"nested", "a X (a (b) c)\r\n", &command{Tag: "a", Name: "X", Args: args(list(atom("a"), list(atom("b")), atom("c")))}, 0},
+		{"utf8 quoted", "a ID (\"name\" \"Müller\")\r\n", &command{Tag: "a", Name: "ID", Args: args(list(str("name"), str("Müller")))}, 0},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			r, conts := newTestReader(tt.in)
@@ -94,7 +96,7 @@ func TestReadCommandErrors(t *testing.T) {
 		{"too deep", "a1 X " + strings.Repeat("(", 9) + strings.Repeat(")", 9) + "\r\n", "a1", nil},
 		{"8-bit atom", "a1 LOGIN \xff\r\n", "a1", nil},
 		{"non-sync literal too large", "a1 LOGIN {65+}\r\n", "", errLiteralTooLarge},
-		{"line too long", "a1 NOOP " + strings.Repeat("x", 1100) + "\r\n", "", errLineTooLong},
+		{"line too long", "a1 NOOP " + strings.Repeat("x", 1100) + "\r\n", "", proxy.ErrLineTooLong},
 		{"eof mid line", "a1 NOO", "", io.ErrUnexpectedEOF},
 		{"eof mid literal", "a1 LOGIN {10+}\r\nabc", "", io.ErrUnexpectedEOF},
 	} {
@@ -110,7 +112,7 @@ func TestReadCommandErrors(t *testing.T) {
 				}
 				return
 			}
-			var se *imapSyntaxError
+			var se *syntaxError
 			if !errors.As(err, &se) {
 				t.Fatalf("readCommand(%q) error = %v, want a syntax error", tt.in, err)
 			}
@@ -149,11 +151,11 @@ func FuzzReadCommand(f *testing.F) {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, in []byte) {
-		r := &imapReader{br: bufio.NewReaderSize(strings.NewReader(string(in)), 16), maxLine: 256, maxLiteral: 128, budget: 512}
+		r := &reader{br: bufio.NewReaderSize(strings.NewReader(string(in)), 16), maxLine: 256, maxLiteral: 128, budget: 512}
 		for i := 0; i < 8; i++ {
 			cmd, err := r.readCommand()
 			if err != nil {
-				var se *imapSyntaxError
+				var se *syntaxError
 				if errors.As(err, &se) {
 					if se.tag != "" && !validTag(se.tag) {
 						t.Fatalf("syntax error with invalid tag %q", se.tag)
@@ -165,8 +167,8 @@ func FuzzReadCommand(f *testing.F) {
 			if !validTag(cmd.Tag) || cmd.Name == "" || strings.ToUpper(cmd.Name) != cmd.Name {
 				t.Fatalf("bad command %+v", cmd)
 			}
-			var walk func([]imapArg, int)
-			walk = func(a []imapArg, depth int) {
+			var walk func([]argument, int)
+			walk = func(a []argument, depth int) {
 				if depth > maxListDepth {
 					t.Fatalf("depth %d > %d", depth, maxListDepth)
 				}
@@ -204,7 +206,7 @@ func TestReaderBudget(t *testing.T) {
 			r, _ := newTestReader(tc.in)
 			r.budget = tc.budget
 			_, err := r.readCommand()
-			var se *imapSyntaxError
+			var se *syntaxError
 			switch {
 			case tc.syntax:
 				if !errors.As(err, &se) {

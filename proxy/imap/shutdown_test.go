@@ -1,4 +1,4 @@
-package proxy
+package imap
 
 import (
 	"context"

@@ -1,4 +1,4 @@
-package proxy
+package imap
 
 import (
 	"net"
@@ -9,17 +9,17 @@ import (
 	"github.com/pires/go-proxyproto"
 
 	"github.com/mailgate/mailgate/internal/proxytest"
+	"github.com/mailgate/mailgate/proxy"
 )
 
 // TestProxyProtocol: a header from a trusted network sets the client
 // address (as passed on to the backend); from elsewhere no header is parsed.
 func TestProxyProtocol(t *testing.T) {
 	fb := proxytest.StartFakeIMAPBackend(t)
-	tp := newTestProxy(t, Options{
+	tp := newTestProxy(t, proxy.Options{
 		Authenticator:     fakeAuthenticator,
-		IMAPBackend:       Backend{Address: fb.Addr, ClientIP: "id"},
 		ProxyProtocolFrom: []string{"127.0.0.1/32"},
-	})
+	}, Options{Backend: proxy.Backend{Address: fb.Addr, ClientIP: "id"}})
 	c := proxytest.DialPlain(t, tp.plainAddr)
 	hdr := proxyproto.HeaderProxyFromAddrs(2, &net.TCPAddr{IP: net.ParseIP("203.0.113.9"), Port: 4711}, c.C.RemoteAddr())
 	if _, err := hdr.WriteTo(c.C); err != nil {

@@ -55,7 +55,7 @@ func (s *Server) configProblem(proto, what, fix string, standing bool) {
 }
 
 // BackendProblem returns the standing configuration problem of proto's
-// backend ("imap" or "smtp"), or "" if none was seen since the last
+// backend ("imap", "smtp", ...), or "" if none was seen since the last
 // successful master login or probe. While one stands it is probed again
 // in the background every reprobeEvery.
 func (s *Server) BackendProblem(proto string) string {

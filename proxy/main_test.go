@@ -1,26 +1,22 @@
 package proxy
 
 import (
+	"os"
 	"testing"
 
 	"github.com/mailgate/mailgate/internal/proxytest"
-	"github.com/mailgate/mailgate/internal/testenv"
 )
 
-// TestMain starts the shared Dovecot, Postfix and Hydra on first use (by
-// integration tests) and stops them when the tests are done. slog.Default
-// (package auth's logger when none is given) writes into the suite log,
-// which searches every line for secrets (proxytest.LogToSuite).
+// TestMain points slog.Default (package auth's logger when none is given)
+// at the suite log, which searches every line for secrets
+// (proxytest.LogToSuite). The fronts' packages have the tests that need
+// real daemons.
 func TestMain(m *testing.M) {
 	proxytest.LogToSuite()
-	testenv.Main(m)
+	os.Exit(m.Run())
 }
 
 // fakeAuthenticator accepts proxytest.TestToken for alice@example.test,
 // "bob-token" for bob and "nobody-token" for nobody; proxytest.DownToken
 // means the provider is down.
 var fakeAuthenticator = AuthenticatorFunc(proxytest.FakeAuthenticate)
-
-// registerMasterSecrets registers m's password and the PLAIN messages
-// mailgate builds with it for the test users.
-func registerMasterSecrets(m Master) { proxytest.RegisterMasterSecrets(m.User, m.Password) }

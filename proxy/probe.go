@@ -18,7 +18,7 @@ import (
 // BackendProblem is a backend configuration that refuses mailgate's master
 // login: every user's login would fail the same way.
 type BackendProblem struct {
-	Proto string // "imap" or "smtp"
+	Proto string // the front's protocol: "imap", "smtp", ...
 	What  string // what the backend does, e.g. "advertises LOGINDISABLED"
 	Fix   string // the setting to change, on mailgate's side or the backend's
 	// Suspected: a signal with an innocent reading too (a client could
@@ -35,7 +35,7 @@ func (p *BackendProblem) Error() string {
 // fixed the backend although no login can succeed before.
 const reprobeEvery = 30 * time.Second
 
-// CheckBackend probes proto's backend ("imap" or "smtp") and returns nil, a
+// CheckBackend probes proto's backend (its front's Prober) and returns nil, a
 // *BackendProblem, or an error wrapping the reason it could not be probed.
 // A problem is recorded for BackendProblem (readiness) and logged; a clean
 // probe clears a recorded one. With loginAs, the probe goes on to log in as
@@ -49,8 +49,6 @@ func (s *Server) CheckBackend(ctx context.Context, proto, loginAs string) error 
 	switch {
 	case ok:
 		err = p.Probe(ctx, loginAs)
-	case proto == "smtp":
-		err = s.probeSMTP(ctx, loginAs)
 	default:
 		return fmt.Errorf("proxy: no backend for protocol %q", proto)
 	}

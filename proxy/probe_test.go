@@ -2,6 +2,8 @@ package proxy
 
 import (
 	"context"
+	"errors"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -61,5 +63,26 @@ func TestCheckBackendUnknownProto(t *testing.T) {
 	}
 	if err := s.CheckBackend(context.Background(), "pop3", ""); err == nil {
 		t.Fatal("CheckBackend without a registered probe = nil")
+	}
+}
+
+// checkProblem runs CheckBackend and wants a *BackendProblem with fix
+// (or nil when fix is ""); a problem found must also stand for readiness.
+func checkProblem(t *testing.T, s *Server, proto, loginAs, fix string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	err := s.CheckBackend(ctx, proto, loginAs)
+	var p *BackendProblem
+	switch {
+	case fix == "" && err != nil:
+		t.Fatalf("CheckBackend(%s): %v; want nil", proto, err)
+	case fix == "" && s.BackendProblem(proto) != "":
+		t.Fatalf("a problem stands after a clean probe: %s", s.BackendProblem(proto))
+	case fix == "":
+	case !errors.As(err, &p) || p.Fix != fix:
+		t.Fatalf("CheckBackend(%s) = %v; want the problem whose fix is %q", proto, err, fix)
+	case !strings.Contains(s.BackendProblem(proto), fix):
+		t.Fatalf("BackendProblem(%s) = %q; want the fix", proto, s.BackendProblem(proto))
 	}
 }

@@ -76,7 +76,6 @@ func New(opts Options) (*Server, error) {
 		shutdown: make(chan struct{}),
 	}
 	s.pools = newPools(s.limits)
-	s.opts.SMTPBackend.TLSConfig = s.backendClientTLS(opts.SMTPBackend, "smtp")
 	s.tls = newTLSConfigs(opts.TLSConfig)
 	s.shutdownCtx, s.startShutdown = context.WithCancel(context.Background())
 	s.drainCtx, s.expireDrain = context.WithCancel(context.Background())
@@ -265,6 +264,22 @@ func (s *Server) Conns() int {
 // Pools reports how many connections hold a seat in the pre-login pool and
 // in the logged-in pool (see pools.go).
 func (s *Server) Pools() (prelogin, loggedIn int) { return s.pools.counts() }
+
+// OnShutdown calls f (once, in its own goroutine) when Shutdown begins; the
+// returned stop cancels that. Fronts release there what they hold for the
+// Server's lifetime (SMTP's go-smtp servers).
+func (s *Server) OnShutdown(f func()) (stop func() bool) { return context.AfterFunc(s.shutdownCtx, f) }
+
+// Limits are the server's limits, defaults applied.
+func (s *Server) Limits() Limits { return s.limits }
+
+// Logger is Options.Logger (slog.Default() if it was nil), for what a front
+// logs outside a connection.
+func (s *Server) Logger() *slog.Logger { return s.log }
+
+// Observer is Options.Observer (NopObserver if it was nil), for what a
+// front observes outside the login sequence and Relay (SMTP's messages).
+func (s *Server) Observer() Observer { return s.obs }
 
 // MasterAuth is the backend login as the master user (Options.Master) on
 // behalf of user, for a front's probe (check-config's --login-as).

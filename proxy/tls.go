@@ -16,7 +16,6 @@ var alpn = map[string]string{"imap": "imap", "smtp": "smtp", "pop3": "pop3", "si
 // tlsConfigs holds the per-protocol server configs.
 type tlsConfigs struct {
 	base    *tls.Config
-	smtp    *tls.Config
 	byProto map[string]*tls.Config
 }
 
@@ -25,7 +24,6 @@ func newTLSConfigs(base *tls.Config) tlsConfigs {
 	for proto, id := range alpn {
 		t.byProto[proto] = onlyALPN(base, id)
 	}
-	t.smtp = t.byProto["smtp"]
 	return t
 }
 

@@ -20,6 +20,7 @@ import (
 	"github.com/mailgate/mailgate/config"
 	"github.com/mailgate/mailgate/proxy"
 	"github.com/mailgate/mailgate/proxy/imap"
+	"github.com/mailgate/mailgate/proxy/smtp"
 )
 
 // certWatchInterval is how often certificate files are checked for changes.
@@ -199,13 +200,7 @@ func (a *app) run(ctx context.Context, drain time.Duration) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			var err error
-			if f := a.fronts[l.proto]; f != nil {
-				err = a.srv.Serve(ctx, l.ln, l.implicit, f)
-			} else {
-				err = a.srv.ServeSMTP(ctx, l.ln, l.implicit)
-			}
-			if err != nil && !errors.Is(err, proxy.ErrServerClosed) {
+			if err := a.srv.Serve(ctx, l.ln, l.implicit, a.fronts[l.proto]); err != nil && !errors.Is(err, proxy.ErrServerClosed) {
 				errc <- fmt.Errorf("%s: %w", l.name, err)
 			}
 		}()
@@ -262,34 +257,48 @@ func (a *app) use(tc *tokenCheck) {
 // newFronts builds the front of every configured protocol on srv; each
 // registers its backend probe with srv.
 func newFronts(srv *proxy.Server, cfg *config.Config) (map[string]proxy.Front, error) {
-	imapOpts, err := frontOptions(cfg)
+	imapOpts, smtpOpts, err := frontOptions(cfg)
 	if err != nil {
 		return nil, err
 	}
 	fronts := map[string]proxy.Front{}
 	for _, proto := range configuredProtos(cfg) {
-		if proto == "imap" {
+		switch proto {
+		case "imap":
 			fronts[proto] = imap.New(srv, imapOpts)
+		case "smtp":
+			f, err := smtp.New(srv, smtpOpts)
+			if err != nil {
+				return nil, err
+			}
+			fronts[proto] = f
 		}
 	}
 	return fronts, nil
 }
 
 // frontOptions maps the configuration to the fronts' options.
-func frontOptions(cfg *config.Config) (imap.Options, error) {
+func frontOptions(cfg *config.Config) (imap.Options, smtp.Options, error) {
 	imapBE, err := backend(cfg.IMAP.Backend)
 	if err != nil {
-		return imap.Options{}, fmt.Errorf("imap.backend: %w", err)
+		return imap.Options{}, smtp.Options{}, fmt.Errorf("imap.backend: %w", err)
 	}
-	return imap.Options{Backend: imapBE}, nil
+	smtpBE, err := backend(cfg.SMTP.Backend)
+	if err != nil {
+		return imap.Options{}, smtp.Options{}, fmt.Errorf("smtp.backend: %w", err)
+	}
+	return imap.Options{Backend: imapBE}, smtp.Options{
+		Backend:         smtpBE,
+		Hostname:        cfg.SMTP.Hostname,
+		MaxMessageBytes: cfg.SMTP.MaxMessageBytes,
+		EnforceSender:   cfg.SMTP.EnforceSender,
+		SenderAliases:   cfg.SMTP.SenderAliases,
+		DataTimeout:     cfg.Limits.DataTimeout,
+	}, nil
 }
 
 // proxyOptions maps the configuration to proxy.Options (without TLSConfig).
 func proxyOptions(cfg *config.Config, authn proxy.Authenticator, log *slog.Logger) (proxy.Options, error) {
-	smtpBE, err := backend(cfg.SMTP.Backend)
-	if err != nil {
-		return proxy.Options{}, fmt.Errorf("smtp.backend: %w", err)
-	}
 	exempt, err := parsePrefixes(cfg.Limits.ExemptNetworks)
 	if err != nil {
 		return proxy.Options{}, fmt.Errorf("limits.exempt_networks: %w", err)
@@ -305,14 +314,6 @@ func proxyOptions(cfg *config.Config, authn proxy.Authenticator, log *slog.Logge
 		Authenticator: authn,
 		Challenge:     ch,
 		Master:        proxy.Master{User: cfg.Master.User, Password: cfg.Master.Password},
-		SMTPBackend:   smtpBE,
-		SMTP: proxy.SMTPOptions{
-			Hostname:        cfg.SMTP.Hostname,
-			MaxMessageBytes: cfg.SMTP.MaxMessageBytes,
-			EnforceSender:   cfg.SMTP.EnforceSender,
-			SenderAliases:   cfg.SMTP.SenderAliases,
-			DataTimeout:     cfg.Limits.DataTimeout,
-		},
 		Limits: proxy.Limits{
 			PreauthTimeout:      cfg.Limits.PreauthTimeout,
 			IdleTimeout:         cfg.Limits.IdleTimeout,

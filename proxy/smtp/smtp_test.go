@@ -1,4 +1,4 @@
-package proxy
+package smtp
 
 import (
 	"bufio"
@@ -20,6 +20,7 @@ import (
 	"github.com/emersion/go-smtp"
 
 	"github.com/mailgate/mailgate/internal/proxytest"
+	"github.com/mailgate/mailgate/proxy"
 )
 
 func TestSMTPEHLOAuthOnlyAfterTLS(t *testing.T) {
@@ -68,7 +69,7 @@ func TestSMTPCapabilitiesFollowBackend(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			tp, _ := newSMTPTest(t, proxytest.FakeSMTPOptions{Ext: tt.ext}, func(o *Options) { o.SMTP.MaxMessageBytes = tt.maxBytes })
+			tp, _ := newSMTPTest(t, proxytest.FakeSMTPOptions{Ext: tt.ext}, func(o *proxy.Options, so *Options) { so.MaxMessageBytes = tt.maxBytes })
 			exts := tp.dialSubmissions(t).SMTPEHLO()
 			if tt.wantSize == "" {
 				if !proxytest.HasExt(exts, "SIZE") || proxytest.ExtParam(exts, "SIZE") != "" {
@@ -92,10 +93,10 @@ func TestSMTPCapabilitiesFollowBackend(t *testing.T) {
 // TestSMTPReprobeUnreachableBackend: a backend that does not answer at start
 // gives conservative capabilities, replaced once it answers.
 func TestSMTPReprobeUnreachableBackend(t *testing.T) {
-	old := smtpReprobeInterval
-	smtpReprobeInterval = 0
-	t.Cleanup(func() { smtpReprobeInterval = old })
-	tp, fb := newSMTPTest(t, proxytest.FakeSMTPOptions{Paused: true}, func(o *Options) { o.Limits.DialTimeout = 200 * time.Millisecond })
+	old := reprobeInterval
+	reprobeInterval = 0
+	t.Cleanup(func() { reprobeInterval = old })
+	tp, fb := newSMTPTest(t, proxytest.FakeSMTPOptions{Paused: true}, func(o *proxy.Options, so *Options) { o.Limits.DialTimeout = 200 * time.Millisecond })
 	exts := tp.dialSubmissions(t).SMTPEHLO()
 	if proxytest.HasExt(exts, "SMTPUTF8") || proxytest.HasExt(exts, "DSN") || proxytest.ExtParam(exts, "SIZE") != "" {
 		t.Fatalf("EHLO with an unreachable backend = %q, want no SMTPUTF8, DSN or SIZE limit", exts)
@@ -194,6 +195,45 @@ func TestSMTPAuthFailures(t *testing.T) {
 	}
 }
 
+// TestSMTPAuthEndedByGoSMTP: go-smtp answers "*" (501) and bad base64
+// (454) itself, without asking the login sequence again; the login is
+// logged at once as canceled or malformed, the connection goes on, and a
+// new AUTH works.
+func TestSMTPAuthEndedByGoSMTP(t *testing.T) {
+	for _, tt := range []struct{ name, response, reply, result string }{
+		{"cancel", "*", "501 5.0.0", "result=canceled"},
+		{"bad base64", "not base64!", "454 4.7.0", "result=malformed"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			tp, _ := newSMTPTest(t, proxytest.FakeSMTPOptions{}, nil)
+			c := tp.dialSubmissions(t)
+			c.SMTPCmd("AUTH XOAUTH2", "334 ")
+			c.SMTPCmd(tt.response, tt.reply)
+			proxytest.WaitFor(t, "the login's log line", func() bool {
+				return strings.Contains(tp.logs.String(), "msg=login") && strings.Contains(tp.logs.String(), tt.result)
+			})
+			c.SMTPLogin()
+			c.SMTPCmd("MAIL FROM:<alice@example.test>", "250 ")
+		})
+	}
+}
+
+// TestSMTPNoDummyReply: the login sequence bounds its wait for the dummy
+// reply to an error challenge: the refusal is decided (and logged) after
+// 5 s; go-smtp still waits for the client's line and answers it with 535.
+func TestSMTPNoDummyReply(t *testing.T) {
+	tp, _ := newSMTPTest(t, proxytest.FakeSMTPOptions{}, nil)
+	c := tp.dialSubmissions(t)
+	c.SMTPCmd("AUTH XOAUTH2 "+proxytest.XOAUTH2("alice@example.test", proxytest.BadToken), "334 ")
+	start := time.Now()
+	proxytest.WaitFor(t, "the refusal to be logged", func() bool { return strings.Contains(tp.logs.String(), "result=invalid") })
+	if d := time.Since(start); d < 4*time.Second {
+		t.Fatalf("refused after %v, before the dummy-reply wait", d)
+	}
+	c.SMTPCmd("", "535 5.7.8")
+	c.SMTPLogin()
+}
+
 func TestSMTPTooManyAuthFailures(t *testing.T) {
 	tp, _ := newSMTPTest(t, proxytest.FakeSMTPOptions{}, nil)
 	c := tp.dialSubmissions(t)
@@ -205,7 +245,7 @@ func TestSMTPTooManyAuthFailures(t *testing.T) {
 }
 
 func TestSMTPPreauthTimeout(t *testing.T) {
-	tp, _ := newSMTPTest(t, proxytest.FakeSMTPOptions{}, func(o *Options) { o.Limits.PreauthTimeout = 300 * time.Millisecond })
+	tp, _ := newSMTPTest(t, proxytest.FakeSMTPOptions{}, func(o *proxy.Options, so *Options) { o.Limits.PreauthTimeout = 300 * time.Millisecond })
 	c := tp.dialSubmissions(t) // greeted, EHLO answered
 	c.SMTPExpect("421 4.4.2 Pre-authentication time limit reached")
 	c.ExpectClosed()
@@ -239,9 +279,9 @@ func TestSMTPSenderEnforced(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			tp, fb := newSMTPTest(t, proxytest.FakeSMTPOptions{}, func(o *Options) {
-				o.SMTP.EnforceSender = tt.enforce
-				o.SMTP.SenderAliases = map[string][]string{"Alice@example.test": {"postmaster@example.test", "*@Alias.test"}}
+			tp, fb := newSMTPTest(t, proxytest.FakeSMTPOptions{}, func(o *proxy.Options, so *Options) {
+				so.EnforceSender = tt.enforce
+				so.SenderAliases = map[string][]string{"Alice@example.test": {"postmaster@example.test", "*@Alias.test"}}
 			})
 			c := tp.dialSubmissions(t)
 			c.SMTPLogin()
@@ -404,7 +444,7 @@ func TestSMTPClientGoneMidData(t *testing.T) {
 }
 
 func TestSMTPDataIdleTimeout(t *testing.T) {
-	tp, fb := newSMTPTest(t, proxytest.FakeSMTPOptions{}, func(o *Options) { o.SMTP.DataTimeout = 300 * time.Millisecond })
+	tp, fb := newSMTPTest(t, proxytest.FakeSMTPOptions{}, func(o *proxy.Options, so *Options) { so.DataTimeout = 300 * time.Millisecond })
 	c := tp.dialSubmissions(t)
 	c.SMTPLogin()
 	c.SMTPCmd("MAIL FROM:<alice@example.test>", "250 ")
@@ -422,9 +462,9 @@ func TestSMTPDataIdleTimeout(t *testing.T) {
 // TestSMTPSlowUpload: go-smtp's ReadTimeout (CommandTimeout) would cover the
 // whole body; the body arrives in pieces spaced beyond it and still goes through.
 func TestSMTPSlowUpload(t *testing.T) {
-	tp, fb := newSMTPTest(t, proxytest.FakeSMTPOptions{}, func(o *Options) {
+	tp, fb := newSMTPTest(t, proxytest.FakeSMTPOptions{}, func(o *proxy.Options, so *Options) {
 		o.Limits.CommandTimeout = 300 * time.Millisecond
-		o.SMTP.DataTimeout = 5 * time.Second
+		so.DataTimeout = 5 * time.Second
 	})
 	for _, bdat := range []bool{false, true} {
 		c := tp.dialSubmissions(t)
@@ -500,7 +540,7 @@ func TestSMTPBDATReset(t *testing.T) {
 }
 
 func TestSMTPSizeExceeded(t *testing.T) {
-	tp, fb := newSMTPTest(t, proxytest.FakeSMTPOptions{}, func(o *Options) { o.SMTP.MaxMessageBytes = 10000 })
+	tp, fb := newSMTPTest(t, proxytest.FakeSMTPOptions{}, func(o *proxy.Options, so *Options) { so.MaxMessageBytes = 10000 })
 	c := tp.dialSubmissions(t)
 	c.SMTPLogin()
 	c.SMTPCmd("MAIL FROM:<alice@example.test> SIZE=20000", "552 5.3.4")
@@ -556,24 +596,24 @@ func TestSMTPBackendLoginModes(t *testing.T) {
 	tests := []struct {
 		name     string
 		fb       proxytest.FakeSMTPOptions
-		backend  Backend
+		backend  proxy.Backend
 		wantTLS  bool
 		xclient  string // prefix of the XCLIENT attributes the backend must see
 		wantAuth bool
 	}{
-		{"master plain", proxytest.FakeSMTPOptions{}, Backend{}, false, "", true},
-		{"master starttls", proxytest.FakeSMTPOptions{TLS: serverTLS}, Backend{TLS: TLSStartTLS}, true, "", true},
-		{"master implicit", proxytest.FakeSMTPOptions{TLS: serverTLS, Implicit: true}, Backend{TLS: TLSImplicit}, true, "", true},
-		{"master with xclient addr", proxytest.FakeSMTPOptions{TLS: serverTLS, XCLIENT: true}, Backend{TLS: TLSStartTLS, ClientIP: "xclient"}, true, "ADDR=127.0.0.1 PORT=", true},
-		{"xclient login", proxytest.FakeSMTPOptions{XCLIENT: true}, Backend{Login: "xclient"}, false, "LOGIN=alice@example.test", false},
-		{"xclient login starttls with addr", proxytest.FakeSMTPOptions{TLS: serverTLS, XCLIENT: true}, Backend{TLS: TLSStartTLS, Login: "xclient", ClientIP: "xclient"}, true, "LOGIN=alice@example.test ADDR=127.0.0.1 PORT=", false},
+		{"master plain", proxytest.FakeSMTPOptions{}, proxy.Backend{}, false, "", true},
+		{"master starttls", proxytest.FakeSMTPOptions{TLS: serverTLS}, proxy.Backend{TLS: proxy.TLSStartTLS}, true, "", true},
+		{"master implicit", proxytest.FakeSMTPOptions{TLS: serverTLS, Implicit: true}, proxy.Backend{TLS: proxy.TLSImplicit}, true, "", true},
+		{"master with xclient addr", proxytest.FakeSMTPOptions{TLS: serverTLS, XCLIENT: true}, proxy.Backend{TLS: proxy.TLSStartTLS, ClientIP: "xclient"}, true, "ADDR=127.0.0.1 PORT=", true},
+		{"xclient login", proxytest.FakeSMTPOptions{XCLIENT: true}, proxy.Backend{Login: "xclient"}, false, "LOGIN=alice@example.test", false},
+		{"xclient login starttls with addr", proxytest.FakeSMTPOptions{TLS: serverTLS, XCLIENT: true}, proxy.Backend{TLS: proxy.TLSStartTLS, Login: "xclient", ClientIP: "xclient"}, true, "LOGIN=alice@example.test ADDR=127.0.0.1 PORT=", false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			tp, fb := newSMTPTest(t, tt.fb, func(o *Options) {
+			tp, fb := newSMTPTest(t, tt.fb, func(o *proxy.Options, so *Options) {
 				b := tt.backend
-				b.Address, b.TLSConfig = o.SMTPBackend.Address, clientTLS
-				o.SMTPBackend = b
+				b.Address, b.TLSConfig = so.Backend.Address, clientTLS
+				so.Backend = b
 			})
 			c := tp.dialSubmissions(t)
 			c.SMTPLogin()
@@ -599,7 +639,7 @@ func TestSMTPBackendLoginModes(t *testing.T) {
 		})
 	}
 	t.Run("xclient not offered", func(t *testing.T) {
-		tp, fb := newSMTPTest(t, proxytest.FakeSMTPOptions{}, func(o *Options) { o.SMTPBackend.Login = "xclient" })
+		tp, fb := newSMTPTest(t, proxytest.FakeSMTPOptions{}, func(o *proxy.Options, so *Options) { so.Backend.Login = "xclient" })
 		c := tp.dialSubmissions(t)
 		c.SMTPCmd("AUTH XOAUTH2 "+proxytest.XOAUTH2("alice@example.test", proxytest.TestToken), "454 4.7.0")
 		if fb.SawCommand("XCLIENT") {
@@ -611,7 +651,7 @@ func TestSMTPBackendLoginModes(t *testing.T) {
 // TestSMTPProxyProtocolToBackend: client_ip proxy sends a PROXY v2 header
 // with the client's address; the capability probe sends a LOCAL header.
 func TestSMTPProxyProtocolToBackend(t *testing.T) {
-	tp, fb := newSMTPTest(t, proxytest.FakeSMTPOptions{ProxyProtocol: true}, func(o *Options) { o.SMTPBackend.ClientIP = "proxy" })
+	tp, fb := newSMTPTest(t, proxytest.FakeSMTPOptions{ProxyProtocol: true}, func(o *proxy.Options, so *Options) { so.Backend.ClientIP = "proxy" })
 	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 5)}}
 	raw, err := d.Dial("tcp", tp.tlsAddr)
 	if err != nil {
@@ -634,28 +674,39 @@ func TestSMTPProxyProtocolToBackend(t *testing.T) {
 	}
 }
 
+// TestSMTPServeErrors: New refuses backend settings this front cannot
+// honour, at once; Serve closes its listener even when it cannot serve.
 func TestSMTPServeErrors(t *testing.T) {
-	srv, err := New(Options{Authenticator: fakeAuthenticator, TLSConfig: nil})
+	srv, err := proxy.New(proxy.Options{Authenticator: fakeAuthenticator, TLSConfig: nil})
 	if err == nil || srv != nil {
 		t.Fatal("New without TLSConfig succeeded")
 	}
 	serverTLS, _ := proxytest.TLSPair(t)
-	for _, b := range []Backend{
+	srv, err = proxy.New(proxy.Options{Authenticator: fakeAuthenticator, TLSConfig: serverTLS})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, b := range []proxy.Backend{
 		{Address: "127.0.0.1:25", Login: "password"},
 		{Address: "127.0.0.1:25", ClientIP: "id"},
+		{Address: "127.0.0.1:25", TLS: "maybe"},
 		{Address: ""},
 	} {
-		srv, err := New(Options{Authenticator: fakeAuthenticator, TLSConfig: serverTLS, SMTPBackend: b})
-		if err != nil {
-			t.Fatal(err)
+		if f, err := New(srv, Options{Backend: b}); err == nil || f != nil {
+			t.Errorf("New with backend %+v = %v, want a configuration error", b, err)
 		}
-		ln := newClosedCheckListener(t)
-		if err := srv.ServeSMTP(context.Background(), ln, false); err == nil || errors.Is(err, ErrServerClosed) {
-			t.Errorf("ServeSMTP with backend %+v = %v, want a configuration error", b, err)
-		}
-		if !ln.closed.Load() {
-			t.Errorf("ServeSMTP did not close its listener")
-		}
+	}
+	f, err := New(srv, Options{Backend: proxy.Backend{Address: "127.0.0.1:25"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.Close()
+	ln := newClosedCheckListener(t)
+	if err := srv.Serve(context.Background(), ln, false, f); !errors.Is(err, proxy.ErrServerClosed) {
+		t.Errorf("Serve after Close = %v, want ErrServerClosed", err)
+	}
+	if !ln.closed.Load() {
+		t.Errorf("Serve did not close its listener")
 	}
 }
 
@@ -696,8 +747,8 @@ func TestSMTPShutdown(t *testing.T) {
 		t.Fatalf("Shutdown() = %v, want DeadlineExceeded", err)
 	}
 	for i := 0; i < 2; i++ {
-		if err := <-tp.serveErr; !errors.Is(err, ErrServerClosed) {
-			t.Fatalf("ServeSMTP() = %v, want ErrServerClosed", err)
+		if err := <-tp.serveErr; !errors.Is(err, proxy.ErrServerClosed) {
+			t.Fatalf("ServeSMTP() = %v, want proxy.ErrServerClosed", err)
 		}
 	}
 	proxytest.WaitFor(t, "the backend connections to close", func() bool { return fb.OpenConns() == 0 })
@@ -761,8 +812,8 @@ func TestSMTPContextCancel(t *testing.T) {
 	for i := 0; i < 2; i++ {
 		select {
 		case err := <-tp.serveErr:
-			if !errors.Is(err, ErrServerClosed) {
-				t.Fatalf("ServeSMTP() = %v, want ErrServerClosed", err)
+			if !errors.Is(err, proxy.ErrServerClosed) {
+				t.Fatalf("ServeSMTP() = %v, want proxy.ErrServerClosed", err)
 			}
 		case <-time.After(10 * time.Second):
 			t.Fatal("ServeSMTP did not return after the context ended")
@@ -783,8 +834,8 @@ func TestSMTPSuccessText(t *testing.T) {
 	}
 	for _, tt := range tests {
 		var se *smtp.SMTPError
-		if !errors.As(smtpSuccess(tt.in), &se) || se.Code != 250 || se.EnhancedCode != tt.code || se.Message != tt.msg {
-			t.Errorf("smtpSuccess(%q) = %+v", tt.in, se)
+		if !errors.As(success(tt.in), &se) || se.Code != 250 || se.EnhancedCode != tt.code || se.Message != tt.msg {
+			t.Errorf("success(%q) = %+v", tt.in, se)
 		}
 	}
 }

@@ -1,4 +1,4 @@
-package proxy
+package smtp
 
 import (
 	"bufio"
@@ -19,6 +19,7 @@ import (
 	"github.com/mailgate/mailgate/auth"
 	"github.com/mailgate/mailgate/internal/proxytest"
 	"github.com/mailgate/mailgate/internal/testenv"
+	"github.com/mailgate/mailgate/proxy"
 )
 
 // Security regressions. Each test names the attack it keeps out.
@@ -89,12 +90,10 @@ var smugglingSeparators = map[string]string{
 func TestSecuritySMTPSmuggling(t *testing.T) {
 	pf := testenv.SharedPostfix(t)
 	dc := pf.Dovecot
-	tp := newSMTPTestProxy(t, Options{
+	tp := newSMTPTestProxy(t, proxy.Options{
 		Authenticator: fakeAuthenticator,
-		Master:        Master{User: dc.MasterUser, Password: dc.MasterPassword},
-		SMTPBackend:   Backend{Address: pf.SubmissionAddr, TLS: TLSStartTLS, TLSConfig: pf.TLSConfig()},
-		SMTP:          SMTPOptions{Hostname: "mailgate.test", EnforceSender: true},
-	})
+		Master:        proxy.Master{User: dc.MasterUser, Password: dc.MasterPassword},
+	}, Options{Backend: proxy.Backend{Address: pf.SubmissionAddr, TLS: proxy.TLSStartTLS, TLSConfig: pf.TLSConfig()}, Hostname: "mailgate.test", EnforceSender: true})
 	for name, sep := range smugglingSeparators {
 		t.Run(name, func(t *testing.T) {
 			outer := proxytest.UniqueSubject("smuggle-outer-" + name)
@@ -237,12 +236,10 @@ func TestSecurityTokenOfAnotherUser(t *testing.T) {
 	alices := map[string]string{"jwt": mint("alice@example.test", testenv.TokenOptions{}), "opaque": mint("alice@example.test", testenv.TokenOptions{Opaque: true})}
 	bobs := mint("bob@example.test", testenv.TokenOptions{})
 
-	smtpTP := newSMTPTestProxy(t, Options{
+	smtpTP := newSMTPTestProxy(t, proxy.Options{
 		Authenticator: authn,
-		Master:        Master{User: dc.MasterUser, Password: dc.MasterPassword},
-		SMTPBackend:   Backend{Address: pf.SubmissionAddr, TLS: TLSStartTLS, TLSConfig: pf.TLSConfig()},
-		SMTP:          SMTPOptions{Hostname: "mailgate.test", EnforceSender: true},
-	})
+		Master:        proxy.Master{User: dc.MasterUser, Password: dc.MasterPassword},
+	}, Options{Backend: proxy.Backend{Address: pf.SubmissionAddr, TLS: proxy.TLSStartTLS, TLSConfig: pf.TLSConfig()}, Hostname: "mailgate.test", EnforceSender: true})
 	type attempt struct{ claimed, token string }
 	var attempts []attempt
 	for _, tok := range alices {
@@ -302,10 +299,10 @@ func TestSecurityUnsafeClaimNeverReachesBackend(t *testing.T) {
 		Validator: auth.UserinfoValidator{URL: provider.URL, Timeout: 5 * time.Second},
 		Policy:    auth.Policy{UsernameClaim: "email", RequireEmailVerified: true},
 	}
-	smtpTP, smtpFB := newSMTPTest(t, proxytest.FakeSMTPOptions{XCLIENT: true}, func(o *Options) {
+	smtpTP, smtpFB := newSMTPTest(t, proxytest.FakeSMTPOptions{XCLIENT: true}, func(o *proxy.Options, so *Options) {
 		o.Authenticator = authn
-		o.SMTPBackend.Login = "xclient"
-		o.SMTPBackend.ClientIP = "xclient"
+		so.Backend.Login = "xclient"
+		so.Backend.ClientIP = "xclient"
 	})
 	smtpProbes := smtpFB.ConnCount()
 
@@ -343,21 +340,20 @@ func TestSecurityUnsafeClaimNeverReachesBackend(t *testing.T) {
 }
 
 // TestSecurityUnsafeIdentityNeverReachesBackend: defence in depth. An
-// Authenticator that breaks the auth.Identity contract (User safe to put on
+// proxy.Authenticator that breaks the auth.Identity contract (User safe to put on
 // a protocol line, auth.SafeMailbox) must not get such a name to a backend:
 // the login is refused and the backend is not asked. The production
-// authenticators keep the contract (auth.Policy), but Options.Authenticator
+// authenticators keep the contract (auth.Policy), but proxy.Options.Authenticator
 // is pluggable and password passthrough builds identities from what a
 // client typed.
 func TestSecurityUnsafeIdentityNeverReachesBackend(t *testing.T) {
 	for name, claim := range proxytest.UnsafeClaims {
 		t.Run(name, func(t *testing.T) {
-			bad := AuthenticatorFunc(func(ctx context.Context, c auth.Credentials) (auth.Identity, error) {
+			bad := proxy.AuthenticatorFunc(func(ctx context.Context, c auth.Credentials) (auth.Identity, error) {
 				return auth.Identity{User: claim, Mechanism: c.Mechanism, Source: "broken"}, nil
 			})
 			sfb := proxytest.StartFakeSMTPBackend(t, proxytest.FakeSMTPOptions{XCLIENT: true})
-			stp := newSMTPTestProxy(t, Options{Authenticator: bad, SMTPBackend: Backend{Address: sfb.Addr, TLS: TLSNone, Login: "xclient", ClientIP: "xclient"},
-				SMTP: SMTPOptions{Hostname: "mailgate.test"}})
+			stp := newSMTPTestProxy(t, proxy.Options{Authenticator: bad}, Options{Backend: proxy.Backend{Address: sfb.Addr, TLS: proxy.TLSNone, Login: "xclient", ClientIP: "xclient"}, Hostname: "mailgate.test"})
 			probes := sfb.ConnCount()
 			s := stp.dialSubmissions(t)
 			s.Send("AUTH XOAUTH2 " + proxytest.XOAUTH2("", proxytest.TestToken))
@@ -381,19 +377,19 @@ func TestSecurityMasterPasswordNeverInClientReply(t *testing.T) {
 	// Dovecot's per-IP penalty on 127.0.0.1.
 	dc := testenv.StartDovecot(t, testenv.DovecotOptions{})
 	pf := testenv.StartPostfix(t, dc, testenv.PostfixOptions{})
-	good := Master{User: dc.MasterUser, Password: dc.MasterPassword}
-	wrong := Master{User: dc.MasterUser, Password: "wrong-" + dc.MasterPassword}
+	good := proxy.Master{User: dc.MasterUser, Password: dc.MasterPassword}
+	wrong := proxy.Master{User: dc.MasterUser, Password: "wrong-" + dc.MasterPassword}
 	registerMasterSecrets(good)
 	registerMasterSecrets(wrong)
 	// Dovecot delays repeated failures by seconds: mailgate gives up on the
 	// backend (and answers) well before the test client's 10 s read deadline.
-	lim := Limits{DialTimeout: 4 * time.Second}
-	smtpOpts := func(m Master) Options {
-		return Options{Authenticator: fakeAuthenticator, Master: m, Limits: lim,
-			SMTPBackend: Backend{Address: pf.SubmissionAddr, TLS: TLSStartTLS, TLSConfig: pf.TLSConfig()},
-			SMTP:        SMTPOptions{Hostname: "mailgate.test", EnforceSender: true}}
+	lim := proxy.Limits{DialTimeout: 4 * time.Second}
+	smtpOpts := func(m proxy.Master) proxy.Options {
+		return proxy.Options{Authenticator: fakeAuthenticator, Master: m, Limits: lim}
 	}
-	smtpGood, smtpWrong := newSMTPTestProxy(t, smtpOpts(good)), newSMTPTestProxy(t, smtpOpts(wrong))
+	fo := Options{Backend: proxy.Backend{Address: pf.SubmissionAddr, TLS: proxy.TLSStartTLS, TLSConfig: pf.TLSConfig()},
+		Hostname: "mailgate.test", EnforceSender: true}
+	smtpGood, smtpWrong := newSMTPTestProxy(t, smtpOpts(good), fo), newSMTPTestProxy(t, smtpOpts(wrong), fo)
 
 	var received []*proxytest.RecordConn
 	smtpSession := func(tp *smtpTestProxy, token string, more ...string) {
@@ -422,7 +418,7 @@ func TestSecurityMasterPasswordNeverInClientReply(t *testing.T) {
 	if !strings.Contains(got, "235 2.0.0") || !strings.Contains(got, "250 2.0.0 Ok: queued as") {
 		t.Fatalf("the good flows did not log in or send; client received:\n%s", got)
 	}
-	for _, m := range []Master{good, wrong} {
+	for _, m := range []proxy.Master{good, wrong} {
 		for _, secret := range []string{m.Password, base64.StdEncoding.EncodeToString([]byte(m.Password))} {
 			if strings.Contains(got, secret) {
 				t.Errorf("a master password reached a client")
@@ -448,7 +444,7 @@ func TestSecurityNoSecretInLogs(t *testing.T) {
 	// the shared Dovecot's per-IP penalty on 127.0.0.1.
 	dc := testenv.StartDovecot(t, testenv.DovecotOptions{})
 	pf := testenv.StartPostfix(t, dc, testenv.PostfixOptions{})
-	registerMasterSecrets(Master{User: dc.MasterUser, Password: dc.MasterPassword})
+	registerMasterSecrets(proxy.Master{User: dc.MasterUser, Password: dc.MasterPassword})
 	proxytest.RegisterSecret("the provider client secret", idp.ClientSecret)
 	mint := func(user string, opts testenv.TokenOptions) string {
 		tok := idp.MintToken(t, user, opts)
@@ -470,12 +466,10 @@ func TestSecurityNoSecretInLogs(t *testing.T) {
 	for name, v := range validators {
 		t.Run(name, func(t *testing.T) {
 			authn := auth.TokenAuthenticator{Validator: v, Policy: auth.Policy{UsernameClaim: "email"}}
-			smtpTP := newSMTPTestProxy(t, Options{
+			smtpTP := newSMTPTestProxy(t, proxy.Options{
 				Authenticator: authn,
-				Master:        Master{User: dc.MasterUser, Password: dc.MasterPassword},
-				SMTPBackend:   Backend{Address: pf.SubmissionAddr, TLS: TLSStartTLS, TLSConfig: pf.TLSConfig()},
-				SMTP:          SMTPOptions{Hostname: "mailgate.test", EnforceSender: true},
-			})
+				Master:        proxy.Master{User: dc.MasterUser, Password: dc.MasterPassword},
+			}, Options{Backend: proxy.Backend{Address: pf.SubmissionAddr, TLS: proxy.TLSStartTLS, TLSConfig: pf.TLSConfig()}, Hostname: "mailgate.test", EnforceSender: true})
 			for _, f := range []struct{ claimed, token string }{
 				{"alice@example.test", jwt}, {"", opaque}, {"alice@example.test", bobs}, {"", carols},
 				{"alice@example.test", "garbage-token-" + name}, {"alice@example.test", jwt + "x"},

@@ -1,4 +1,4 @@
-package proxy
+package smtp
 
 import (
 	"strings"
@@ -7,17 +7,18 @@ import (
 
 	"github.com/mailgate/mailgate/internal/proxytest"
 	"github.com/mailgate/mailgate/internal/testenv"
+	"github.com/mailgate/mailgate/proxy"
 )
 
-// Session lifetime against the real provider (Hydra), Dovecot and Postfix.
+// proxy.Session lifetime against the real provider (Hydra), Dovecot and Postfix.
 
 // TestIntegrationSMTPLifetimeToken: with session_lifetime token a
 // submission session works until its token's exp, and its next command
 // after that gets 421 4.7.0 and the connection closes.
 func TestIntegrationSMTPLifetimeToken(t *testing.T) {
 	pf := testenv.SharedPostfix(t)
-	it := newSMTPIntegration(t, pf, Backend{TLS: TLSStartTLS}, func(o *Options) {
-		o.Lifetime = LifetimeOptions{Mode: LifetimeToken}
+	it := newSMTPIntegration(t, pf, proxy.Backend{TLS: proxy.TLSStartTLS}, func(o *proxy.Options, so *Options) {
+		o.Lifetime = proxy.LifetimeOptions{Mode: proxy.LifetimeToken}
 	})
 	token := it.idp.MintToken(t, "alice@example.test", testenv.TokenOptions{Lifetime: 5 * time.Second})
 	exp := proxytest.JWTExpiry(t, token)

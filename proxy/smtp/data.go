@@ -1,4 +1,4 @@
-package proxy
+package smtp
 
 import (
 	"errors"
@@ -7,6 +7,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/emersion/go-smtp"
@@ -19,14 +20,14 @@ import (
 // without the final dot, so the backend discards the partial message.
 
 var (
-	smtpReplyDataTimeout = &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 4, 2}, Message: "Timeout waiting for message data, closing connection"}
-	smtpReplyDataAborted = &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "Message transfer aborted"}
-	smtpReplyLineTooLong = &smtp.SMTPError{Code: 500, EnhancedCode: smtp.EnhancedCode{5, 5, 6}, Message: "Line too long"}
+	replyDataTimeout = &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 4, 2}, Message: "Timeout waiting for message data, closing connection"}
+	replyDataAborted = &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "Message transfer aborted"}
+	replyLineTooLong = &smtp.SMTPError{Code: 500, EnhancedCode: smtp.EnhancedCode{5, 5, 6}, Message: "Line too long"}
 )
 
 // Data relays one message body. BDAT chunks arrive through r as one stream
 // (go-smtp converts them); the backend always gets DATA.
-func (ss *smtpSession) Data(r io.Reader) error {
+func (ss *session) Data(r io.Reader) error {
 	ss.mu.Lock()
 	defer ss.mu.Unlock()
 	cc := ss.cc
@@ -48,13 +49,13 @@ func (ss *smtpSession) Data(r io.Reader) error {
 		}
 	}()
 
-	if ss.id.User == "" {
-		return smtpReplyAuthRequired
+	if ss.sess == nil {
+		return replyAuthRequired
 	}
 	be := ss.be
 	if be == nil || !ss.inTx {
 		drainBody(r)
-		return smtpReplyBackendLost
+		return replyBackendLost
 	}
 	start := time.Now()
 	w, err := be.c.Data()
@@ -63,7 +64,7 @@ func (ss *smtpSession) Data(r io.Reader) error {
 		return ss.backendError("DATA", err)
 	}
 	n, rerr, werr := copyBody(w, r, be.raw, timeout)
-	ss.f.s.obs.Relayed("smtp", "up", int(n))
+	ss.f.obs.Relayed("smtp", "up", int(n))
 	if rerr == nil && werr == nil && cc.sawEOF.Load() {
 		// go-smtp ended a BDAT chunk early at the client's EOF and passed
 		// the short body on as complete.
@@ -73,19 +74,19 @@ func (ss *smtpSession) Data(r io.Reader) error {
 	case rerr != nil:
 		// Never w.Close(): its final dot would commit a truncated message.
 		ss.dropBackend(false)
-		reply := smtpDataReadError(rerr)
+		reply := dataReadError(rerr)
 		if reply.Code == 421 {
 			cc.closeAfterWrite.Store(true)
 		}
 		cc.log.Info("message aborted", "reason", rerr.Error(), "bytes", n, "duration", time.Since(start).Round(time.Millisecond))
-		ss.f.s.obs.SMTPMessage("aborted", n)
+		ss.f.obs.SMTPMessage("aborted", n)
 		return reply
 	case werr != nil:
 		ss.dropBackend(false)
 		drainBody(r)
 		cc.log.Warn("backend connection failed", "cmd", "DATA", "err", werr, "bytes", n)
-		ss.f.s.obs.SMTPMessage("aborted", n)
-		return smtpReplyBackendLost
+		ss.f.obs.SMTPMessage("aborted", n)
+		return replyBackendLost
 	}
 	resp, err := w.CloseWithResponse()
 	ss.inTx = false // ended by the backend's reply either way
@@ -95,22 +96,28 @@ func (ss *smtpSession) Data(r io.Reader) error {
 		if _, ok := err.(*smtp.SMTPError); !ok {
 			result = "aborted" // the connection failed: the backend may or may not have it
 		}
-		ss.f.s.obs.SMTPMessage(result, n)
+		ss.f.obs.SMTPMessage(result, n)
 		return ss.backendError("DATA", err)
 	}
-	ss.f.s.obs.SMTPMessage("ok", n)
+	ss.f.obs.SMTPMessage("ok", n)
 	ss.messages++
 	cc.log.Info("message relayed", "bytes", n, "rcpts", ss.rcpts, "duration", time.Since(start).Round(time.Millisecond),
 		"reply", resp.StatusText)
-	return smtpSuccess(resp.StatusText)
+	return success(resp.StatusText)
 }
+
+// bodyBufSize is the copy buffer of a message body, borrowed from a pool
+// while a body flows.
+const bodyBufSize = 32 << 10
+
+var bodyBufPool = sync.Pool{New: func() any { b := make([]byte, bodyBufSize); return &b }}
 
 // copyBody copies r to w through a pooled buffer, bounding each write to the
 // backend by timeout. rerr is a failure to read r (the client's side), werr
 // a failure to write w (the backend's side).
 func copyBody(w io.Writer, r io.Reader, backend net.Conn, timeout time.Duration) (n int64, rerr, werr error) {
-	bp := relayBufPool.Get().(*[]byte)
-	defer relayBufPool.Put(bp)
+	bp := bodyBufPool.Get().(*[]byte)
+	defer bodyBufPool.Put(bp)
 	buf := *bp
 	for {
 		nr, err := r.Read(buf)
@@ -131,25 +138,25 @@ func copyBody(w io.Writer, r io.Reader, backend net.Conn, timeout time.Duration)
 	}
 }
 
-// smtpDataReadError is the reply when the body could not be read.
-func smtpDataReadError(err error) *smtp.SMTPError {
+// dataReadError is the reply when the body could not be read.
+func dataReadError(err error) *smtp.SMTPError {
 	var ne net.Error
 	switch {
 	case errors.Is(err, smtp.ErrDataTooLarge):
 		return smtp.ErrDataTooLarge // 552 5.3.4
 	case errors.Is(err, smtp.ErrTooLongLine):
-		return smtpReplyLineTooLong
+		return replyLineTooLong
 	case errors.Is(err, os.ErrDeadlineExceeded), errors.As(err, &ne) && ne.Timeout():
-		return smtpReplyDataTimeout
+		return replyDataTimeout
 	default: // client gone, or RSET during BDAT: nobody reads the reply
-		return smtpReplyDataAborted
+		return replyDataAborted
 	}
 }
 
-// smtpSuccess carries the backend's final 250 text (with the queue id) to
+// success carries the backend's final 250 text (with the queue id) to
 // the client: go-smtp writes the code and text of an *SMTPError returned by
 // Data as is, 250 included.
-func smtpSuccess(text string) error {
+func success(text string) error {
 	code, msg := smtp.EnhancedCodeNotSet, text
 	if first, rest, ok := strings.Cut(text, " "); ok {
 		if ec, ok := parseEnhancedCode(first); ok && ec[0] == 2 {

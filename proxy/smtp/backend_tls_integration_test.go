@@ -1,4 +1,4 @@
-package proxy
+package smtp
 
 import (
 	"bytes"
@@ -7,11 +7,12 @@ import (
 
 	"github.com/mailgate/mailgate/internal/proxytest"
 	"github.com/mailgate/mailgate/internal/testenv"
+	"github.com/mailgate/mailgate/proxy"
 )
 
 // handshakeCounter counts backend TLS handshakes.
 type handshakeCounter struct {
-	NopObserver
+	proxy.NopObserver
 	full, resumed atomic.Int32
 }
 
@@ -30,7 +31,7 @@ func TestIntegrationBackendTLSResumption(t *testing.T) {
 	t.Run("smtp starttls", func(t *testing.T) {
 		pf := testenv.SharedPostfix(t)
 		obs := &handshakeCounter{}
-		it := newSMTPIntegration(t, pf, Backend{TLS: TLSStartTLS}, func(o *Options) { o.Observer = obs })
+		it := newSMTPIntegration(t, pf, proxy.Backend{TLS: proxy.TLSStartTLS}, func(o *proxy.Options, so *Options) { o.Observer = obs })
 		tok := it.token(t, "alice@example.test")
 		base := obs.full.Load() + obs.resumed.Load() // the capability probe
 		for i := 0; i < 3; i++ {

@@ -1,4 +1,4 @@
-package proxy
+package smtp
 
 import (
 	"bufio"
@@ -27,6 +27,7 @@ import (
 	"github.com/mailgate/mailgate/auth"
 	"github.com/mailgate/mailgate/internal/proxytest"
 	"github.com/mailgate/mailgate/internal/testenv"
+	"github.com/mailgate/mailgate/proxy"
 )
 
 // Integration tests: mailgate's submission in front of a real Postfix 3.7
@@ -45,33 +46,32 @@ type smtpIntegration struct {
 
 // newSMTPIntegration starts mailgate in front of pf with the given backend
 // settings (Address and TLSConfig are filled in from pf when empty).
-func newSMTPIntegration(t *testing.T, pf *testenv.Postfix, b Backend, mod func(*Options)) *smtpIntegration {
+func newSMTPIntegration(t *testing.T, pf *testenv.Postfix, b proxy.Backend, mod func(*proxy.Options, *Options)) *smtpIntegration {
 	t.Helper()
 	dc, idp := pf.Dovecot, testenv.SharedHydra(t)
 	if b.Address == "" {
 		b.Address = pf.SubmissionAddr
-		if b.TLS == TLSImplicit {
+		if b.TLS == proxy.TLSImplicit {
 			b.Address = pf.SubmissionsAddr
 		}
 	}
 	if b.TLSConfig == nil {
 		b.TLSConfig = pf.TLSConfig()
 	}
-	opts := Options{
+	opts := proxy.Options{
 		Authenticator: auth.TokenAuthenticator{
 			Validator: auth.UserinfoValidator{URL: idp.UserinfoURL, Timeout: 2 * time.Second},
 			Policy:    auth.Policy{UsernameClaim: "email"},
 			Source:    "userinfo",
 		},
-		Master:      Master{User: dc.MasterUser, Password: dc.MasterPassword},
-		SMTPBackend: b,
-		SMTP:        SMTPOptions{Hostname: "mailgate.test", EnforceSender: true},
-		Challenge:   auth.ChallengeOptions{OpenIDConfiguration: idp.DiscoveryURL, Scope: "openid email"},
+		Master:    proxy.Master{User: dc.MasterUser, Password: dc.MasterPassword},
+		Challenge: auth.ChallengeOptions{OpenIDConfiguration: idp.DiscoveryURL, Scope: "openid email"},
 	}
+	fo := Options{Backend: b, Hostname: "mailgate.test", EnforceSender: true}
 	if mod != nil {
-		mod(&opts)
+		mod(&opts, &fo)
 	}
-	tp := newSMTPTestProxy(t, opts)
+	tp := newSMTPTestProxy(t, opts, fo)
 	it := &smtpIntegration{dc: dc, pf: pf, idp: idp, tp: tp}
 
 	der := tp.serverTLS.Certificates[0].Certificate[0]
@@ -197,14 +197,14 @@ func TestIntegrationSMTPSubmit(t *testing.T) {
 	for _, tt := range []struct {
 		name     string
 		implicit bool // mailgate's listener
-		backend  TLSMode
+		backend  proxy.TLSMode
 		mech     string
 	}{
-		{"465 to submission starttls", true, TLSStartTLS, "XOAUTH2"},
-		{"587 to submissions implicit", false, TLSImplicit, "OAUTHBEARER"},
+		{"465 to submission starttls", true, proxy.TLSStartTLS, "XOAUTH2"},
+		{"587 to submissions implicit", false, proxy.TLSImplicit, "OAUTHBEARER"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			it := newSMTPIntegration(t, pf, Backend{TLS: tt.backend}, nil)
+			it := newSMTPIntegration(t, pf, proxy.Backend{TLS: tt.backend}, nil)
 			token := it.token(t, "alice@example.test")
 			mark := pf.Log.Mark()
 			subject := proxytest.UniqueSubject("submit")
@@ -244,13 +244,13 @@ func TestIntegrationSMTPLoginModes(t *testing.T) {
 	shared := testenv.SharedPostfix(t)
 	for _, tt := range []struct {
 		name    string
-		backend Backend
+		backend proxy.Backend
 		method  string // Postfix's sasl_method
 	}{
-		{"master", Backend{TLS: TLSStartTLS, Login: "master"}, "PLAIN"},
-		{"master with xclient addr", Backend{TLS: TLSStartTLS, Login: "master", ClientIP: "xclient"}, "PLAIN"},
-		{"xclient", Backend{TLS: TLSStartTLS, Login: "xclient", ClientIP: "xclient"}, "XCLIENT"},
-		{"xclient implicit tls", Backend{TLS: TLSImplicit, Login: "xclient"}, "XCLIENT"},
+		{"master", proxy.Backend{TLS: proxy.TLSStartTLS, Login: "master"}, "PLAIN"},
+		{"master with xclient addr", proxy.Backend{TLS: proxy.TLSStartTLS, Login: "master", ClientIP: "xclient"}, "PLAIN"},
+		{"xclient", proxy.Backend{TLS: proxy.TLSStartTLS, Login: "xclient", ClientIP: "xclient"}, "XCLIENT"},
+		{"xclient implicit tls", proxy.Backend{TLS: proxy.TLSImplicit, Login: "xclient"}, "XCLIENT"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			pf := shared
@@ -297,7 +297,7 @@ func TestIntegrationSMTPSessionReuse(t *testing.T) {
 	pf := testenv.SharedPostfix(t)
 	for _, login := range []string{"master", "xclient"} {
 		t.Run(login, func(t *testing.T) {
-			it := newSMTPIntegration(t, pf, Backend{TLS: TLSStartTLS, Login: login}, nil)
+			it := newSMTPIntegration(t, pf, proxy.Backend{TLS: proxy.TLSStartTLS, Login: login}, nil)
 			mark := pf.Log.Mark()
 			c := it.smtpClient(t, false, "XOAUTH2", "alice@example.test", it.token(t, "alice@example.test"))
 			var subjects []string
@@ -336,7 +336,7 @@ func TestIntegrationSMTPSessionReuse(t *testing.T) {
 func TestIntegrationSMTPSenderChecks(t *testing.T) {
 	pf := testenv.SharedPostfix(t)
 	t.Run("enforced by mailgate", func(t *testing.T) {
-		it := newSMTPIntegration(t, pf, Backend{TLS: TLSStartTLS}, nil)
+		it := newSMTPIntegration(t, pf, proxy.Backend{TLS: proxy.TLSStartTLS}, nil)
 		c := it.smtpClient(t, true, "XOAUTH2", "alice@example.test", it.token(t, "alice@example.test"))
 		mark := pf.Log.Mark()
 		_, err := smtpSend(t, c, "bob@example.test", "alice@example.test", strings.NewReader("Subject: forged\r\n\r\nx\r\n"))
@@ -351,7 +351,7 @@ func TestIntegrationSMTPSenderChecks(t *testing.T) {
 		}
 	})
 	t.Run("enforced by postfix", func(t *testing.T) {
-		it := newSMTPIntegration(t, pf, Backend{TLS: TLSStartTLS}, func(o *Options) { o.SMTP.EnforceSender = false })
+		it := newSMTPIntegration(t, pf, proxy.Backend{TLS: proxy.TLSStartTLS}, func(o *proxy.Options, so *Options) { so.EnforceSender = false })
 		c := it.smtpClient(t, true, "XOAUTH2", "alice@example.test", it.token(t, "alice@example.test"))
 		_, err := smtpSend(t, c, "bob@example.test", "alice@example.test", strings.NewReader("Subject: forged\r\n\r\nx\r\n"))
 		se, ok := err.(*smtp.SMTPError)
@@ -366,7 +366,7 @@ func TestIntegrationSMTPSenderChecks(t *testing.T) {
 func TestIntegrationSMTPLargeMessage(t *testing.T) {
 	dc := testenv.SharedDovecot(t)
 	pf := testenv.StartPostfix(t, dc, testenv.PostfixOptions{ExtraMain: "message_size_limit = 104857600"})
-	it := newSMTPIntegration(t, pf, Backend{TLS: TLSStartTLS}, nil)
+	it := newSMTPIntegration(t, pf, proxy.Backend{TLS: proxy.TLSStartTLS}, nil)
 	token := it.token(t, "alice@example.test")
 	subject := proxytest.UniqueSubject("large")
 	const size = 50 << 20
@@ -460,7 +460,7 @@ func vmHWM() string {
 // middle of DATA leaves nothing in the Maildir.
 func TestIntegrationSMTPClientKilledMidData(t *testing.T) {
 	pf := testenv.SharedPostfix(t)
-	it := newSMTPIntegration(t, pf, Backend{TLS: TLSStartTLS}, nil)
+	it := newSMTPIntegration(t, pf, proxy.Backend{TLS: proxy.TLSStartTLS}, nil)
 	token := it.token(t, "alice@example.test")
 	mark := pf.Log.Mark()
 	subject := proxytest.UniqueSubject("killed")
@@ -494,7 +494,7 @@ func TestIntegrationSMTPClientKilledMidData(t *testing.T) {
 // challenge and 535 from mailgate, and Postfix never hears of them.
 func TestIntegrationSMTPRefusedTokens(t *testing.T) {
 	pf := testenv.SharedPostfix(t)
-	it := newSMTPIntegration(t, pf, Backend{TLS: TLSStartTLS}, nil)
+	it := newSMTPIntegration(t, pf, proxy.Backend{TLS: proxy.TLSStartTLS}, nil)
 	expired := it.idp.MintToken(t, "alice@example.test", testenv.TokenOptions{Expired: true})
 	bobs := it.idp.MintToken(t, "bob@example.test", testenv.TokenOptions{})
 	mark := pf.Log.Mark()
@@ -515,7 +515,7 @@ func TestIntegrationSMTPRefusedTokens(t *testing.T) {
 func TestIntegrationSMTPBackendDown(t *testing.T) {
 	dc := testenv.SharedDovecot(t)
 	pf := testenv.StartPostfix(t, dc, testenv.PostfixOptions{})
-	it := newSMTPIntegration(t, pf, Backend{TLS: TLSStartTLS}, nil)
+	it := newSMTPIntegration(t, pf, proxy.Backend{TLS: proxy.TLSStartTLS}, nil)
 	token := it.token(t, "alice@example.test")
 	c := it.tp.dialSubmissions(t)
 	c.SMTPCmd("AUTH XOAUTH2 "+proxytest.XOAUTH2("alice@example.test", token), "235 ")
@@ -541,7 +541,7 @@ func TestIntegrationSMTPCurl(t *testing.T) {
 		t.Skip("curl not installed")
 	}
 	pf := testenv.SharedPostfix(t)
-	it := newSMTPIntegration(t, pf, Backend{TLS: TLSStartTLS}, nil)
+	it := newSMTPIntegration(t, pf, proxy.Backend{TLS: proxy.TLSStartTLS}, nil)
 	token := it.token(t, "alice@example.test")
 	for name, url := range map[string]string{
 		"465": "smtps://127.0.0.1:" + port(it.tp.tlsAddr),

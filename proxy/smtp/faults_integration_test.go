@@ -1,4 +1,4 @@
-package proxy
+package smtp
 
 import (
 	"io"
@@ -13,6 +13,7 @@ import (
 
 	"github.com/mailgate/mailgate/internal/proxytest"
 	"github.com/mailgate/mailgate/internal/testenv"
+	"github.com/mailgate/mailgate/proxy"
 )
 
 // The fault matrix: each cell is one fault of the provider, the backend or
@@ -33,12 +34,10 @@ func TestFaultProviderSMTP(t *testing.T) {
 	for name, url := range proxytest.ProviderFaults(t) {
 		t.Run(name, func(t *testing.T) {
 			proxytest.CheckLeaks(t)
-			tp := newSMTPTestProxy(t, Options{
+			tp := newSMTPTestProxy(t, proxy.Options{
 				Authenticator: proxytest.ProviderAuthenticator(t, url, proxytest.ProviderFaultTimeout),
-				Master:        Master{User: pf.Dovecot.MasterUser, Password: pf.Dovecot.MasterPassword},
-				SMTPBackend:   Backend{Address: pf.SubmissionAddr, TLS: TLSStartTLS, TLSConfig: pf.TLSConfig()},
-				SMTP:          SMTPOptions{Hostname: "mailgate.test", EnforceSender: true},
-			})
+				Master:        proxy.Master{User: pf.Dovecot.MasterUser, Password: pf.Dovecot.MasterPassword},
+			}, Options{Backend: proxy.Backend{Address: pf.SubmissionAddr, TLS: proxy.TLSStartTLS, TLSConfig: pf.TLSConfig()}, Hostname: "mailgate.test", EnforceSender: true})
 			mark := pf.Log.Mark()
 			c := tp.dialSubmissions(t)
 			start := time.Now()
@@ -86,7 +85,7 @@ func smtpStubLoginThenClose(c net.Conn) {
 	}
 }
 
-// backendFaultDialTimeout is Limits.DialTimeout in the backend cells.
+// backendFaultDialTimeout is proxy.Limits.DialTimeout in the backend cells.
 const backendFaultDialTimeout = time.Second
 
 func TestFaultBackendSMTP(t *testing.T) {
@@ -113,12 +112,10 @@ func TestFaultBackendSMTP(t *testing.T) {
 				sb = proxytest.StartStubBackend(t, tt.stub)
 				addr = sb.Addr
 			}
-			tp := newSMTPTestProxy(t, Options{
+			tp := newSMTPTestProxy(t, proxy.Options{
 				Authenticator: fakeAuthenticator,
-				SMTPBackend:   Backend{Address: addr, TLS: TLSNone},
-				SMTP:          SMTPOptions{Hostname: "mailgate.test", EnforceSender: true},
-				Limits:        Limits{DialTimeout: backendFaultDialTimeout},
-			})
+				Limits:        proxy.Limits{DialTimeout: backendFaultDialTimeout},
+			}, Options{Backend: proxy.Backend{Address: addr, TLS: proxy.TLSNone}, Hostname: "mailgate.test", EnforceSender: true})
 			c := tp.dialSubmissions(t)
 			start := time.Now()
 			c.SMTPCmd("AUTH XOAUTH2 "+proxytest.XOAUTH2("alice@example.test", proxytest.TestToken), tt.auth)
@@ -144,12 +141,10 @@ func TestFaultBackendClosingMidRelaySMTP(t *testing.T) {
 	dc := testenv.SharedDovecot(t)
 	proxytest.CheckLeaks(t)
 	pf := testenv.StartPostfix(t, dc, testenv.PostfixOptions{})
-	tp := newSMTPTestProxy(t, Options{
+	tp := newSMTPTestProxy(t, proxy.Options{
 		Authenticator: fakeAuthenticator,
-		Master:        Master{User: dc.MasterUser, Password: dc.MasterPassword},
-		SMTPBackend:   Backend{Address: pf.SubmissionAddr, TLS: TLSStartTLS, TLSConfig: pf.TLSConfig()},
-		SMTP:          SMTPOptions{Hostname: "mailgate.test", EnforceSender: true},
-	})
+		Master:        proxy.Master{User: dc.MasterUser, Password: dc.MasterPassword},
+	}, Options{Backend: proxy.Backend{Address: pf.SubmissionAddr, TLS: proxy.TLSStartTLS, TLSConfig: pf.TLSConfig()}, Hostname: "mailgate.test", EnforceSender: true})
 	subject := proxytest.UniqueSubject("fault-mid-relay")
 	c := tp.dialSubmissions(t)
 	c.SMTPLogin()
@@ -188,12 +183,10 @@ func TestFaultClientVanishesMidAuthenticate(t *testing.T) {
 			}))
 			t.Cleanup(slow.Close)
 			authn := proxytest.ProviderAuthenticator(t, slow.URL, 3*time.Second)
-			tp := newSMTPTestProxy(t, Options{
+			tp := newSMTPTestProxy(t, proxy.Options{
 				Authenticator: authn,
-				Master:        Master{User: dc.MasterUser, Password: dc.MasterPassword},
-				SMTPBackend:   Backend{Address: pf.SubmissionAddr, TLS: TLSStartTLS, TLSConfig: pf.TLSConfig()},
-				SMTP:          SMTPOptions{Hostname: "mailgate.test"},
-			})
+				Master:        proxy.Master{User: dc.MasterUser, Password: dc.MasterPassword},
+			}, Options{Backend: proxy.Backend{Address: pf.SubmissionAddr, TLS: proxy.TLSStartTLS, TLSConfig: pf.TLSConfig()}, Hostname: "mailgate.test"})
 			pfMark := pf.Log.Mark()
 			c := tp.dialSubmissions(t)
 			if during == "sasl continuation" {
@@ -223,12 +216,10 @@ func TestFaultClientVanishesMidDATA(t *testing.T) {
 	pf := testenv.SharedPostfix(t)
 	dc := pf.Dovecot
 	proxytest.CheckLeaks(t)
-	tp := newSMTPTestProxy(t, Options{
+	tp := newSMTPTestProxy(t, proxy.Options{
 		Authenticator: fakeAuthenticator,
-		Master:        Master{User: dc.MasterUser, Password: dc.MasterPassword},
-		SMTPBackend:   Backend{Address: pf.SubmissionAddr, TLS: TLSStartTLS, TLSConfig: pf.TLSConfig()},
-		SMTP:          SMTPOptions{Hostname: "mailgate.test", EnforceSender: true},
-	})
+		Master:        proxy.Master{User: dc.MasterUser, Password: dc.MasterPassword},
+	}, Options{Backend: proxy.Backend{Address: pf.SubmissionAddr, TLS: proxy.TLSStartTLS, TLSConfig: pf.TLSConfig()}, Hostname: "mailgate.test", EnforceSender: true})
 	subject := proxytest.UniqueSubject("fault-data")
 	c := tp.dialSubmissions(t)
 	c.SMTPLogin()

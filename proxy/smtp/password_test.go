@@ -1,4 +1,4 @@
-package proxy
+package smtp
 
 import (
 	"encoding/base64"
@@ -9,14 +9,15 @@ import (
 
 	"github.com/mailgate/mailgate/auth"
 	"github.com/mailgate/mailgate/internal/proxytest"
+	"github.com/mailgate/mailgate/proxy"
 )
 
 // Password passthrough over SMTP submission against the fake backend
-// (smtp_fakebackend_test.go).
+// (proxytest.FakeSMTPBackend).
 
 // newSMTPPasswordTest is newSMTPTest with SMTP password passthrough on (mod
 // may change that) and a check that no password appears in the log.
-func newSMTPPasswordTest(t *testing.T, fbOpts proxytest.FakeSMTPOptions, mod func(*Options)) (*smtpTestProxy, *proxytest.FakeSMTPBackend) {
+func newSMTPPasswordTest(t *testing.T, fbOpts proxytest.FakeSMTPOptions, mod func(*proxy.Options, *Options)) (*smtpTestProxy, *proxytest.FakeSMTPBackend) {
 	t.Helper()
 	var tp *smtpTestProxy
 	t.Cleanup(func() { // runs after the proxy has stopped
@@ -24,10 +25,10 @@ func newSMTPPasswordTest(t *testing.T, fbOpts proxytest.FakeSMTPOptions, mod fun
 			proxytest.CheckNoPasswords(t, tp.logs.String())
 		}
 	})
-	tp, fb := newSMTPTest(t, fbOpts, func(o *Options) {
+	tp, fb := newSMTPTest(t, fbOpts, func(o *proxy.Options, so *Options) {
 		o.Passwords.SMTP = true
 		if mod != nil {
-			mod(o)
+			mod(o, so)
 		}
 	})
 	return tp, fb
@@ -44,7 +45,7 @@ func TestSMTPPasswordAdvertised(t *testing.T) {
 		{true, "OAUTHBEARER XOAUTH2 PLAIN LOGIN"},
 	} {
 		t.Run(fmt.Sprint("passthrough ", tt.on), func(t *testing.T) {
-			tp, _ := newSMTPPasswordTest(t, proxytest.FakeSMTPOptions{}, func(o *Options) { o.Passwords.SMTP = tt.on })
+			tp, _ := newSMTPPasswordTest(t, proxytest.FakeSMTPOptions{}, func(o *proxy.Options, so *Options) { o.Passwords.SMTP = tt.on })
 			c := proxytest.DialPlain(t, tp.plainAddr)
 			c.SMTPExpect("220 ")
 			if exts := c.SMTPEHLO(); proxytest.HasExt(exts, "AUTH") {
@@ -65,7 +66,7 @@ func TestSMTPPasswordAdvertised(t *testing.T) {
 // TestSMTPPasswordOff: without passthrough PLAIN and LOGIN are unknown
 // mechanisms and nothing reaches the backend.
 func TestSMTPPasswordOff(t *testing.T) {
-	tp, fb := newSMTPPasswordTest(t, proxytest.FakeSMTPOptions{}, func(o *Options) { o.Passwords.SMTP = false })
+	tp, fb := newSMTPPasswordTest(t, proxytest.FakeSMTPOptions{}, func(o *proxy.Options, so *Options) { o.Passwords.SMTP = false })
 	c := tp.dialSubmissions(t)
 	c.SMTPCmd("AUTH PLAIN "+proxytest.PlainIR(proxytest.FakeUser, proxytest.FakeUserPassword), "504 5.7.4")
 	c.SMTPCmd("AUTH LOGIN", "504 5.7.4")
@@ -80,35 +81,35 @@ func TestSMTPPasswordOff(t *testing.T) {
 func TestSMTPPasswordLogin(t *testing.T) {
 	for _, tt := range []struct {
 		name    string
-		backend Backend
+		backend proxy.Backend
 		fb      proxytest.FakeSMTPOptions
 		script  func(c *proxytest.Conn)
 	}{
-		{"PLAIN", Backend{}, proxytest.FakeSMTPOptions{}, func(c *proxytest.Conn) {
+		{"PLAIN", proxy.Backend{}, proxytest.FakeSMTPOptions{}, func(c *proxytest.Conn) {
 			c.SMTPCmd("AUTH PLAIN "+proxytest.PlainIR(proxytest.FakeUser, proxytest.FakeUserPassword), "235 2.0.0")
 		}},
-		{"PLAIN without initial response", Backend{}, proxytest.FakeSMTPOptions{}, func(c *proxytest.Conn) {
+		{"PLAIN without initial response", proxy.Backend{}, proxytest.FakeSMTPOptions{}, func(c *proxytest.Conn) {
 			c.SMTPCmd("AUTH PLAIN", "334 ")
 			c.SMTPCmd(proxytest.PlainIR(proxytest.FakeUser, proxytest.FakeUserPassword), "235 2.0.0")
 		}},
-		{"LOGIN", Backend{}, proxytest.FakeSMTPOptions{}, func(c *proxytest.Conn) {
+		{"LOGIN", proxy.Backend{}, proxytest.FakeSMTPOptions{}, func(c *proxytest.Conn) {
 			c.SMTPCmd("AUTH LOGIN", "334 "+proxytest.B64("Username:"))
 			c.SMTPCmd(proxytest.B64(proxytest.FakeUser), "334 "+proxytest.B64("Password:"))
 			c.SMTPCmd(proxytest.B64(proxytest.FakeUserPassword), "235 2.0.0")
 		}},
-		{"LOGIN with initial response", Backend{}, proxytest.FakeSMTPOptions{}, func(c *proxytest.Conn) {
+		{"LOGIN with initial response", proxy.Backend{}, proxytest.FakeSMTPOptions{}, func(c *proxytest.Conn) {
 			c.SMTPCmd("AUTH LOGIN "+proxytest.B64(proxytest.FakeUser), "334 "+proxytest.B64("Password:"))
 			c.SMTPCmd(proxytest.B64(proxytest.FakeUserPassword), "235 2.0.0")
 		}},
-		{"backend login xclient with addr", Backend{Login: "xclient", ClientIP: "xclient"}, proxytest.FakeSMTPOptions{XCLIENT: true}, func(c *proxytest.Conn) {
+		{"backend login xclient with addr", proxy.Backend{Login: "xclient", ClientIP: "xclient"}, proxytest.FakeSMTPOptions{XCLIENT: true}, func(c *proxytest.Conn) {
 			c.SMTPCmd("AUTH PLAIN "+proxytest.PlainIR(proxytest.FakeUser, proxytest.FakeUserPassword), "235 2.0.0")
 		}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			th := &proxytest.RecordingThrottle{}
-			tp, fb := newSMTPPasswordTest(t, tt.fb, func(o *Options) {
+			tp, fb := newSMTPPasswordTest(t, tt.fb, func(o *proxy.Options, so *Options) {
 				o.Passwords.Throttle = th
-				o.SMTPBackend.Login, o.SMTPBackend.ClientIP = tt.backend.Login, tt.backend.ClientIP
+				so.Backend.Login, so.Backend.ClientIP = tt.backend.Login, tt.backend.ClientIP
 			})
 			c := tp.dialSubmissions(t)
 			tt.script(c)
@@ -138,7 +139,7 @@ func TestSMTPPasswordLogin(t *testing.T) {
 // a failure; what cannot be a valid login never reaches the backend.
 func TestSMTPPasswordRefused(t *testing.T) {
 	th := &proxytest.RecordingThrottle{}
-	tp, fb := newSMTPPasswordTest(t, proxytest.FakeSMTPOptions{}, func(o *Options) { o.Passwords.Throttle = th; o.Limits.MaxAuthFailures = 10 })
+	tp, fb := newSMTPPasswordTest(t, proxytest.FakeSMTPOptions{}, func(o *proxy.Options, so *Options) { o.Passwords.Throttle = th; o.Limits.MaxAuthFailures = 10 })
 	c := tp.dialSubmissions(t)
 	c.SMTPCmd("AUTH PLAIN "+proxytest.PlainIR(proxytest.FakeUser, "wrong-password"), "535 5.7.8 Authentication credentials invalid")
 	c.SMTPCmd("AUTH PLAIN "+proxytest.PlainIR("alice@example.test*mailgate", "master-secret"), "535 5.7.8")
@@ -158,7 +159,7 @@ func TestSMTPPasswordRefused(t *testing.T) {
 // the address is blocked) the backend sees two attempts and no more.
 func TestSMTPPasswordThrottled(t *testing.T) {
 	th := proxytest.NewTestThrottle(2)
-	tp, fb := newSMTPPasswordTest(t, proxytest.FakeSMTPOptions{}, func(o *Options) { o.Passwords.Throttle = th; o.Limits.MaxAuthFailures = 10 })
+	tp, fb := newSMTPPasswordTest(t, proxytest.FakeSMTPOptions{}, func(o *proxy.Options, so *Options) { o.Passwords.Throttle = th; o.Limits.MaxAuthFailures = 10 })
 	c := tp.dialSubmissions(t)
 	for i := 0; i < 2; i++ {
 		c.SMTPCmd("AUTH PLAIN "+proxytest.PlainIR(proxytest.FakeUser, "wrong-password"), "535 5.7.8")

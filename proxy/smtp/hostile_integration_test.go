@@ -1,4 +1,4 @@
-package proxy
+package smtp
 
 import (
 	"bytes"
@@ -10,6 +10,7 @@ import (
 
 	"github.com/mailgate/mailgate/internal/proxytest"
 	"github.com/mailgate/mailgate/internal/testenv"
+	"github.com/mailgate/mailgate/proxy"
 )
 
 // TestSecurityBDATCutByCloseNotify (issue 11, problem 4): a client that
@@ -19,7 +20,7 @@ import (
 // final dot. A whole message sent afterwards is delivered.
 func TestSecurityBDATCutByCloseNotify(t *testing.T) {
 	pf := testenv.SharedPostfix(t)
-	it := newSMTPIntegration(t, pf, Backend{TLS: TLSStartTLS}, nil)
+	it := newSMTPIntegration(t, pf, proxy.Backend{TLS: proxy.TLSStartTLS}, nil)
 	token := it.token(t, "alice@example.test")
 	for _, port := range []string{"465", "587"} {
 		t.Run(port, func(t *testing.T) {

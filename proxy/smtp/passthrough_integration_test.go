@@ -1,4 +1,4 @@
-package proxy
+package smtp
 
 import (
 	"strings"
@@ -10,6 +10,7 @@ import (
 
 	"github.com/mailgate/mailgate/internal/proxytest"
 	"github.com/mailgate/mailgate/internal/testenv"
+	"github.com/mailgate/mailgate/proxy"
 )
 
 // Password passthrough against the real Dovecot and Postfix: the users of
@@ -17,10 +18,10 @@ import (
 
 // newSMTPPasswordIntegration starts mailgate with SMTP password passthrough
 // in front of pf.
-func newSMTPPasswordIntegration(t *testing.T, pf *testenv.Postfix, th Throttle) *smtpIntegration {
+func newSMTPPasswordIntegration(t *testing.T, pf *testenv.Postfix, th proxy.Throttle) *smtpIntegration {
 	t.Helper()
-	it := newSMTPIntegration(t, pf, Backend{TLS: TLSStartTLS}, func(o *Options) {
-		o.Passwords = PasswordOptions{SMTP: true, Throttle: th}
+	it := newSMTPIntegration(t, pf, proxy.Backend{TLS: proxy.TLSStartTLS}, func(o *proxy.Options, so *Options) {
+		o.Passwords = proxy.PasswordOptions{SMTP: true, Throttle: th}
 		o.Limits.MaxAuthFailures = 10
 	})
 	t.Cleanup(func() {
@@ -101,7 +102,7 @@ func TestIntegrationSMTPPasswordRefusedAndThrottled(t *testing.T) {
 // only the OAuth mechanisms and PLAIN is an unknown mechanism.
 func TestIntegrationSMTPPasswordOffByDefault(t *testing.T) {
 	pf := testenv.SharedPostfix(t)
-	it := newSMTPIntegration(t, pf, Backend{TLS: TLSStartTLS}, nil)
+	it := newSMTPIntegration(t, pf, proxy.Backend{TLS: proxy.TLSStartTLS}, nil)
 	c := it.tp.dialSubmissions(t)
 	if got := proxytest.ExtParam(c.SMTPEHLO(), "AUTH"); got != "OAUTHBEARER XOAUTH2" {
 		t.Fatalf("AUTH = %q, want OAUTHBEARER XOAUTH2", got)

@@ -1,4 +1,4 @@
-package proxy
+package smtp
 
 import (
 	"bytes"
@@ -19,6 +19,7 @@ import (
 
 	"github.com/mailgate/mailgate/auth"
 	"github.com/mailgate/mailgate/internal/proxytest"
+	"github.com/mailgate/mailgate/proxy"
 )
 
 // FuzzSMTPAuth drives the real submission server (go-smtp behind mailgate's
@@ -99,7 +100,7 @@ const (
 // fuzzSMTP is one proxy and backend stub shared by all executions of a
 // fuzzing process; executions run one at a time.
 type fuzzSMTP struct {
-	srv       *Server
+	srv       *proxy.Server
 	conns     chan net.Conn
 	clientTLS *tls.Config
 	logs      fuzzLog // reset by each execution
@@ -114,8 +115,8 @@ func newFuzzSMTP(tb testing.TB) *fuzzSMTP {
 	clientTLS.ClientSessionCache = tls.NewLRUClientSessionCache(4)
 	fz := &fuzzSMTP{conns: make(chan net.Conn), clientTLS: clientTLS, accepted: make(map[string]int)}
 	be := proxytest.StartStubBackend(tb, fuzzBackendServe)
-	srv, err := New(Options{
-		Authenticator: AuthenticatorFunc(func(ctx context.Context, c auth.Credentials) (auth.Identity, error) {
+	srv, err := proxy.New(proxy.Options{
+		Authenticator: proxy.AuthenticatorFunc(func(ctx context.Context, c auth.Credentials) (auth.Identity, error) {
 			id, err := fakeAuthenticator(ctx, c)
 			if err == nil {
 				fz.mu.Lock()
@@ -124,11 +125,9 @@ func newFuzzSMTP(tb testing.TB) *fuzzSMTP {
 			}
 			return id, err
 		}),
-		TLSConfig:   serverTLS,
-		Master:      Master{User: "mailgate", Password: "master-secret"},
-		SMTPBackend: Backend{Address: be.Addr, TLS: TLSNone},
-		SMTP:        SMTPOptions{Hostname: "mailgate.test", EnforceSender: true, DataTimeout: 2 * time.Second},
-		Limits: Limits{
+		TLSConfig: serverTLS,
+		Master:    proxy.Master{User: "mailgate", Password: "master-secret"},
+		Limits: proxy.Limits{
 			CommandTimeout:      2 * time.Second,
 			PreauthTimeout:      4 * time.Second,
 			HandshakeTimeout:    5 * time.Second,
@@ -139,12 +138,17 @@ func newFuzzSMTP(tb testing.TB) *fuzzSMTP {
 		Logger: slog.New(slog.NewTextHandler(&fz.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
 	})
 	if err != nil {
+		tb.Fatalf("proxy.New() = %v", err)
+	}
+	front, err := New(srv, Options{Backend: proxy.Backend{Address: be.Addr, TLS: proxy.TLSNone},
+		Hostname: "mailgate.test", EnforceSender: true, DataTimeout: 2 * time.Second})
+	if err != nil {
 		tb.Fatalf("New() = %v", err)
 	}
 	fz.srv = srv
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
-	go func() { defer close(done); srv.ServeSMTP(ctx, newChanListener(fz.conns), true) }()
+	go func() { defer close(done); srv.Serve(ctx, newChanListener(fz.conns), true, front) }()
 	tb.Cleanup(func() { cancel(); srv.Close(); <-done })
 	return fz
 }

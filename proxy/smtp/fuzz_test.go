@@ -133,6 +133,10 @@ func newFuzzSMTP(tb testing.TB) *fuzzSMTP {
 			HandshakeTimeout:    5 * time.Second,
 			WriteTimeout:        5 * time.Second,
 			MaxConnectionsPerIP: -1,
+			// Fuzzing workers open connections from 127.0.0.1 far faster
+			// than the per-network rate and pre-login cap allow.
+			MaxPreloginPerIP: -1,
+			ConnRate:         -1,
 		},
 		// The level is Debug so that every line that could leak is written.
 		Logger: slog.New(slog.NewTextHandler(&fz.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),

@@ -147,8 +147,17 @@ func TestIntegrationIMAPSession(t *testing.T) {
 			if err != nil {
 				t.Fatalf("SELECT = %v", err)
 			}
-			// FETCH the message appended directly to Dovecot.
-			msgs, err := c.Fetch(imap.SeqSetNum(sel.NumMessages), &imap.FetchOptions{
+			// FETCH the message appended directly to Dovecot. It is found
+			// by its subject, not taken to be the last one: other test
+			// processes (go test runs packages in parallel) deliver to
+			// alice@example.test through daemons of their own, and one of
+			// their messages has been seen to arrive in this INBOX.
+			found, err := c.Search(&imap.SearchCriteria{Header: []imap.SearchCriteriaHeaderField{{Key: "Subject", Value: subject}}}, nil).Wait()
+			if err != nil || len(found.AllSeqNums()) == 0 {
+				t.Fatalf("SEARCH subject %q = %v, %v", subject, found, err)
+			}
+			seq := found.AllSeqNums()[0]
+			msgs, err := c.Fetch(imap.SeqSetNum(seq), &imap.FetchOptions{
 				BodySection: []*imap.FetchItemBodySection{{}},
 			}).Collect()
 			if err != nil || len(msgs) != 1 {

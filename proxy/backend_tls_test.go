@@ -11,6 +11,8 @@ import (
 
 	"github.com/pires/go-proxyproto"
 	"github.com/pires/go-proxyproto/tlvparse"
+
+	"github.com/mailgate/mailgate/internal/proxytest"
 )
 
 // tlsObserver counts backend TLS handshakes by kind.
@@ -33,7 +35,7 @@ func (o *tlsObserver) BackendTLS(proto string, resumed bool) {
 func TestBackendTLSResumption(t *testing.T) {
 	for _, v := range []uint16{tls.VersionTLS13, tls.VersionTLS12} {
 		t.Run(tls.VersionName(v), func(t *testing.T) {
-			serverTLS, clientTLS := testTLS(t)
+			serverTLS, clientTLS := proxytest.TLSPair(t)
 			serverTLS.MaxVersion = v
 			ln, err := tls.Listen("tcp", "127.0.0.1:0", serverTLS)
 			if err != nil {
@@ -56,14 +58,14 @@ func TestBackendTLSResumption(t *testing.T) {
 				}
 			}()
 			obs := &tlsObserver{full: make(chan struct{}, 2), resumed: make(chan struct{}, 2)}
-			srv, err := New(Options{Authenticator: fakeAuthenticator, TLSConfig: serverTLS, Observer: obs,
-				IMAPBackend: Backend{Address: ln.Addr().String(), TLS: TLSImplicit, TLSConfig: clientTLS}})
+			srv, err := New(Options{Authenticator: fakeAuthenticator, TLSConfig: serverTLS, Observer: obs})
 			if err != nil {
 				t.Fatal(err)
 			}
+			b := srv.PrepareBackend("imap", Backend{Address: ln.Addr().String(), TLS: TLSImplicit, TLSConfig: clientTLS})
 			for i, wantResumed := range []bool{false, true} {
 				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-				conn, err := dialBackend(ctx, srv.opts.IMAPBackend, nil)
+				conn, err := dialBackend(ctx, b, nil)
 				cancel()
 				if err != nil {
 					t.Fatalf("dial %d: %v", i, err)

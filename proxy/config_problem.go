@@ -11,27 +11,12 @@ import (
 // readiness checks (Server.BackendProblem) until a login or a probe
 // succeeds.
 
-// Fixes, as logged and reported by /readyz and check-config.
-const (
-	// imapHintPrivacy: Dovecot refuses authentication over this connection
-	// (2.4 with ssl = required from any address but its own; 2.3 with
-	// disable_plaintext_auth from outside login_trusted_networks).
-	imapHintPrivacy = "Dovecot refuses authentication over a plaintext connection from mailgate's address: " +
-		"set imap.backend.tls to starttls or implicit (Dovecot 2.4 with ssl = required, which DMS sets, requires TLS " +
-		"from every address but its own), or imap.backend.client_ip: proxy towards a 'haproxy = yes' listener " +
-		"(mailgate declares the client's TLS in the PROXY header); on Dovecot 2.3 adding mailgate's address to " +
-		"login_trusted_networks also works"
-	// imapHintMaster: the master passdb refused mailgate's credentials
-	// (an unknown target mailbox is AUTHORIZATIONFAILED instead).
-	imapHintMaster = "Dovecot refuses the master user's credentials: check master.user and master.password against " +
-		"Dovecot's master passdb (DMS: setup.sh dovecot-master add, file dovecot-masters.cf; its allow_real_nets, " +
-		"if set, must hold mailgate's address)"
-	imapHintPlain = "Dovecot does not offer AUTH=PLAIN: add plain to auth_mechanisms"
-	// hintHAProxyTrust: Dovecot closed the connection after the PROXY header.
-	hintHAProxyTrust = "the backend closed the connection after mailgate's PROXY header: add mailgate's address to " +
-		"haproxy_trusted_networks (Dovecot) or check postscreen_upstream_proxy_protocol / smtpd_upstream_proxy_protocol " +
-		"(Postfix), or set client_ip to another method"
-)
+// HintHAProxyTrust is the fix when a backend closed the connection right
+// after mailgate's PROXY header (a front's probe tells this from an
+// outage), as logged and reported by /readyz and check-config.
+const HintHAProxyTrust = "the backend closed the connection after mailgate's PROXY header: add mailgate's address to " +
+	"haproxy_trusted_networks (Dovecot) or check postscreen_upstream_proxy_protocol / smtpd_upstream_proxy_protocol " +
+	"(Postfix), or set client_ip to another method"
 
 // configProblemEvery is the least time between two log lines for one problem.
 const configProblemEvery = time.Minute
@@ -80,7 +65,7 @@ func (s *Server) configProblem(proto, what, fix string, standing bool) {
 }
 
 // BackendProblem returns the standing configuration problem of proto's
-// backend ("imap" or "smtp"), or "" if none was seen since the last
+// backend ("imap", "smtp", ...), or "" if none was seen since the last
 // successful master login or probe. While one stands it is probed again
 // in the background every reprobeEvery.
 func (s *Server) BackendProblem(proto string) string {

@@ -27,12 +27,42 @@ func BackendHandshake(ctx context.Context, conn net.Conn, b Backend) (*tls.Conn,
 	return backendHandshake(ctx, conn, b)
 }
 
+// BackendTLSConfig is the client TLS configuration BackendHandshake uses
+// for b (a copy), for a front whose client library runs the handshake
+// itself (go-smtp's StartTLS).
+func BackendTLSConfig(b Backend) *tls.Config { return backendTLSConfig(b) }
+
 // Truncate shortens a backend line for a log message or an error.
-func Truncate(b []byte) string { return truncate(b) }
+func Truncate(b []byte) string {
+	const max = 200
+	if len(b) > max {
+		return string(b[:max]) + "..."
+	}
+	return string(b)
+}
 
 // TakeBuffered returns a copy of what br has read ahead (nil if nothing):
 // a front's pending bytes for Relay, so that pre-auth buffers can go.
-func TakeBuffered(br *bufio.Reader) []byte { return takeBuffered(br) }
+func TakeBuffered(br *bufio.Reader) []byte {
+	if br == nil || br.Buffered() == 0 {
+		return nil
+	}
+	b, _ := br.Peek(br.Buffered())
+	return append([]byte(nil), b...)
+}
+
+// SplitAddr splits a's host and port (ok false if a is nil or not
+// host:port), for the client address a front forwards (ID, XCLIENT).
+func SplitAddr(a net.Addr) (ip, port string, ok bool) {
+	if a == nil {
+		return "", "", false
+	}
+	host, port, err := net.SplitHostPort(a.String())
+	if err != nil {
+		return "", "", false
+	}
+	return host, port, true
+}
 
 // A Prober checks a front's backend the way its logins reach it, without
 // credentials unless loginAs is set (see CheckBackend); fronts register

@@ -23,12 +23,26 @@ type Front interface {
 	Busy() string
 }
 
+// A ConnWrapper is a Front that wraps every connection it is given, as it
+// is accepted (after the PROXY header), before the Server tracks it: what
+// the Server closes (an evicted pre-login connection, whatever is left when
+// Shutdown's drain time is over) is then the wrapper, whose Close can end
+// what the front hung on the connection (a backend session). Conn.Raw is
+// the wrapper. Optional.
+type ConnWrapper interface {
+	WrapConn(net.Conn) net.Conn
+}
+
 // Serve accepts clients for f on ln until ln fails or Shutdown is called.
 // With implicitTLS the TLS handshake comes first (Conn.ImplicitTLS tells the
 // front). Serve closes ln.
 func (s *Server) Serve(ctx context.Context, ln net.Listener, implicitTLS bool, f Front) error {
 	proto := f.Proto()
-	return s.serve(ctx, s.wrapProxyProtocol(ln), proto, implicitTLS, func(ctx context.Context, raw net.Conn, ci connInfo) {
+	ln = s.wrapProxyProtocol(ln)
+	if w, ok := f.(ConnWrapper); ok {
+		ln = &wrapListener{Listener: ln, wrap: w.WrapConn}
+	}
+	return s.serve(ctx, ln, proto, implicitTLS, func(ctx context.Context, raw net.Conn, ci connInfo) {
 		f.ServeConn(ctx, &Conn{
 			ID: ci.id, Log: ci.log, Raw: raw, ImplicitTLS: implicitTLS,
 			Start: ci.start, Deadline: ci.start.Add(s.limits.PreauthTimeout),
@@ -87,6 +101,33 @@ func (c *Conn) ShuttingDown() bool { return c.s.shutdownCtx.Err() != nil }
 // returned stop cancels that, as context.AfterFunc's does. Fronts use it to
 // wake a pre-auth read (Raw.SetReadDeadline(time.Now())).
 func (c *Conn) OnShutdown(f func()) (stop func() bool) { return context.AfterFunc(c.s.shutdownCtx, f) }
+
+// OnDrainEnd calls f (once, in its own goroutine) when Shutdown's drain
+// time is over, as OnShutdown does when it begins: a front with a relay of
+// its own (SMTP's, command by command) ends its sessions then. Relay does
+// this itself. Whatever is still open shortly after is closed.
+func (c *Conn) OnDrainEnd(f func()) (stop func() bool) { return context.AfterFunc(c.s.drainCtx, f) }
+
+// wrapListener wraps every accepted connection (ConnWrapper).
+type wrapListener struct {
+	net.Listener
+	wrap func(net.Conn) net.Conn
+}
+
+func (l *wrapListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return l.wrap(c), nil
+}
+
+func earliest(a, b time.Time) time.Time {
+	if b.Before(a) {
+		return b
+	}
+	return a
+}
 
 // TLSVersion is the TLS version of nc (0 if it is not a *tls.Conn).
 func TLSVersion(nc net.Conn) uint16 {

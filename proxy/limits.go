@@ -15,12 +15,6 @@ import (
 // rejectBusyTimeout bounds writing the one-line refusal on a plaintext port.
 const rejectBusyTimeout = time.Second
 
-// Lines a client on a plaintext port hears when turned away for capacity.
-const (
-	imapBusy = "* BYE [UNAVAILABLE] Too many connections, try again later.\r\n"
-	smtpBusy = "421 4.7.0 Too many connections, try again later\r\n"
-)
-
 // rejectBusy turns away a client that arrived over the limits, as cheaply as
 // possible: on an implicit-TLS port the connection is just closed (a TLS
 // handshake would cost more than the refusal is worth); on a plaintext port

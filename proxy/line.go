@@ -2,8 +2,12 @@ package proxy
 
 import (
 	"bufio"
+	"errors"
 	"io"
 )
+
+// errLineTooLong: a line exceeds its cap (ReadLine, readLimitedLine).
+var errLineTooLong = errors.New("line too long")
 
 // readLimitedLine returns one line without its CRLF (a bare LF is
 // tolerated), or errLineTooLong once it would exceed max bytes, without

@@ -150,6 +150,21 @@ func (c *Conn) LoginPassword(ctx context.Context, mech, user, password string, r
 	return sess, err
 }
 
+// Reconnect logs in to the backend again for sess, whose backend
+// connection a front lost after the login (SMTP reconnects at the next
+// MAIL): the master login on behalf of sess's user through req's Backend
+// and Dialog, with no SASL exchange and no login line or metric (the
+// backend login is observed as usual). A password session cannot: its
+// password was not kept; that is ErrBackendUnavailable. Errors are those
+// of a BackendDialog, classified as Login's.
+func (c *Conn) Reconnect(ctx context.Context, sess *Session, req LoginRequest) (*BackendSession, error) {
+	if sess.Password {
+		return nil, fmt.Errorf("%w: a password session cannot log in again", errBackendUnavailable)
+	}
+	m := c.s.opts.Master
+	return c.backendLogin(ctx, req, BackendAuth{AuthzID: sess.Identity.User, AuthcID: m.User, Password: m.Password})
+}
+
 func (c *Conn) tokenLogin(ctx context.Context, mech string, req LoginRequest) (*Session, error) {
 	authCtx, cancel := context.WithDeadline(ctx, c.Deadline)
 	defer cancel()

@@ -1,21 +1,22 @@
 package proxy
 
 import (
-	"bufio"
-	"io"
-	"log/slog"
+	"os"
 	"testing"
 
-	"github.com/mailgate/mailgate/internal/testenv"
+	"github.com/mailgate/mailgate/internal/proxytest"
 )
 
-// TestMain starts the shared Dovecot, Postfix and Hydra on first use (by
-// integration tests) and stops them when the tests are done. slog.Default
-// (package auth's logger when none is given) writes into suiteLog, which
-// searches every line for secrets (logscan_test.go).
+// TestMain points slog.Default (package auth's logger when none is given)
+// at the suite log, which searches every line for secrets
+// (proxytest.LogToSuite). The fronts' packages have the tests that need
+// real daemons.
 func TestMain(m *testing.M) {
-	slog.SetDefault(slog.New(slog.NewTextHandler(suiteLog, &slog.HandlerOptions{Level: slog.LevelDebug})))
-	testenv.Main(m)
+	proxytest.LogToSuite()
+	os.Exit(m.Run())
 }
 
-func newBufReader(r io.Reader) *bufio.Reader { return bufio.NewReader(r) }
+// fakeAuthenticator accepts proxytest.TestToken for alice@example.test,
+// "bob-token" for bob and "nobody-token" for nobody; proxytest.DownToken
+// means the provider is down.
+var fakeAuthenticator = AuthenticatorFunc(proxytest.FakeAuthenticate)

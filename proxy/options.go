@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
-	"os"
 	"time"
 
 	"github.com/mailgate/mailgate/auth"
@@ -176,12 +175,6 @@ type Options struct {
 	Challenge auth.ChallengeOptions
 	// Master is the Dovecot master user for backend logins.
 	Master Master
-	// IMAPBackend is Dovecot's IMAP service.
-	IMAPBackend Backend
-	// SMTPBackend is Postfix's submission service.
-	SMTPBackend Backend
-	// SMTP holds submission-specific settings.
-	SMTP SMTPOptions
 	// Limits bound each phase; zero fields take defaults.
 	Limits Limits
 	// ProxyProtocolFrom lists the networks (CIDR) that must send a PROXY
@@ -199,44 +192,6 @@ type Options struct {
 	Observer Observer
 	// Logger receives one line per connection event. Nil means slog.Default().
 	Logger *slog.Logger
-}
-
-// SMTPOptions are the submission-specific settings.
-type SMTPOptions struct {
-	// Hostname is the name in the greeting and EHLO reply, and the name
-	// mailgate gives in its EHLO to the backend. Default: os.Hostname().
-	Hostname string
-	// MaxMessageBytes caps a message; 0 takes SIZE from the backend's EHLO.
-	// When both are set the smaller one is advertised.
-	MaxMessageBytes int64
-	// MaxRecipients caps the recipients of one message. Default 100.
-	MaxRecipients int
-	// DataTimeout bounds the wait for each piece of a message body from the
-	// client (DATA or BDAT) and each write of it to the backend, so a slow but
-	// live upload is never cut off. Default 3 min (RFC 5321 section 4.5.3.2.5).
-	DataTimeout time.Duration
-	// EnforceSender requires MAIL FROM to be the verified address or one of
-	// SenderAliases[address] ("*@domain" matches the whole domain); the null
-	// sender <> is refused too. Addresses compare case-insensitively.
-	EnforceSender bool
-	SenderAliases map[string][]string
-}
-
-func (o SMTPOptions) withDefaults() SMTPOptions {
-	if o.Hostname == "" {
-		if h, err := os.Hostname(); err == nil && h != "" {
-			o.Hostname = h
-		} else {
-			o.Hostname = "localhost"
-		}
-	}
-	if o.MaxRecipients <= 0 {
-		o.MaxRecipients = 100
-	}
-	if o.DataTimeout <= 0 {
-		o.DataTimeout = 3 * time.Minute
-	}
-	return o
 }
 
 // PasswordOptions configure password passthrough: a client that cannot do

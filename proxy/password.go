@@ -3,26 +3,14 @@ package proxy
 import (
 	"context"
 	"errors"
-	"fmt"
-	"strings"
 	"time"
 
 	"github.com/mailgate/mailgate/auth"
 )
 
-// Password passthrough (Options.Passwords), the parts IMAP and SMTP share.
+// Password passthrough (Options.Passwords), the parts every front shares.
 // The password is held only for the duration of the backend login: it is
 // not logged, not cached and not kept in the session.
-
-// mechLOGIN is the obsolete but widespread LOGIN SASL mechanism
-// (draft-murchison-sasl-login): "Username:", then "Password:".
-const mechLOGIN = "LOGIN"
-
-// Challenges of the LOGIN mechanism, before base64.
-var (
-	loginUserChallenge = []byte("Username:")
-	loginPassChallenge = []byte("Password:")
-)
 
 // sourcePassword is auth.Identity.Source of a password login.
 const sourcePassword = "password"
@@ -68,32 +56,4 @@ func passwordOutcome(err error) auth.Outcome {
 		return auth.AttemptFailed
 	}
 	return auth.AttemptUndecided
-}
-
-// checkPassword refuses, before anything reaches the backend, what cannot
-// be a valid login: a user name that is unsafe on a protocol line or holds
-// Dovecot's master user separator "*" (which would make it a master login),
-// an empty password, or one with a NUL (it cannot travel in PLAIN).
-func checkPassword(user, password string) error {
-	if !auth.SafeMailbox(user) {
-		return fmt.Errorf("%w: unacceptable user name", auth.ErrInvalidCredentials)
-	}
-	if password == "" || strings.IndexByte(password, 0) >= 0 {
-		return fmt.Errorf("%w: empty password or one with a NUL", auth.ErrInvalidCredentials)
-	}
-	return nil
-}
-
-// plainCredentials decodes a PLAIN message for password passthrough. An
-// authorization identity other than the user's own is refused: passthrough
-// logs users in as themselves only.
-func plainCredentials(msg []byte) (user, password string, err error) {
-	authz, authc, pass, err := auth.DecodePLAIN(msg)
-	if err != nil {
-		return "", "", err
-	}
-	if authz != "" && !strings.EqualFold(authz, authc) {
-		return "", "", fmt.Errorf("%w: PLAIN authorization identity differs from the user", auth.ErrInvalidCredentials)
-	}
-	return authc, pass, nil
 }

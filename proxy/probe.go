@@ -2,8 +2,10 @@ package proxy
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
+	"net"
 	"time"
 )
 
@@ -16,7 +18,7 @@ import (
 // BackendProblem is a backend configuration that refuses mailgate's master
 // login: every user's login would fail the same way.
 type BackendProblem struct {
-	Proto string // "imap" or "smtp"
+	Proto string // the front's protocol: "imap", "smtp", ...
 	What  string // what the backend does, e.g. "advertises LOGINDISABLED"
 	Fix   string // the setting to change, on mailgate's side or the backend's
 	// Suspected: a signal with an innocent reading too (a client could
@@ -41,7 +43,7 @@ const reprobeEvery = 30 * time.Second
 // failed login from mailgate's address in Dovecot's penalty and Fail2Ban.
 const reloginEvery = 5 * time.Minute
 
-// CheckBackend probes proto's backend ("imap" or "smtp") and returns nil, a
+// CheckBackend probes proto's backend (its front's Prober) and returns nil, a
 // *BackendProblem, or an error wrapping the reason it could not be probed.
 // A problem is recorded for BackendProblem (readiness) and logged; a clean
 // probe clears a recorded one. With loginAs, the probe goes on to log in as
@@ -55,10 +57,6 @@ func (s *Server) CheckBackend(ctx context.Context, proto, loginAs string) error 
 	switch {
 	case ok:
 		err = p.Probe(ctx, loginAs)
-	case proto == "imap":
-		err = s.probeIMAP(ctx, loginAs)
-	case proto == "smtp":
-		err = s.probeSMTP(ctx, loginAs)
 	default:
 		return fmt.Errorf("proxy: no backend for protocol %q", proto)
 	}
@@ -104,3 +102,38 @@ func (s *Server) reprobe(proto string) {
 
 // probeTimeout bounds one whole probe (dial, TLS, a few commands).
 const probeTimeout = 20 * time.Second
+
+// probeDial connects to b as a login does: the PROXY header (for a client
+// on TLS, with the probe's own addresses) and implicit TLS. The whole
+// conversation is bounded by ctx's deadline, or probeTimeout.
+func (s *Server) probeDial(ctx context.Context, b Backend) (net.Conn, error) {
+	dl, ok := ctx.Deadline()
+	if !ok {
+		dl = time.Now().Add(probeTimeout)
+	}
+	d := net.Dialer{Deadline: dl}
+	conn, err := d.DialContext(ctx, "tcp", b.Address)
+	if err != nil {
+		return nil, fmt.Errorf("dial %s: %w", b.Address, err)
+	}
+	conn.SetDeadline(dl)
+	if b.ClientIP == "proxy" {
+		hdr, err := proxyHeader(conn.LocalAddr(), conn.RemoteAddr(), tlvVersion(b, tls.VersionTLS13))
+		if err == nil {
+			_, err = conn.Write(hdr)
+		}
+		if err != nil {
+			conn.Close()
+			return nil, fmt.Errorf("proxy header: %w", err)
+		}
+	}
+	if b.TLS == TLSImplicit {
+		tc, err := backendHandshake(ctx, conn, b)
+		if err != nil {
+			conn.Close()
+			return nil, err
+		}
+		return tc, nil
+	}
+	return conn, nil
+}

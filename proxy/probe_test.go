@@ -1,90 +1,88 @@
 package proxy
 
 import (
-	"bufio"
-	"net"
+	"context"
+	"errors"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/mailgate/mailgate/internal/proxytest"
 )
 
-// scriptedIMAP is a backend whose greeting and CAPABILITY come from caps,
-// read at each connection; with dropAfterProxy it closes the connection
-// after a PROXY header, as Dovecot does for an untrusted sender.
-func scriptedIMAP(t *testing.T, caps *atomic.Value, dropAfterProxy bool) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+// fakeProber finds a configuration problem until fixed is set.
+type fakeProber struct {
+	fixed  atomic.Bool
+	probes atomic.Int32
+}
+
+func (p *fakeProber) Probe(ctx context.Context, loginAs string) error {
+	p.probes.Add(1)
+	if p.fixed.Load() {
+		return nil
+	}
+	return &BackendProblem{Proto: "test", What: "refuses the master login", Fix: "change the test setting"}
+}
+
+// TestBackendProblemRecovers: a probe that finds a problem makes a standing
+// one (readiness says so, with the fix); once the backend is fixed, asking
+// for the problem probes again and it is gone, without any login having
+// succeeded in between. (proxy/imap's TestBackendProbeProblems has the
+// IMAP probe's findings.)
+func TestBackendProblemRecovers(t *testing.T) {
+	serverTLS, _ := proxytest.TLSPair(t)
+	s, err := New(Options{Authenticator: fakeAuthenticator, TLSConfig: serverTLS})
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				c.SetDeadline(time.Now().Add(10 * time.Second))
-				if dropAfterProxy {
-					c.Read(make([]byte, 512))
-					return
-				}
-				cp := caps.Load().(string)
-				c.Write([]byte("* OK [CAPABILITY " + cp + "] ready\r\n"))
-				br := bufio.NewReader(c)
-				for {
-					line, err := br.ReadString('\n')
-					if err != nil {
-						return
-					}
-					tag, cmd, _ := strings.Cut(strings.TrimSpace(line), " ")
-					switch cmd {
-					case "CAPABILITY":
-						c.Write([]byte("* CAPABILITY " + cp + "\r\n" + tag + " OK done\r\n"))
-					case "LOGOUT":
-						c.Write([]byte("* BYE\r\n" + tag + " OK bye\r\n"))
-						return
-					default:
-						c.Write([]byte(tag + " BAD what\r\n"))
-					}
-				}
-			}()
-		}
-	}()
-	return ln.Addr().String()
-}
+	p := &fakeProber{}
+	s.RegisterProbe("test", p)
+	checkProblem(t, s, "test", "", "change the test setting")
 
-// TestBackendProblemRecovers: a probe that finds LOGINDISABLED makes a
-// standing problem (readiness says so, with the fix); once the backend is
-// fixed, asking for the problem probes again and it is gone, without any
-// login having succeeded in between.
-func TestBackendProblemRecovers(t *testing.T) {
-	var caps atomic.Value
-	caps.Store("IMAP4rev1 SASL-IR LOGINDISABLED")
-	addr := scriptedIMAP(t, &caps, false)
-	s := newProbeServer(t, Master{User: "m", Password: "p"}, Backend{Address: addr, ClientIP: "id"}, Backend{})
-	checkProblem(t, s, "imap", "", imapHintPrivacy)
-
-	caps.Store("IMAP4rev1 SASL-IR AUTH=PLAIN")
-	if p := s.BackendProblem("imap"); p == "" {
+	p.fixed.Store(true)
+	if p := s.BackendProblem("test"); p == "" {
 		t.Fatal("the problem is gone before any probe")
 	}
 	s.problems.mu.Lock()
-	s.problems.probed["imap"] = time.Now().Add(-reprobeEvery) // as if reprobeEvery had passed
+	s.problems.probed["test"] = time.Now().Add(-reprobeEvery) // as if reprobeEvery had passed
 	s.problems.mu.Unlock()
-	waitFor(t, "the re-probe to clear the problem", func() bool { return s.BackendProblem("imap") == "" })
+	proxytest.WaitFor(t, "the re-probe to clear the problem", func() bool { return s.BackendProblem("test") == "" })
+	if n := p.probes.Load(); n != 2 {
+		t.Errorf("%d probes, want 2 (the check and one re-probe)", n)
+	}
 }
 
-// TestBackendProbeNoAuthPlain and the untrusted PROXY sender.
-func TestBackendProbeProblems(t *testing.T) {
-	var caps atomic.Value
-	caps.Store("IMAP4rev1 SASL-IR AUTH=XOAUTH2")
-	s := newProbeServer(t, Master{}, Backend{Address: scriptedIMAP(t, &caps, false)}, Backend{})
-	checkProblem(t, s, "imap", "", imapHintPlain)
+// TestCheckBackendUnknownProto: a protocol without a registered probe is
+// an error, not a problem.
+func TestCheckBackendUnknownProto(t *testing.T) {
+	serverTLS, _ := proxytest.TLSPair(t)
+	s, err := New(Options{Authenticator: fakeAuthenticator, TLSConfig: serverTLS})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.CheckBackend(context.Background(), "pop3", ""); err == nil {
+		t.Fatal("CheckBackend without a registered probe = nil")
+	}
+}
 
-	s = newProbeServer(t, Master{}, Backend{Address: scriptedIMAP(t, &caps, true), ClientIP: "proxy"}, Backend{})
-	checkProblem(t, s, "imap", "", hintHAProxyTrust)
+// checkProblem runs CheckBackend and wants a *BackendProblem with fix
+// (or nil when fix is ""); a problem found must also stand for readiness.
+func checkProblem(t *testing.T, s *Server, proto, loginAs, fix string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	err := s.CheckBackend(ctx, proto, loginAs)
+	var p *BackendProblem
+	switch {
+	case fix == "" && err != nil:
+		t.Fatalf("CheckBackend(%s): %v; want nil", proto, err)
+	case fix == "" && s.BackendProblem(proto) != "":
+		t.Fatalf("a problem stands after a clean probe: %s", s.BackendProblem(proto))
+	case fix == "":
+	case !errors.As(err, &p) || p.Fix != fix:
+		t.Fatalf("CheckBackend(%s) = %v; want the problem whose fix is %q", proto, err, fix)
+	case !strings.Contains(s.BackendProblem(proto), fix):
+		t.Fatalf("BackendProblem(%s) = %q; want the fix", proto, s.BackendProblem(proto))
+	}
 }

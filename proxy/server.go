@@ -15,7 +15,7 @@ import (
 	"github.com/pires/go-proxyproto"
 )
 
-// Server accepts client connections for IMAP and SMTP submission.
+// Server accepts client connections for the protocol fronts (Front).
 // One Server can serve any number of listeners.
 type Server struct {
 	opts   Options
@@ -76,8 +76,6 @@ func New(opts Options) (*Server, error) {
 		shutdown: make(chan struct{}),
 	}
 	s.pools = newPools(s.limits)
-	s.opts.IMAPBackend.TLSConfig = s.backendClientTLS(opts.IMAPBackend, "imap")
-	s.opts.SMTPBackend.TLSConfig = s.backendClientTLS(opts.SMTPBackend, "smtp")
 	s.tls = newTLSConfigs(opts.TLSConfig)
 	s.shutdownCtx, s.startShutdown = context.WithCancel(context.Background())
 	s.drainCtx, s.expireDrain = context.WithCancel(context.Background())
@@ -86,14 +84,6 @@ func New(opts Options) (*Server, error) {
 
 // ErrServerClosed is returned by the Serve methods after Shutdown.
 var ErrServerClosed = errors.New("proxy: server closed")
-
-// ServeIMAP accepts IMAP clients on ln until ln fails or Shutdown is called.
-// With implicitTLS the TLS handshake comes first (IMAPS, port 993);
-// otherwise clients must use STARTTLS before they can authenticate (port 143).
-// ServeIMAP closes ln.
-func (s *Server) ServeIMAP(ctx context.Context, ln net.Listener, implicitTLS bool) error {
-	return s.serve(ctx, s.wrapProxyProtocol(ln), "imap", implicitTLS, s.handleIMAP, imapBusy)
-}
 
 // connInfo is what a protocol handler gets with an admitted connection.
 type connInfo struct {
@@ -261,6 +251,40 @@ func (s *Server) Close() error {
 	cancel()
 	s.Shutdown(ctx)
 	return nil
+}
+
+// Conns is the number of client connections being served: accepted and
+// not yet closed, on every listener.
+func (s *Server) Conns() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.conns)
+}
+
+// Pools reports how many connections hold a seat in the pre-login pool and
+// in the logged-in pool (see pools.go).
+func (s *Server) Pools() (prelogin, loggedIn int) { return s.pools.counts() }
+
+// OnShutdown calls f (once, in its own goroutine) when Shutdown begins; the
+// returned stop cancels that. Fronts release there what they hold for the
+// Server's lifetime (SMTP's go-smtp servers).
+func (s *Server) OnShutdown(f func()) (stop func() bool) { return context.AfterFunc(s.shutdownCtx, f) }
+
+// Limits are the server's limits, defaults applied.
+func (s *Server) Limits() Limits { return s.limits }
+
+// Logger is Options.Logger (slog.Default() if it was nil), for what a front
+// logs outside a connection.
+func (s *Server) Logger() *slog.Logger { return s.log }
+
+// Observer is Options.Observer (NopObserver if it was nil), for what a
+// front observes outside the login sequence and Relay (SMTP's messages).
+func (s *Server) Observer() Observer { return s.obs }
+
+// MasterAuth is the backend login as the master user (Options.Master) on
+// behalf of user, for a front's probe (check-config's --login-as).
+func (s *Server) MasterAuth(user string) BackendAuth {
+	return BackendAuth{AuthzID: user, AuthcID: s.opts.Master.User, Password: s.opts.Master.Password}
 }
 
 func newConnID() string {

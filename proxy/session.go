@@ -9,7 +9,7 @@ import (
 
 // Why a relay was stopped, as Relay passes it to the front's goodbye.
 const (
-	EndShutdown = imapEndShutdown         // the server's drain time is over
+	EndShutdown = "shutdown"              // the server's drain time is over
 	EndExpired  = "token expired"         // the token's exp passed (sessionEnd endExpired)
 	EndRevoked  = "token no longer valid" // revalidation refused the token (endRevoked)
 )
@@ -34,12 +34,7 @@ func (c *Conn) Relay(ctx context.Context, client net.Conn, pendingUp []byte, ses
 	end := func(why string) { stopOnce.Do(func() { stopWhy = why; stop.Stop() }) }
 	stopDrain := context.AfterFunc(s.drainCtx, func() { end(EndShutdown) })
 	defer stopDrain()
-	if !sess.Password {
-		stopWatch := s.watchSession(sess.Identity, sess.token, c.Raw.RemoteAddr().String(), log,
-			func(why sessionEnd) { end(why.String()) })
-		defer stopWatch()
-		sess.token = ""
-	}
+	defer c.Watch(sess, end)()
 	pendingDown := sess.Pending
 	sess.Pending, sess.Reply = nil, nil
 	st := relay(ctx, relayEnds{
@@ -58,6 +53,23 @@ func (c *Conn) Relay(ctx context.Context, client net.Conn, pendingUp []byte, ses
 	}
 	log.Info("session ended", "duration", time.Since(c.Start).Round(time.Millisecond),
 		"bytes_up", st.up, "bytes_down", st.down, "end", st.reason)
+}
+
+// Watch arranges for end to be called, at most once and from another
+// goroutine, when sess's authentication must end (Options.Lifetime): why
+// is EndExpired or EndRevoked. A password session is never watched. The
+// returned stop must be called when the session ends; after it returns end
+// is not called. Relay does this itself; a front with a relay of its own
+// calls it once per session (it takes the token sess keeps for
+// revalidation).
+func (c *Conn) Watch(sess *Session, end func(why string)) (stop func()) {
+	if sess.Password {
+		return func() {}
+	}
+	stop = c.s.watchSession(sess.Identity, sess.token, c.Raw.RemoteAddr().String(), sess.Log,
+		func(why sessionEnd) { end(why.String()) })
+	sess.token = ""
+	return stop
 }
 
 func (s *Server) countRelayed(proto string, up bool, n int) {

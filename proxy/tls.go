@@ -15,16 +15,15 @@ var alpn = map[string]string{"imap": "imap", "smtp": "smtp", "pop3": "pop3", "si
 
 // tlsConfigs holds the per-protocol server configs.
 type tlsConfigs struct {
-	imap, smtp *tls.Config
-	byProto    map[string]*tls.Config
+	base    *tls.Config
+	byProto map[string]*tls.Config
 }
 
 func newTLSConfigs(base *tls.Config) tlsConfigs {
-	t := tlsConfigs{byProto: map[string]*tls.Config{}}
+	t := tlsConfigs{base: base, byProto: map[string]*tls.Config{}}
 	for proto, id := range alpn {
 		t.byProto[proto] = onlyALPN(base, id)
 	}
-	t.imap, t.smtp = t.byProto["imap"], t.byProto["smtp"]
 	return t
 }
 
@@ -34,7 +33,7 @@ func (t tlsConfigs) get(proto string) *tls.Config {
 	if c, ok := t.byProto[proto]; ok {
 		return c
 	}
-	return onlyALPN(t.imap, "mailgate-"+proto)
+	return onlyALPN(t.base, "mailgate-"+proto)
 }
 
 // onlyALPN returns a copy of base whose NextProtos keeps proto only, or base

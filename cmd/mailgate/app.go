@@ -31,6 +31,7 @@ type app struct {
 	log      *slog.Logger
 	certs    *certs.Store
 	srv      *proxy.Server
+	fronts   map[string]proxy.Front // by protocol, for the configured ones
 	metrics  *metrics
 	auth     *swapAuthenticator // replaced on reload
 	throttle *auth.Throttle     // failed-login throttle, kept across reloads
@@ -47,7 +48,6 @@ type appListener struct {
 	proto    string // imap | smtp | pop3 | sieve
 	implicit bool
 	ln       net.Listener
-	front    proxy.Front // pop3 and sieve (imap and smtp are served by the proxy itself)
 }
 
 // newApp builds everything from cfg and opens the listeners (so that a busy
@@ -93,11 +93,10 @@ func newApp(cfg *config.Config, log *slog.Logger, openFiles uint64) (*app, error
 	if a.srv, err = proxy.New(opts); err != nil {
 		return nil, err
 	}
-
-	fronts, err := newFronts(cfg, a.srv)
-	if err != nil {
+	if a.fronts, err = newFronts(a.srv, cfg); err != nil {
 		return nil, err
 	}
+
 	for _, l := range []appListener{
 		{name: "imap.listen_tls", proto: "imap", implicit: true},
 		{name: "imap.listen_starttls", proto: "imap"},
@@ -111,7 +110,6 @@ func newApp(cfg *config.Config, log *slog.Logger, openFiles uint64) (*app, error
 		if addr == "" || !cfg.On(l.proto) {
 			continue
 		}
-		l.front = fronts[l.proto]
 		ln, err := net.Listen("tcp", addr)
 		if err != nil {
 			a.closeListeners()
@@ -211,16 +209,7 @@ func (a *app) run(ctx context.Context, drain time.Duration) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			var err error
-			switch {
-			case l.front != nil:
-				err = a.srv.Serve(ctx, l.ln, l.implicit, l.front)
-			case l.proto == "imap":
-				err = a.srv.ServeIMAP(ctx, l.ln, l.implicit)
-			default:
-				err = a.srv.ServeSMTP(ctx, l.ln, l.implicit)
-			}
-			if err != nil && !errors.Is(err, proxy.ErrServerClosed) {
+			if err := a.srv.Serve(ctx, l.ln, l.implicit, a.fronts[l.proto]); err != nil && !errors.Is(err, proxy.ErrServerClosed) {
 				errc <- fmt.Errorf("%s: %w", l.name, err)
 			}
 		}()
@@ -276,14 +265,6 @@ func (a *app) use(tc *tokenCheck) {
 
 // proxyOptions maps the configuration to proxy.Options (without TLSConfig).
 func proxyOptions(cfg *config.Config, authn proxy.Authenticator, log *slog.Logger) (proxy.Options, error) {
-	imapBE, err := backend(cfg.IMAP.Backend)
-	if err != nil {
-		return proxy.Options{}, fmt.Errorf("imap.backend: %w", err)
-	}
-	smtpBE, err := backend(cfg.SMTP.Backend)
-	if err != nil {
-		return proxy.Options{}, fmt.Errorf("smtp.backend: %w", err)
-	}
 	exempt, err := parsePrefixes(cfg.Limits.ExemptNetworks)
 	if err != nil {
 		return proxy.Options{}, fmt.Errorf("limits.exempt_networks: %w", err)
@@ -299,15 +280,6 @@ func proxyOptions(cfg *config.Config, authn proxy.Authenticator, log *slog.Logge
 		Authenticator: authn,
 		Challenge:     ch,
 		Master:        master(cfg),
-		IMAPBackend:   imapBE,
-		SMTPBackend:   smtpBE,
-		SMTP: proxy.SMTPOptions{
-			Hostname:        cfg.SMTP.Hostname,
-			MaxMessageBytes: cfg.SMTP.MaxMessageBytes,
-			EnforceSender:   cfg.SMTP.EnforceSender,
-			SenderAliases:   cfg.SMTP.SenderAliases,
-			DataTimeout:     cfg.Limits.DataTimeout,
-		},
 		Limits: proxy.Limits{
 			PreauthTimeout:      cfg.Limits.PreauthTimeout,
 			IdleTimeout:         cfg.Limits.IdleTimeout,

@@ -70,7 +70,7 @@ func reportBackends(cfg *config.Config, loginAs string, w io.Writer) bool {
 	if err == nil {
 		opts.TLSConfig = &tls.Config{} // never serves
 		if srv, err = proxy.New(opts); err == nil {
-			_, err = newFronts(cfg, srv) // registers their probes
+			_, err = newFronts(srv, cfg) // registers their probes
 		}
 	}
 	if err != nil {

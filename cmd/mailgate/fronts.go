@@ -5,33 +5,54 @@ import (
 
 	"github.com/mailgate/mailgate/config"
 	"github.com/mailgate/mailgate/proxy"
+	"github.com/mailgate/mailgate/proxy/imap"
 	"github.com/mailgate/mailgate/proxy/pop3"
 	"github.com/mailgate/mailgate/proxy/sieve"
+	"github.com/mailgate/mailgate/proxy/smtp"
 )
 
-// newFronts builds the fronts of the protocols served by their own
-// packages, by protocol name.
-func newFronts(cfg *config.Config, srv *proxy.Server) (map[string]proxy.Front, error) {
+// newFronts builds the front of every served protocol on srv, by protocol
+// name; each registers its backend probe with srv.
+func newFronts(srv *proxy.Server, cfg *config.Config) (map[string]proxy.Front, error) {
 	fronts := map[string]proxy.Front{}
-	if cfg.On(config.ProtoPOP3) {
-		b, err := backend(cfg.POP3.Backend)
+	for _, p := range configuredProtos(cfg) {
+		f, err := newFront(srv, cfg, p)
 		if err != nil {
-			return nil, fmt.Errorf("pop3.backend: %w", err)
+			return nil, err
 		}
-		fronts[config.ProtoPOP3] = pop3.New(srv, pop3.Options{Backend: b, Master: master(cfg)})
+		fronts[p] = f
 	}
-	if cfg.On(config.ProtoSieve) {
-		b, err := backend(cfg.Sieve.Backend)
-		if err != nil {
-			return nil, fmt.Errorf("sieve.backend: %w", err)
-		}
+	return fronts, nil
+}
+
+func newFront(srv *proxy.Server, cfg *config.Config, proto string) (proxy.Front, error) {
+	cb := map[string]config.Backend{config.ProtoIMAP: cfg.IMAP.Backend, config.ProtoSMTP: cfg.SMTP.Backend,
+		config.ProtoPOP3: cfg.POP3.Backend, config.ProtoSieve: cfg.Sieve.Backend}[proto]
+	b, err := backend(cb)
+	if err != nil {
+		return nil, fmt.Errorf("%s.backend: %w", proto, err)
+	}
+	switch proto {
+	case config.ProtoIMAP:
+		return imap.New(srv, imap.Options{Backend: b}), nil
+	case config.ProtoSMTP:
+		return smtp.New(srv, smtp.Options{
+			Backend:         b,
+			Hostname:        cfg.SMTP.Hostname,
+			MaxMessageBytes: cfg.SMTP.MaxMessageBytes,
+			EnforceSender:   cfg.SMTP.EnforceSender,
+			SenderAliases:   cfg.SMTP.SenderAliases,
+			DataTimeout:     cfg.Limits.DataTimeout,
+		})
+	case config.ProtoPOP3:
+		return pop3.New(srv, pop3.Options{Backend: b, Master: master(cfg)}), nil
+	default:
 		opts := sieve.Options{Backend: b, Master: master(cfg)}
 		if err := opts.Check(); err != nil {
 			return nil, fmt.Errorf("sieve.backend: %w", err)
 		}
-		fronts[config.ProtoSieve] = sieve.New(srv, opts)
+		return sieve.New(srv, opts), nil
 	}
-	return fronts, nil
 }
 
 // master is the master user as the proxy takes it.

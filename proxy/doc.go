@@ -5,9 +5,9 @@
 // with the user's own password), backend dialing and TLS, the
 // protocol-blind relay, session lifetime, backend probes and the Observer.
 // Each protocol's pre-auth conversation, reply mapping and backend
-// conversation live in a package of its own: proxy/imap, proxy/smtp (and
-// POP3 and ManageSieve next to them), none of which imports another;
-// cmd/mailgate wires them:
+// conversation live in a package of its own: proxy/imap, proxy/smtp,
+// proxy/pop3 and proxy/sieve (ManageSieve), none of which imports another;
+// cmd/mailgate wires them (cmd/mailgate/fronts.go):
 //
 //	srv, _ := proxy.New(opts)
 //	f := imap.New(srv, imap.Options{Backend: dovecot})
@@ -33,10 +33,11 @@
 //     each protocol its own ALPN), ArmRead for each command, OnShutdown to
 //     wake a waiting read, Passwords and Limits.
 //  4. The pre-auth machine is the front's (proxy/imap: conn.go, reader.go;
-//     proxy/smtp: starttls.go, then go-smtp's server): greeting,
-//     capabilities, STARTTLS, until the client authenticates.
+//     proxy/smtp: starttls.go, then go-smtp's server; proxy/pop3 and
+//     proxy/sieve: conn.go, reader.go): greeting, capabilities,
+//     STARTTLS/STLS, until the client authenticates.
 //  5. Conn.Login (login.go), or Conn.LoginPassword for a protocol's own
-//     user/password command (IMAP LOGIN). The SASL exchange runs package
+//     user/password command (IMAP LOGIN, POP3 USER/PASS). The SASL exchange runs package
 //     auth's servers (auth.Server for XOAUTH2 and OAUTHBEARER,
 //     auth.PasswordServer for PLAIN and LOGIN), framed by the front's
 //     Stepper (the wait for an RFC 7628 dummy reply is bounded); passwords
@@ -47,14 +48,14 @@
 //     logged-in pool (pools.go; refused: ErrTooManySessions), the dial with
 //     the PROXY header and implicit TLS (backend.go: dialBackend,
 //     proxyHeader), and the front's BackendDialog on the connection
-//     (proxy/imap: backend.go; proxy/smtp: backend.go), under the backend
+//     (backend.go in each front's package), under the backend
 //     login timeout. The dialog's refusals come back as *Refusal (the
 //     user's own password), *BackendProblem (a configuration problem:
 //     logged with its fix, kept for readiness, config_problem.go),
 //     ErrMailboxRefused or ErrBackendUnavailable.
 //  7. Classify (result.go): one log line and one Observer.Login per login
 //     (loginDone), and the result the front's one reply mapper turns into
-//     its protocol's answer (proxy/imap: errors.go; proxy/smtp: errors.go).
+//     its protocol's answer (errors.go in each front's package).
 //     Internal error text is logged, never sent to a client.
 //  8. Conn.Relay (session.go, relay.go): the front writes the backend's
 //     login reply (Session.Reply) and hands over; the relay copies bytes
@@ -71,6 +72,8 @@
 // configuration problem for /readyz.
 //
 // References: RFC 9051 and RFC 3501 (IMAP), RFC 6409 (submission), RFC
-// 4954 (SMTP AUTH), RFC 3207 (STARTTLS), RFC 4422 (SASL), RFC 7628
-// (OAUTHBEARER), the PROXY protocol (HAProxy's proxy-protocol.txt).
+// 4954 (SMTP AUTH), RFC 3207 (STARTTLS), RFC 1939, 2449 and 5034 (POP3,
+// CAPA, SASL), RFC 2595 (STLS), RFC 5804 (ManageSieve), RFC 4422 (SASL),
+// RFC 7628 (OAUTHBEARER), the PROXY protocol (HAProxy's
+// proxy-protocol.txt).
 package proxy

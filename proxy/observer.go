@@ -4,8 +4,9 @@ import "time"
 
 // Observer receives what a Server does, for metrics. Methods are called on
 // hot paths: implementations must be fast and safe for concurrent use.
-// Label values come from small fixed sets (proto "imap"|"smtp", listener
-// "tls"|"starttls", results as in result.go) so they can be metric labels.
+// Label values come from small fixed sets (proto "imap", "smtp", "pop3" or
+// "sieve"; listener "tls" or "starttls"; results as in result.go) so they
+// can be metric labels.
 type Observer interface {
 	// ConnOpened and ConnClosed bracket an admitted client connection.
 	ConnOpened(proto, listener string)

@@ -3,8 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"crypto/tls"
-	"encoding/base64"
 	"io"
 	"log/slog"
 	"net/http"
@@ -15,7 +13,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mailgate/mailgate/auth"
 	"github.com/mailgate/mailgate/certs"
 	"github.com/mailgate/mailgate/config"
 	"github.com/mailgate/mailgate/internal/demo"
@@ -72,21 +69,9 @@ func TestIntegrationBackendCheck(t *testing.T) {
 	dc := testenv.SharedDovecot(t)
 	stock := testenv.StartPostfix(t, dc, testenv.PostfixOptions{DisableXClient: true}) // stock DMS: no XCLIENT
 	cfg := realBackendsConfig(t, dc, stock)
-	if err := cfg.Validate(); err != nil {
-		t.Fatal(err)
-	}
-
 	var logs bytes.Buffer
 	var mu sync.Mutex
-	log := slog.New(slog.NewTextHandler(lockedWriter{&mu, &logs}, nil))
-	a, err := newApp(cfg, log, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- a.run(ctx, time.Second) }()
-	defer func() { cancel(); <-done }()
+	a := runApp(t, cfg, slog.New(slog.NewTextHandler(lockedWriter{&mu, &logs}, nil)))
 	body := waitHTTP(t, "http://"+a.ops.ln.Addr().String()+"/readyz", http.StatusServiceUnavailable)
 	if !strings.Contains(body, "smtp backend does not offer XCLIENT") || !strings.Contains(body, "smtpd_authorized_xclient_hosts") {
 		t.Fatalf("/readyz = %q; want the XCLIENT problem and its fix", body)
@@ -140,61 +125,26 @@ func TestIntegrationBackendCheckMasterCredentials(t *testing.T) {
 	cfg.SMTP.ListenTLS, cfg.POP3.Backend.Address, cfg.Sieve.Backend.Address = "", "", ""
 	cfg.Master.Password = "not-the-master-password"
 	cfg.Master.CheckMailbox = "alice@example.test"
-	if err := cfg.Validate(); err != nil {
-		t.Fatal(err)
-	}
-	a, err := newApp(cfg, slog.New(slog.DiscardHandler), 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- a.run(ctx, time.Second) }()
-	defer func() { cancel(); <-done }()
+	a := runApp(t, cfg, slog.New(slog.DiscardHandler))
 	body := waitHTTP(t, "http://"+a.ops.ln.Addr().String()+"/readyz", http.StatusServiceUnavailable)
 	if !strings.Contains(body, "refuses the master user's credentials") || strings.Contains(body, cfg.Master.Password) {
 		t.Fatalf("/readyz = %q; want the master credentials problem, without the password", body)
 	}
 }
 
-// TestIntegrationPOP3AndSieveServed: serve wires the POP3 and ManageSieve
-// fronts: a token login on each reaches the real Dovecot.
-func TestIntegrationPOP3AndSieveServed(t *testing.T) {
-	dc := testenv.SharedDovecot(t)
-	cfg, d := realBackends(t, dc, testenv.SharedPostfix(t))
+// runApp validates cfg and runs an app on it until the test ends.
+func runApp(t *testing.T, cfg *config.Config, log *slog.Logger) *app {
+	t.Helper()
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	a, err := newApp(cfg, slog.New(slog.DiscardHandler), 0)
+	a, err := newApp(cfg, log, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- a.run(ctx, time.Second) }()
-	defer func() { cancel(); <-done }()
-	tok, err := d.Issuer.MintToken("alice@example.test", time.Hour)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ir := base64.StdEncoding.EncodeToString(auth.EncodeXOAUTH2("alice@example.test", tok))
-	clientTLS := &tls.Config{RootCAs: leafPool(t, a.certs.Certificate("127.0.0.1")), ServerName: "127.0.0.1"}
-
-	pop := dialTLSLines(t, a.addr("pop3.listen_tls"), clientTLS)
-	pop.expect(t, "+OK")
-	pop.send(t, "AUTH XOAUTH2 "+ir)
-	pop.expect(t, "+OK Logged in.")
-	pop.send(t, "STAT")
-	pop.expect(t, "+OK ")
-
-	sv := dialLines(t, a.addr("sieve.listen"))
-	sv.until(t, "OK ")
-	sv.send(t, "STARTTLS")
-	sv.expect(t, "OK ")
-	sv = sv.tls(t, clientTLS)
-	sv.until(t, "OK ")
-	sv.send(t, `AUTHENTICATE "XOAUTH2" "`+ir+`"`)
-	sv.expect(t, `OK "Logged in."`)
-	sv.send(t, "LISTSCRIPTS")
-	sv.until(t, "OK ")
+	t.Cleanup(func() { cancel(); <-done })
+	return a
 }

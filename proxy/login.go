@@ -28,8 +28,10 @@ const dummyReplyWait = 5 * time.Second
 // Stepper is a front's framing of one SASL exchange: it sends chal to the
 // client as its protocol frames a continuation and returns the response,
 // decoded with auth.DecodeResponse ("*" is auth.ErrCanceled; bad base64
-// auth.ErrMalformed). With wait > 0 a response not complete within wait
-// returns ErrStepTimeout and nothing is written to the client. Any other
+// auth.ErrMalformed). With wait > 0 a response that has not begun within
+// wait returns ErrStepTimeout and nothing is written to the client (one
+// that has begun is read to its end under the command timeout, so the
+// stream stays in step). Any other
 // error (the front has already answered it, or the connection is gone)
 // ends the exchange as aborted.
 type Stepper func(chal []byte, wait time.Duration) ([]byte, error)
@@ -98,7 +100,8 @@ var (
 	ErrClientGone         = errClientGone
 	ErrTooManySessions    = errTooManySessions
 	// ErrUnsupportedMechanism: the client named a mechanism mailgate does
-	// not offer (or a password one without passthrough). Not logged.
+	// not offer (or a password one without passthrough). Not logged or
+	// counted, and not known to Classify: fronts answer it first.
 	ErrUnsupportedMechanism = errors.New("proxy: unsupported SASL mechanism")
 )
 

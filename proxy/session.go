@@ -20,8 +20,8 @@ const (
 // Limits.IdleTimeout, the server's drain time ends, or the token's lifetime
 // does (Options.Lifetime). bye, if set, is the goodbye for why (EndShutdown,
 // EndExpired, EndRevoked), written to the client only at a line boundary of
-// the backend's stream; nil just closes. Relay closes the backend connection
-// and logs the session's end.
+// the backend's stream; nil (or a nil result) just closes. Relay closes the
+// backend connection and logs the session's end.
 func (c *Conn) Relay(ctx context.Context, client net.Conn, pendingUp []byte, sess *Session, bye func(why string) []byte) {
 	s, log := c.s, sess.Log
 	defer sess.Conn.Close()

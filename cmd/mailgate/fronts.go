@@ -45,9 +45,9 @@ func newFront(srv *proxy.Server, cfg *config.Config, proto string) (proxy.Front,
 			DataTimeout:     cfg.Limits.DataTimeout,
 		})
 	case config.ProtoPOP3:
-		return pop3.New(srv, pop3.Options{Backend: b, Master: master(cfg)}), nil
+		return pop3.New(srv, pop3.Options{Backend: b}), nil
 	default:
-		opts := sieve.Options{Backend: b, Master: master(cfg)}
+		opts := sieve.Options{Backend: b}
 		if err := opts.Check(); err != nil {
 			return nil, fmt.Errorf("sieve.backend: %w", err)
 		}

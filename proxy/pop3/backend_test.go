@@ -101,22 +101,25 @@ func TestProbe(t *testing.T) {
 	for _, tt := range []struct {
 		name    string
 		fb      *fakeBackend
+		master  proxy.Master // the Server's; zero: newTestFront's default
 		loginAs string
 		problem string // in the *proxy.BackendProblem's Fix; "" no problem
 		err     string // another error
 	}{
-		{"ok", &fakeBackend{Mode: proxy.TLSStartTLS}, "", "", ""},
-		{"login", &fakeBackend{Mode: proxy.TLSImplicit}, "alice@example.test", "", ""},
-		{"no such mailbox", &fakeBackend{}, "carol@example.test", "", "not a mailbox"},
-		{"no SASL before TLS", &fakeBackend{Caps: []string{"STLS", "SASL"}}, "", "pop3.backend.tls", ""},
-		{"no SASL line", &fakeBackend{Caps: []string{"USER"}}, "", "pop3.backend.tls", ""},
-		{"no PLAIN", &fakeBackend{Caps: []string{"SASL LOGIN"}}, "", "auth_mechanisms", ""},
-		{"no XCLIENT", &fakeBackend{Greeting: "+OK Dovecot ready."}, "", "login_trusted_networks", ""},
+		{"ok", &fakeBackend{Mode: proxy.TLSStartTLS}, proxy.Master{}, "", "", ""},
+		{"login", &fakeBackend{Mode: proxy.TLSImplicit}, proxy.Master{}, "alice@example.test", "", ""},
+		{"no such mailbox", &fakeBackend{}, proxy.Master{}, "carol@example.test", "", "not a mailbox"},
+		{"no SASL before TLS", &fakeBackend{Caps: []string{"STLS", "SASL"}}, proxy.Master{}, "", "pop3.backend.tls", ""},
+		{"no SASL line", &fakeBackend{Caps: []string{"USER"}}, proxy.Master{}, "", "pop3.backend.tls", ""},
+		{"no PLAIN", &fakeBackend{Caps: []string{"SASL LOGIN"}}, proxy.Master{}, "", "auth_mechanisms", ""},
+		{"no XCLIENT", &fakeBackend{Greeting: "+OK Dovecot ready."}, proxy.Master{}, "", "login_trusted_networks", ""},
 		{"master refused", &fakeBackend{Login: func(string, string, string) string { return "-ERR [AUTH] Authentication failed." }},
+			proxy.Master{}, "alice@example.test", "master.password", ""},
+		{"wrong master password", &fakeBackend{}, proxy.Master{User: "mailgate", Password: "not-the-master-password"},
 			"alice@example.test", "master.password", ""},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			tf := newFakeFront(t, tt.fb, proxy.Options{})
+			tf := newFakeFront(t, tt.fb, proxy.Options{Master: tt.master})
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
 			err := tf.srv.CheckBackend(ctx, "pop3", tt.loginAs)
@@ -143,7 +146,8 @@ func TestProbe(t *testing.T) {
 	}
 }
 
-// TestProbeWithoutMaster: the probe cannot log in without Options.Master.
+// TestProbeWithoutMaster: the probe cannot log in when the Server has no
+// master user (proxy.Options.Master), and says which setting is missing.
 func TestProbeWithoutMaster(t *testing.T) {
 	fb := &fakeBackend{}
 	serverTLS, _, _ := testTLS(t)
@@ -152,8 +156,11 @@ func TestProbeWithoutMaster(t *testing.T) {
 		t.Fatal(err)
 	}
 	f := New(srv, Options{Backend: fb.start(t, "xclient")})
-	if err := f.Probe(context.Background(), "alice@example.test"); err == nil || !strings.Contains(err.Error(), "pop3.Options.Master") {
-		t.Fatalf("Probe() = %v, want an error naming pop3.Options.Master", err)
+	if err := f.Probe(context.Background(), "alice@example.test"); err == nil || !strings.Contains(err.Error(), "master.user") {
+		t.Fatalf("Probe() = %v, want an error naming master.user", err)
+	}
+	if slices.ContainsFunc(fb.seen(), func(ev string) bool { return strings.HasPrefix(ev, "AUTH ") }) {
+		t.Errorf("backend saw %q, want no login attempt without a master user", fb.seen())
 	}
 	if err := f.Probe(context.Background(), ""); err != nil {
 		t.Fatalf("Probe() without a login = %v", err)

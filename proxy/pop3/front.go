@@ -18,11 +18,6 @@ type Options struct {
 	// "proxy" (a PROXY v2 header, for a haproxy = yes listener), or "" /
 	// "none" (Dovecot sees mailgate's address). Login is unused.
 	Backend proxy.Backend
-	// Master is the master user Probe logs in as when asked to (loginAs).
-	// It must be the Server's Options.Master, which the proxy package does
-	// not expose; logins use the Server's own. Zero: Probe with loginAs
-	// fails, saying so.
-	Master proxy.Master
 }
 
 // Front is the POP3 front end (proxy.Front) and its backend probe
@@ -30,7 +25,6 @@ type Options struct {
 type Front struct {
 	srv     *proxy.Server
 	backend proxy.Backend // Options.Backend as PrepareBackend returned it
-	master  proxy.Master
 
 	mu         sync.Mutex
 	warnedAddr time.Time // last "XCLIENT not offered" warning
@@ -44,7 +38,7 @@ var (
 // New returns the POP3 front for srv and registers its probe
 // (srv.CheckBackend("pop3", ...) and readiness use it).
 func New(srv *proxy.Server, opts Options) *Front {
-	f := &Front{srv: srv, backend: srv.PrepareBackend(proto, opts.Backend), master: opts.Master}
+	f := &Front{srv: srv, backend: srv.PrepareBackend(proto, opts.Backend)}
 	srv.RegisterProbe(proto, f)
 	return f
 }

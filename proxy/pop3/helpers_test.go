@@ -122,9 +122,6 @@ func newTestFront(t *testing.T, opts proxy.Options, fopts Options) *testFront {
 	if opts.Master.User == "" {
 		opts.Master = proxy.Master{User: "mailgate", Password: masterPW}
 	}
-	if fopts.Master.User == "" {
-		fopts.Master = opts.Master
-	}
 	opts.Logger = slog.New(slog.NewTextHandler(tf.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	srv, err := proxy.New(opts)
 	if err != nil {

@@ -112,10 +112,11 @@ func capaLines(conn net.Conn, br *bufio.Reader) ([]string, error) {
 
 // probeLogin logs in as the master user on behalf of user.
 func (f *Front) probeLogin(conn net.Conn, br *bufio.Reader, user string) error {
-	if f.master.User == "" {
-		return errors.New("pop3: no master credentials for the login probe (pop3.Options.Master)")
+	a := f.srv.MasterAuth(user)
+	if a.AuthcID == "" {
+		return errors.New("pop3: cannot log in as the master user for the probe: master.user is not set")
 	}
-	ir := base64.StdEncoding.EncodeToString(auth.EncodePLAIN(user, f.master.User, f.master.Password))
+	ir := base64.StdEncoding.EncodeToString(auth.EncodePLAIN(a.AuthzID, a.AuthcID, a.Password))
 	if _, err := fmt.Fprintf(conn, "AUTH PLAIN %s\r\n", ir); err != nil {
 		return err
 	}

@@ -3,6 +3,7 @@ package sieve
 import (
 	"context"
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -108,7 +109,6 @@ func TestBackendStartTLS(t *testing.T) {
 	master := proxy.Master{User: "master", Password: "master-secret"}
 	tf := newTestFront(t, proxy.Options{Master: master}, Options{
 		Backend: proxy.Backend{Address: fb.addr, TLS: proxy.TLSStartTLS, TLSConfig: trust, ClientIP: "xclient"},
-		Master:  master,
 	})
 	c := tf.loggedIn(t)
 	c.cmd("LISTSCRIPTS", `OK "Listscripts completed."`)
@@ -124,32 +124,37 @@ func TestProbe(t *testing.T) {
 		name    string
 		set     func(fb *fakeBackend)
 		opts    func(o *Options)
+		master  func(m *proxy.Master) // the Server's master user (proxy.Options.Master)
 		loginAs string
 		problem string // in the *proxy.BackendProblem's What, "" for none
 		err     string // in another error
 	}{
-		{"ok", nil, nil, "", "", ""},
-		{"login ok", nil, nil, "alice@example.test", "", ""},
-		{"no PLAIN", func(fb *fakeBackend) { fb.sasl = "LOGIN" }, nil, "", "does not offer SASL PLAIN", ""},
-		{"no SASL", func(fb *fakeBackend) { fb.sasl = "" }, nil, "", "offers no SASL mechanism", ""},
-		{"no XCLIENT", func(fb *fakeBackend) { fb.xclient = false }, nil, "", "does not offer XCLIENT", ""},
-		{"no STARTTLS", nil, func(o *Options) { o.Backend.TLS = proxy.TLSStartTLS }, "", "does not offer STARTTLS", ""},
-		{"bad client_ip", nil, func(o *Options) { o.Backend.ClientIP = "id" }, "", "settings mailgate cannot use", ""},
-		{"wrong master", nil, func(o *Options) { o.Master.Password = "wrong" }, "alice@example.test", "refused the master login", ""},
-		{"not a mailbox", nil, nil, "nobody@example.test", "", "is not a mailbox"},
-		{"no master", nil, func(o *Options) { o.Master = proxy.Master{} }, "alice@example.test", "", "Options.Master is not set"},
+		{"ok", nil, nil, nil, "", "", ""},
+		{"login ok", nil, nil, nil, "alice@example.test", "", ""},
+		{"no PLAIN", func(fb *fakeBackend) { fb.sasl = "LOGIN" }, nil, nil, "", "does not offer SASL PLAIN", ""},
+		{"no SASL", func(fb *fakeBackend) { fb.sasl = "" }, nil, nil, "", "offers no SASL mechanism", ""},
+		{"no XCLIENT", func(fb *fakeBackend) { fb.xclient = false }, nil, nil, "", "does not offer XCLIENT", ""},
+		{"no STARTTLS", nil, func(o *Options) { o.Backend.TLS = proxy.TLSStartTLS }, nil, "", "does not offer STARTTLS", ""},
+		{"bad client_ip", nil, func(o *Options) { o.Backend.ClientIP = "id" }, nil, "", "settings mailgate cannot use", ""},
+		{"wrong master", nil, nil, func(m *proxy.Master) { m.Password = "wrong" }, "alice@example.test", "refused the master login", ""},
+		{"not a mailbox", nil, nil, nil, "nobody@example.test", "", "is not a mailbox"},
+		{"no master", nil, nil, func(m *proxy.Master) { *m = proxy.Master{} }, "alice@example.test", "", "master.user is not set"},
+		{"no master, no login", nil, nil, func(m *proxy.Master) { *m = proxy.Master{} }, "", "", ""},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			fb := newFakeBackend(t, nil)
 			if tt.set != nil {
 				fb.set(tt.set)
 			}
-			opts := Options{Backend: proxy.Backend{Address: fb.addr, ClientIP: "xclient"},
-				Master: proxy.Master{User: "master", Password: "master-secret"}}
+			opts := Options{Backend: proxy.Backend{Address: fb.addr, ClientIP: "xclient"}}
 			if tt.opts != nil {
 				tt.opts(&opts)
 			}
-			tf := newTestFront(t, proxy.Options{}, opts)
+			master := proxy.Master{User: "master", Password: "master-secret"}
+			if tt.master != nil {
+				tt.master(&master)
+			}
+			tf := newTestFront(t, proxy.Options{Master: master}, opts)
 			err := tf.front.Probe(ctx, tt.loginAs)
 			var p *proxy.BackendProblem
 			switch {
@@ -159,6 +164,9 @@ func TestProbe(t *testing.T) {
 				t.Fatalf("Probe() = %v, want a problem %q", err, tt.problem)
 			case tt.err != "" && (err == nil || errors.As(err, &p) || !strings.Contains(err.Error(), tt.err)):
 				t.Fatalf("Probe() = %v, want an error with %q", err, tt.err)
+			}
+			if _, logins := fb.snapshot(); err == nil && tt.loginAs != "" && !slices.Equal(logins, []string{tt.loginAs + "/master"}) {
+				t.Errorf("backend accepted logins %q, want %s as the Server's master user", logins, tt.loginAs)
 			}
 		})
 	}

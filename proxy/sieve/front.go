@@ -32,12 +32,6 @@ type Options struct {
 	// "haproxy = yes" listener). TLSConfig nil: the system roots and the
 	// host of Address. Login is not used.
 	Backend proxy.Backend
-	// Master is the Dovecot master user, used only by Probe when it is
-	// asked to log in (check-config's --login-as): client logins use the
-	// core's proxy.Options.Master, which the core does not export. The
-	// zero value: such a probe fails, saying so; client logins are not
-	// affected.
-	Master proxy.Master
 }
 
 // Check reports a Backend setting the front cannot honour; the front itself
@@ -67,7 +61,6 @@ func (o Options) Check() error {
 type Front struct {
 	srv     *proxy.Server
 	backend proxy.Backend // prepared by the core (TLS session cache)
-	master  proxy.Master
 	caps    capCache
 	// lastXCLIENTWarn (unix seconds) rate-limits the warning that the
 	// backend does not offer XCLIENT.
@@ -84,7 +77,7 @@ var (
 // plaintext listener (port 4190) clients must STARTTLS before they can
 // AUTHENTICATE.
 func New(srv *proxy.Server, opts Options) *Front {
-	f := &Front{srv: srv, backend: srv.PrepareBackend(proto, opts.Backend), master: opts.Master}
+	f := &Front{srv: srv, backend: srv.PrepareBackend(proto, opts.Backend)}
 	srv.RegisterProbe(proto, f)
 	return f
 }

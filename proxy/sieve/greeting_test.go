@@ -28,7 +28,6 @@ func setupFake(t *testing.T, popts proxy.Options) (*testFront, *fakeBackend) {
 	popts.Master = proxy.Master{User: "master", Password: "master-secret"}
 	tf := newTestFront(t, popts, Options{
 		Backend: proxy.Backend{Address: fb.addr, ClientIP: "xclient"},
-		Master:  popts.Master,
 	})
 	return tf, fb
 }

@@ -57,7 +57,7 @@ func newSieveIntegration(t *testing.T, backend func(*testenv.Dovecot) proxy.Back
 	}
 	popts.Master = proxy.Master{User: dc.MasterUser, Password: dc.MasterPassword}
 	popts.Challenge = auth.ChallengeOptions{OpenIDConfiguration: idp.DiscoveryURL, Scope: "openid email"}
-	si.tf = newTestFront(t, popts, Options{Backend: backend(dc), Master: popts.Master})
+	si.tf = newTestFront(t, popts, Options{Backend: backend(dc)})
 	t.Cleanup(func() {
 		// No token minted for this test, nor the master password, may
 		// appear in mailgate's logs.

@@ -15,7 +15,7 @@ import (
 // does (PROXY header, TLS, STARTTLS) and checks that Dovecot would take
 // mailgate's login over that connection: SASL PLAIN offered, and XCLIENT
 // offered when the client address is to go that way. With loginAs it logs
-// in as the master user (Options.Master) on behalf of loginAs. It ends
+// in as the Server's master user on behalf of loginAs. It ends
 // with LOGOUT. Problems are *proxy.BackendProblem; the capabilities it
 // reads are kept for the greeting.
 func (f *Front) Probe(ctx context.Context, loginAs string) error {
@@ -59,11 +59,11 @@ func (f *Front) Probe(ctx context.Context, loginAs string) error {
 
 // probeLogin logs in as the master user on behalf of user.
 func (f *Front) probeLogin(conn net.Conn, br *bufio.Reader, user string) error {
-	m := f.master
-	if m.User == "" {
-		return errors.New("sieve: cannot log in as the master user: sieve.Options.Master is not set")
+	a := f.srv.MasterAuth(user)
+	if a.AuthcID == "" {
+		return errors.New("sieve: cannot log in as the master user for the probe: master.user is not set")
 	}
-	if _, err := io.WriteString(conn, authenticateCommand(user, m.User, m.Password)); err != nil {
+	if _, err := io.WriteString(conn, authenticateCommand(a.AuthzID, a.AuthcID, a.Password)); err != nil {
 		return err
 	}
 	resp, err := readResponse(br)

@@ -92,9 +92,15 @@ func DialNoFail(addr string) (interface{ Close() error }, error) {
 // Send writes line with CRLF.
 func (tc *Conn) Send(line string) {
 	tc.T.Helper()
-	tc.C.SetWriteDeadline(time.Now().Add(5 * time.Second))
-	if _, err := io.WriteString(tc.C, line+"\r\n"); err != nil {
-		tc.T.Fatalf("write %q: %v", line, err)
+	tc.Write(line + "\r\n")
+}
+
+// Write writes s as it is (no CRLF added), within 10 s.
+func (tc *Conn) Write(s string) {
+	tc.T.Helper()
+	tc.C.SetWriteDeadline(time.Now().Add(10 * time.Second))
+	if _, err := io.WriteString(tc.C, s); err != nil {
+		tc.T.Fatalf("write %q: %v", s, err)
 	}
 }
 

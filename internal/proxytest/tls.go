@@ -7,8 +7,11 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/pem"
 	"math/big"
 	"net"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 )
@@ -40,4 +43,22 @@ func TLSPair(t testing.TB) (server, client *tls.Config) {
 	pool.AddCert(leaf)
 	return &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf}}},
 		&tls.Config{RootCAs: pool, ServerName: "127.0.0.1"}
+}
+
+// CertPEM is the PEM encoding of the leaf certificate of server (a config
+// from TLSPair), for clients that read a CA file (curl --cacert, Python's
+// ssl, sieve-connect).
+func CertPEM(server *tls.Config) []byte {
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: server.Certificates[0].Certificate[0]})
+}
+
+// CertFile writes CertPEM(server) into a file in the test's temporary
+// directory and returns its path.
+func CertFile(t testing.TB, server *tls.Config) string {
+	t.Helper()
+	name := filepath.Join(t.TempDir(), "proxy.pem")
+	if err := os.WriteFile(name, CertPEM(server), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return name
 }

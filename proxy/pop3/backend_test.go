@@ -30,9 +30,9 @@ func TestBackendModes(t *testing.T) {
 			tf := newTestFront(t, proxy.Options{}, Options{Backend: tt.fb.start(t, tt.clientIP)})
 			c := dialTLS(t, tf.tlsAddr, tf.clientTLS)
 			c.expect("+OK mailgate ready.")
-			c.send("AUTH XOAUTH2 " + xoauth2("alice@example.test", goodToken))
+			c.Send("AUTH XOAUTH2 " + xoauth2("alice@example.test", goodToken))
 			c.expect("+OK Logged in.")
-			c.send("STAT")
+			c.Send("STAT")
 			c.expect("+OK 1 42")
 			ev := tt.fb.seen()
 			if len(ev) != len(tt.want) {
@@ -75,7 +75,7 @@ func TestBackendRefusals(t *testing.T) {
 			tf := newFakeFront(t, fb, proxy.Options{})
 			c := dialTLS(t, tf.tlsAddr, tf.clientTLS)
 			c.expect("+OK mailgate ready.")
-			c.send("AUTH XOAUTH2 " + xoauth2("alice@example.test", goodToken))
+			c.Send("AUTH XOAUTH2 " + xoauth2("alice@example.test", goodToken))
 			c.expect(tt.client)
 			if p := tf.srv.BackendProblem("pop3"); tt.problem == "" && p != "" || !strings.Contains(p, tt.problem) {
 				t.Errorf("BackendProblem = %q, want %q", p, tt.problem)
@@ -93,7 +93,7 @@ func TestBackendDown(t *testing.T) {
 		Options{Backend: proxy.Backend{Address: "127.0.0.1:1"}})
 	c := dialTLS(t, tf.tlsAddr, tf.clientTLS)
 	c.expect("+OK mailgate ready.")
-	c.send("AUTH XOAUTH2 " + xoauth2("alice@example.test", goodToken))
+	c.Send("AUTH XOAUTH2 " + xoauth2("alice@example.test", goodToken))
 	c.expect("-ERR [SYS/TEMP] Temporary authentication failure, try again later.")
 }
 

@@ -29,15 +29,15 @@ func TestCapabilities(t *testing.T) {
 	if got := c.capa(); !slices.Equal(got, capsPlain) {
 		t.Errorf("CAPA before TLS = %q, want %q", got, capsPlain)
 	}
-	c.send("STLS")
+	c.Send("STLS")
 	c.expect("+OK Begin TLS negotiation now.")
-	c.upgrade(tf.clientTLS)
+	c.UpgradeTLS(tf.clientTLS)
 	if got := c.capa(); !slices.Equal(got, capsTLS) {
 		t.Errorf("CAPA after STLS = %q, want %q", got, capsTLS)
 	}
-	c.send("STLS")
+	c.Send("STLS")
 	c.expect("-ERR TLS is already active.")
-	c.send("AUTH")
+	c.Send("AUTH")
 	c.expect("+OK")
 	if got := c.multi(); !slices.Equal(got, []string{"XOAUTH2", "OAUTHBEARER"}) {
 		t.Errorf("AUTH list = %q", got)
@@ -48,9 +48,9 @@ func TestCapabilities(t *testing.T) {
 	if got := c.capa(); !slices.Equal(got, capsTLS) {
 		t.Errorf("CAPA over implicit TLS = %q, want %q", got, capsTLS)
 	}
-	c.send("STLS")
+	c.Send("STLS")
 	c.expect("-ERR TLS is already active.")
-	c.send("QUIT")
+	c.Send("QUIT")
 	c.expect("+OK Logging out.")
 	c.expectClosed()
 }
@@ -77,13 +77,13 @@ func TestAuthBeforeSTLSRefused(t *testing.T) {
 	c.expect("+OK mailgate ready.")
 	for _, cmd := range []string{"AUTH XOAUTH2 " + xoauth2("alice@example.test", goodToken), "AUTH", "AUTH PLAIN",
 		"USER alice@example.test", "PASS password"} {
-		c.send(cmd)
+		c.Send(cmd)
 		c.expect("-ERR [SYS/PERM] Command not permitted before STLS.")
 	}
-	c.send("STLS")
+	c.Send("STLS")
 	c.expect("+OK Begin TLS negotiation now.")
-	c.upgrade(tf.clientTLS)
-	c.send("AUTH XOAUTH2 " + xoauth2("alice@example.test", goodToken))
+	c.UpgradeTLS(tf.clientTLS)
+	c.Send("AUTH XOAUTH2 " + xoauth2("alice@example.test", goodToken))
 	c.expect("+OK Logged in.")
 }
 
@@ -95,10 +95,10 @@ func TestSTLSInjection(t *testing.T) {
 	tf := newFakeFront(t, fb, proxy.Options{})
 	c := dialPlain(t, tf.plainAddr)
 	c.expect("+OK mailgate ready.")
-	c.write("STLS\r\nAUTH XOAUTH2 " + xoauth2("alice@example.test", goodToken) + "\r\nCAPA\r\n")
+	c.Write("STLS\r\nAUTH XOAUTH2 " + xoauth2("alice@example.test", goodToken) + "\r\nCAPA\r\n")
 	c.expect("+OK Begin TLS negotiation now.")
-	c.upgrade(tf.clientTLS)
-	c.send("NOOP")
+	c.UpgradeTLS(tf.clientTLS)
+	c.Send("NOOP")
 	c.expect("-ERR Not logged in.") // the first reply after TLS is to NOOP
 	if ev := fb.seen(); len(ev) != 0 {
 		t.Errorf("the injected AUTH reached the backend: %q", ev)
@@ -112,11 +112,11 @@ func TestUnknownCommandsClose(t *testing.T) {
 	tf := newFakeFront(t, &fakeBackend{}, proxy.Options{})
 	c := dialTLS(t, tf.tlsAddr, tf.clientTLS)
 	c.expect("+OK mailgate ready.")
-	c.send("STAT")
+	c.Send("STAT")
 	c.expect("-ERR Not logged in.")
-	c.send("GET / HTTP/1.1")
+	c.Send("GET / HTTP/1.1")
 	c.expect("-ERR Unknown command.")
-	c.send("")
+	c.Send("")
 	c.expect("-ERR Unknown command.")
 	c.expectClosed() // Limits.MaxErrors (3)
 }
@@ -146,7 +146,7 @@ func TestShutdownWakesPreauth(t *testing.T) {
 	tf := newFakeFront(t, &fakeBackend{}, proxy.Options{})
 	c := dialTLS(t, tf.tlsAddr, tf.clientTLS)
 	c.expect("+OK mailgate ready.")
-	c.send("CAPA")
+	c.Send("CAPA")
 	c.expect("+OK Capability list follows")
 	c.multi()
 	done := make(chan error, 1)

@@ -120,14 +120,14 @@ func TestIntegrationPOP3Session(t *testing.T) {
 			mark := it.dc.Log.Mark()
 
 			c := dialFrom(t, "127.0.0.9", it.tf.tlsAddr)
-			c.upgrade(it.tf.clientTLS)
+			c.UpgradeTLS(it.tf.clientTLS)
 			c.expect("+OK mailgate ready.")
-			c.send("AUTH XOAUTH2 " + xoauth2(alice, token))
+			c.Send("AUTH XOAUTH2 " + xoauth2(alice, token))
 			c.expect("+OK Logged in.")
 			n := it.retrLast(t, c, subject)
-			c.send(fmt.Sprintf("DELE %d", n))
+			c.Send(fmt.Sprintf("DELE %d", n))
 			c.expect("+OK*")
-			c.send("QUIT")
+			c.Send("QUIT")
 			c.expect("+OK Logging out, messages deleted.")
 			c.expectClosed()
 			it.waitGone(t, subject)
@@ -144,18 +144,18 @@ func TestIntegrationPOP3Session(t *testing.T) {
 // subject, and returns its number.
 func (it *integration) retrLast(t *testing.T, c *client, subject string) int {
 	t.Helper()
-	c.send("STAT")
+	c.Send("STAT")
 	f := strings.Fields(c.expect("+OK *"))
 	n, err := strconv.Atoi(f[1])
 	if err != nil || n < 1 {
 		t.Fatalf("STAT: %q", f)
 	}
-	c.send("LIST")
+	c.Send("LIST")
 	c.expect("+OK*")
 	if list := c.multi(); len(list) != n || !strings.HasPrefix(list[n-1], f[1]+" ") {
 		t.Fatalf("LIST %q, want %d messages", list, n)
 	}
-	c.send(fmt.Sprintf("RETR %d", n))
+	c.Send(fmt.Sprintf("RETR %d", n))
 	c.expect("+OK*")
 	if msg := strings.Join(c.multi(), "\n"); !strings.Contains(msg, "Subject: "+subject) {
 		t.Fatalf("RETR %d lacks the subject %q:\n%s", n, subject, msg)
@@ -170,16 +170,16 @@ func TestIntegrationPOP3OAuthBearerContinuation(t *testing.T) {
 	token := it.mint(t, alice, testenv.TokenOptions{Opaque: true})
 	c := dialPlain(t, it.tf.plainAddr)
 	c.expect("+OK mailgate ready.")
-	c.send("AUTH OAUTHBEARER")
+	c.Send("AUTH OAUTHBEARER")
 	c.expect("-ERR [SYS/PERM] Command not permitted before STLS.")
-	c.send("STLS")
+	c.Send("STLS")
 	c.expect("+OK Begin TLS negotiation now.")
-	c.upgrade(it.tf.clientTLS)
-	c.send("AUTH OAUTHBEARER")
+	c.UpgradeTLS(it.tf.clientTLS)
+	c.Send("AUTH OAUTHBEARER")
 	c.expect("+ ")
-	c.send(oauthbearer("", token))
+	c.Send(oauthbearer("", token))
 	c.expect("+OK Logged in.")
-	c.send("QUIT")
+	c.Send("QUIT")
 	c.expect("+OK Logging out.")
 }
 
@@ -210,12 +210,12 @@ func TestIntegrationPOP3RefusedTokens(t *testing.T) {
 				if mech == "OAUTHBEARER" {
 					ir = oauthbearer(alice, token)
 				}
-				c.send("AUTH " + mech + " " + ir)
+				c.Send("AUTH " + mech + " " + ir)
 				ch := challenge(t, c.expect("+ *"))
 				if mech == "OAUTHBEARER" && ch["openid-configuration"] != it.idp.DiscoveryURL {
 					t.Errorf("challenge %v lacks openid-configuration", ch)
 				}
-				c.send("AQ==")
+				c.Send("AQ==")
 				c.expect("-ERR [AUTH] Authentication failed.")
 			}
 		})
@@ -231,9 +231,9 @@ func TestIntegrationPOP3UnknownMailbox(t *testing.T) {
 	// From its own address: Dovecot delays logins after a failure, per
 	// client address (XCLIENT passes it on).
 	c := dialFrom(t, "127.0.0.11", it.tf.tlsAddr)
-	c.upgrade(it.tf.clientTLS)
+	c.UpgradeTLS(it.tf.clientTLS)
 	c.expect("+OK mailgate ready.")
-	c.send("AUTH XOAUTH2 " + xoauth2("carol@example.test", token))
+	c.Send("AUTH XOAUTH2 " + xoauth2("carol@example.test", token))
 	c.expect("-ERR [AUTH] Authentication failed.")
 	if p := it.tf.srv.BackendProblem("pop3"); p != "" {
 		t.Errorf("BackendProblem = %q", p)
@@ -257,7 +257,7 @@ func TestIntegrationPOP3ProviderDown(t *testing.T) {
 	c := dialTLS(t, it.tf.tlsAddr, it.tf.clientTLS)
 	c.expect("+OK mailgate ready.")
 	start := time.Now()
-	c.send("AUTH XOAUTH2 " + xoauth2(alice, "some-token"))
+	c.Send("AUTH XOAUTH2 " + xoauth2(alice, "some-token"))
 	c.expect("-ERR [SYS/TEMP] Temporary authentication failure, try again later.")
 	if d := time.Since(start); d > 3*time.Second {
 		t.Fatalf("[SYS/TEMP] after %v", d)
@@ -272,7 +272,7 @@ func TestIntegrationPOP3PlaintextBackend(t *testing.T) {
 	token := it.mint(t, alice, testenv.TokenOptions{})
 	c := dialTLS(t, it.tf.tlsAddr, it.tf.clientTLS)
 	c.expect("+OK mailgate ready.")
-	c.send("AUTH XOAUTH2 " + xoauth2(alice, token))
+	c.Send("AUTH XOAUTH2 " + xoauth2(alice, token))
 	if testenv.Generation() == "2.3" {
 		c.expect("+OK Logged in.")
 		return
@@ -310,21 +310,21 @@ func TestIntegrationPOP3Passwords(t *testing.T) {
 	mark := it.dc.Log.Mark()
 	c := dialTLS(t, it.tf.tlsAddr, it.tf.clientTLS)
 	c.expect("+OK mailgate ready.")
-	c.send("USER " + alice)
+	c.Send("USER " + alice)
 	c.expect("+OK")
-	c.send("PASS password")
+	c.Send("PASS password")
 	c.expect("+OK Logged in.")
-	c.send("QUIT")
+	c.Send("QUIT")
 	c.expect("+OK Logging out.")
 	it.dc.Log.WaitSince(t, mark, "user=<"+alice+">", logTimeout)
 
 	// From its own address: Dovecot delays failures per client address.
 	c = dialFrom(t, "127.0.0.10", it.tf.tlsAddr)
-	c.upgrade(it.tf.clientTLS)
+	c.UpgradeTLS(it.tf.clientTLS)
 	c.expect("+OK mailgate ready.")
-	c.send("USER " + alice)
+	c.Send("USER " + alice)
 	c.expect("+OK")
-	c.send("PASS wrong-password")
+	c.Send("PASS wrong-password")
 	c.expect("-ERR [AUTH] Authentication failed.")
 	it.tf.secrets = append(it.tf.secrets, "wrong-password")
 }

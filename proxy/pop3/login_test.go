@@ -17,11 +17,11 @@ func TestLoginAndRelay(t *testing.T) {
 	tf := newFakeFront(t, fb, proxy.Options{})
 	c := dialTLS(t, tf.tlsAddr, tf.clientTLS)
 	c.expect("+OK mailgate ready.")
-	c.send("AUTH XOAUTH2 " + xoauth2("alice@example.test", goodToken))
+	c.Send("AUTH XOAUTH2 " + xoauth2("alice@example.test", goodToken))
 	c.expect("+OK Logged in.")
-	c.send("STAT")
+	c.Send("STAT")
 	c.expect("+OK 1 42")
-	c.send("QUIT")
+	c.Send("QUIT")
 	c.expect("+OK Logging out.")
 	c.expectClosed()
 	ev := fb.seen()
@@ -36,7 +36,7 @@ func TestLoginPipelined(t *testing.T) {
 	tf := newFakeFront(t, &fakeBackend{}, proxy.Options{})
 	c := dialTLS(t, tf.tlsAddr, tf.clientTLS)
 	c.expect("+OK mailgate ready.")
-	c.write("AUTH XOAUTH2 " + xoauth2("alice@example.test", goodToken) + "\r\nSTAT\r\nQUIT\r\n")
+	c.Write("AUTH XOAUTH2 " + xoauth2("alice@example.test", goodToken) + "\r\nSTAT\r\nQUIT\r\n")
 	c.expect("+OK Logged in.")
 	c.expect("+OK 1 42")
 	c.expect("+OK Logging out.")
@@ -48,9 +48,9 @@ func TestLoginContinuation(t *testing.T) {
 	tf := newFakeFront(t, &fakeBackend{}, proxy.Options{})
 	c := dialTLS(t, tf.tlsAddr, tf.clientTLS)
 	c.expect("+OK mailgate ready.")
-	c.send("AUTH OAUTHBEARER")
+	c.Send("AUTH OAUTHBEARER")
 	c.expect("+ ")
-	c.send(oauthbearer("", goodToken))
+	c.Send(oauthbearer("", goodToken))
 	c.expect("+OK Logged in.")
 }
 
@@ -68,12 +68,12 @@ func TestRefusedToken(t *testing.T) {
 			if mech == "OAUTHBEARER" {
 				ir = oauthbearer("alice@example.test", badToken)
 			}
-			c.send("AUTH " + mech + " " + ir)
+			c.Send("AUTH " + mech + " " + ir)
 			ch := challenge(t, c.expect("+ *"))
 			if mech == "XOAUTH2" && ch["status"] != "401" || mech == "OAUTHBEARER" && ch["status"] != "invalid_token" {
 				t.Errorf("challenge %v", ch)
 			}
-			c.send("AQ==")
+			c.Send("AQ==")
 			c.expect("-ERR [AUTH] Authentication failed.")
 		})
 	}
@@ -99,14 +99,14 @@ func TestNoDummyReply(t *testing.T) {
 	tf := newFakeFront(t, &fakeBackend{}, proxy.Options{})
 	c := dialTLS(t, tf.tlsAddr, tf.clientTLS)
 	c.expect("+OK mailgate ready.")
-	c.send("AUTH XOAUTH2 " + xoauth2("alice@example.test", badToken))
+	c.Send("AUTH XOAUTH2 " + xoauth2("alice@example.test", badToken))
 	c.expect("+ *")
 	start := time.Now()
 	c.expect("-ERR [AUTH] Authentication failed.") // blocks until the refusal comes
 	if d := time.Since(start); d < 4*time.Second || d > 8*time.Second {
 		t.Fatalf("refusal after %v, want about 5 s", d)
 	}
-	c.send("NOOP") // the connection goes on
+	c.Send("NOOP") // the connection goes on
 	c.expect("-ERR Not logged in.")
 }
 
@@ -114,7 +114,7 @@ func TestProviderDown(t *testing.T) {
 	tf := newFakeFront(t, &fakeBackend{}, proxy.Options{})
 	c := dialTLS(t, tf.tlsAddr, tf.clientTLS)
 	c.expect("+OK mailgate ready.")
-	c.send("AUTH XOAUTH2 " + xoauth2("alice@example.test", downToken))
+	c.Send("AUTH XOAUTH2 " + xoauth2("alice@example.test", downToken))
 	c.expect("-ERR [SYS/TEMP] Temporary authentication failure, try again later.")
 }
 
@@ -132,7 +132,7 @@ func TestAuthErrors(t *testing.T) {
 		{"AUTH XOAUTH2 !!!", "-ERR Invalid SASL message."},
 		{"XCLIENT ADDR=192.0.2.1", "-ERR Unknown command."},
 	} {
-		c.send(step[0])
+		c.Send(step[0])
 		c.expect(step[1])
 	}
 	c.expectClosed() // the third protocol error
@@ -143,9 +143,9 @@ func TestMaxAuthFailures(t *testing.T) {
 	c := dialTLS(t, tf.tlsAddr, tf.clientTLS)
 	c.expect("+OK mailgate ready.")
 	for i := 0; i < 3; i++ {
-		c.send("AUTH OAUTHBEARER " + oauthbearer("", badToken))
+		c.Send("AUTH OAUTHBEARER " + oauthbearer("", badToken))
 		c.expect("+ *")
-		c.send("AQ==")
+		c.Send("AQ==")
 		c.expect("-ERR [AUTH] Authentication failed.")
 	}
 	c.expectClosed()
@@ -162,39 +162,39 @@ func TestLineCaps(t *testing.T) {
 	}
 	t.Run("command line over 255 but within the cap", func(t *testing.T) {
 		c := start()
-		c.send("NOOP " + strings.Repeat("x", 400))
+		c.Send("NOOP " + strings.Repeat("x", 400))
 		c.expect("-ERR Not logged in.")
 	})
 	t.Run("command line over the cap", func(t *testing.T) {
 		c := start()
-		c.send("USER " + strings.Repeat("x", 600))
+		c.Send("USER " + strings.Repeat("x", 600))
 		c.expect("-ERR Line too long.")
 		c.expectClosed()
 	})
 	t.Run("long AUTH line", func(t *testing.T) {
 		c := start()
-		c.send("auth XOAUTH2 " + xoauth2("alice@example.test", strings.Repeat("t", 5000)))
+		c.Send("auth XOAUTH2 " + xoauth2("alice@example.test", strings.Repeat("t", 5000)))
 		c.expect("+ *") // read whole: the token was checked
 	})
 	t.Run("AUTH line over MaxLine", func(t *testing.T) {
 		c := start()
-		c.send("AUTH XOAUTH2 " + strings.Repeat("A", 9<<10))
+		c.Send("AUTH XOAUTH2 " + strings.Repeat("A", 9<<10))
 		c.expect("-ERR Line too long.")
 		c.expectClosed()
 	})
 	t.Run("SASL response over MaxLine", func(t *testing.T) {
 		c := start()
-		c.send("AUTH XOAUTH2")
+		c.Send("AUTH XOAUTH2")
 		c.expect("+ ")
-		c.send(strings.Repeat("A", 9<<10))
+		c.Send(strings.Repeat("A", 9<<10))
 		c.expect("-ERR Line too long.")
 		c.expectClosed()
 	})
 	t.Run("command over the byte budget", func(t *testing.T) {
 		c := start()
-		c.send("AUTH XOAUTH2 " + xoauth2("alice@example.test", strings.Repeat("t", 5000)))
+		c.Send("AUTH XOAUTH2 " + xoauth2("alice@example.test", strings.Repeat("t", 5000)))
 		c.expect("+ *")
-		c.send(strings.Repeat("A", 4<<10))
+		c.Send(strings.Repeat("A", 4<<10))
 		c.expect("-ERR Command too large.")
 		c.expectClosed()
 	})
@@ -220,29 +220,29 @@ func TestPasswordPassthrough(t *testing.T) {
 		return c
 	}
 	c := start()
-	c.send("PASS pw")
+	c.Send("PASS pw")
 	c.expect("-ERR No username given.")
-	c.send("USER alice@example.test")
+	c.Send("USER alice@example.test")
 	c.expect("+OK")
-	c.send("PASS wrong")
+	c.Send("PASS wrong")
 	c.expect("-ERR [AUTH] Wrong password (fake backend).")
-	c.send("USER alice@example.test")
+	c.Send("USER alice@example.test")
 	c.expect("+OK")
-	c.send("PASS pw")
+	c.Send("PASS pw")
 	c.expect("+OK Logged in.")
-	c.send("STAT")
+	c.Send("STAT")
 	c.expect("+OK 1 42")
 
 	c = start()
-	c.send("AUTH PLAIN " + b64("\x00alice@example.test\x00pw"))
+	c.Send("AUTH PLAIN " + b64("\x00alice@example.test\x00pw"))
 	c.expect("+OK Logged in.")
 
 	c = start()
-	c.send("AUTH LOGIN")
+	c.Send("AUTH LOGIN")
 	c.expect("+ " + b64("Username:"))
-	c.send(b64("alice@example.test"))
+	c.Send(b64("alice@example.test"))
 	c.expect("+ " + b64("Password:"))
-	c.send(b64("pw"))
+	c.Send(b64("pw"))
 	c.expect("+OK Logged in.")
 	if ev := fb.seen(); !slices.Contains(ev, "AUTH  alice@example.test") || slices.ContainsFunc(ev, func(e string) bool {
 		return strings.Contains(e, "mailgate")
@@ -258,8 +258,8 @@ func TestProviderDownContinuation(t *testing.T) {
 	tf := newFakeFront(t, &fakeBackend{}, proxy.Options{})
 	c := dialTLS(t, tf.tlsAddr, tf.clientTLS)
 	c.expect("+OK mailgate ready.")
-	c.send("AUTH XOAUTH2")
+	c.Send("AUTH XOAUTH2")
 	c.expect("+ ")
-	c.send(xoauth2("alice@example.test", downToken))
+	c.Send(xoauth2("alice@example.test", downToken))
 	c.expect("-ERR [SYS/TEMP] Temporary authentication failure, try again later.")
 }

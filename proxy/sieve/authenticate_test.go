@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/mailgate/mailgate/auth"
+	"github.com/mailgate/mailgate/internal/proxytest"
 	"github.com/mailgate/mailgate/proxy"
 )
 
@@ -41,12 +42,12 @@ func TestAuthenticateForms(t *testing.T) {
 			c := dial(t, "", tf.addr)
 			c.greeted()
 			c.starttls(tf.clientTLS)
-			c.send(tt.cmd)
+			c.Send(tt.cmd)
 			if tt.answer != "" {
-				if l := c.line(); l != `""` {
+				if l := c.ReadLine(); l != `""` {
 					t.Fatalf("challenge %q, want an empty string", l)
 				}
-				c.send(tt.answer)
+				c.Send(tt.answer)
 			}
 			c.expect(`OK "Logged in."`)
 			if l := c.cmd("LISTSCRIPTS", `OK "Listscripts completed."`); len(l) != 1 || l[0] != `"mailgate" ACTIVE` {
@@ -74,7 +75,7 @@ func TestAuthenticateForms(t *testing.T) {
 // challengeJSON reads the error challenge and decodes it.
 func challengeJSON(t *testing.T, c *tconn) map[string]string {
 	t.Helper()
-	l := c.line()
+	l := c.ReadLine()
 	raw, err := base64.StdEncoding.DecodeString(strings.Trim(l, `"`))
 	var v map[string]string
 	if !strings.HasPrefix(l, `"`) || err != nil || json.Unmarshal(raw, &v) != nil {
@@ -89,13 +90,13 @@ func TestRefusedToken(t *testing.T) {
 	c.greeted()
 	c.starttls(tf.clientTLS)
 
-	c.send(`AUTHENTICATE "XOAUTH2" "` + b64(auth.EncodeXOAUTH2("alice@example.test", "bad-token")) + `"`)
+	c.Send(`AUTHENTICATE "XOAUTH2" "` + b64(auth.EncodeXOAUTH2("alice@example.test", "bad-token")) + `"`)
 	if v := challengeJSON(t, c); v["status"] != "401" || v["schemes"] != "bearer" {
 		t.Errorf("XOAUTH2 challenge %v", v)
 	}
 	c.cmd(`""`, `NO "Authentication failed."`)
 
-	c.send(`AUTHENTICATE "OAUTHBEARER" ` + lit(b64(auth.EncodeOAUTHBEARER("bob@example.test", goodToken))))
+	c.Send(`AUTHENTICATE "OAUTHBEARER" ` + lit(b64(auth.EncodeOAUTHBEARER("bob@example.test", goodToken))))
 	if v := challengeJSON(t, c); v["status"] != "invalid_token" || v["openid-configuration"] == "" {
 		t.Errorf("OAUTHBEARER challenge %v", v)
 	}
@@ -111,7 +112,7 @@ func TestNoDummyReply(t *testing.T) {
 	c := dial(t, "", tf.addr)
 	c.greeted()
 	c.starttls(tf.clientTLS)
-	c.send(`AUTHENTICATE "XOAUTH2" "` + b64(auth.EncodeXOAUTH2("alice@example.test", "bad-token")) + `"`)
+	c.Send(`AUTHENTICATE "XOAUTH2" "` + b64(auth.EncodeXOAUTH2("alice@example.test", "bad-token")) + `"`)
 	challengeJSON(t, c)
 	start := time.Now()
 	c.expect(`NO "Authentication failed."`)
@@ -126,12 +127,12 @@ func TestCancel(t *testing.T) {
 	c := dial(t, "", tf.addr)
 	c.greeted()
 	c.starttls(tf.clientTLS)
-	c.send(`AUTHENTICATE "XOAUTH2"`)
-	c.line()
+	c.Send(`AUTHENTICATE "XOAUTH2"`)
+	c.ReadLine()
 	c.cmd(`"*"`, `NO "Authentication canceled."`)
 	c.cmd(`AUTHENTICATE "OAUTHBEARER" "*"`, `NO "Authentication canceled."`)
-	c.send(`AUTHENTICATE "XOAUTH2"`)
-	c.line()
+	c.Send(`AUTHENTICATE "XOAUTH2"`)
+	c.ReadLine()
 	c.cmd(lit("*"), `NO "Authentication canceled."`)
 	c.cmd("NOOP", `OK "NOOP completed."`)
 	if n := tf.auth.calls.Load(); n != 0 {
@@ -152,9 +153,9 @@ func TestMalformedAndUnsupported(t *testing.T) {
 		{`AUTHENTICATE "CRAM-MD5"`, `NO "Unsupported SASL mechanism."`},
 		{`AUTHENTICATE "PLAIN" "` + b64([]byte("\x00alice@example.test\x00alice-password")) + `"`, `NO "Unsupported SASL mechanism."`},
 	} {
-		c.send(tt.in)
+		c.Send(tt.in)
 		if strings.Contains(tt.in, "\r\n") {
-			if l := c.line(); l != `""` { // the empty challenge
+			if l := c.ReadLine(); l != `""` { // the empty challenge
 				t.Fatalf("%q: challenge %q", tt.in, l)
 			}
 		}
@@ -181,7 +182,7 @@ func TestStartTLSInjection(t *testing.T) {
 	c := dial(t, "", tf.addr)
 	c.greeted()
 	injected := `AUTHENTICATE "XOAUTH2" "` + b64(auth.EncodeXOAUTH2("alice@example.test", goodToken)) + `"` + "\r\nLISTSCRIPTS\r\n"
-	c.write("STARTTLS\r\n" + injected)
+	c.Write("STARTTLS\r\n" + injected)
 	c.expect(`OK "Begin TLS negotiation now."`)
 	c.handshake(tf.clientTLS)
 	c.expect(`OK "TLS negotiation successful."`)
@@ -203,7 +204,7 @@ func TestAuthFailureLimit(t *testing.T) {
 	c.greeted()
 	c.starttls(tf.clientTLS)
 	for i := 1; i <= 3; i++ {
-		c.send(fmt.Sprintf(`AUTHENTICATE "XOAUTH2" "%s"`, b64(auth.EncodeXOAUTH2("alice@example.test", "bad"))))
+		c.Send(fmt.Sprintf(`AUTHENTICATE "XOAUTH2" "%s"`, b64(auth.EncodeXOAUTH2("alice@example.test", "bad"))))
 		challengeJSON(t, c)
 		c.cmd(`""`, `NO "Authentication failed."`)
 	}
@@ -224,7 +225,7 @@ func TestTemporaryFailures(t *testing.T) {
 		`NO (TRYLATER) "Too many sessions, try again later."`)
 	first.cmd("LOGOUT", `OK "Logout completed."`)
 
-	down := newTestFront(t, proxy.Options{}, Options{Backend: proxy.Backend{Address: closedAddr(t)}})
+	down := newTestFront(t, proxy.Options{}, Options{Backend: proxy.Backend{Address: proxytest.ClosedAddr(t)}})
 	c = dial(t, "", down.addr)
 	c.greeted()
 	c.starttls(down.clientTLS)
@@ -238,7 +239,7 @@ func TestPipelinedAfterAuthenticate(t *testing.T) {
 	c := dial(t, "", tf.addr)
 	c.greeted()
 	c.starttls(tf.clientTLS)
-	c.write(`AUTHENTICATE "XOAUTH2" "` + b64(auth.EncodeXOAUTH2("alice@example.test", goodToken)) + "\"\r\nLISTSCRIPTS\r\nLOGOUT\r\n")
+	c.Write(`AUTHENTICATE "XOAUTH2" "` + b64(auth.EncodeXOAUTH2("alice@example.test", goodToken)) + "\"\r\nLISTSCRIPTS\r\nLOGOUT\r\n")
 	c.expect(`OK "Logged in."`)
 	c.expect(`OK "Listscripts completed."`)
 	c.expect(`OK "Logout completed."`)

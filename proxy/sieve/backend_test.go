@@ -27,12 +27,12 @@ func TestPasswordPassthrough(t *testing.T) {
 	})
 	t.Run("LOGIN", func(t *testing.T) {
 		c := login(t)
-		c.send(`AUTHENTICATE "LOGIN"`)
-		if l := c.line(); l != `"`+b64([]byte("Username:"))+`"` {
+		c.Send(`AUTHENTICATE "LOGIN"`)
+		if l := c.ReadLine(); l != `"`+b64([]byte("Username:"))+`"` {
 			t.Fatalf("challenge %q", l)
 		}
-		c.send(`"` + b64([]byte("alice@example.test")) + `"`)
-		c.line()
+		c.Send(`"` + b64([]byte("alice@example.test")) + `"`)
+		c.ReadLine()
 		c.cmd(lit(b64([]byte("alice-password"))), `OK "Logged in."`)
 	})
 	t.Run("refused verbatim", func(t *testing.T) {

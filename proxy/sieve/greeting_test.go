@@ -1,25 +1,13 @@
 package sieve
 
 import (
-	"net"
 	"slices"
 	"strings"
 	"testing"
 
+	"github.com/mailgate/mailgate/internal/proxytest"
 	"github.com/mailgate/mailgate/proxy"
 )
-
-// closedAddr is an address nothing listens on.
-func closedAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	return addr
-}
 
 // setupFake starts a fake backend (plaintext, XCLIENT) and a front for it.
 func setupFake(t *testing.T, popts proxy.Options) (*testFront, *fakeBackend) {
@@ -35,7 +23,7 @@ func setupFake(t *testing.T, popts proxy.Options) (*testFront, *fakeBackend) {
 var defaultSieveLine = defaultSieveCaps[0]
 
 func TestGreetingAndCapabilities(t *testing.T) {
-	tf := newTestFront(t, proxy.Options{}, Options{Backend: proxy.Backend{Address: closedAddr(t)}})
+	tf := newTestFront(t, proxy.Options{}, Options{Backend: proxy.Backend{Address: proxytest.ClosedAddr(t)}})
 	plain := []string{`"IMPLEMENTATION" "mailgate"`, defaultSieveLine, `"SASL" ""`, `"STARTTLS"`, `"VERSION" "1.0"`}
 	onTLS := []string{`"IMPLEMENTATION" "mailgate"`, defaultSieveLine, `"SASL" "OAUTHBEARER XOAUTH2"`, `"VERSION" "1.0"`}
 	check := func(t *testing.T, what string, got, want []string) {
@@ -60,7 +48,7 @@ func TestGreetingAndCapabilities(t *testing.T) {
 
 func TestCapabilitiesWithPasswords(t *testing.T) {
 	tf := newTestFront(t, proxy.Options{Passwords: proxy.PasswordOptions{Sieve: true}},
-		Options{Backend: proxy.Backend{Address: closedAddr(t)}})
+		Options{Backend: proxy.Backend{Address: proxytest.ClosedAddr(t)}})
 	c := dialTLS(t, tf.tlsAddr, tf.clientTLS)
 	if caps := c.greeted(); !slices.Contains(caps, `"SASL" "OAUTHBEARER XOAUTH2 PLAIN LOGIN"`) {
 		t.Fatalf("capabilities with password passthrough: %q", caps)
@@ -71,9 +59,9 @@ func TestCapabilitiesWithPasswords(t *testing.T) {
 // backend's Sieve capabilities; later greetings list them.
 func TestCapabilitiesLearned(t *testing.T) {
 	tf, _ := setupFake(t, proxy.Options{})
-	waitFor(t, "the backend's SIEVE capability in the greeting", func() bool {
+	proxytest.WaitFor(t, "the backend's SIEVE capability in the greeting", func() bool {
 		c := dial(t, "", tf.addr)
-		defer c.c.Close()
+		defer c.C.Close()
 		caps := c.greeted()
 		return slices.Contains(caps, `"SIEVE" "fileinto vacation fake-ext"`) && slices.Contains(caps, `"NOTIFY" "mailto"`) &&
 			!slices.Contains(caps, defaultSieveLine) && !slices.ContainsFunc(caps, func(l string) bool {
@@ -83,7 +71,7 @@ func TestCapabilitiesLearned(t *testing.T) {
 }
 
 func TestPreauthCommands(t *testing.T) {
-	tf := newTestFront(t, proxy.Options{}, Options{Backend: proxy.Backend{Address: closedAddr(t)}})
+	tf := newTestFront(t, proxy.Options{}, Options{Backend: proxy.Backend{Address: proxytest.ClosedAddr(t)}})
 	c := dial(t, "", tf.addr)
 	c.greeted()
 	c.cmd("NOOP", `OK "NOOP completed."`)
@@ -91,8 +79,8 @@ func TestPreauthCommands(t *testing.T) {
 	c.cmd("NOOP {4+}\r\na\"b\\", `OK (TAG "a\"b\\") "Done"`)
 	c.cmd(`LISTSCRIPTS`, `NO "Authenticate first."`)
 	c.cmd(`XCLIENT ADDR=192.0.2.1`, `NO "Unknown command."`)
-	c.send(`PUTSCRIPT "x" {9+}`)
-	c.write("keep;\r\n\r\n\r\n")
+	c.Send(`PUTSCRIPT "x" {9+}`)
+	c.Write("keep;\r\n\r\n\r\n")
 	c.expect(`NO "Authenticate first."`)
 	c.expect(`BYE "Too many invalid commands."`)
 	c.expectClosed()
@@ -103,7 +91,7 @@ func TestPreauthCommands(t *testing.T) {
 
 func TestSyntaxErrors(t *testing.T) {
 	tf := newTestFront(t, proxy.Options{Limits: proxy.Limits{MaxErrors: 100}},
-		Options{Backend: proxy.Backend{Address: closedAddr(t)}})
+		Options{Backend: proxy.Backend{Address: proxytest.ClosedAddr(t)}})
 	c := dial(t, "", tf.addr)
 	c.greeted()
 	for _, tt := range []struct{ in, want string }{

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/mailgate/mailgate/auth"
+	"github.com/mailgate/mailgate/internal/proxytest"
 	"github.com/mailgate/mailgate/internal/testenv"
 	"github.com/mailgate/mailgate/proxy"
 )
@@ -27,8 +28,8 @@ type sieveIntegration struct {
 	dc       *testenv.Dovecot
 	idp      *testenv.Hydra
 	tf       *testFront
-	authLogs *syncBuffer // the token authenticator's log
-	tokens   []string    // minted for this test
+	authLogs *proxytest.SyncBuffer // the token authenticator's log
+	tokens   []string              // minted for this test
 }
 
 // Backend modes that work on both generations.
@@ -46,7 +47,7 @@ func newSieveIntegration(t *testing.T, backend func(*testenv.Dovecot) proxy.Back
 	t.Helper()
 	dc := testenv.SharedDovecot(t)
 	idp := testenv.SharedHydra(t)
-	si := &sieveIntegration{dc: dc, idp: idp, authLogs: &syncBuffer{}}
+	si := &sieveIntegration{dc: dc, idp: idp, authLogs: &proxytest.SyncBuffer{}}
 	if popts.Authenticator == nil {
 		popts.Authenticator = auth.TokenAuthenticator{
 			Validator: auth.UserinfoValidator{URL: idp.UserinfoURL, Timeout: 2 * time.Second},
@@ -159,13 +160,13 @@ func TestIntegrationSieveRawSASL(t *testing.T) {
 	c.cmd("LISTSCRIPTS", `OK "Listscripts completed."`)
 
 	c, _ = si.connect(t, "")
-	c.send(`AUTHENTICATE "OAUTHBEARER"`)
-	if l := c.line(); l != `""` {
+	c.Send(`AUTHENTICATE "OAUTHBEARER"`)
+	if l := c.ReadLine(); l != `""` {
 		t.Fatalf("challenge %q", l)
 	}
 	c.cmd(`"*"`, `NO "Authentication canceled."`)
-	c.send(`AUTHENTICATE "OAUTHBEARER"`)
-	c.line()
+	c.Send(`AUTHENTICATE "OAUTHBEARER"`)
+	c.ReadLine()
 	c.cmd("{"+fmt.Sprint(len(ob))+"}\r\n"+ob, `OK "Logged in."`)
 	c.cmd(`NOOP "tag"`, `OK (TAG "tag") "Done"`)
 }
@@ -190,10 +191,10 @@ func TestIntegrationSieveRefusedTokens(t *testing.T) {
 				token = si.mint(t, tt.tokenFor, tt.opts)
 			}
 			c, _ := si.connect(t, "")
-			c.send(`AUTHENTICATE "XOAUTH2" ` + xoauth2IR(tt.user, token))
+			c.Send(`AUTHENTICATE "XOAUTH2" ` + xoauth2IR(tt.user, token))
 			challengeJSON(t, c)
 			c.cmd(`""`, `NO "Authentication failed."`)
-			c.send(`AUTHENTICATE "OAUTHBEARER" "` + b64(auth.EncodeOAUTHBEARER(tt.user, token)) + `"`)
+			c.Send(`AUTHENTICATE "OAUTHBEARER" "` + b64(auth.EncodeOAUTHBEARER(tt.user, token)) + `"`)
 			if v := challengeJSON(t, c); v["openid-configuration"] != si.idp.DiscoveryURL {
 				t.Errorf("OAUTHBEARER challenge %v", v)
 			}

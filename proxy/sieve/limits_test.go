@@ -7,13 +7,14 @@ import (
 	"time"
 
 	"github.com/mailgate/mailgate/auth"
+	"github.com/mailgate/mailgate/internal/proxytest"
 	"github.com/mailgate/mailgate/proxy"
 )
 
 // TestLimits: lines, literals and commands over their caps end the
 // connection with BYE; a quoted string over its cap is refused with NO.
 func TestLimits(t *testing.T) {
-	backend := Options{Backend: proxy.Backend{Address: closedAddr(t)}}
+	backend := Options{Backend: proxy.Backend{Address: proxytest.ClosedAddr(t)}}
 	roomy := newTestFront(t, proxy.Options{Limits: proxy.Limits{MaxLine: 2048, MaxPreloginBytes: 3000}}, backend)
 	tight := newTestFront(t, proxy.Options{Limits: proxy.Limits{MaxLine: 2048, MaxPreloginBytes: 2000}}, backend)
 	for _, tt := range []struct {
@@ -40,7 +41,7 @@ func TestLimits(t *testing.T) {
 			if tt.startTLS {
 				c.starttls(tt.tf.clientTLS)
 			}
-			c.send(tt.in)
+			c.Send(tt.in)
 			data, final := c.resp()
 			if final != tt.want {
 				t.Fatalf("got %q (after %q), want %q", final, data, tt.want)
@@ -54,7 +55,7 @@ func TestLimits(t *testing.T) {
 
 func TestIdleTimeout(t *testing.T) {
 	tf := newTestFront(t, proxy.Options{Limits: proxy.Limits{CommandTimeout: 200 * time.Millisecond}},
-		Options{Backend: proxy.Backend{Address: closedAddr(t)}})
+		Options{Backend: proxy.Backend{Address: proxytest.ClosedAddr(t)}})
 	c := dial(t, "", tf.addr)
 	c.greeted()
 	c.expect(`BYE "Disconnected for inactivity."`)
@@ -62,7 +63,7 @@ func TestIdleTimeout(t *testing.T) {
 }
 
 func TestShutdownBeforeLogin(t *testing.T) {
-	tf := newTestFront(t, proxy.Options{}, Options{Backend: proxy.Backend{Address: closedAddr(t)}})
+	tf := newTestFront(t, proxy.Options{}, Options{Backend: proxy.Backend{Address: proxytest.ClosedAddr(t)}})
 	c := dial(t, "", tf.addr)
 	c.greeted()
 	c.starttls(tf.clientTLS)
@@ -78,7 +79,7 @@ func TestShutdownWaitingForDummy(t *testing.T) {
 	c := dial(t, "", tf.addr)
 	c.greeted()
 	c.starttls(tf.clientTLS)
-	c.send(`AUTHENTICATE "XOAUTH2" "` + b64(auth.EncodeXOAUTH2("alice@example.test", "bad")) + `"`)
+	c.Send(`AUTHENTICATE "XOAUTH2" "` + b64(auth.EncodeXOAUTH2("alice@example.test", "bad")) + `"`)
 	challengeJSON(t, c)
 	start := time.Now()
 	go tf.srv.Shutdown(context.Background())
@@ -103,11 +104,11 @@ func TestShutdownRelayed(t *testing.T) {
 
 func TestBusy(t *testing.T) {
 	tf := newTestFront(t, proxy.Options{Limits: proxy.Limits{MaxPreloginPerIP: 1}},
-		Options{Backend: proxy.Backend{Address: closedAddr(t)}})
+		Options{Backend: proxy.Backend{Address: proxytest.ClosedAddr(t)}})
 	first := dial(t, "", tf.addr)
 	first.greeted()
 	second := dial(t, "", tf.addr)
-	if l := second.line(); l+"\r\n" != tf.front.Busy() || l != `BYE (TRYLATER) "Too many connections, try again later."` {
+	if l := second.ReadLine(); l+"\r\n" != tf.front.Busy() || l != `BYE (TRYLATER) "Too many connections, try again later."` {
 		t.Fatalf("turned away with %q", l)
 	}
 	second.expectClosed()

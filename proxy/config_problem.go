@@ -18,6 +18,13 @@ const HintHAProxyTrust = "the backend closed the connection after mailgate's PRO
 	"haproxy_trusted_networks (Dovecot) or check postscreen_upstream_proxy_protocol / smtpd_upstream_proxy_protocol " +
 	"(Postfix), or set client_ip to another method"
 
+// HintDovecotMaster is the fix when Dovecot refuses the master user's own
+// credentials on a master login (an unknown target mailbox is refused as
+// AUTHORIZATIONFAILED instead).
+const HintDovecotMaster = "Dovecot refuses the master user's credentials: check master.user and master.password against " +
+	"Dovecot's master passdb (DMS: setup.sh dovecot-master add, file dovecot-masters.cf; its allow_real_nets, " +
+	"if set, must hold mailgate's address)"
+
 // configProblemEvery is the least time between two log lines for one problem.
 const configProblemEvery = time.Minute
 

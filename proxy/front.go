@@ -1,10 +1,13 @@
 package proxy
 
 import (
+	"bufio"
 	"context"
 	"crypto/tls"
+	"errors"
 	"log/slog"
 	"net"
+	"os"
 	"time"
 )
 
@@ -135,4 +138,26 @@ func TLSVersion(nc net.Conn) uint16 {
 		return tc.ConnectionState().Version
 	}
 	return 0
+}
+
+// AwaitResponse waits at most wait (never past the pre-auth deadline) for
+// the first byte of the client's next SASL response on br, consuming
+// nothing; the Stepper's bounded wait for an RFC 7628 dummy reply. It
+// returns ErrStepTimeout if the client has not begun to answer, nil
+// otherwise: the front then reads the response whole as usual (ArmRead),
+// so the stream stays in step, and a closed connection, Shutdown or the
+// pre-auth deadline meets the front's usual answer there.
+func (c *Conn) AwaitResponse(nc net.Conn, br *bufio.Reader, wait time.Duration) error {
+	if wait <= 0 || br.Buffered() > 0 {
+		return nil
+	}
+	nc.SetReadDeadline(earliest(time.Now().Add(wait), c.Deadline))
+	if c.ShuttingDown() { // after the deadline is set, as in ArmRead
+		return nil
+	}
+	_, err := br.Peek(1)
+	if errors.Is(err, os.ErrDeadlineExceeded) && !c.ShuttingDown() && time.Now().Before(c.Deadline) {
+		return ErrStepTimeout
+	}
+	return nil
 }

@@ -164,8 +164,7 @@ func (c *Conn) Reconnect(ctx context.Context, sess *Session, req LoginRequest) (
 	if sess.Password {
 		return nil, fmt.Errorf("%w: a password session cannot log in again", errBackendUnavailable)
 	}
-	m := c.s.opts.Master
-	return c.backendLogin(ctx, req, BackendAuth{AuthzID: sess.Identity.User, AuthcID: m.User, Password: m.Password})
+	return c.backendLogin(ctx, req, c.s.MasterAuth(sess.Identity.User))
 }
 
 func (c *Conn) tokenLogin(ctx context.Context, mech string, req LoginRequest) (*Session, error) {
@@ -183,8 +182,7 @@ func (c *Conn) tokenLogin(ctx context.Context, mech string, req LoginRequest) (*
 	if err := safeIdentity(id); err != nil {
 		return nil, err
 	}
-	m := c.s.opts.Master
-	bs, err := c.backendLogin(ctx, req, BackendAuth{AuthzID: id.User, AuthcID: m.User, Password: m.Password})
+	bs, err := c.backendLogin(ctx, req, c.s.MasterAuth(id.User))
 	if err != nil {
 		return nil, err
 	}

@@ -137,3 +137,15 @@ func (s *Server) probeDial(ctx context.Context, b Backend) (net.Conn, error) {
 	}
 	return conn, nil
 }
+
+// ProbeGreetingError is what a probe makes of a failed read of proto's
+// backend greeting: after a PROXY header, a connection closed rather than
+// timed out is the backend refusing an untrusted sender (a *BackendProblem
+// naming haproxy_trusted_networks); anything else is an ordinary error.
+func ProbeGreetingError(proto string, b Backend, err error) error {
+	var ne net.Error
+	if b.ClientIP == "proxy" && !(errors.As(err, &ne) && ne.Timeout()) {
+		return &BackendProblem{Proto: proto, What: "closed the connection after the PROXY header", Fix: HintHAProxyTrust}
+	}
+	return fmt.Errorf("greeting: %w", err)
+}

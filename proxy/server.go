@@ -282,7 +282,7 @@ func (s *Server) Logger() *slog.Logger { return s.log }
 func (s *Server) Observer() Observer { return s.obs }
 
 // MasterAuth is the backend login as the master user (Options.Master) on
-// behalf of user, for a front's probe (check-config's --login-as).
+// behalf of user: every token login, and fronts' probes (check-config's --login-as).
 func (s *Server) MasterAuth(user string) BackendAuth {
 	return BackendAuth{AuthzID: user, AuthcID: s.opts.Master.User, Password: s.opts.Master.Password}
 }

@@ -125,7 +125,7 @@ func (d *dialog) Login(ctx context.Context, conn net.Conn, a proxy.BackendAuth) 
 				// Dovecot says AUTHORIZATIONFAILED for an unknown mailbox once
 				// the master credentials passed; this is the master passdb.
 				// Logged with the fix, but Suspected: not kept for readiness.
-				return nil, &proxy.BackendProblem{Proto: "imap", What: what, Fix: hintMaster, Suspected: true}
+				return nil, &proxy.BackendProblem{Proto: "imap", What: what, Fix: proxy.HintDovecotMaster, Suspected: true}
 			default:
 				return nil, fmt.Errorf("%w: master login refused: %q", unavailable, proxy.Truncate(line))
 			}

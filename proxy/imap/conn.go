@@ -111,33 +111,20 @@ func (c *conn) preauth(ctx context.Context) (*proxy.Session, error) {
 	}
 }
 
-// readResponse reads one SASL response line under the command deadline,
-// or, with wait > 0, within wait: a response not complete by then is
+// readResponse reads one SASL response line under the command deadline.
+// With wait > 0, a client that has not begun to answer within wait gets
 // proxy.ErrStepTimeout, with nothing written. Other errors have been
 // answered (readError) and are for the caller to return.
 func (c *conn) readResponse(wait time.Duration) ([]byte, error) {
+	if err := c.pc.AwaitResponse(c.nc, c.r.br, wait); err != nil {
+		return nil, err
+	}
 	if !c.pc.ArmRead(c.nc) {
 		c.writeLine("* BYE [UNAVAILABLE] Server shutting down.")
 		return nil, errCloseConn
 	}
-	var waitEnd time.Time
-	if wait > 0 {
-		if end := time.Now().Add(wait); end.Before(c.pc.Deadline) && wait < c.lim.CommandTimeout {
-			waitEnd = end
-			c.nc.SetReadDeadline(waitEnd)
-			// Shutdown wakes a read by setting the deadline to now, which
-			// this could have undone.
-			if c.pc.ShuttingDown() {
-				c.writeLine("* BYE [UNAVAILABLE] Server shutting down.")
-				return nil, errCloseConn
-			}
-		}
-	}
 	line, err := c.r.readLine()
 	if err != nil {
-		if !waitEnd.IsZero() && errors.Is(err, os.ErrDeadlineExceeded) && !c.pc.ShuttingDown() {
-			return nil, proxy.ErrStepTimeout
-		}
 		return nil, c.readError(err)
 	}
 	return line, nil

@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/base64"
-	"errors"
 	"fmt"
 	"net"
 
@@ -24,11 +23,6 @@ const (
 		"from every address but its own), or imap.backend.client_ip: proxy towards a 'haproxy = yes' listener " +
 		"(mailgate declares the client's TLS in the PROXY header); on Dovecot 2.3 adding mailgate's address to " +
 		"login_trusted_networks also works"
-	// hintMaster: the master passdb refused mailgate's credentials
-	// (an unknown target mailbox is AUTHORIZATIONFAILED instead).
-	hintMaster = "Dovecot refuses the master user's credentials: check master.user and master.password against " +
-		"Dovecot's master passdb (DMS: setup.sh dovecot-master add, file dovecot-masters.cf; its allow_real_nets, " +
-		"if set, must hold mailgate's address)"
 	hintPlain = "Dovecot does not offer AUTH=PLAIN: add plain to auth_mechanisms"
 )
 
@@ -55,10 +49,8 @@ func (f *Front) probe(ctx context.Context, loginAs string) error {
 	br := bufio.NewReaderSize(conn, 4096)
 	greeting, err := proxy.ReadBackendLine(br)
 	switch {
-	case err != nil && b.ClientIP == "proxy" && !isTimeout(err):
-		return problem("closed the connection after the PROXY header", proxy.HintHAProxyTrust)
 	case err != nil:
-		return fmt.Errorf("greeting: %w", err)
+		return proxy.ProbeGreetingError("imap", b, err)
 	case !bytes.HasPrefix(greeting, []byte("* OK")):
 		return fmt.Errorf("unexpected greeting %q", proxy.Truncate(greeting))
 	}
@@ -101,7 +93,7 @@ func probeLogin(conn net.Conn, br *bufio.Reader, a proxy.BackendAuth) error {
 	case code == "PRIVACYREQUIRED":
 		return &proxy.BackendProblem{Proto: "imap", What: what, Fix: hintPrivacy}
 	case code == "AUTHENTICATIONFAILED":
-		return &proxy.BackendProblem{Proto: "imap", What: what, Fix: hintMaster, Login: true}
+		return &proxy.BackendProblem{Proto: "imap", What: what, Fix: proxy.HintDovecotMaster, Login: true}
 	case code == "AUTHORIZATIONFAILED":
 		return fmt.Errorf("the master credentials work but %s is not a mailbox: %s", a.AuthzID, proxy.Truncate(reply))
 	}
@@ -153,9 +145,4 @@ func probeCommand(conn net.Conn, br *bufio.Reader, tag, command string) ([]byte,
 		}
 		return rest, nil
 	}
-}
-
-func isTimeout(err error) bool {
-	var ne net.Error
-	return errors.As(err, &ne) && ne.Timeout()
 }

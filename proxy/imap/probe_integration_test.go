@@ -65,7 +65,7 @@ func TestIntegrationBackendProbeIMAP(t *testing.T) {
 		bad := proxy.Master{User: strict.MasterUser, Password: "not-the-master-password"}
 		s := newProbeServer(t, bad, strictBE(strict.IMAPSAddr, proxy.TLSImplicit, "id"))
 		checkProblem(t, s, "imap", "", "") // nothing to see without a login
-		checkProblem(t, s, "imap", "alice@example.test", hintMaster)
+		checkProblem(t, s, "imap", "alice@example.test", proxy.HintDovecotMaster)
 	})
 	t.Run("no such mailbox", func(t *testing.T) {
 		s := newProbeServer(t, sm, strictBE(strict.IMAPSAddr, proxy.TLSImplicit, "id"))

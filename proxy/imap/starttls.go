@@ -26,8 +26,9 @@ func (c *conn) handleStartTLS(cmd *command) error {
 		return errCloseConn
 	}
 	// All pre-TLS state is forgotten, per RFC 9051: only the ID fields are
-	// dropped here; caps are derived from isTLS.
-	c.nc, c.isTLS, c.clientID = tc, true, nil
+	// dropped here (and what they held of the command budget); caps are
+	// derived from isTLS.
+	c.nc, c.isTLS, c.clientID, c.r.kept = tc, true, nil, 0
 	c.setStream(tc)
 	return nil
 }

@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/base64"
 	"errors"
-	"os"
 	"time"
 
 	"github.com/mailgate/mailgate/auth"
@@ -68,28 +67,25 @@ func (pc *conn) loginRequest(mech string, ir []byte) proxy.LoginRequest {
 
 // step is the Stepper: "+ <base64>", then one response line (under the long
 // cap). With wait > 0 (the dummy reply to an RFC 7628 error challenge) a
-// response not complete in time is proxy.ErrStepTimeout, with nothing
-// written: the login then answers. Other read errors are answered here.
+// client that has not begun to answer within wait gets proxy.ErrStepTimeout,
+// with nothing written: the login then answers. Other read errors are
+// answered here.
 func (pc *conn) step(chal []byte, wait time.Duration) ([]byte, error) {
 	if err := pc.write("+ ", base64.StdEncoding.EncodeToString(chal), "\r\n"); err != nil {
+		return nil, err
+	}
+	if err := pc.c.AwaitResponse(pc.nc, pc.r.br, wait); err != nil {
 		return nil, err
 	}
 	if !pc.c.ArmRead(pc.nc) {
 		pc.write(replyShutdown)
 		return nil, errClose
 	}
-	if wait > 0 {
-		l := pc.c.Limits()
-		pc.nc.SetReadDeadline(earliest(time.Now().Add(min(wait, l.CommandTimeout)), pc.c.Deadline))
-	}
 	line, err := pc.r.readResponse()
-	switch {
-	case err == nil:
-		return auth.DecodeResponse(string(line))
-	case wait > 0 && errors.Is(err, os.ErrDeadlineExceeded) && !pc.c.ShuttingDown():
-		return nil, proxy.ErrStepTimeout
+	if err != nil {
+		return nil, pc.readError(err)
 	}
-	return nil, pc.readError(err)
+	return auth.DecodeResponse(string(line))
 }
 
 // loginFailed answers a failed login and applies the connection's limits.
@@ -149,11 +145,4 @@ func (pc *conn) pass(ctx context.Context, cmd command) (*proxy.Session, error) {
 		return nil, pc.loginFailed(err)
 	}
 	return sess, nil
-}
-
-func earliest(a, b time.Time) time.Time {
-	if b.Before(a) {
-		return b
-	}
-	return a
 }

@@ -21,17 +21,9 @@ const (
 		"from every address but its own), or pop3.backend.client_ip: proxy towards a 'haproxy = yes' listener " +
 		"(mailgate declares the client's TLS in the PROXY header); on Dovecot 2.3 adding mailgate's address to " +
 		"login_trusted_networks also works"
-	// hintMaster: the master passdb refused mailgate's credentials (an
-	// unknown mailbox is "Authorization failed" instead).
-	hintMaster = "Dovecot refuses the master user's credentials: check master.user and master.password against " +
-		"Dovecot's master passdb (DMS: setup.sh dovecot-master add, file dovecot-masters.cf; its allow_real_nets, " +
-		"if set, must hold mailgate's address)"
 	hintPlain   = "Dovecot does not offer SASL PLAIN: add plain to auth_mechanisms"
 	hintXCLIENT = "Dovecot does not take XCLIENT from mailgate: add mailgate's address to login_trusted_networks, " +
 		"or set pop3.backend.client_ip to proxy (PROXY v2, haproxy_trusted_networks) or none"
-	hintHAProxy = "Dovecot closed the connection after mailgate's PROXY header: add mailgate's address to " +
-		"haproxy_trusted_networks and point pop3.backend.address at a 'haproxy = yes' listener, or set " +
-		"pop3.backend.client_ip to another method"
 )
 
 // loginRefused classifies Dovecot's -ERR (or anything but +OK) to AUTH
@@ -53,7 +45,7 @@ func loginRefused(line []byte, own bool) error {
 		// Suspected: Dovecot 2.4.1 also says this after a poisoned
 		// exchange, and a per-user passdb rule could refuse one mailbox.
 		return &proxy.BackendProblem{Proto: proto, What: "refused the master login: " + proxy.Truncate(line),
-			Fix: hintMaster, Suspected: true}
+			Fix: proxy.HintDovecotMaster, Suspected: true}
 	case code == "IN-USE" || code == "LOGIN-DELAY":
 		return &proxy.Refusal{Reply: withCRLF(line)}
 	}

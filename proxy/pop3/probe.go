@@ -29,10 +29,8 @@ func (f *Front) Probe(ctx context.Context, loginAs string) error {
 	br := bufio.NewReaderSize(conn, 4096)
 	greeting, err := proxy.ReadBackendLine(br)
 	switch {
-	case err != nil && b.ClientIP == "proxy" && !isTimeout(err):
-		return problem("closed the connection after the PROXY header", hintHAProxy)
 	case err != nil:
-		return fmt.Errorf("greeting: %w", err)
+		return proxy.ProbeGreetingError(proto, b, err)
 	case !bytes.HasPrefix(greeting, []byte("+OK")):
 		return fmt.Errorf("unexpected greeting %q", proxy.Truncate(greeting))
 	}
@@ -130,16 +128,11 @@ func (f *Front) probeLogin(conn net.Conn, br *bufio.Reader, user string) error {
 	var bp *proxy.BackendProblem
 	switch err := loginRefused(line, false); {
 	case errors.As(err, &bp):
-		bp.Suspected = false            // the probe's own master login: no innocent reading
-		bp.Login = bp.Fix == hintMaster // only a login finds it: rechecked only by logging in
+		bp.Suspected = false                         // the probe's own master login: no innocent reading
+		bp.Login = bp.Fix == proxy.HintDovecotMaster // only a login finds it: rechecked only by logging in
 		return bp
 	case errors.Is(err, proxy.ErrMailboxRefused):
 		return fmt.Errorf("the master credentials work but %s is not a mailbox: %s", user, proxy.Truncate(line))
 	}
 	return fmt.Errorf("master login refused: %s", proxy.Truncate(line))
-}
-
-func isTimeout(err error) bool {
-	var ne net.Error
-	return errors.As(err, &ne) && ne.Timeout()
 }

@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"errors"
 	"io"
-	"os"
 )
 
 // The pre-auth command reader. RFC 2449 caps a command line at 255 octets,
@@ -45,7 +44,7 @@ type reader struct {
 	long  int    // cap of an AUTH line or a SASL response (Limits.MaxLine)
 	quota int    // budget of one command (Limits.MaxPreloginBytes)
 	left  int    // of the budget, for the current command
-	pend  []byte // the line being read; kept across a read timeout
+	pend  []byte // the line being read
 }
 
 func newReader(br *bufio.Reader, long, quota int) *reader {
@@ -53,12 +52,9 @@ func newReader(br *bufio.Reader, long, quota int) *reader {
 }
 
 // readCommand reads one command line. Errors: errLineTooLong,
-// errCommandTooLarge or the connection's (a timeout keeps what was read of
-// the line for the next call).
+// errCommandTooLarge or the connection's (every one ends the connection).
 func (r *reader) readCommand() (command, error) {
-	if len(r.pend) == 0 {
-		r.left = r.quota
-	}
+	r.left = r.quota
 	line, err := r.readLine(false)
 	if err != nil {
 		return command{}, err
@@ -88,12 +84,10 @@ func (r *reader) readLine(long bool) ([]byte, error) {
 			break
 		}
 		if err != bufio.ErrBufferFull {
-			if !errors.Is(err, os.ErrDeadlineExceeded) {
-				if err == io.EOF && len(r.pend) > 0 {
-					err = io.ErrUnexpectedEOF
-				}
-				r.pend = r.pend[:0]
+			if err == io.EOF && len(r.pend) > 0 {
+				err = io.ErrUnexpectedEOF
 			}
+			r.pend = r.pend[:0]
 			return nil, err
 		}
 	}

@@ -5,7 +5,6 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
-	"os"
 	"strings"
 	"time"
 
@@ -81,10 +80,8 @@ func (c *conn) step(chal []byte, wait time.Duration) ([]byte, error) {
 	if err := c.write(`"` + base64.StdEncoding.EncodeToString(chal) + `"` + "\r\n"); err != nil {
 		return nil, err
 	}
-	if wait > 0 {
-		if err := c.awaitResponse(wait); err != nil {
-			return nil, err
-		}
+	if err := c.pc.AwaitResponse(c.nc, c.r.br, wait); err != nil {
+		return nil, err
 	}
 	if !c.pc.ArmRead(c.nc) {
 		c.write(replyShutdown)
@@ -99,30 +96,4 @@ func (c *conn) step(chal []byte, wait time.Duration) ([]byte, error) {
 		return nil, c.readError(err)
 	}
 	return auth.DecodeResponse(v)
-}
-
-// awaitResponse waits at most wait for the first byte of a response,
-// without consuming anything: a client that has not begun to answer can
-// be refused with the stream still in step.
-func (c *conn) awaitResponse(wait time.Duration) error {
-	c.nc.SetReadDeadline(earliest(time.Now().Add(wait), c.pc.Deadline))
-	if c.pc.ShuttingDown() { // after the deadline is set: see proxy.Conn.ArmRead
-		c.write(replyShutdown)
-		return errClose
-	}
-	_, err := c.r.br.Peek(1)
-	if errors.Is(err, os.ErrDeadlineExceeded) && !c.pc.ShuttingDown() && time.Now().Before(c.pc.Deadline) {
-		return proxy.ErrStepTimeout
-	}
-	if err != nil {
-		return c.readError(err)
-	}
-	return nil
-}
-
-func earliest(a, b time.Time) time.Time {
-	if b.Before(a) {
-		return b
-	}
-	return a
 }

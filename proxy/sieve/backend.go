@@ -217,7 +217,7 @@ func loginRefused(resp *response, own bool) error {
 		// passdb. Only suspected: an account that Dovecot's passdb refuses
 		// for its own reasons could read the same, and a client chooses the
 		// account.
-		return &proxy.BackendProblem{Proto: proto, What: "refused the master login: " + line, Fix: hintMaster, Suspected: true}
+		return &proxy.BackendProblem{Proto: proto, What: "refused the master login: " + line, Fix: proxy.HintDovecotMaster, Suspected: true}
 	}
 	return fmt.Errorf("%w: master login refused: %q", proxy.ErrBackendUnavailable, line)
 }

@@ -81,17 +81,12 @@ const (
 		"from every address but its own), or sieve.backend.client_ip: proxy towards a 'haproxy = yes' managesieve " +
 		"listener (mailgate declares the client's TLS in the PROXY header); on Dovecot 2.3 adding mailgate's " +
 		"address to login_trusted_networks also works"
-	hintMaster = "Dovecot refuses the master user's credentials: check master.user and master.password against " +
-		"Dovecot's master passdb (DMS: setup.sh dovecot-master add, file dovecot-masters.cf; its allow_real_nets, " +
-		"if set, must hold mailgate's address)"
 	hintPlain    = "Dovecot does not offer SASL PLAIN for ManageSieve: add plain to auth_mechanisms"
 	hintStartTLS = "the ManageSieve listener does not offer STARTTLS: set sieve.backend.tls to implicit or none " +
 		"(with client_ip: proxy towards a 'haproxy = yes' listener), or enable ssl in Dovecot"
 	hintXCLIENT = "Dovecot does not offer XCLIENT to mailgate, so clients' addresses are not passed on (Dovecot then " +
 		"logs and penalizes failed logins by mailgate's address): add mailgate's address to " +
 		"login_trusted_networks, or set sieve.backend.client_ip to proxy towards a 'haproxy = yes' listener"
-	hintHAProxyTrust = "the backend closed the connection after mailgate's PROXY header: add mailgate's address to " +
-		"haproxy_trusted_networks, or set sieve.backend.client_ip to another method"
 	hintOptions = "set sieve.backend.tls to none, starttls or implicit and sieve.backend.client_ip to none, " +
 		"xclient or proxy"
 )

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"sync/atomic"
 	"time"
 
@@ -93,7 +92,7 @@ func (f *Front) Busy() string { return replyBusy }
 // ServeConn implements proxy.Front: the pre-auth conversation, then the
 // relay to the backend session it logged in to.
 func (f *Front) ServeConn(ctx context.Context, pc *proxy.Conn) {
-	f.maybeLearnCapabilities(pc.Log)
+	f.maybeLearnCapabilities()
 	c := newConn(f, pc)
 	if pc.ImplicitTLS {
 		tc, err := pc.Handshake(pc.Raw)
@@ -121,8 +120,10 @@ func (f *Front) ServeConn(ctx context.Context, pc *proxy.Conn) {
 }
 
 // maybeLearnCapabilities starts a background probe of the backend's
-// capabilities when none are known (see capability.go).
-func (f *Front) maybeLearnCapabilities(log *slog.Logger) {
+// capabilities when none are known (see capability.go). It ends with
+// Shutdown at the latest and logs through the server's logger (it is no
+// client's business).
+func (f *Front) maybeLearnCapabilities() {
 	if !f.caps.begin(time.Now()) {
 		return
 	}
@@ -130,8 +131,10 @@ func (f *Front) maybeLearnCapabilities(log *slog.Logger) {
 		defer f.caps.end()
 		ctx, cancel := context.WithTimeout(context.Background(), learnTimeout)
 		defer cancel()
+		stop := f.srv.OnShutdown(cancel)
+		defer stop()
 		if err := f.learnCapabilities(ctx); err != nil {
-			log.Debug("sieve backend capabilities not learned", "err", err)
+			f.srv.Logger().Debug("sieve backend capabilities not learned", "proto", proto, "err", err)
 		}
 	}()
 }

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"os"
 	"regexp"
 	"strconv"
 	"strings"
@@ -184,7 +185,7 @@ func (c *tconn) expectClosed() {
 	c.T.Helper()
 	c.C.SetReadDeadline(time.Now().Add(ioTimeout))
 	b, err := c.BR.ReadString('\n')
-	if err == nil || errors.Is(err, context.DeadlineExceeded) || isTimeout(err) {
+	if err == nil || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, os.ErrDeadlineExceeded) {
 		c.T.Fatalf("connection still open (read %q, %v)", b, err)
 	}
 }

@@ -29,11 +29,8 @@ func (f *Front) Probe(ctx context.Context, loginAs string) error {
 	defer conn.Close()
 	br := bufio.NewReaderSize(conn, 4096)
 	caps, err := readCapabilities(br)
-	switch {
-	case err != nil && f.clientIP() == clientIPProxy && !isTimeout(err):
-		return problem("closed the connection after the PROXY header", hintHAProxyTrust)
-	case err != nil:
-		return fmt.Errorf("greeting: %w", err)
+	if err != nil {
+		return proxy.ProbeGreetingError(proto, f.backend, err)
 	}
 	f.caps.learn(caps)
 	if f.backend.TLS == proxy.TLSStartTLS {
@@ -78,7 +75,7 @@ func (f *Front) probeLogin(conn net.Conn, br *bufio.Reader, user string) error {
 	switch {
 	case errors.As(err, &p):
 		p.Suspected = false // the operator chose the mailbox
-		p.Login = p.Fix == hintMaster
+		p.Login = p.Fix == proxy.HintDovecotMaster
 		return p
 	case errors.Is(err, proxy.ErrMailboxRefused):
 		return fmt.Errorf("the master credentials work but %s is not a mailbox: %s", user, proxy.Truncate(resp.raw))
@@ -103,9 +100,4 @@ func (f *Front) learnCapabilities(ctx context.Context) error {
 	io.WriteString(conn, "LOGOUT\r\n")
 	readResponse(br)
 	return nil
-}
-
-func isTimeout(err error) bool {
-	var ne net.Error
-	return errors.As(err, &ne) && ne.Timeout()
 }

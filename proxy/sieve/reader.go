@@ -254,10 +254,13 @@ func (p *parser) parseLiteral(limit int) (arg, error) {
 		return arg{}, errCommandTooLarge
 	}
 	p.r.left -= int(n)
-	buf := make([]byte, n)
-	if _, err := io.ReadFull(p.r.br, buf); err != nil {
+	// Grown as the bytes arrive: announcing {65000} costs the client 65000
+	// bytes sent, not a line.
+	var lit bytes.Buffer
+	if _, err := io.CopyN(&lit, p.r.br, n); err != nil {
 		return arg{}, eofUnexpected(err)
 	}
+	buf := lit.Bytes()
 	line, err := p.r.readLine()
 	if err != nil {
 		return arg{}, err

@@ -137,7 +137,10 @@ func (b *saslBridge) run(ir []byte) {
 }
 
 // step is the login's proxy.Stepper: it hands chal to go-smtp (through
-// Next) and waits for the response.
+// Next) and waits for the response. The bounded wait for a dummy reply
+// ends the login (log line, metric, throttle) in time, but go-smtp keeps
+// reading the client's line: a client that never sends one still hears
+// its 421 only at the command timeout (go-smtp owns that read).
 func (b *saslBridge) step(chal []byte, wait time.Duration) ([]byte, error) {
 	select {
 	case b.chal <- chal:

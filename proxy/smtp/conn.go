@@ -23,10 +23,9 @@ type clientConn struct {
 	net.Conn
 
 	// Set by ServeConn before go-smtp sees the connection.
-	ctx        context.Context
-	log        *slog.Logger // the connection's logger; with user and mech after login
-	pc         *proxy.Conn
-	preauthEnd time.Time
+	ctx context.Context
+	log *slog.Logger // the connection's logger; with user and mech after login
+	pc  *proxy.Conn
 
 	// dataIdle, when > 0, makes every Read push the read deadline this far
 	// ahead (nanoseconds): go-smtp sets one deadline for a whole DATA body.

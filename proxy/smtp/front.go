@@ -345,7 +345,7 @@ func (f *Front) ServeConn(ctx context.Context, pc *proxy.Conn) {
 		log.Error("smtp connection of unexpected type", "type", fmt.Sprintf("%T", pc.Raw))
 		return
 	}
-	cc.ctx, cc.log, cc.pc, cc.preauthEnd = ctx, log, pc, pc.Deadline
+	cc.ctx, cc.log, cc.pc = ctx, log, pc
 	preauth := time.AfterFunc(time.Until(pc.Deadline), func() {
 		if !cc.authed.Load() {
 			log.Info("pre-auth timeout: closing")

@@ -56,7 +56,7 @@ func (f *Front) preTLS(cc *clientConn) (*tls.Conn, error) {
 	}
 	errs := 0 // unknown commands; the rest is bounded by the pre-auth time
 	for {
-		cc.SetReadDeadline(earliest(time.Now().Add(f.lim.CommandTimeout), cc.preauthEnd))
+		cc.SetReadDeadline(earliest(time.Now().Add(f.lim.CommandTimeout), cc.pc.Deadline))
 		line, err := proxy.ReadLine(br, preTLSMaxLine)
 		if err != nil {
 			return nil, f.preTLSReadError(err, w)

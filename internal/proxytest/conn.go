@@ -283,7 +283,7 @@ func (tc *Conn) SMTPStartTLS(cfg *tls.Config) {
 // SMTPLogin authenticates as alice with XOAUTH2.
 func (tc *Conn) SMTPLogin() {
 	tc.T.Helper()
-	tc.SMTPCmd("AUTH XOAUTH2 "+XOAUTH2("alice@example.test", TestToken), "235 2.0.0")
+	tc.SMTPCmd("AUTH XOAUTH2 "+XOAUTH2("alice@example.test", TestToken), "235 2.7.0")
 }
 
 // HasExt reports whether the EHLO keywords exts hold kw.

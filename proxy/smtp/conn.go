@@ -1,11 +1,12 @@
 package smtp
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"io"
-	"log/slog"
 	"net"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -13,208 +14,279 @@ import (
 	"github.com/mailgate/mailgate/proxy"
 )
 
-// clientConn is an accepted submission connection (under any TLS layer)
-// with what the go-smtp session needs to know about it. The proxy.Server
-// tracks it (Front.WrapConn).
-//
-// Close closes the client connection and the backend connection registered
-// with setBackend; it is safe to call more than once and from any goroutine.
-type clientConn struct {
-	net.Conn
+// One client connection, from the greeting to QUIT: the pre-login commands
+// (commands.go, auth.go), then the session's (session.go, data.go). The
+// conversation runs in ServeConn's goroutine; what other goroutines do to
+// it (Shutdown, the end of the token's lifetime) goes through atomics and
+// the read deadline.
 
-	// Set by ServeConn before go-smtp sees the connection.
-	ctx context.Context
-	log *slog.Logger // the connection's logger; with user and mech after login
-	pc  *proxy.Conn
+// errClose ends the conversation after a final reply has been written (or
+// when nobody is listening any more).
+var errClose = errors.New("smtp: close connection")
 
-	// dataIdle, when > 0, makes every Read push the read deadline this far
-	// ahead (nanoseconds): go-smtp sets one deadline for a whole DATA body.
-	dataIdle atomic.Int64
-	// closeAfterWrite closes the connection once the next reply is written
-	// (after 421, or the last allowed authentication failure).
-	closeAfterWrite atomic.Bool
-	authed          atomic.Bool
-	expired         atomic.Bool // the pre-auth time is up (before login)
-	authFailures    atomic.Int32
+// conn is one client's conversation. Its zero value is not usable.
+type conn struct {
+	f     *Front
+	c     *proxy.Conn
+	nc    net.Conn // the client connection: c.Raw, or TLS over it
+	isTLS bool
+	r     *reader
+	bw    *bufio.Writer
+
+	helo         bool // EHLO or HELO since the connection (or TLS) began
+	protoErrors  int
+	authFailures int
+
+	// After login (session.go).
+	sess *session
+
 	// busy: a mail transaction is open (from an accepted MAIL to the end of
-	// its DATA, or RSET). Shutdown lets it finish during the drain time.
+	// its message, or RSET). Shutdown lets it finish during the drain time.
 	busy atomic.Bool
 	// stop is the shutdown level: stopLevelIdle, then stopLevelAll.
 	stop atomic.Int32
 	// ended is set (endExpired or endRevoked) when the session's token has
 	// expired or been found invalid: the next command outside a mail
-	// transaction is answered 421 4.7.0 and the connection closed (see Read).
+	// transaction is answered 421 4.7.0 and the connection closed.
 	ended atomic.Int32
-	// sawEOF: the client closed its side. A BDAT chunk cut short by EOF
-	// looks complete to go-smtp, so Data checks this before the final dot.
-	sawEOF atomic.Bool
-	// top is what go-smtp reads and writes: this conn or a *tls.Conn over it.
-	top atomic.Pointer[net.Conn]
-	// exchange is the SASL exchange waiting for a response, if any: it is
-	// told what go-smtp writes meanwhile (see saslBridge.wrote).
-	exchange atomic.Pointer[saslBridge]
-
-	mu      sync.Mutex
-	backend net.Conn
-	closed  bool
-	done    chan struct{} // closed by Close
 }
 
-// Shutdown levels of clientConn.stop.
+// Shutdown levels of conn.stop.
 const (
-	stopLevelIdle = 1 // end the connection at its next read outside a transaction
+	stopLevelIdle = 1 // end the connection at its next command outside a transaction
 	stopLevelAll  = 2 // end it at its next read
 )
 
-// Values of clientConn.ended.
+// Values of conn.ended.
 const (
 	endExpired = 1 // proxy.EndExpired
 	endRevoked = 2 // proxy.EndRevoked
 )
 
-// errShutdown is what Read returns once the connection is to end.
-// It is not io.EOF: go-smtp would take a BDAT chunk cut off by EOF as whole.
-var errShutdown = errors.New("smtp: server shutting down")
+// sessionIdleTimeout bounds the wait for a command once logged in (RFC
+// 5321 section 4.5.3.2.7: a server waits 5 minutes).
+const sessionIdleTimeout = 5 * time.Minute
 
-func (c *clientConn) Read(p []byte) (int, error) {
-	if c.stopping() {
-		return 0, c.goodbye()
-	}
-	if c.preauthOver() {
-		return 0, c.timedOut()
-	}
-	if d := c.dataIdle.Load(); d > 0 {
-		c.Conn.SetReadDeadline(time.Now().Add(time.Duration(d)))
-		if c.stopping() { // shutdown may have set its deadline just before
-			return 0, c.goodbye()
-		}
-	}
-	n, err := c.Conn.Read(p)
-	if err != nil && n == 0 && c.stopping() { // woken by shutdown's deadline
-		return 0, c.goodbye()
-	}
-	if err != nil && n == 0 && c.preauthOver() { // woken by the pre-auth timer
-		return 0, c.timedOut()
-	}
-	if n > 0 && c.ended.Load() != 0 && !c.busy.Load() {
-		// The next command after the end of the session's lifetime: it is
-		// not read, but answered with 421.
-		return 0, c.endSession(c.ended.Load())
-	}
-	if err == io.EOF {
-		c.sawEOF.Store(true)
-	}
-	return n, err
+func newConn(f *Front, c *proxy.Conn, nc net.Conn) *conn {
+	sc := &conn{f: f, c: c}
+	sc.setStream(nc, c.ImplicitTLS)
+	return sc
 }
 
-func (c *clientConn) stopping() bool {
-	switch c.stop.Load() {
+// setStream starts reading and writing nc with fresh buffers: whatever the
+// old reader held is dropped (after STARTTLS, plaintext pipelined behind it).
+func (sc *conn) setStream(nc net.Conn, isTLS bool) {
+	l := sc.c.Limits()
+	sc.nc, sc.isTLS = nc, isTLS
+	sc.r = newReader(nc, l.MaxLine, l.MaxPreloginBytes)
+	sc.bw = bufio.NewWriterSize(nc, 1024)
+}
+
+// reply queues lines for the client; they go out at the next flush, which
+// happens before any read that would wait for the client (so a pipelined
+// group of commands gets its replies in one write, RFC 2920).
+func (sc *conn) reply(s ...string) {
+	for _, x := range s {
+		sc.bw.WriteString(x)
+	}
+}
+
+// replyBytes queues b (a backend's reply, verbatim).
+func (sc *conn) replyBytes(b []byte) { sc.bw.Write(b) }
+
+// flush sends what is queued, under the write deadline.
+func (sc *conn) flush() error {
+	if sc.bw.Buffered() == 0 {
+		return nil
+	}
+	sc.nc.SetWriteDeadline(time.Now().Add(sc.c.Limits().WriteTimeout))
+	return sc.bw.Flush()
+}
+
+// write queues s and flushes.
+func (sc *conn) write(s ...string) error {
+	sc.reply(s...)
+	return sc.flush()
+}
+
+// serve runs the conversation to its end.
+func (sc *conn) serve(ctx context.Context) {
+	sc.reply(sc.f.greeting)
+	for {
+		if err := sc.next(ctx); err != nil {
+			sc.flush()
+			return
+		}
+	}
+}
+
+// next reads and runs one command.
+func (sc *conn) next(ctx context.Context) error {
+	if !sc.r.buffered() {
+		if err := sc.flush(); err != nil {
+			return err
+		}
+	}
+	if !sc.armRead() {
+		return sc.goodbye()
+	}
+	cmd, err := sc.r.readCommand()
+	if err != nil {
+		return sc.readError(err)
+	}
+	if sc.sess == nil {
+		return sc.preauth(ctx, cmd)
+	}
+	// The command was read but is not run when the session is to end:
+	// Shutdown's drain is over, or, outside a mail transaction, Shutdown
+	// has begun or the token's lifetime is over.
+	if sc.stop.Load() == stopLevelAll {
+		return sc.goodbye()
+	}
+	if !sc.busy.Load() {
+		if why := sc.ended.Load(); why != 0 {
+			return sc.endSession(why)
+		}
+		if sc.stopping() {
+			return sc.goodbye()
+		}
+	}
+	return sc.sess.dispatch(ctx, cmd)
+}
+
+// armRead sets the read deadline for the next command: the command
+// timeout and the pre-auth deadline before login, sessionIdleTimeout
+// after. It reports false if the connection is to end now (Shutdown).
+func (sc *conn) armRead() bool {
+	if sc.sess == nil {
+		return sc.c.ArmRead(sc.nc)
+	}
+	sc.nc.SetReadDeadline(time.Now().Add(min(sessionIdleTimeout, sc.c.Limits().IdleTimeout)))
+	return !sc.stopping() // Shutdown's deadline may have been undone: check after arming
+}
+
+// readError answers a failed read (every one ends the conversation) and
+// returns errClose.
+func (sc *conn) readError(err error) error {
+	switch {
+	case errors.Is(err, errLineTooLong):
+		sc.reply(replyLineTooLong)
+	case errors.Is(err, errCommandTooLarge):
+		sc.reply(replyTooLarge)
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		switch {
+		case sc.stopping() || sc.c.ShuttingDown() && sc.sess == nil:
+			sc.reply(replyShutdown)
+		case sc.sess == nil && !time.Now().Before(sc.c.Deadline):
+			sc.c.Log.Info("pre-auth timeout: closing")
+			sc.reply(replyPreauthOver)
+		default:
+			sc.reply(replyTimeout)
+		}
+	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, net.ErrClosed):
+	default:
+		sc.c.Log.Debug("read failed", "err", err)
+	}
+	return errClose
+}
+
+// fail answers a refused command with line and counts a protocol error.
+func (sc *conn) fail(line string) error {
+	sc.reply(line)
+	return sc.protocolError()
+}
+
+// protocolError counts a protocol error; too many close the connection.
+func (sc *conn) protocolError() error {
+	sc.protoErrors++
+	if sc.protoErrors >= sc.c.Limits().MaxErrors {
+		sc.c.Log.Debug("too many protocol errors", "errors", sc.protoErrors)
+		sc.reply(replyTooManyErrors)
+		return errClose
+	}
+	return nil
+}
+
+// authFailed counts a failed authentication; too many close the connection.
+func (sc *conn) authFailed() error {
+	sc.authFailures++
+	if sc.authFailures >= sc.c.Limits().MaxAuthFailures {
+		sc.c.Log.Info("too many authentication failures: closing")
+		sc.reply(replyTooManyAuth)
+		return errClose
+	}
+	return nil
+}
+
+// stopping reports whether Shutdown wants the connection to end now.
+func (sc *conn) stopping() bool {
+	switch sc.stop.Load() {
 	case stopLevelAll:
 		return true
 	case stopLevelIdle:
-		return !c.busy.Load()
+		return !sc.busy.Load()
 	}
 	return false
 }
 
-// goodbye writes 421 and closes the connection. It runs inside a Read by
-// go-smtp's goroutine, the only one that writes to the client, so the reply
-// cannot interleave with another.
-func (c *clientConn) goodbye() error {
-	c.writeTop("421 4.3.2 Service shutting down, try again later\r\n")
-	c.Close()
-	return errShutdown
-}
-
-// writeTop writes a line through what go-smtp talks to, within goodbyeTimeout.
-func (c *clientConn) writeTop(line string) {
-	if p := c.top.Load(); p != nil {
-		top := *p
-		top.SetWriteDeadline(time.Now().Add(goodbyeTimeout))
-		io.WriteString(top, line)
-	}
-}
-
-// preauthExpired ends a connection that has not logged in in time: a Read
-// waiting for the client is woken and answers 421 4.4.2 (timedOut); a
-// connection busy elsewhere (a login under way) is closed after a grace.
-func (c *clientConn) preauthExpired() {
-	c.expired.Store(true)
-	c.Conn.SetReadDeadline(time.Now())
-	time.AfterFunc(goodbyeTimeout, func() {
-		if !c.authed.Load() {
-			c.Close()
-		}
-	})
-}
-
-func (c *clientConn) preauthOver() bool { return c.expired.Load() && !c.authed.Load() }
-
-// errPreauthTimeout is what Read returns after the pre-auth time is up.
-var errPreauthTimeout = errors.New("smtp: pre-authentication time limit reached")
-
-// timedOut writes the 421 of the pre-auth timeout and closes; like goodbye,
-// it runs inside a Read by the goroutine that writes replies.
-func (c *clientConn) timedOut() error {
-	c.writeTop("421 4.4.2 Pre-authentication time limit reached, closing connection\r\n")
-	c.Close()
-	return errPreauthTimeout
-}
-
-// errSessionEnded is what Read returns once the session's lifetime is over.
-var errSessionEnded = errors.New("smtp: session lifetime over")
-
-// endSession writes the 421 for the end of the session's lifetime and closes
-// the connection. Like goodbye, it runs inside go-smtp's Read.
-func (c *clientConn) endSession(why int32) error {
-	msg, end := "421 4.7.0 Access token expired, log in again\r\n", proxy.EndExpired
-	if why == endRevoked {
-		msg, end = "421 4.7.0 Access token no longer valid, log in again\r\n", proxy.EndRevoked
-	}
-	c.writeTop(msg)
-	c.log.Info("closing: session lifetime over", "end", end)
-	c.Close()
-	return errSessionEnded
-}
-
-// goodbyeTimeout bounds writing the shutdown 421.
-const goodbyeTimeout = 5 * time.Second
-
-// shutdown sets the shutdown level and wakes a Read that should end.
-func (c *clientConn) shutdown(level int32) {
+// shutdown sets the shutdown level and wakes a read that should end. It
+// runs in its own goroutine (proxy.Conn.OnShutdown, OnDrainEnd).
+func (sc *conn) shutdown(level int32) {
 	for {
-		cur := c.stop.Load()
-		if cur >= level || c.stop.CompareAndSwap(cur, level) {
+		cur := sc.stop.Load()
+		if cur >= level || sc.stop.CompareAndSwap(cur, level) {
 			break
 		}
 	}
-	if c.stopping() {
-		c.Conn.SetReadDeadline(time.Now())
+	if sc.stopping() {
+		sc.c.Raw.SetReadDeadline(time.Now())
 	}
 }
 
-// setTop records what go-smtp talks through (after a TLS handshake, the
-// *tls.Conn), for goodbye.
-func (c *clientConn) setTop(nc net.Conn) { c.top.Store(&nc) }
+// goodbye answers 421 for Shutdown and ends the conversation.
+func (sc *conn) goodbye() error {
+	sc.reply(replyShutdown)
+	return errClose
+}
 
-func (c *clientConn) Write(p []byte) (int, error) {
-	n, err := c.Conn.Write(p)
-	if c.closeAfterWrite.Load() {
-		c.Close()
+// endSession answers 421 for the end of the session's lifetime and ends
+// the conversation.
+func (sc *conn) endSession(why int32) error {
+	line, end := replyExpired, proxy.EndExpired
+	if why == endRevoked {
+		line, end = replyRevoked, proxy.EndRevoked
 	}
-	return n, err
+	sc.reply(line)
+	sc.sess.log.Info("closing: session lifetime over", "end", end)
+	return errClose
+}
+
+// close ends the session, if one was open (its backend is sent QUIT), and
+// logs the end of a connection that never logged in.
+func (sc *conn) close() {
+	if sc.sess != nil {
+		sc.sess.end()
+		return
+	}
+	sc.c.Log.Info("connection closed before login", "duration", time.Since(sc.c.Start).Round(time.Millisecond),
+		"auth_failures", sc.authFailures)
+}
+
+// clientConn is an accepted connection (Front.WrapConn) that closes the
+// backend connection registered with it when it is closed: whatever the
+// proxy.Server closes (eviction, the end of Shutdown) ends the backend
+// session too, even while the conversation waits for the backend.
+type clientConn struct {
+	net.Conn
+	mu      sync.Mutex
+	backend net.Conn
+	closed  bool
 }
 
 func (c *clientConn) Close() error {
 	c.mu.Lock()
-	if c.closed {
-		c.mu.Unlock()
-		return nil
-	}
-	c.closed = true
 	be := c.backend
-	c.backend = nil
-	close(c.done)
+	c.backend, c.closed = nil, true
 	c.mu.Unlock()
 	if be != nil {
 		be.Close()
@@ -222,42 +294,35 @@ func (c *clientConn) Close() error {
 	return c.Conn.Close()
 }
 
+// WrapConn implements proxy.ConnWrapper.
+func (f *Front) WrapConn(nc net.Conn) net.Conn { return &clientConn{Conn: nc} }
+
 // setBackend registers the backend connection to be closed with the client
 // connection. It returns false, and the caller closes be, if the client
 // connection is already closed.
-func (c *clientConn) setBackend(be net.Conn) bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.closed {
+func (sc *conn) setBackend(be net.Conn) bool {
+	cc, ok := sc.c.Raw.(*clientConn)
+	if !ok {
+		return true
+	}
+	cc.mu.Lock()
+	defer cc.mu.Unlock()
+	if cc.closed {
 		return false
 	}
-	c.backend = be
+	cc.backend = be
 	return true
 }
 
 // clearBackend forgets be after its owner has closed it.
-func (c *clientConn) clearBackend(be net.Conn) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.backend == be {
-		c.backend = nil
+func (sc *conn) clearBackend(be net.Conn) {
+	cc, ok := sc.c.Raw.(*clientConn)
+	if !ok {
+		return
 	}
-}
-
-// clientConnOf finds the clientConn under what go-smtp holds.
-func clientConnOf(nc net.Conn) *clientConn {
-	if v, ok := nc.(*tlsView); ok {
-		return v.cc
+	cc.mu.Lock()
+	defer cc.mu.Unlock()
+	if cc.backend == be {
+		cc.backend = nil
 	}
-	return nil
-}
-
-// tlsVersion is the TLS version of the client's connection, 0 before TLS.
-func (c *clientConn) tlsVersion() uint16 {
-	if p := c.top.Load(); p != nil {
-		if v, ok := (*p).(*tlsView); ok {
-			return v.ConnectionState().Version
-		}
-	}
-	return 0
 }

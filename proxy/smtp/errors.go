@@ -2,78 +2,121 @@ package smtp
 
 import (
 	"errors"
-	"fmt"
-
-	"github.com/emersion/go-smtp"
 
 	"github.com/mailgate/mailgate/proxy"
 )
 
-// go-smtp sends an *smtp.SMTPError as is and err.Error() for anything else
-// (a type assertion, not errors.As), and 554 for a failed DATA, so every
-// error given back to it is one of these replies. Internal error text is
-// logged, never sent.
+// mailgate's own replies, with CRLF (RFC 5321, RFC 3463 enhanced codes,
+// RFC 4954 for AUTH). Once logged in, the replies to the mail commands are
+// Postfix's own, passed on verbatim (session.go); these are only what
+// mailgate says itself. Where Postfix has a text for the same situation,
+// it is Postfix's. Texts never carry internals.
+const (
+	replyBusy     = "421 4.7.0 Too many connections, try again later\r\n"
+	replyShutdown = "421 4.3.2 Service shutting down, try again later\r\n"
+	replyOK       = "250 2.0.0 Ok\r\n"
+	replyBye      = "221 2.0.0 Bye\r\n"
+	replyUnknown  = "502 5.5.2 Error: command not recognized\r\n"
 
-// Replies of the authentication phase (RFC 4954, RFC 3463).
-var (
-	replyMalformed       = &smtp.SMTPError{Code: 501, EnhancedCode: smtp.EnhancedCode{5, 5, 2}, Message: "Invalid SASL message"}
-	replyInvalid         = &smtp.SMTPError{Code: 535, EnhancedCode: smtp.EnhancedCode{5, 7, 8}, Message: "Authentication credentials invalid"}
-	replyTempFail        = &smtp.SMTPError{Code: 454, EnhancedCode: smtp.EnhancedCode{4, 7, 0}, Message: "Temporary authentication failure"}
-	replyTooManySessions = &smtp.SMTPError{Code: 454, EnhancedCode: smtp.EnhancedCode{4, 7, 0}, Message: "Too many sessions, try again later"}
-	replyBlocked         = &smtp.SMTPError{Code: 454, EnhancedCode: smtp.EnhancedCode{4, 7, 0}, Message: "Too many failed logins from your network, try again later"}
-	replyTooManyAuth     = &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 7, 0}, Message: "Too many authentication failures"}
+	replyNeedTLS      = "530 5.7.0 Must issue a STARTTLS command first\r\n"
+	replyAuthTLS      = "523 5.7.10 TLS is required\r\n"
+	replyAuthRequired = "530 5.7.0 Authentication required\r\n"
+	replyNeedHELO     = "503 5.5.1 Error: send HELO/EHLO first\r\n"
+	replyReadyTLS     = "220 2.0.0 Ready to start TLS\r\n"
+	replyTLSActive    = "554 5.5.1 Error: TLS already active\r\n"
+	replyBadSTARTTLS  = "501 5.5.4 Syntax: STARTTLS\r\n"
+	replyBadEHLO      = "501 5.5.4 Syntax: EHLO hostname\r\n"
+	replyBadHELO      = "501 5.5.4 Syntax: HELO hostname\r\n"
+	replyAuthed       = "503 5.5.1 Error: already authenticated\r\n"
+
+	replyLineTooLong   = "500 5.5.6 Line too long\r\n"
+	replyTooLarge      = "500 5.5.6 Command too large\r\n"
+	replyTimeout       = "421 4.4.2 Error: timeout exceeded, closing connection\r\n"
+	replyPreauthOver   = "421 4.4.2 Pre-authentication time limit reached, closing connection\r\n"
+	replyTooManyErrors = "421 4.7.0 Too many errors, closing connection\r\n"
+	replyTooManyAuth   = "421 4.7.0 Too many authentication failures, closing connection\r\n"
+	replyExpired       = "421 4.7.0 Access token expired, log in again\r\n"
+	replyRevoked       = "421 4.7.0 Access token no longer valid, log in again\r\n"
 )
 
-// Replies of the transaction phase.
-var (
-	replyAuthRequired = &smtp.SMTPError{Code: 530, EnhancedCode: smtp.EnhancedCode{5, 7, 0}, Message: "Authentication required"}
+// Replies of the session that are mailgate's (session.go, data.go).
+const (
 	// replyBackendLost: the backend connection failed; the session
 	// reconnects at the next MAIL.
-	replyBackendLost = &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 4, 2}, Message: "Connection to the mail server lost, try again"}
-	replyBackendDown = &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 4, 1}, Message: "Mail server unavailable, try again later"}
-	replyNoUTF8      = &smtp.SMTPError{Code: 504, EnhancedCode: smtp.EnhancedCode{5, 5, 4}, Message: "SMTPUTF8 is not supported by the mail server"}
+	replyBackendLost = "451 4.4.2 Connection to the mail server lost, try again\r\n"
+	replyBackendDown = "451 4.4.1 Mail server unavailable, try again later\r\n"
 	// replyBackendGone: the backend connection of a password session
-	// failed; mailgate does not keep the password to reconnect, so the
-	// client must log in again.
-	replyBackendGone = &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 4, 2}, Message: "Connection to the mail server lost, log in again"}
+	// failed; mailgate does not keep the password to reconnect.
+	replyBackendGone  = "421 4.4.2 Connection to the mail server lost, log in again\r\n"
+	replyNeedMail     = "503 5.5.1 Error: need MAIL command\r\n"
+	replyNestedMail   = "503 5.5.1 Error: nested MAIL command\r\n"
+	replyBadMail      = "501 5.5.4 Syntax: MAIL FROM:<address>\r\n"
+	replyTooManyRcpts = "452 4.5.3 Error: too many recipients\r\n"
+	replyTooBig       = "552 5.3.4 Message size exceeds fixed limit\r\n"
+	replyBadBDAT      = "501 5.5.4 Syntax: BDAT count [LAST]\r\n"
+	replyDataTimeout  = "421 4.4.2 Timeout waiting for message data, closing connection\r\n"
+	replySenderFmt    = "553 5.7.1 <%s>: Sender address rejected: not owned by the authenticated user\r\n"
 )
 
-func replySenderRefused(from string) *smtp.SMTPError {
-	return &smtp.SMTPError{Code: 553, EnhancedCode: smtp.EnhancedCode{5, 7, 1},
-		Message: fmt.Sprintf("<%s>: Sender address rejected: not owned by the authenticated user", from)}
+// Replies of a failed login, as replyFor maps errors to them.
+const (
+	replyAuthOK          = "235 2.7.0 Authentication successful\r\n"
+	replyUnsupported     = "504 5.5.4 Unrecognized authentication type\r\n"
+	replyInvalid         = "535 5.7.8 Authentication credentials invalid\r\n"
+	replyTempFail        = "454 4.7.0 Temporary authentication failure, try again later\r\n"
+	replyTooManySessions = "454 4.7.0 Too many sessions, try again later\r\n"
+	replyBlocked         = "454 4.7.0 Too many failed logins from your network, try again later\r\n"
+	replyMalformed       = "501 5.5.2 Invalid SASL message\r\n"
+	replyCanceled        = "501 5.7.0 Authentication aborted\r\n"
+	replyBadAUTH         = "501 5.5.4 Syntax: AUTH mechanism [initial-response]\r\n"
+)
+
+// What a failed login counts against the connection's limits.
+const (
+	countNone  = iota
+	countError // a protocol error (Limits.MaxErrors)
+	countAuth  // a failed authentication (Limits.MaxAuthFailures)
+)
+
+// reply is what the client hears after a failed login.
+type reply struct {
+	line  []byte // with CRLF; nil: nobody is listening, close
+	count int
 }
 
-// authReply is the one place where a login's error becomes the client's
-// reply: a refused token and a missing mailbox look the same to the client
-// (535 5.7.8); an outage is temporary (454 4.7.0). It counts failures
-// against the per-connection limit, closing the connection after the reply
-// to the last one allowed. The login sequence has logged the error and
-// counted it.
-func (ss *session) authReply(err error) error {
+// replyFor is the one place where a login error (from Conn.Login,
+// Conn.LoginPassword or decoding an initial response) becomes an SMTP
+// reply. A refused token and a missing mailbox look the same (535 5.7.8);
+// an outage or a full pool is temporary (454 4.7.0), and so is a network
+// blocked after many failures: the block ends by itself. A malformed or
+// canceled exchange is 501 (RFC 4954: never a 4xx, or the client would
+// retry the same bytes) and counts as a failed authentication, like a
+// refused one. A *proxy.Refusal carries the backend's own reply (the
+// user's own password refused), passed on verbatim.
+func replyFor(err error) reply {
 	if errors.Is(err, proxy.ErrUnsupportedMechanism) {
-		return smtp.ErrAuthUnknownMechanism
+		return reply{line: []byte(replyUnsupported), count: countError}
 	}
-	cc := ss.cc
-	var reply *smtp.SMTPError
-	result, _ := proxy.Classify(err)
-	switch result {
-	case proxy.ResultLimited:
-		reply = replyTooManySessions
-	case proxy.ResultBlocked:
-		reply = replyBlocked
-	case proxy.ResultMalformed, proxy.ResultCanceled:
-		reply = replyMalformed
-	case proxy.ResultInvalid:
-		reply = replyInvalid
-	default: // unavailable, aborted (nobody listens), or unexpected (logged loudly)
-		reply = replyTempFail
-	}
-	switch result {
-	case proxy.ResultInvalid, proxy.ResultMalformed, proxy.ResultCanceled, proxy.ResultBlocked:
-		if n := cc.authFailures.Add(1); int(n) >= ss.f.lim.MaxAuthFailures {
-			cc.log.Info("too many authentication failures: closing")
-			cc.closeAfterWrite.Store(true)
+	var ref *proxy.Refusal
+	if errors.As(err, &ref) && len(ref.Reply) > 0 {
+		if ref.Credentials {
+			return reply{line: ref.Reply, count: countAuth}
 		}
+		return reply{line: ref.Reply}
 	}
-	return reply
+	switch result, _ := proxy.Classify(err); result {
+	case proxy.ResultAborted:
+		return reply{}
+	case proxy.ResultInvalid:
+		return reply{line: []byte(replyInvalid), count: countAuth}
+	case proxy.ResultBlocked:
+		return reply{line: []byte(replyBlocked), count: countAuth}
+	case proxy.ResultLimited:
+		return reply{line: []byte(replyTooManySessions)}
+	case proxy.ResultMalformed:
+		return reply{line: []byte(replyMalformed), count: countAuth}
+	case proxy.ResultCanceled:
+		return reply{line: []byte(replyCanceled), count: countAuth}
+	}
+	return reply{line: []byte(replyTempFail)} // unavailable, or unexpected (logged loudly by the login)
 }

@@ -99,7 +99,7 @@ func TestFaultBackendSMTP(t *testing.T) {
 		{name: "refused", auth: smtpUnavailable},
 		{name: "slow greeting", stubs: true, auth: smtpUnavailable},
 		{name: "closing right after login", stubs: true, stub: smtpStubLoginThenClose,
-			auth: "235 2.0.0 Authentication succeeded",
+			auth: "235 2.7.0 Authentication successful",
 			after: func(c *proxytest.Conn) {
 				c.SMTPCmd("MAIL FROM:<alice@example.test>", smtpBackendLost)
 			}},

@@ -101,8 +101,8 @@ func newSMTPTestProxy(t *testing.T, opts proxy.Options, fo Options) *smtpTestPro
 			t.Logf("proxy logs:\n%s", logs.String())
 		}
 	})
-	// The front probes the backend before it hands its first connection
-	// to go-smtp: wait for both greetings.
+	// The front probes the backend before it greets its first
+	// connection: wait for both greetings.
 	for _, c := range []*proxytest.Conn{proxytest.DialPlain(t, tp.plainAddr), proxytest.DialTLS(t, tp.tlsAddr, clientTLS)} {
 		c.SMTPExpect("220 ")
 		c.SMTPCmd("QUIT", "221 ")

@@ -47,7 +47,7 @@ func TestSecurityBDATCutByCloseNotify(t *testing.T) {
 			if bytes.HasPrefix(reply, []byte("250")) {
 				t.Fatalf("cut BDAT answered %q", reply)
 			}
-			pf.Log.WaitSince(t, mark, "lost connection after DATA", 15*time.Second)
+			pf.Log.WaitSince(t, mark, "lost connection after BDAT", 15*time.Second)
 
 			control := proxytest.UniqueSubject("after-bdat-cut-" + port)
 			sc := it.smtpClient(t, port == "465", "XOAUTH2", "alice@example.test", token)

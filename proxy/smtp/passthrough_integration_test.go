@@ -107,5 +107,5 @@ func TestIntegrationSMTPPasswordOffByDefault(t *testing.T) {
 	if got := proxytest.ExtParam(c.SMTPEHLO(), "AUTH"); got != "OAUTHBEARER XOAUTH2" {
 		t.Fatalf("AUTH = %q, want OAUTHBEARER XOAUTH2", got)
 	}
-	c.SMTPCmd("AUTH PLAIN "+proxytest.PlainIR("alice@example.test", proxytest.UserPassword), "504 5.7.4")
+	c.SMTPCmd("AUTH PLAIN "+proxytest.PlainIR("alice@example.test", proxytest.UserPassword), "504 5.5.4")
 }

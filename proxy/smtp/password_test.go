@@ -68,8 +68,8 @@ func TestSMTPPasswordAdvertised(t *testing.T) {
 func TestSMTPPasswordOff(t *testing.T) {
 	tp, fb := newSMTPPasswordTest(t, proxytest.FakeSMTPOptions{}, func(o *proxy.Options, so *Options) { o.Passwords.SMTP = false })
 	c := tp.dialSubmissions(t)
-	c.SMTPCmd("AUTH PLAIN "+proxytest.PlainIR(proxytest.FakeUser, proxytest.FakeUserPassword), "504 5.7.4")
-	c.SMTPCmd("AUTH LOGIN", "504 5.7.4")
+	c.SMTPCmd("AUTH PLAIN "+proxytest.PlainIR(proxytest.FakeUser, proxytest.FakeUserPassword), "504 5.5.4")
+	c.SMTPCmd("AUTH LOGIN", "504 5.5.4")
 	if fb.SawCommand("AUTH") {
 		t.Fatal("the backend saw an AUTH")
 	}
@@ -86,23 +86,23 @@ func TestSMTPPasswordLogin(t *testing.T) {
 		script  func(c *proxytest.Conn)
 	}{
 		{"PLAIN", proxy.Backend{}, proxytest.FakeSMTPOptions{}, func(c *proxytest.Conn) {
-			c.SMTPCmd("AUTH PLAIN "+proxytest.PlainIR(proxytest.FakeUser, proxytest.FakeUserPassword), "235 2.0.0")
+			c.SMTPCmd("AUTH PLAIN "+proxytest.PlainIR(proxytest.FakeUser, proxytest.FakeUserPassword), "235 2.7.0")
 		}},
 		{"PLAIN without initial response", proxy.Backend{}, proxytest.FakeSMTPOptions{}, func(c *proxytest.Conn) {
 			c.SMTPCmd("AUTH PLAIN", "334 ")
-			c.SMTPCmd(proxytest.PlainIR(proxytest.FakeUser, proxytest.FakeUserPassword), "235 2.0.0")
+			c.SMTPCmd(proxytest.PlainIR(proxytest.FakeUser, proxytest.FakeUserPassword), "235 2.7.0")
 		}},
 		{"LOGIN", proxy.Backend{}, proxytest.FakeSMTPOptions{}, func(c *proxytest.Conn) {
 			c.SMTPCmd("AUTH LOGIN", "334 "+proxytest.B64("Username:"))
 			c.SMTPCmd(proxytest.B64(proxytest.FakeUser), "334 "+proxytest.B64("Password:"))
-			c.SMTPCmd(proxytest.B64(proxytest.FakeUserPassword), "235 2.0.0")
+			c.SMTPCmd(proxytest.B64(proxytest.FakeUserPassword), "235 2.7.0")
 		}},
 		{"LOGIN with initial response", proxy.Backend{}, proxytest.FakeSMTPOptions{}, func(c *proxytest.Conn) {
 			c.SMTPCmd("AUTH LOGIN "+proxytest.B64(proxytest.FakeUser), "334 "+proxytest.B64("Password:"))
-			c.SMTPCmd(proxytest.B64(proxytest.FakeUserPassword), "235 2.0.0")
+			c.SMTPCmd(proxytest.B64(proxytest.FakeUserPassword), "235 2.7.0")
 		}},
 		{"backend login xclient with addr", proxy.Backend{Login: "xclient", ClientIP: "xclient"}, proxytest.FakeSMTPOptions{XCLIENT: true}, func(c *proxytest.Conn) {
-			c.SMTPCmd("AUTH PLAIN "+proxytest.PlainIR(proxytest.FakeUser, proxytest.FakeUserPassword), "235 2.0.0")
+			c.SMTPCmd("AUTH PLAIN "+proxytest.PlainIR(proxytest.FakeUser, proxytest.FakeUserPassword), "235 2.7.0")
 		}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
@@ -135,13 +135,14 @@ func TestSMTPPasswordLogin(t *testing.T) {
 	}
 }
 
-// TestSMTPPasswordRefused: the backend's 535 becomes 535 5.7.8 and counts as
-// a failure; what cannot be a valid login never reaches the backend.
+// TestSMTPPasswordRefused: the backend's 535 reaches the client verbatim
+// and counts as a failure; what cannot be a valid login never reaches the
+// backend.
 func TestSMTPPasswordRefused(t *testing.T) {
 	th := &proxytest.RecordingThrottle{}
 	tp, fb := newSMTPPasswordTest(t, proxytest.FakeSMTPOptions{}, func(o *proxy.Options, so *Options) { o.Passwords.Throttle = th; o.Limits.MaxAuthFailures = 10 })
 	c := tp.dialSubmissions(t)
-	c.SMTPCmd("AUTH PLAIN "+proxytest.PlainIR(proxytest.FakeUser, "wrong-password"), "535 5.7.8 Authentication credentials invalid")
+	c.SMTPCmd("AUTH PLAIN "+proxytest.PlainIR(proxytest.FakeUser, "wrong-password"), "535 5.7.8 Error: authentication failed: (reason unavailable)")
 	c.SMTPCmd("AUTH PLAIN "+proxytest.PlainIR("alice@example.test*mailgate", "master-secret"), "535 5.7.8")
 	c.SMTPCmd("AUTH PLAIN "+base64.StdEncoding.EncodeToString(auth.EncodePLAIN("bob@example.test", proxytest.FakeUser, proxytest.FakeUserPassword)), "535 5.7.8")
 	c.SMTPCmd("AUTH PLAIN "+proxytest.B64("garbage"), "501 5.5.2")
@@ -183,8 +184,7 @@ func TestSMTPPasswordBackendLost(t *testing.T) {
 	c.SMTPCmd("AUTH PLAIN "+proxytest.PlainIR(proxytest.FakeUser, proxytest.FakeUserPassword), "235 ")
 	c.SMTPCmd("MAIL FROM:<alice@example.test>", "250 ")
 	c.SMTPCmd("RCPT TO:<bob@example.test>", "250 ")
-	c.SMTPCmd("DATA", "354 ")
-	c.SMTPCmd("Subject: x\r\n\r\nx\r\n.", "451 4.4.2")
+	c.SMTPCmd("DATA", "451 4.4.2") // the backend closed instead of its 354
 	conns := fb.ConnCount()
 	c.SMTPCmd("MAIL FROM:<alice@example.test>", "421 4.4.2")
 	c.ExpectClosed()

@@ -1,199 +1,222 @@
 package smtp
 
 import (
-	"errors"
-	"io"
+	"bytes"
+	"context"
+	"fmt"
+	"log/slog"
+	"strconv"
 	"strings"
-	"sync"
 	"time"
 
-	"github.com/emersion/go-smtp"
-
-	"github.com/mailgate/mailgate/auth"
 	"github.com/mailgate/mailgate/proxy"
 )
 
-// The go-smtp session: AUTH opens the backend session through the login
-// sequence (auth.go); MAIL, RCPT and DATA are then forwarded one to one and
-// the backend's replies returned verbatim (data.go for DATA). Every method
-// returns an *smtp.SMTPError or nil (errors.go).
+// The session after login: MAIL, RCPT, RSET, NOOP, VRFY, EXPN and HELP go
+// to the backend one by one, as the client sent them (MAIL after the
+// sender check, without AUTH=), and the client hears the backend's reply
+// verbatim: Postfix's code, enhanced code and text. DATA and BDAT are
+// data.go's. What the backend is never sent: a command mailgate does not
+// know (XCLIENT, XFORWARD and the like would let a client speak for
+// mailgate), AUTH and STARTTLS (answered here), EHLO/HELO (answered here;
+// an open transaction is reset at the backend with RSET).
 
-// session is one go-smtp session: from EHLO to QUIT, or to STARTTLS
-// (after which go-smtp starts a new one).
+// session is a logged-in client's state.
 type session struct {
-	f  *Front
-	cc *clientConn
-
-	// mu serializes the methods: with BDAT go-smtp runs Data in its own
-	// goroutine, and closes the chunk pipe before calling Reset or Logout.
-	mu        sync.Mutex
-	exchange  *saslBridge    // the AUTH exchange under way, if any
-	sess      *proxy.Session // after a successful AUTH; nil before
-	id        auth.Identity  // who logged in (sess.Identity)
+	sc        *conn
+	f         *Front
+	ps        *proxy.Session
+	log       *slog.Logger // with user and mech
 	be        *backendSession
-	stopWatch func() // ends the session lifetime watch; nil if none
+	stopWatch func() // ends the lifetime watch
 	inTx      bool   // a MAIL was accepted by be and its transaction is open
 	rcpts     int
+	chunked   int64 // bytes of the open transaction's BDAT chunks
 	messages  int
 	started   time.Time
 }
 
-var _ smtp.AuthSession = (*session)(nil)
-
-func (f *Front) newSession(c *smtp.Conn) (smtp.Session, error) {
-	cc := clientConnOf(c.Conn())
-	if cc == nil {
-		return nil, &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "Internal error"}
+// dispatch runs one command of the session.
+func (s *session) dispatch(ctx context.Context, cmd command) error {
+	switch verb := strings.ToUpper(cmd.verb); verb {
+	case "MAIL":
+		return s.mail(ctx, cmd)
+	case "RCPT":
+		return s.rcpt(cmd)
+	case "DATA":
+		return s.data(cmd)
+	case "BDAT":
+		return s.bdat(cmd)
+	case "RSET":
+		return s.rset(cmd)
+	case "NOOP", "VRFY", "EXPN", "HELP":
+		if s.be == nil && verb == "NOOP" {
+			s.sc.reply(replyOK)
+			return nil
+		}
+		return s.forward(cmd.line, nil)
+	case "QUIT":
+		s.sc.reply(replyBye)
+		return errClose
+	case "EHLO", "HELO":
+		s.resetBackend()
+		return s.sc.ehlo(cmd, verb == "EHLO")
+	case "AUTH":
+		return s.sc.fail(replyAuthed)
+	case "STARTTLS":
+		return s.sc.fail(replyTLSActive)
+	default:
+		return s.sc.fail(replyUnknown)
 	}
-	cc.setTop(c.Conn()) // after STARTTLS, the *tls.Conn
-	return &session{f: f, cc: cc}, nil
 }
 
-// AuthMechanisms is what EHLO advertises; go-smtp only does so after TLS.
-func (ss *session) AuthMechanisms() []string {
-	if ss.cc.pc.Passwords() {
-		return []string{auth.MechOAUTHBEARER, auth.MechXOAUTH2, auth.MechPLAIN, auth.MechLOGIN}
+// mail checks the sender, then forwards MAIL FROM without AUTH= (the
+// backend knows who the user is), reconnecting the backend if an earlier
+// connection failed.
+func (s *session) mail(ctx context.Context, cmd command) error {
+	if s.inTx {
+		s.sc.reply(replyNestedMail)
+		return nil
 	}
-	return []string{auth.MechOAUTHBEARER, auth.MechXOAUTH2}
+	from, line, ok := parseMail(cmd.args)
+	if !ok {
+		return s.sc.fail(replyBadMail)
+	}
+	if lim := s.f.opts.MaxMessageBytes; lim > 0 && declaredSize(line) > lim {
+		s.sc.reply(replyTooBig)
+		return nil
+	}
+	if s.f.opts.EnforceSender && !senderAllowed(s.ps.Identity.User, from, s.f.aliases) {
+		s.log.Info("sender refused", "from", from)
+		s.sc.reply(fmt.Sprintf(replySenderFmt, from))
+		return nil
+	}
+	if s.be == nil {
+		if err := s.reconnect(ctx); err != nil {
+			return err
+		}
+		if s.be == nil {
+			return nil
+		}
+	}
+	return s.forward(line, func(code int) {
+		if code/100 == 2 {
+			s.setTx(true)
+		}
+	})
 }
 
-// backend returns the backend session, reconnecting if an earlier one
-// failed. Called with mu held.
-func (ss *session) backend() (*backendSession, error) {
-	if ss.sess == nil {
-		return nil, replyAuthRequired
+// rcpt forwards RCPT TO, within MaxRecipients.
+func (s *session) rcpt(cmd command) error {
+	switch {
+	case s.be == nil:
+		s.sc.reply(replyBackendLost) // the backend failed during this transaction
+		return nil
+	case s.inTx && s.rcpts >= s.f.opts.MaxRecipients:
+		s.sc.reply(replyTooManyRcpts)
+		return nil
 	}
-	if ss.be != nil {
-		return ss.be, nil
-	}
-	cc := ss.cc
-	if ss.sess.Password {
-		cc.log.Info("backend connection lost; a password session cannot reconnect: closing")
-		cc.closeAfterWrite.Store(true)
-		return nil, replyBackendGone
-	}
-	d := ss.f.dialog(cc, cc.log)
-	if _, err := cc.pc.Reconnect(cc.ctx, ss.sess, ss.f.loginRequest(d, cc)); err != nil {
-		cc.log.Warn("backend reconnect failed", "err", err)
-		return nil, replyBackendDown
-	}
-	cc.log.Info("backend reconnected")
-	ss.be = d.session
-	return ss.be, nil
+	return s.forward(cmd.line, func(code int) {
+		if code/100 == 2 {
+			s.rcpts++
+		}
+	})
 }
 
-// Mail checks the sender, then forwards MAIL FROM with the client's
-// parameters (go-smtp's client adds BODY=8BITMIME itself; AUTH= is dropped:
-// the backend knows who the user is).
-func (ss *session) Mail(from string, opts *smtp.MailOptions) error {
-	ss.mu.Lock()
-	defer ss.mu.Unlock()
-	if ss.sess == nil {
-		return replyAuthRequired
+// rset forwards RSET, which ends the transaction.
+func (s *session) rset(cmd command) error {
+	s.setTx(false)
+	if s.be == nil {
+		s.sc.reply(replyOK)
+		return nil
 	}
-	if ss.f.opts.EnforceSender && !senderAllowed(ss.id.User, from, ss.f.aliases) {
-		ss.cc.log.Info("sender refused", "from", from)
-		return replySenderRefused(from)
-	}
-	be, err := ss.backend()
-	if err != nil {
-		return err
-	}
-	var o smtp.MailOptions
-	if opts != nil {
-		o = *opts
-	}
-	o.Auth = nil
-	if o.UTF8 && !be.caps.utf8 {
-		return replyNoUTF8
-	}
-	if err := be.c.Mail(from, &o); err != nil {
-		return ss.backendError("MAIL", err)
-	}
-	ss.inTx, ss.rcpts = true, 0
-	ss.cc.busy.Store(true)
-	return nil
+	return s.forward(cmd.line, nil)
 }
 
-// Rcpt forwards RCPT TO.
-func (ss *session) Rcpt(to string, opts *smtp.RcptOptions) error {
-	ss.mu.Lock()
-	defer ss.mu.Unlock()
-	if ss.sess == nil {
-		return replyAuthRequired
-	}
-	if ss.be == nil || !ss.inTx {
-		return replyBackendLost // the backend failed during this transaction
-	}
-	if err := ss.be.c.Rcpt(to, opts); err != nil {
-		return ss.backendError("RCPT", err)
-	}
-	ss.rcpts++
-	return nil
-}
-
-// Reset aborts the backend's transaction, if one is open. go-smtp calls it
-// after every message too, when the backend has already ended it.
-func (ss *session) Reset() {
-	ss.mu.Lock()
-	defer ss.mu.Unlock()
-	ss.cc.busy.Store(false)
-	if ss.be == nil || !ss.inTx {
+// resetBackend ends an open transaction at the backend (for EHLO/HELO,
+// whose reply is mailgate's own).
+func (s *session) resetBackend() {
+	if !s.inTx || s.be == nil {
+		s.setTx(false)
 		return
 	}
-	ss.inTx = false
-	if err := ss.be.c.Reset(); err != nil {
-		ss.backendError("RSET", err)
+	s.setTx(false)
+	if _, _, err := s.be.roundTrip([]byte("RSET"), backendReplyTimeout); err != nil {
+		s.backendFailed("RSET", err)
 	}
 }
 
-// Logout ends the backend session (QUIT). go-smtp calls it when the client
-// connection closes, and on STARTTLS.
-func (ss *session) Logout() error {
-	ss.mu.Lock()
-	defer ss.mu.Unlock()
-	if ss.exchange != nil {
-		ss.exchange.abandon(proxy.ErrClientGone)
-		ss.exchange = nil
+// setTx records whether a transaction is open; Shutdown and the end of the
+// token's lifetime wait for it (conn.busy).
+func (s *session) setTx(open bool) {
+	s.inTx = open
+	if !open {
+		s.rcpts, s.chunked = 0, 0
 	}
-	if ss.stopWatch != nil {
-		ss.stopWatch()
-		ss.stopWatch = nil
+	s.sc.busy.Store(open)
+}
+
+// forward sends line to the backend and queues its reply for the client;
+// then, if the exchange worked, calls after with the reply's code. A
+// failed backend is answered replyBackendLost (the next MAIL reconnects),
+// a backend's 421 is passed on and ends the connection.
+func (s *session) forward(line []byte, after func(code int)) error {
+	if s.be == nil {
+		s.sc.reply(replyBackendLost)
+		return nil
 	}
-	ss.cc.busy.Store(false)
-	if ss.be != nil {
-		ss.dropBackend(true)
+	code, raw, err := s.be.roundTrip(line, backendReplyTimeout)
+	if err != nil {
+		s.backendFailed(verbOf(line), err)
+		return nil
 	}
-	if ss.sess != nil {
-		ss.cc.log.Info("session ended", "messages", ss.messages, "duration", time.Since(ss.started).Round(time.Millisecond))
-		ss.sess, ss.id = nil, auth.Identity{}
+	s.sc.replyBytes(raw)
+	if code == 421 { // the backend is closing the connection
+		s.log.Info("backend closing", "cmd", verbOf(line), "reply", proxy.Truncate(raw))
+		s.dropBackend(false)
+		return errClose
+	}
+	if after != nil {
+		after(code)
 	}
 	return nil
 }
 
-// backendError turns an error of the backend session into the client's
-// reply: the backend's own reply verbatim, or 451 4.4.2 for a broken
-// connection, which is then dropped (the next MAIL reconnects). Called
-// with mu held.
-func (ss *session) backendError(cmd string, err error) error {
-	var se *smtp.SMTPError
-	if errors.As(err, &se) {
-		if se.Code == 421 { // the backend is closing the connection
-			ss.cc.log.Info("backend closing", "cmd", cmd, "code", se.Code, "text", se.Message)
-			ss.dropBackend(false)
-			ss.cc.closeAfterWrite.Store(true)
-		}
-		return se
-	}
-	ss.cc.log.Warn("backend connection failed", "cmd", cmd, "err", err)
-	ss.dropBackend(false)
-	return replyBackendLost
+// backendFailed drops a backend whose connection failed and answers the
+// command replyBackendLost.
+func (s *session) backendFailed(cmd string, err error) {
+	s.log.Warn("backend connection failed", "cmd", cmd, "err", err)
+	s.dropBackend(false)
+	s.sc.reply(replyBackendLost)
 }
 
-// dropBackend closes the backend session, with QUIT if graceful.
-func (ss *session) dropBackend(graceful bool) {
-	be := ss.be
-	ss.be, ss.inTx = nil, false
+// reconnect logs in to the backend again after an earlier connection
+// failed. A password session cannot (mailgate does not keep the
+// password): it is closed.
+func (s *session) reconnect(ctx context.Context) error {
+	sc := s.sc
+	if s.ps.Password {
+		s.log.Info("backend connection lost; a password session cannot reconnect: closing")
+		sc.reply(replyBackendGone)
+		return errClose
+	}
+	d := s.f.dialog(sc)
+	if _, err := sc.c.Reconnect(ctx, s.ps, sc.loginRequest(d, "", nil)); err != nil {
+		s.log.Warn("backend reconnect failed", "err", err)
+		sc.reply(replyBackendDown)
+		return nil
+	}
+	s.log.Info("backend reconnected")
+	s.be = d.session
+	return nil
+}
+
+// dropBackend closes the backend session, with QUIT if graceful. The
+// transaction, if any, is over.
+func (s *session) dropBackend(graceful bool) {
+	be := s.be
+	s.be = nil
+	s.setTx(false)
 	if be == nil {
 		return
 	}
@@ -202,7 +225,91 @@ func (ss *session) dropBackend(graceful bool) {
 	} else {
 		be.abort()
 	}
-	ss.cc.clearBackend(be.raw)
+	s.sc.clearBackend(be.raw)
+}
+
+// end closes the session: the lifetime watch, the backend (QUIT).
+func (s *session) end() {
+	s.stopWatch()
+	s.dropBackend(true)
+	s.log.Info("session ended", "messages", s.messages, "duration", time.Since(s.started).Round(time.Millisecond))
+}
+
+// verbOf is the first word of a command line, for logs.
+func verbOf(line []byte) string {
+	v, _, _ := bytes.Cut(line, []byte{' '})
+	return strings.ToUpper(string(v))
+}
+
+// parseMail parses MAIL's arguments, FROM:<address> [parameters], and
+// returns the address and the line to send to the backend: the client's
+// own, or, if it carried an AUTH= parameter, one without it.
+func parseMail(args []byte) (from string, line []byte, ok bool) {
+	if len(args) < 5 || !strings.EqualFold(string(args[:5]), "FROM:") {
+		return "", nil, false
+	}
+	rest := bytes.TrimLeft(args[5:], " ")
+	var path, params []byte
+	if len(rest) > 0 && rest[0] == '<' {
+		end := closingBracket(rest)
+		if end < 0 {
+			return "", nil, false
+		}
+		path, params = rest[:end+1], rest[end+1:]
+		from = string(rest[1:end])
+	} else {
+		path, params, _ = bytes.Cut(rest, []byte{' '})
+		from = string(path)
+		params = append([]byte{' '}, params...)
+	}
+	if len(params) > 0 && params[0] != ' ' {
+		return "", nil, false
+	}
+	fields := strings.Fields(string(params))
+	kept := fields[:0]
+	for _, p := range fields {
+		if len(p) >= 5 && strings.EqualFold(p[:5], "AUTH=") {
+			continue
+		}
+		kept = append(kept, p)
+	}
+	if len(kept) == len(fields) {
+		return from, append([]byte("MAIL "), args...), true
+	}
+	line = append([]byte("MAIL FROM:"), path...)
+	for _, p := range kept {
+		line = append(append(line, ' '), p...)
+	}
+	return from, line, true
+}
+
+// declaredSize is the SIZE= parameter of a MAIL line (RFC 1870), 0 if
+// none or not a number.
+func declaredSize(line []byte) int64 {
+	for _, p := range strings.Fields(string(line)) {
+		if len(p) > 5 && strings.EqualFold(p[:5], "SIZE=") {
+			n, _ := strconv.ParseInt(p[5:], 10, 64)
+			return n
+		}
+	}
+	return 0
+}
+
+// closingBracket is the index of the '>' that closes the path starting at
+// b[0] == '<', skipping quoted strings and quoted pairs; -1 if none.
+func closingBracket(b []byte) int {
+	quoted := false
+	for i := 1; i < len(b); i++ {
+		switch c := b[i]; {
+		case c == '\\' && quoted:
+			i++
+		case c == '"':
+			quoted = !quoted
+		case c == '>' && !quoted:
+			return i
+		}
+	}
+	return -1
 }
 
 // senderAllowed reports whether user may use from as MAIL FROM: their own
@@ -241,6 +348,3 @@ func normalizeAliases(m map[string][]string) map[string][]string {
 	}
 	return out
 }
-
-// drainBody reads r to its end, ignoring errors.
-func drainBody(r io.Reader) { io.Copy(io.Discard, r) }

@@ -241,30 +241,23 @@ func verbOf(line []byte) string {
 	return strings.ToUpper(string(v))
 }
 
-// parseMail parses MAIL's arguments, FROM:<address> [parameters], and
-// returns the address and the line to send to the backend: the client's
-// own, or, if it carried an AUTH= parameter, one without it.
+// parseMail parses MAIL's arguments, FROM:<address> [parameters] (the
+// angle brackets are required, as RFC 5321 says), and returns the address
+// and the line to send to the backend: the client's own, or, if it carried
+// an AUTH= parameter, one without it.
 func parseMail(args []byte) (from string, line []byte, ok bool) {
 	if len(args) < 5 || !strings.EqualFold(string(args[:5]), "FROM:") {
 		return "", nil, false
 	}
 	rest := bytes.TrimLeft(args[5:], " ")
-	var path, params []byte
-	if len(rest) > 0 && rest[0] == '<' {
-		end := closingBracket(rest)
-		if end < 0 {
-			return "", nil, false
-		}
-		path, params = rest[:end+1], rest[end+1:]
-		from = string(rest[1:end])
-	} else {
-		path, params, _ = bytes.Cut(rest, []byte{' '})
-		from = string(path)
-		params = append([]byte{' '}, params...)
-	}
-	if len(params) > 0 && params[0] != ' ' {
+	if len(rest) == 0 || rest[0] != '<' {
 		return "", nil, false
 	}
+	end := closingBracket(rest)
+	if end < 0 || end+1 < len(rest) && rest[end+1] != ' ' {
+		return "", nil, false
+	}
+	path, params := rest[:end+1], rest[end+1:]
 	fields := strings.Fields(string(params))
 	kept := fields[:0]
 	for _, p := range fields {
@@ -273,6 +266,7 @@ func parseMail(args []byte) (from string, line []byte, ok bool) {
 		}
 		kept = append(kept, p)
 	}
+	from = string(rest[1:end])
 	if len(kept) == len(fields) {
 		return from, append([]byte("MAIL "), args...), true
 	}

@@ -29,13 +29,12 @@ const (
 func (f *dotFilter) scan(p, out []byte) (_ []byte, used int, done bool) {
 	i := 0
 	for i < len(p) {
-		if f.st == dsData { // the common case: copy up to the next CR or LF
-			j := indexCRLF(p[i:])
-			if j < 0 {
-				return append(out, p[i:]...), len(p), false
+		if f.st == dsData || f.st == dsCR { // inside a line: on to its LF
+			var ok bool
+			if out, i, ok = f.toLineEnd(p, i, out); !ok {
+				return out, len(p), false
 			}
-			out = append(out, p[i:i+j]...)
-			i += j
+			continue
 		}
 		c := p[i]
 		i++
@@ -46,7 +45,33 @@ func (f *dotFilter) scan(p, out []byte) (_ []byte, used int, done bool) {
 	return out, i, false
 }
 
-// step appends c, normalised, to out, and reports the end of data.
+// toLineEnd copies p[i:] up to and including the next LF (a bare one as
+// CRLF) and returns the index after it; ok is false if p has no LF left
+// (all of it was copied). The common case: one IndexByte per line.
+func (f *dotFilter) toLineEnd(p []byte, i int, out []byte) (_ []byte, next int, ok bool) {
+	j := bytes.IndexByte(p[i:], '\n')
+	if j < 0 {
+		out = append(out, p[i:]...)
+		if p[len(p)-1] == '\r' {
+			f.st = dsCR
+		} else {
+			f.st = dsData
+		}
+		return out, len(p), false
+	}
+	crBefore := j > 0 && p[i+j-1] == '\r' || j == 0 && f.st == dsCR
+	out = append(out, p[i:i+j]...)
+	if crBefore {
+		f.st = dsBOL
+		return append(out, '\n'), i + j + 1, true
+	}
+	f.st = dsBareBOL
+	return append(out, '\r', '\n'), i + j + 1, true
+}
+
+// step appends c, normalised, to out, and reports the end of data. It
+// runs at the start of a line (the states before dsCR); toLineEnd runs
+// inside one.
 func (f *dotFilter) step(c byte, out []byte) ([]byte, bool) {
 	switch f.st {
 	case dsBOL, dsBareBOL:
@@ -84,37 +109,6 @@ func (f *dotFilter) step(c byte, out []byte) ([]byte, bool) {
 		default:
 			f.st = dsData
 		}
-	case dsCR:
-		switch c {
-		case '\n':
-			f.st = dsBOL
-		case '\r':
-		default:
-			f.st = dsData
-		}
-	case dsData:
-		switch c {
-		case '\r':
-			f.st = dsCR
-		case '\n':
-			f.st = dsBareBOL
-			return append(out, '\r', '\n'), false
-		}
 	}
 	return append(out, c), false
-}
-
-// indexCRLF is the index of the first CR or LF in b, -1 if none.
-func indexCRLF(b []byte) int {
-	lf := bytes.IndexByte(b, '\n')
-	if lf < 0 {
-		lf = len(b)
-	}
-	if cr := bytes.IndexByte(b[:lf], '\r'); cr >= 0 {
-		return cr
-	}
-	if lf == len(b) {
-		return -1
-	}
-	return lf
 }

@@ -196,10 +196,19 @@ func (sc *conn) fail(line string) error {
 	return sc.protocolError()
 }
 
+// sessionErrors is the number of protocol errors that closes a logged-in
+// session (Postfix's smtpd_hard_error_limit): a user's client is given
+// more room than an anonymous one (Limits.MaxErrors).
+const sessionErrors = 20
+
 // protocolError counts a protocol error; too many close the connection.
 func (sc *conn) protocolError() error {
 	sc.protoErrors++
-	if sc.protoErrors >= sc.c.Limits().MaxErrors {
+	limit := sc.c.Limits().MaxErrors
+	if sc.sess != nil {
+		limit = max(limit, sessionErrors)
+	}
+	if sc.protoErrors >= limit {
 		sc.c.Log.Debug("too many protocol errors", "errors", sc.protoErrors)
 		sc.reply(replyTooManyErrors)
 		return errClose

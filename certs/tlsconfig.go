@@ -17,6 +17,11 @@ import (
 // ChaCha20-Poly1305): no CBC mode, no SHA-1 MAC, no RSA key exchange. Every
 // mail client of the last decade has them; TLS 1.3's suites are not
 // configurable and all AEAD.
+//
+// Make it once and keep it: the keys that encrypt TLS session tickets live in
+// the config (crypto/tls creates and rotates them), so a config made anew per
+// handshake or per Reload would make every returning client's ticket
+// useless. Reload needs no new config: GetCertificate reads the current set.
 func (s *Store) TLSConfig(minVersion uint16, alpn ...string) *tls.Config {
 	return &tls.Config{
 		GetCertificate: s.GetCertificate,

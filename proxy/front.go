@@ -76,9 +76,11 @@ func (c *Conn) Passwords() bool { return c.s.opts.Passwords.allowed(c.proto) }
 
 // Handshake runs the server TLS handshake on nc (the raw connection, or a
 // view of it after STARTTLS) with c's protocol's TLS configuration, under
-// the handshake timeout and the pre-auth deadline.
+// the handshake timeout and the pre-auth deadline. The TLS connection
+// writes through a batchConn, so that the relay can send a bulk chunk's
+// records with one write.
 func (c *Conn) Handshake(nc net.Conn) (*tls.Conn, error) {
-	tc := tls.Server(nc, c.s.tls.get(c.proto))
+	tc := tls.Server(&batchConn{Conn: nc}, c.s.tls.get(c.proto))
 	nc.SetDeadline(earliest(time.Now().Add(c.s.limits.HandshakeTimeout), c.Deadline))
 	err := tc.HandshakeContext(context.Background())
 	nc.SetDeadline(time.Time{})

@@ -124,7 +124,7 @@ func (s *Server) backendClientTLS(b Backend, proto string) *tls.Config {
 
 // backendHandshake runs a client TLS handshake with b's verification settings.
 func backendHandshake(ctx context.Context, conn net.Conn, b Backend) (*tls.Conn, error) {
-	tc := tls.Client(conn, backendTLSConfig(b))
+	tc := tls.Client(&batchConn{Conn: conn}, backendTLSConfig(b)) // bulk writes: see batchWrite
 	if err := tc.HandshakeContext(ctx); err != nil {
 		return nil, fmt.Errorf("tls handshake: %w", err)
 	}

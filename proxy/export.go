@@ -87,3 +87,8 @@ func (s *Server) RegisterProbe(proto string, p Prober) {
 func (s *Server) ProbeDial(ctx context.Context, b Backend) (net.Conn, error) {
 	return s.probeDial(ctx, b)
 }
+
+// BatchWrite writes p to dst; when dst is a TLS connection made by
+// mailgate (Conn.Handshake, BackendHandshake) and p spans several TLS
+// records, the records leave in as few system calls as fit (see batchWrite).
+func BatchWrite(dst net.Conn, p []byte) (int, error) { return batchWrite(dst, p) }

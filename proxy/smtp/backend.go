@@ -104,7 +104,7 @@ func (b *backendSession) write(p []byte, timeout time.Duration) error {
 		return nil
 	}
 	b.raw.SetWriteDeadline(time.Now().Add(timeout))
-	_, err := b.conn.Write(p)
+	_, err := proxy.BatchWrite(b.conn, p)
 	return err
 }
 

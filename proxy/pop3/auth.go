@@ -19,10 +19,10 @@ func (pc *conn) auth(ctx context.Context, cmd command) (*proxy.Session, error) {
 	if !pc.isTLS {
 		return nil, pc.write(replyNeedTLS)
 	}
-	if cmd.args == nil {
+	if cmd.Args == nil {
 		return nil, pc.write("+OK\r\n", pc.mechs("\r\n"), "\r\n.\r\n") // RFC 5034 §4: the list
 	}
-	mech, ir, err := authArgs(cmd.args)
+	mech, ir, err := authArgs(cmd.Args)
 	switch {
 	case errors.Is(err, errBadArgs):
 		return nil, pc.fail(replyBadArgs)
@@ -74,14 +74,14 @@ func (pc *conn) step(chal []byte, wait time.Duration) ([]byte, error) {
 	if err := pc.write("+ ", base64.StdEncoding.EncodeToString(chal), "\r\n"); err != nil {
 		return nil, err
 	}
-	if err := pc.c.AwaitResponse(pc.nc, pc.r.br, wait); err != nil {
+	if err := pc.c.AwaitResponse(pc.nc, pc.r.BR, wait); err != nil {
 		return nil, err
 	}
 	if !pc.c.ArmRead(pc.nc) {
 		pc.write(replyShutdown)
 		return nil, errClose
 	}
-	line, err := pc.r.readResponse()
+	line, err := pc.r.ReadResponse()
 	if err != nil {
 		return nil, pc.readError(err)
 	}
@@ -117,10 +117,10 @@ func (pc *conn) userCmd(cmd command) error {
 			return err
 		}
 		return pc.authFailed()
-	case len(cmd.args) == 0:
+	case len(cmd.Args) == 0:
 		return pc.fail(replyBadArgs)
 	}
-	pc.user = string(cmd.args)
+	pc.user = string(cmd.Args)
 	return pc.write(replyUserOK)
 }
 
@@ -140,7 +140,7 @@ func (pc *conn) pass(ctx context.Context, cmd command) (*proxy.Session, error) {
 	}
 	user := pc.user
 	pc.user = ""
-	sess, err := pc.c.LoginPassword(ctx, "USER", user, string(cmd.args), pc.loginRequest("USER", nil))
+	sess, err := pc.c.LoginPassword(ctx, "USER", user, string(cmd.Args), pc.loginRequest("USER", nil))
 	if err != nil {
 		return nil, pc.loginFailed(err)
 	}

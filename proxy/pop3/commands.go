@@ -12,7 +12,7 @@ import (
 // dispatch runs one command. A session means the login succeeded; an error
 // ends the conversation.
 func (pc *conn) dispatch(ctx context.Context, cmd command) (*proxy.Session, error) {
-	switch strings.ToUpper(cmd.verb) {
+	switch strings.ToUpper(cmd.Verb) {
 	case "CAPA":
 		return nil, pc.capa()
 	case "QUIT":
@@ -75,10 +75,10 @@ func (pc *conn) stls(cmd command) error {
 	switch {
 	case pc.isTLS:
 		return pc.fail(replyTLSActive)
-	case cmd.args != nil:
+	case cmd.Args != nil:
 		return pc.fail(replyBadArgs)
 	}
-	if n := pc.r.br.Buffered(); n > 0 {
+	if n := pc.r.BR.Buffered(); n > 0 {
 		pc.c.Log.Warn("STLS with pipelined plaintext; discarded (possible command injection)", "discarded", n)
 	}
 	if err := pc.write(replySTLS); err != nil {

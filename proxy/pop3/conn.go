@@ -44,7 +44,7 @@ func newConn(f *Front, c *proxy.Conn, nc net.Conn) *conn {
 func (pc *conn) setStream(nc net.Conn, isTLS bool) {
 	l := pc.c.Limits()
 	pc.nc, pc.isTLS = nc, isTLS
-	pc.r = newReader(bufio.NewReaderSize(nc, 4096), l.MaxLine, l.MaxPreloginBytes)
+	pc.r = newReader(nc, 4096, l.MaxLine, l.MaxPreloginBytes)
 	pc.bw = bufio.NewWriterSize(nc, 1024)
 }
 
@@ -68,7 +68,7 @@ func (pc *conn) preauth(ctx context.Context) (*proxy.Session, error) {
 			pc.write(replyShutdown)
 			return nil, errClose
 		}
-		cmd, err := pc.r.readCommand()
+		cmd, err := pc.r.ReadCommand()
 		if err != nil {
 			return nil, pc.readError(err)
 		}
@@ -144,7 +144,7 @@ func (pc *conn) relay(ctx context.Context, sess *proxy.Session) {
 		}
 		pc.nc.SetWriteDeadline(time.Time{})
 	}
-	pendingUp := proxy.TakeBuffered(pc.r.br)
+	pendingUp := proxy.TakeBuffered(pc.r.BR)
 	pc.r, pc.bw = nil, nil // an idle session keeps no pre-auth buffers
 	pc.nc.SetReadDeadline(time.Time{})
 	pc.c.Relay(ctx, pc.nc, pendingUp, sess, nil)

@@ -1,7 +1,6 @@
 package pop3
 
 import (
-	"bufio"
 	"bytes"
 	"errors"
 	"io"
@@ -14,8 +13,8 @@ import (
 // testReader reads in over a 16-byte buffer with small caps: lines of 32
 // bytes, AUTH lines and responses of 128, 200 per command.
 func testReader(in string) *reader {
-	r := newReader(bufio.NewReaderSize(strings.NewReader(in), 16), 0, 0)
-	r.short, r.long, r.quota = 32, 128, 200
+	r := newReader(strings.NewReader(in), 16, 0, 0)
+	r.Short, r.Long, r.Quota = 32, 128, 200
 	return r
 }
 
@@ -38,14 +37,14 @@ func TestReaderCommands(t *testing.T) {
 		{in: "QUIT", err: io.ErrUnexpectedEOF},
 		{in: "", err: io.EOF},
 	} {
-		cmd, err := testReader(tt.in).readCommand()
+		cmd, err := testReader(tt.in).ReadCommand()
 		switch {
 		case tt.err != nil:
 			if !errors.Is(err, tt.err) {
 				t.Errorf("%q: err %v, want %v", tt.in, err, tt.err)
 			}
-		case err != nil || cmd.verb != tt.verb || string(cmd.args) != tt.args || (cmd.args == nil) != tt.noArgs:
-			t.Errorf("%q: got %q %q (nil %v), %v", tt.in, cmd.verb, cmd.args, cmd.args == nil, err)
+		case err != nil || cmd.Verb != tt.verb || string(cmd.Args) != tt.args || (cmd.Args == nil) != tt.noArgs:
+			t.Errorf("%q: got %q %q (nil %v), %v", tt.in, cmd.Verb, cmd.Args, cmd.Args == nil, err)
 		}
 	}
 }
@@ -55,19 +54,19 @@ func TestReaderCommands(t *testing.T) {
 func TestReaderBudget(t *testing.T) {
 	long := strings.Repeat("A", 100)
 	r := testReader("AUTH X " + long + "\r\n" + long + "\r\n")
-	if _, err := r.readCommand(); err != nil {
+	if _, err := r.ReadCommand(); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := r.readResponse(); !errors.Is(err, errCommandTooLarge) {
+	if _, err := r.ReadResponse(); !errors.Is(err, errCommandTooLarge) {
 		t.Fatalf("response over the budget: %v, want errCommandTooLarge", err)
 	}
 	r = testReader("AUTH X " + long + "\r\nCAPA\r\nAUTH X\r\n" + long + "\r\n")
 	for _, want := range []string{"AUTH", "CAPA", "AUTH"} {
-		if cmd, err := r.readCommand(); err != nil || cmd.verb != want {
-			t.Fatalf("command %q, %v; want %s", cmd.verb, err, want)
+		if cmd, err := r.ReadCommand(); err != nil || cmd.Verb != want {
+			t.Fatalf("command %q, %v; want %s", cmd.Verb, err, want)
 		}
 	}
-	if resp, err := r.readResponse(); err != nil || string(resp) != long {
+	if resp, err := r.ReadResponse(); err != nil || string(resp) != long {
 		t.Fatalf("response within a fresh budget: %q, %v", resp, err)
 	}
 }
@@ -119,31 +118,31 @@ func FuzzPOP3Command(f *testing.F) {
 	f.Fuzz(func(t *testing.T, in []byte) {
 		r := testReader(string(in))
 		for i := 0; i < 16; i++ {
-			cmd, err := r.readCommand()
+			cmd, err := r.ReadCommand()
 			if err != nil {
 				return
 			}
-			n := len(cmd.verb)
-			if cmd.args != nil {
-				n += 1 + len(cmd.args)
+			n := len(cmd.Verb)
+			if cmd.Args != nil {
+				n += 1 + len(cmd.Args)
 			}
-			isAuth := strings.EqualFold(cmd.verb, "AUTH") && cmd.args != nil
-			if n+1 > r.short && !isAuth || n+1 > r.long || strings.Contains(cmd.verb, " ") ||
-				strings.ContainsRune(cmd.verb, '\n') || bytes.IndexByte(cmd.args, '\n') >= 0 {
-				t.Fatalf("command %q %q breaks the caps or holds a line feed", cmd.verb, cmd.args)
+			isAuth := strings.EqualFold(cmd.Verb, "AUTH") && cmd.Args != nil
+			if n+1 > r.Short && !isAuth || n+1 > r.Long || strings.Contains(cmd.Verb, " ") ||
+				strings.ContainsRune(cmd.Verb, '\n') || bytes.IndexByte(cmd.Args, '\n') >= 0 {
+				t.Fatalf("command %q %q breaks the caps or holds a line feed", cmd.Verb, cmd.Args)
 			}
 			if !isAuth {
 				continue
 			}
-			mech, _, err := authArgs(cmd.args)
+			mech, _, err := authArgs(cmd.Args)
 			if err == nil && (mech == "" || strings.Contains(mech, " ")) {
-				t.Fatalf("authArgs(%q): mechanism %q", cmd.args, mech)
+				t.Fatalf("authArgs(%q): mechanism %q", cmd.Args, mech)
 			}
-			resp, err := r.readResponse()
+			resp, err := r.ReadResponse()
 			if err != nil {
 				return
 			}
-			if len(resp)+1 > r.long || bytes.IndexByte(resp, '\n') >= 0 {
+			if len(resp)+1 > r.Long || bytes.IndexByte(resp, '\n') >= 0 {
 				t.Fatalf("response of %d bytes breaks the cap or holds a line feed", len(resp))
 			}
 		}

@@ -25,7 +25,7 @@ func (sc *conn) auth(ctx context.Context, cmd command) error {
 	case !sc.helo:
 		return sc.fail(replyNeedHELO)
 	}
-	mech, ir, err := authArgs(cmd.args)
+	mech, ir, err := authArgs(cmd.Args)
 	switch {
 	case errors.Is(err, errBadArgs):
 		return sc.fail(replyBadAUTH)
@@ -79,14 +79,14 @@ func (sc *conn) step(chal []byte, wait time.Duration) ([]byte, error) {
 	if err := sc.write("334 ", base64.StdEncoding.EncodeToString(chal), "\r\n"); err != nil {
 		return nil, err
 	}
-	if err := sc.c.AwaitResponse(sc.nc, sc.r.br, wait); err != nil {
+	if err := sc.c.AwaitResponse(sc.nc, sc.r.BR, wait); err != nil {
 		return nil, err
 	}
 	if !sc.c.ArmRead(sc.nc) {
 		sc.write(replyShutdown)
 		return nil, errClose
 	}
-	line, err := sc.r.readResponse()
+	line, err := sc.r.ReadResponse()
 	if err != nil {
 		return nil, sc.readError(err)
 	}
@@ -113,7 +113,7 @@ func (sc *conn) loginFailed(err error) error {
 // for a token, the session is watched for the end of its lifetime (the
 // next command outside a transaction is then answered 421, see next).
 func (sc *conn) loggedIn(sess *proxy.Session, be *backendSession) {
-	sc.r.loggedIn()
+	loggedIn(sc.r)
 	sc.sess = &session{sc: sc, f: sc.f, ps: sess, log: sess.Log, be: be, started: time.Now()}
 	sc.sess.stopWatch = sc.c.Watch(sess, func(why string) {
 		end := int32(endExpired)

@@ -14,7 +14,7 @@ import (
 
 // preauth runs one command before login.
 func (sc *conn) preauth(ctx context.Context, cmd command) error {
-	switch strings.ToUpper(cmd.verb) {
+	switch strings.ToUpper(cmd.Verb) {
 	case "EHLO":
 		return sc.ehlo(cmd, true)
 	case "HELO":
@@ -44,11 +44,11 @@ func (sc *conn) preauth(ctx context.Context, cmd command) error {
 // otherwise the connection is closed (the stream cannot be followed).
 func (sc *conn) skipBDAT(cmd command) error {
 	sc.reply(sc.needAuth())
-	size, _, ok := parseBDAT(cmd.args)
+	size, _, ok := parseBDAT(cmd.Args)
 	if !ok || size > int64(sc.c.Limits().MaxPreloginBytes) {
 		return errClose
 	}
-	if _, err := sc.r.br.Discard(int(size)); err != nil {
+	if _, err := sc.r.BR.Discard(int(size)); err != nil {
 		return errClose
 	}
 	return nil
@@ -65,7 +65,7 @@ func (sc *conn) needAuth() string {
 // ehlo answers EHLO (extended) or HELO; the session's transaction, if
 // any, is reset (RFC 5321 section 4.1.4).
 func (sc *conn) ehlo(cmd command, extended bool) error {
-	if len(bytes.TrimSpace(cmd.args)) == 0 {
+	if len(bytes.TrimSpace(cmd.Args)) == 0 {
 		if extended {
 			return sc.fail(replyBadEHLO)
 		}
@@ -135,10 +135,10 @@ func (sc *conn) starttls(cmd command) error {
 	switch {
 	case sc.isTLS:
 		return sc.fail(replyTLSActive)
-	case cmd.args != nil:
+	case cmd.Args != nil:
 		return sc.fail(replyBadSTARTTLS)
 	}
-	if sc.r.buffered() {
+	if sc.r.Buffered() {
 		sc.c.Log.Info("dropped plaintext pipelined after STARTTLS (possible command injection)")
 	}
 	if err := sc.write(replyReadyTLS); err != nil {

@@ -122,7 +122,7 @@ func (sc *conn) serve(ctx context.Context) {
 
 // next reads and runs one command.
 func (sc *conn) next(ctx context.Context) error {
-	if !sc.r.buffered() {
+	if !sc.r.Buffered() {
 		if err := sc.flush(); err != nil {
 			return err
 		}
@@ -130,7 +130,7 @@ func (sc *conn) next(ctx context.Context) error {
 	if !sc.armRead() {
 		return sc.goodbye()
 	}
-	cmd, err := sc.r.readCommand()
+	cmd, err := sc.r.ReadCommand()
 	if err != nil {
 		return sc.readError(err)
 	}

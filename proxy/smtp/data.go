@@ -30,7 +30,7 @@ import (
 // chunk), and the backend discards the message.
 
 // bodyBufSize is the copy buffer of a message body, borrowed from a pool
-// while a body flows. At least clientBufSize (reader.readBody).
+// while a body flows. At least clientBufSize (proxy.CommandReader.ReadRaw).
 const bodyBufSize = 64 << 10
 
 var (
@@ -44,7 +44,7 @@ func (s *session) data(cmd command) error {
 		s.sc.reply(replyBackendLost)
 		return nil
 	}
-	code, raw, err := s.be.roundTrip(cmd.line, backendReplyTimeout)
+	code, raw, err := s.be.roundTrip(cmd.Line, backendReplyTimeout)
 	if err != nil {
 		s.backendFailed("DATA", err)
 		return nil
@@ -108,7 +108,7 @@ func (s *session) copyDot() (n int64, err error) {
 			}
 		}
 		if done {
-			s.sc.r.unread(buf[used:k])
+			s.sc.r.Unread(buf[used:k])
 			return n, failed
 		}
 		if rerr != nil {
@@ -127,7 +127,7 @@ func (s *session) readPart(buf []byte) (int, error) {
 	if s.sc.stop.Load() == stopLevelAll { // Shutdown's deadline may have been undone
 		return 0, errShutdown
 	}
-	return s.sc.r.readBody(buf)
+	return s.sc.r.ReadRaw(buf)
 }
 
 // errShutdown: Shutdown's drain time ended in the middle of a message.
@@ -185,7 +185,7 @@ func (s *session) bodyFailed(err error, n int64, start time.Time) error {
 // bdat runs BDAT size [LAST]: the chunk goes to the backend after its
 // command, the client hears the backend's reply.
 func (s *session) bdat(cmd command) error {
-	size, last, ok := parseBDAT(cmd.args)
+	size, last, ok := parseBDAT(cmd.Args)
 	if !ok {
 		s.sc.reply(replyBadBDAT) // the chunk's end is unknown: the stream is lost
 		return errClose
@@ -198,7 +198,7 @@ func (s *session) bdat(cmd command) error {
 		return s.skipChunk(size, replyTooBig)
 	}
 	start := time.Now()
-	if err := s.be.send(cmd.line, s.f.opts.DataTimeout); err != nil {
+	if err := s.be.send(cmd.Line, s.f.opts.DataTimeout); err != nil {
 		s.log.Warn("backend connection failed", "cmd", "BDAT", "err", err)
 		s.dropBackend(false)
 		return s.skipChunk(size, replyBackendLost)

@@ -38,7 +38,7 @@ type session struct {
 
 // dispatch runs one command of the session.
 func (s *session) dispatch(ctx context.Context, cmd command) error {
-	switch verb := strings.ToUpper(cmd.verb); verb {
+	switch verb := strings.ToUpper(cmd.Verb); verb {
 	case "MAIL":
 		return s.mail(ctx, cmd)
 	case "RCPT":
@@ -54,7 +54,7 @@ func (s *session) dispatch(ctx context.Context, cmd command) error {
 			s.sc.reply(replyOK)
 			return nil
 		}
-		return s.forward(cmd.line, nil)
+		return s.forward(cmd.Line, nil)
 	case "QUIT":
 		s.sc.reply(replyBye)
 		return errClose
@@ -78,7 +78,7 @@ func (s *session) mail(ctx context.Context, cmd command) error {
 		s.sc.reply(replyNestedMail)
 		return nil
 	}
-	from, line, ok := parseMail(cmd.args)
+	from, line, ok := parseMail(cmd.Args)
 	if !ok {
 		return s.sc.fail(replyBadMail)
 	}
@@ -116,7 +116,7 @@ func (s *session) rcpt(cmd command) error {
 		s.sc.reply(replyTooManyRcpts)
 		return nil
 	}
-	return s.forward(cmd.line, func(code int) {
+	return s.forward(cmd.Line, func(code int) {
 		if code/100 == 2 {
 			s.rcpts++
 		}
@@ -130,7 +130,7 @@ func (s *session) rset(cmd command) error {
 		s.sc.reply(replyOK)
 		return nil
 	}
-	return s.forward(cmd.line, nil)
+	return s.forward(cmd.Line, nil)
 }
 
 // resetBackend ends an open transaction at the backend (for EHLO/HELO,

@@ -168,14 +168,14 @@ func (s *session) bodyFailed(err error, n int64, start time.Time) error {
 	s.log.Info("message aborted", "reason", err.Error(), "bytes", n, "duration", time.Since(start).Round(time.Millisecond))
 	var ne net.Error
 	switch {
-	case s.sc.stop.Load() == stopLevelAll: // Shutdown's drain is over
-		s.sc.reply(replyShutdown)
-	case errors.Is(err, errTooBig):
+	case errors.Is(err, errTooBig): // read to its end: the session goes on
 		s.sc.reply(replyTooBig)
 		return nil
 	case errors.Is(err, errBackendBody):
 		s.sc.reply(replyBackendLost)
 		return nil
+	case s.sc.stopping(): // Shutdown woke the read
+		s.sc.reply(replyShutdown)
 	case errors.Is(err, os.ErrDeadlineExceeded), errors.As(err, &ne) && ne.Timeout():
 		s.sc.reply(replyDataTimeout)
 	}

@@ -217,9 +217,9 @@ func (e *env) close() {
 
 func (e *env) versions() []string {
 	return []string{
-		fmt.Sprintf("versions: %s; %s; Dovecot %s; Postfix %s; %s; Ory Hydra v2.3.0 (in-memory); client: Go crypto/tls, no session resumption",
+		fmt.Sprintf("versions: %s; %s; Dovecot %s; Postfix %s; %s; Ory Hydra v2.3.0 (in-memory); client: Go crypto/tls, a full handshake per login except in the returning-client rows (tls.ClientSessionCache per client)",
 			rig.FirstLine(e.o.mailgate, "version"), rig.FirstLine(e.o.nginx, "-v"), rig.FirstLine("dovecot", "--version"),
-			rig.FirstLine("postconf", "-h", "mail_version"), rig.FirstLine("go", "version")),
+			rig.FirstLine("postconf", "-d", "-h", "mail_version"), rig.FirstLine("go", "version")),
 	}
 }
 

@@ -2,9 +2,11 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"log"
 	"os"
+	"slices"
 	"time"
 
 	"github.com/mailgate/mailgate/bench/internal/imapc"
@@ -35,7 +37,7 @@ func (e *env) idle(ctx context.Context, res *report.Results) error {
 	defer dc.Stop()
 	mg, err := rig.StartMailgate(ctx, rig.MailgateOptions{
 		Binary: e.o.mailgate, Dir: e.dir, Name: "mailgate-idle",
-		Dovecot: dc, UserinfoURL: e.userinfo, CacheTTL: cacheTTL,
+		Dovecot: dc, UserinfoURL: e.userinfo, CacheTTL: cacheTTL, Limits: rig.IdleLimits(),
 	})
 	if err != nil {
 		return err
@@ -48,7 +50,7 @@ func (e *env) idle(ctx context.Context, res *report.Results) error {
 	defer authh.Close()
 	maxN := rig.MaxSessions()
 	largest := 0
-	for _, n := range e.o.sessions {
+	for _, n := range e.o.measured {
 		largest = max(largest, min(n, maxN))
 	}
 	ndir, err := os.MkdirTemp(e.dir, "nginx-idle-")
@@ -67,6 +69,7 @@ func (e *env) idle(ctx context.Context, res *report.Results) error {
 
 	user := func(i int) string { return e.names[i%len(e.names)] }
 	tc := rig.ClientTLS(dc.CACertPEM) // this Dovecot's own certificate
+	e.dovecotResumeProbe(res, dc, tc)
 	idleSession := func(addr string, login func(*imapc.Conn, string) error) load.OpenFunc {
 		return func(i int) (*imapc.Conn, error) {
 			return imapc.OpenIdle(addr, imapc.Options{TLS: tc, Timeout: time.Minute}, func(c *imapc.Conn) error {
@@ -94,13 +97,25 @@ func (e *env) idle(ctx context.Context, res *report.Results) error {
 	for _, want := range e.o.sessions {
 		n := min(want, maxN)
 		label := fmtInt(want)
+		measured := slices.Contains(e.o.measured, want)
 		if n < want {
 			label = fmt.Sprintf("%s (%s: fd limit)", fmtInt(want), fmtInt(n))
-			res.Note("idle sessions: %s wanted, %s measured: the open-files hard limit here is %d and cannot be raised in this container; a proxy holds two descriptors per session.", fmtInt(want), fmtInt(n), 2*maxN+200)
+		}
+		if n < want && measured {
+			res.Note("idle sessions: %s wanted, %s measured in every column: the open-files hard limit here is %d and cannot be raised in this container; a proxy holds two descriptors per session, and mailgate also counts two per pre-login slot (%d kept for opening sessions) and keeps %d for itself, lowering its caps at start-up to fit.", fmtInt(want), fmtInt(n), rig.NoFileHardLimit(), rig.IdlePreloginSlots, 256)
 		}
 		own := res.Row(fmt.Sprintf("idle.%d.pss", want), fmt.Sprintf("idle session in IDLE, %s sessions: PSS per session, KiB (direct: all of Dovecot)", label), 1)
 		ownRSS := res.Row(fmt.Sprintf("idle.%d.rss", want), fmt.Sprintf("idle session, %s sessions: RSS per session, KiB", label), 1)
 		dov := res.Row(fmt.Sprintf("idle.%d.dovecot", want), fmt.Sprintf("idle session, %s sessions: Dovecot's PSS per session behind it, KiB", label), 1)
+		if !measured {
+			for _, r := range []*report.Row{own, ownRSS, dov} {
+				for _, s := range setups {
+					r.Mark(s.col, "not measured (quick run)")
+				}
+			}
+			res.Note("idle sessions: the %s-session rows were not measured in this run (-sessions-measured; BENCH_QUICK_SESSIONS for bench/run.sh): opening that many sessions three times takes 5-20 minutes on 2 cores.", fmtInt(want))
+			continue
+		}
 		for rep := 0; rep < e.o.idleReps; rep++ {
 			for _, s := range setups {
 				if err := ctx.Err(); err != nil {
@@ -111,6 +126,9 @@ func (e *env) idle(ctx context.Context, res *report.Results) error {
 					targets = append(targets, dovecot)
 				}
 				r := load.MeasureIdle(ctx, n, openConc, s.open, targets, nil)
+				if err := ctx.Err(); err != nil {
+					return err // interrupted: the figures are not of n sessions
+				}
 				if r.Opened == 0 {
 					return fmt.Errorf("%s: all %d sessions failed, first: %w", s.col, n, r.FirstErr)
 				}
@@ -149,4 +167,36 @@ func waitProcs(ctx context.Context, t load.Target, n int) error {
 		}
 	}
 	return nil
+}
+
+// resumeProbeLogins is how many logins the performance-mode resumption probe
+// makes after its first.
+const resumeProbeLogins = 20
+
+// dovecotResumeProbe notes whether a returning client resumes its TLS
+// session with a Dovecot whose imap-login runs in high-performance mode (a
+// few long-lived processes), which the login rows' DMS-like Dovecot (one
+// process per connection) cannot do: one client with a session cache logs
+// in 1 + resumeProbeLogins times.
+func (e *env) dovecotResumeProbe(res *report.Results, dc *testenv.Dovecot, tc *tls.Config) {
+	conf := tc.Clone()
+	conf.ClientSessionCache = tls.NewLRUClientSessionCache(4)
+	auth := func(c *imapc.Conn) error { return c.AuthPlain(e.names[0], dc.MasterUser, dc.MasterPassword) }
+	if _, err := loginCycle(dc.IMAPSAddr, conf, auth); err != nil {
+		res.Note("direct Dovecot in high-performance mode: resumption probe failed: %v", err)
+		return
+	}
+	resumed := 0
+	for i := 0; i < resumeProbeLogins; i++ {
+		ok, err := loginCycle(dc.IMAPSAddr, conf, auth)
+		if err != nil {
+			res.Note("direct Dovecot in high-performance mode: resumption probe failed: %v", err)
+			return
+		}
+		if ok {
+			resumed++
+		}
+	}
+	log.Printf("performance-mode Dovecot: %d of %d returning logins resumed their TLS session", resumed, resumeProbeLogins)
+	res.Note("direct Dovecot in high-performance mode (the idle rows' Dovecot: imap-login service_count = 0, 4-8 long-lived processes, each with its own TLS session cache and ticket keys): %d of %d logins of a returning client resumed their TLS session (the login rows' DMS-like Dovecot, one imap-login process per connection, resumes none).", resumed, resumeProbeLogins)
 }

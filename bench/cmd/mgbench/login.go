@@ -2,10 +2,13 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"log"
+	"slices"
 	"sync/atomic"
 
+	"github.com/mailgate/mailgate/bench/internal/imapc"
 	"github.com/mailgate/mailgate/bench/internal/load"
 	"github.com/mailgate/mailgate/bench/internal/proc"
 	"github.com/mailgate/mailgate/bench/internal/report"
@@ -56,6 +59,10 @@ func (e *env) logins(ctx context.Context, res *report.Results) error {
 		dcpu := res.Row(fmt.Sprintf("login.c%d.dovecotcpu", conc), "Dovecot CPU per login, "+clients+", ms", 2)
 		prov := res.Row(fmt.Sprintf("login.c%d.provider", conc), "provider requests per login, "+clients, 2)
 		prov.RatioTo = "-"
+		var rr *resumeRows
+		if slices.Contains(e.o.resumeConcs, conc) {
+			rr = newResumeRows(res, conc, clients)
+		}
 		for rep := 0; rep < e.o.reps; rep++ {
 			for _, s := range setups {
 				if err := ctx.Err(); err != nil {
@@ -86,8 +93,157 @@ func (e *env) logins(ctx context.Context, res *report.Results) error {
 				}
 				log.Printf("login c=%d rep %d %-8s p50 %6.1f ms  p99 %6.1f ms  %5.0f/s", conc, rep+1, s.col, r.P(50), r.P(99), r.PerSecond())
 			}
+			if rr == nil {
+				continue
+			}
+			for _, s := range e.resumeSetups() {
+				if err := e.resumedRun(ctx, res, rr, s, conc, rep); err != nil {
+					return err
+				}
+			}
+		}
+		if rr != nil {
+			rr.finish(e.o.reps)
 		}
 	}
+	if len(e.o.resumeConcs) > 0 {
+		res.Note("resumed rows: every client has a TLS session cache of its own (tls.ClientSessionCache) and makes one login before the measured run (its full handshake, not measured), so that every measured login offers the session ticket of its previous login; a run counts as resumed when at least %d%% of its logins resumed (tls.ConnectionState.DidResume), else its values are left out of the cell (kept in the JSON under \"excluded\") and the cell says so. The ratio in these rows is against the full-handshake login of the same setup (the row above), not against direct TLS, which does not resume here: the DMS-like Dovecot starts a new imap-login process per connection, so no TLS session outlives its connection (the idle notes say how Dovecot in high-performance mode does). Behind mailgate and nginx the backend leg is plain IMAP here: only the client leg resumes.", resumeThreshold)
+	}
+	return nil
+}
+
+// resumeThreshold is the share of logins (percent) that must have resumed
+// their TLS session for a run to count as resumed.
+const resumeThreshold = 99
+
+// resumeSetup is a login through which a returning client resumes its TLS
+// session.
+type resumeSetup struct {
+	col   string
+	addr  func() string
+	auth  func(c *imapc.Conn, user string) error
+	proxy func() []int // nil for a direct login
+}
+
+func (e *env) resumeSetups() []resumeSetup {
+	return []resumeSetup{
+		{colDirect, func() string { return e.dc.IMAPSAddr },
+			func(c *imapc.Conn, u string) error { return c.AuthPlain(u, e.dc.MasterUser, e.dc.MasterPassword) }, nil},
+		{colMailgate, func() string { return e.mg.IMAPSAddr },
+			func(c *imapc.Conn, u string) error { return c.AuthXOAUTH2(u, e.tokens[u]) },
+			func() []int { return []int{e.mg.PID()} }},
+		{colNginx, func() string { return e.ngx.IMAPSAddr },
+			func(c *imapc.Conn, u string) error { return c.Login(u, password) }, e.ngx.PIDs},
+	}
+}
+
+// resumeRows are the rows of a returning client at one concurrency.
+type resumeRows struct {
+	share, p50, cpu *report.Row
+	left            map[string]int // runs left out per column
+}
+
+func newResumeRows(res *report.Results, conc int, clients string) *resumeRows {
+	rr := &resumeRows{left: map[string]int{}}
+	rr.share = res.Row(fmt.Sprintf("login.c%d.resumed.share", conc), "returning client: logins that resumed their TLS session, "+clients+", %", 1)
+	rr.share.RatioTo = "-"
+	rr.p50 = res.Row(fmt.Sprintf("login.c%d.resumed.p50", conc), "login p50, returning client resuming its TLS session, "+clients+", ms", 1)
+	rr.p50.RatioRow, rr.p50.RatioName = fmt.Sprintf("login.c%d.p50", conc), "of full"
+	rr.cpu = res.Row(fmt.Sprintf("login.c%d.resumed.proxycpu", conc), "proxy CPU per login, returning client resuming its TLS session, "+clients+", ms", 2)
+	rr.cpu.RatioRow, rr.cpu.RatioName = fmt.Sprintf("login.c%d.proxycpu", conc), "of full"
+	return rr
+}
+
+// finish marks the cells of columns with runs that did not resume.
+func (rr *resumeRows) finish(reps int) {
+	for col, n := range rr.left {
+		mark := fmt.Sprintf("(%d of %d runs left out: not resumed)", n, reps)
+		if n == reps {
+			mark = "not resumed: full handshakes"
+		}
+		rr.p50.Mark(col, mark)
+		if len(rr.cpu.Excluded[col]) > 0 {
+			rr.cpu.Mark(col, mark)
+		}
+	}
+}
+
+// loginCycle connects to addr with tc, authenticates with auth and logs out;
+// it reports whether the TLS handshake resumed a session.
+func loginCycle(addr string, tc *tls.Config, auth func(*imapc.Conn) error) (bool, error) {
+	c, err := imapc.Dial(addr, imapc.Options{TLS: tc})
+	if err != nil {
+		return false, err
+	}
+	defer c.Close()
+	resumed := c.Resumed()
+	if err := auth(c); err != nil {
+		return resumed, err
+	}
+	return resumed, c.Logout()
+}
+
+// resumedRun runs one measured login run of returning clients through s:
+// each client first logs in once with an empty session cache of its own
+// (a full handshake, not measured), then logs in back to back, offering
+// the session of its previous login each time.
+func (e *env) resumedRun(ctx context.Context, res *report.Results, rr *resumeRows, s resumeSetup, conc, rep int) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	user := func(w int) string { return e.names[w%len(e.names)] }
+	confs := make([]*tls.Config, conc)
+	for w := range confs {
+		confs[w] = e.tlsConf.Clone()
+		confs[w].ClientSessionCache = tls.NewLRUClientSessionCache(4)
+	}
+	var resumed atomic.Int64
+	cycle := func(w int) (bool, error) {
+		u := user(w)
+		return loginCycle(s.addr(), confs[w], func(c *imapc.Conn) error { return s.auth(c, u) })
+	}
+	for w := range confs {
+		if _, err := cycle(w); err != nil {
+			return fmt.Errorf("%s resumed c=%d: warm-up login: %w", s.col, conc, err)
+		}
+	}
+	var cpu0 float64
+	if s.proxy != nil {
+		cpu0 = proc.SumCPU(s.proxy(), 0)
+	}
+	r := load.RunLogins(ctx, conc, e.o.loginDur, 0, func(w, _ int) error {
+		ok, err := cycle(w)
+		if err == nil && ok {
+			resumed.Add(1)
+		}
+		return err
+	})
+	if r.Errors == r.Logins {
+		return fmt.Errorf("%s resumed c=%d: all %d logins failed, first: %w", s.col, conc, r.Logins, r.FirstErr)
+	}
+	if r.Errors > 0 {
+		res.Note("ERRORS: %s, returning clients, %d clients, run %d: %d of %d logins failed (first: %v).", title(s.col), conc, rep+1, r.Errors, r.Logins, r.FirstErr)
+	}
+	ok := float64(r.Logins - r.Errors)
+	share := float64(resumed.Load()) * 100 / ok
+	var cpu float64
+	if s.proxy != nil {
+		cpu = (proc.SumCPU(s.proxy(), 0) - cpu0) * 1000 / ok
+	}
+	rr.share.Add(s.col, share)
+	if share >= resumeThreshold {
+		rr.p50.Add(s.col, r.P(50))
+		if s.proxy != nil {
+			rr.cpu.Add(s.col, cpu)
+		}
+	} else {
+		rr.left[s.col]++
+		rr.p50.Exclude(s.col, r.P(50))
+		if s.proxy != nil {
+			rr.cpu.Exclude(s.col, cpu)
+		}
+	}
+	log.Printf("login c=%d rep %d %-8s resumed %5.1f%% of %d  p50 %6.1f ms  CPU %.2f ms/login", conc, rep+1, s.col, share, int(ok), r.P(50), cpu)
 	return nil
 }
 

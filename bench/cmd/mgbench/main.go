@@ -20,6 +20,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -61,7 +62,9 @@ type options struct {
 	idleReps    int
 	loginDur    time.Duration
 	concs       []int
+	resumeConcs []int
 	sessions    []int
+	measured    []int // of sessions, the sizes measured (the others get rows that say so)
 	mailboxMiB  int
 	smtpBigMiB  int
 	smtpSmall   int
@@ -72,7 +75,7 @@ func main() {
 	log.SetFlags(log.Ltime)
 	log.SetPrefix("[mgbench] ")
 	var o options
-	var suites, concs, sessions string
+	var suites, concs, resumeConcs, sessions, measured string
 	flag.StringVar(&o.mailgate, "mailgate", "", "mailgate binary (required)")
 	flag.StringVar(&o.nginx, "nginx", "/usr/sbin/nginx", "nginx binary")
 	flag.StringVar(&o.nginxModule, "nginx-mail-module", "/usr/lib/nginx/modules/ngx_mail_module.so", "nginx mail module")
@@ -84,7 +87,9 @@ func main() {
 	flag.IntVar(&o.idleReps, "idle-reps", 1, "repetitions of the idle-session measurement")
 	flag.DurationVar(&o.loginDur, "login-duration", 5*time.Second, "length of one login run")
 	flag.StringVar(&concs, "concurrency", "1,8,64", "login concurrencies")
-	flag.StringVar(&sessions, "sessions", "1000,10000", "idle session counts")
+	flag.StringVar(&resumeConcs, "resume-concurrency", "1,8", "login concurrencies (of -concurrency) also measured with returning clients that resume their TLS session (\"\" = none)")
+	flag.StringVar(&sessions, "sessions", "1000,10000", "idle session counts (rows)")
+	flag.StringVar(&measured, "sessions-measured", "", "of -sessions, the counts measured; the rows of the others say they were not (\"\" = all)")
 	flag.IntVar(&o.mailboxMiB, "mailbox-mib", 100, "size of the FETCH mailbox (messages of 1 MiB)")
 	flag.IntVar(&o.smtpBigMiB, "smtp-big-mib", 50, "size of the large SMTP message in MiB")
 	flag.IntVar(&o.smtpSmall, "smtp-small", 1000, "number of 10 KiB SMTP messages")
@@ -101,8 +106,17 @@ func main() {
 	if o.concs, err = ints(concs); err != nil {
 		log.Fatalf("-concurrency: %v", err)
 	}
+	if o.resumeConcs, err = ints(resumeConcs); err != nil {
+		log.Fatalf("-resume-concurrency: %v", err)
+	}
 	if o.sessions, err = ints(sessions); err != nil {
 		log.Fatalf("-sessions: %v", err)
+	}
+	if o.measured, err = ints(measured); err != nil {
+		log.Fatalf("-sessions-measured: %v", err)
+	}
+	if measured == "" {
+		o.measured = o.sessions
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
@@ -227,10 +241,23 @@ func chartPanels(o options) []report.Panel {
 		}
 		p.Rows = append(p.Rows, fmt.Sprintf("login.c%d.p50", c), fmt.Sprintf("login.c%d.p99", c))
 		p.Names = append(p.Names, fmt.Sprintf("p50 c=%d", c), fmt.Sprintf("p99 c=%d", c))
+		if slices.Contains(o.resumeConcs, c) {
+			p.Rows = append(p.Rows, fmt.Sprintf("login.c%d.resumed.p50", c))
+			p.Names = append(p.Names, fmt.Sprintf("p50 c=%d res.", c))
+		}
 		rate.Rows = append(rate.Rows, fmt.Sprintf("login.c%d.rate", c))
 		rate.Names = append(rate.Names, fmt.Sprintf("c=%d", c))
 	}
-	return append(panels, low, high, rate)
+	cpu := report.Panel{Title: "proxy CPU per login (full / resumed TLS)", YUnit: "ms"}
+	for _, c := range o.concs {
+		cpu.Rows = append(cpu.Rows, fmt.Sprintf("login.c%d.proxycpu", c))
+		cpu.Names = append(cpu.Names, fmt.Sprintf("full c=%d", c))
+		if slices.Contains(o.resumeConcs, c) {
+			cpu.Rows = append(cpu.Rows, fmt.Sprintf("login.c%d.resumed.proxycpu", c))
+			cpu.Names = append(cpu.Names, fmt.Sprintf("res. c=%d", c))
+		}
+	}
+	return append(panels, low, high, rate, cpu)
 }
 
 // machine describes the host in one or two lines.

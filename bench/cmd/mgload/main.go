@@ -151,6 +151,7 @@ func run(ctx context.Context, o options) (*reportData, error) {
 	defer dc.Stop()
 	m, err := rig.StartMailgate(ctx, rig.MailgateOptions{
 		Binary: o.mailgate, Dir: dir, Dovecot: dc, UserinfoURL: counter.URL + u.Path, CacheTTL: 10 * time.Minute,
+		Limits: rig.IdleLimits(),
 	})
 	if err != nil {
 		return nil, err
@@ -182,7 +183,7 @@ func run(ctx context.Context, o options) (*reportData, error) {
 		c.Logout()
 	}
 	pt := rig.Ports{Listeners: []int{rig.PortOf(m.IMAPSAddr)}, Backends: []int{rig.PortOf(dc.IMAPAddr)}, Provider: rig.PortOf(counter.URL)}
-	rep := &reportData{FDLimit: 2*rig.MaxSessions() + 200, StartedAt: time.Now()}
+	rep := &reportData{FDLimit: int(rig.NoFileHardLimit()), StartedAt: time.Now()}
 	rep.Version = strings.TrimSpace(rig.FirstLine(o.mailgate, "version"))
 	base, _ := m.WaitBack(ctx, pt, m.Sample(pt), rig.Tolerance{}, backTimeout)
 	rep.Baseline = base

@@ -108,6 +108,13 @@ func (c *Conn) Close() error { return c.nc.Close() }
 // NetConn is the underlying connection.
 func (c *Conn) NetConn() net.Conn { return c.nc }
 
+// Resumed reports whether the TLS handshake resumed a session (false
+// without TLS).
+func (c *Conn) Resumed() bool {
+	tc, ok := c.nc.(*tls.Conn)
+	return ok && tc.ConnectionState().DidResume
+}
+
 // readLine reads one response line (without CRLF), reading and discarding
 // (or, with sink, copying to sink) every literal it announces. The returned
 // line has each literal replaced by its size marker.

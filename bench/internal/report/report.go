@@ -29,6 +29,34 @@ type Row struct {
 	// RatioTo is the column the ratio is taken against; "" = the results'
 	// Base column; "-" = no ratio.
 	RatioTo string `json:"ratio_to,omitempty"`
+	// RatioRow, when set, takes each column's ratio against the same
+	// column's median in that row instead (e.g. a login that resumed its
+	// TLS session against the full-handshake login of the same setup),
+	// written "×0.41 RatioName".
+	RatioRow  string `json:"ratio_row,omitempty"`
+	RatioName string `json:"ratio_name,omitempty"`
+	// Marks are words printed in a column's cell, after the value or alone
+	// when the column has none (e.g. "not resumed").
+	Marks map[string]string `json:"marks,omitempty"`
+	// Excluded are the raw values of runs left out of a column's cell
+	// (e.g. login runs whose TLS sessions were not resumed).
+	Excluded map[string][]float64 `json:"excluded,omitempty"`
+}
+
+// Mark sets the words printed in col's cell.
+func (r *Row) Mark(col, text string) {
+	if r.Marks == nil {
+		r.Marks = map[string]string{}
+	}
+	r.Marks[col] = text
+}
+
+// Exclude records one run's value for col that the cell leaves out.
+func (r *Row) Exclude(col string, v float64) {
+	if r.Excluded == nil {
+		r.Excluded = map[string][]float64{}
+	}
+	r.Excluded[col] = append(r.Excluded[col], v)
 }
 
 // Add records one run's value for column col.
@@ -90,7 +118,7 @@ func (res *Results) usedColumns() []Column {
 	var cols []Column
 	for _, c := range res.Columns {
 		for _, r := range res.Rows {
-			if len(r.Cells[c.Key]) > 0 {
+			if len(r.Cells[c.Key]) > 0 || r.Marks[c.Key] != "" {
 				cols = append(cols, c)
 				break
 			}
@@ -125,7 +153,11 @@ func (res *Results) Table() string {
 		}
 		for _, c := range cols {
 			v := r.Cells[c.Key]
+			mark := r.Marks[c.Key]
 			if len(v) == 0 {
+				if mark != "" {
+					b.WriteString(" " + mark)
+				}
 				b.WriteString(" |")
 				continue
 			}
@@ -134,8 +166,19 @@ func (res *Results) Table() string {
 			if s.N > 1 && s.Min != s.Max {
 				cell += " [" + num(s.Min, r.Decimals) + "–" + num(s.Max, r.Decimals) + "]"
 			}
-			if !math.IsNaN(baseMed) && baseMed != 0 && c.Key != base {
+			switch {
+			case r.RatioRow != "":
+				if m := res.Median(r.RatioRow, c.Key); !math.IsNaN(m) && m != 0 {
+					cell += fmt.Sprintf(" ×%.2f", s.Median/m)
+					if r.RatioName != "" {
+						cell += " " + r.RatioName
+					}
+				}
+			case !math.IsNaN(baseMed) && baseMed != 0 && c.Key != base:
 				cell += fmt.Sprintf(" ×%.2f", s.Median/baseMed)
+			}
+			if mark != "" {
+				cell += " " + mark
 			}
 			b.WriteString(" " + cell + " |")
 		}

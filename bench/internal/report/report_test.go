@@ -19,11 +19,18 @@ func TestTable(t *testing.T) {
 	cpu := res.Row("cpu", "CPU, ms", 2)
 	cpu.RatioTo = "-"
 	cpu.Add("m", 2.5)
+	res.Row("rcpu", "CPU resumed, ms", 2)
+	rcpu := res.Find("rcpu")
+	rcpu.RatioRow, rcpu.RatioName = "cpu", "of full"
+	rcpu.Add("m", 1.0)
+	rcpu.Exclude("d", 20)
+	rcpu.Mark("d", "not resumed")
 	got := res.Table()
 	for _, want := range []string{
 		"| measurement | direct | mailgate |\n",
 		"| FETCH, MB/s | 110 [100–120] | 1,100 [1,000–1,200] ×10.00 |\n",
 		"| CPU, ms | | 2.50 |\n",
+		"| CPU resumed, ms | not resumed | 1.00 ×0.40 of full |\n",
 	} {
 		if !strings.Contains(got, want) {
 			t.Errorf("table lacks %q:\n%s", want, got)

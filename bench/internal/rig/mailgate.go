@@ -38,8 +38,9 @@ type MailgateOptions struct {
 	// (SubmissionAddr).
 	STARTTLS bool
 	// Limits, when not nil, is the whole limits section (key: YAML value);
-	// nil = the benchmarks' generous defaults. Keys the binary does not know
-	// (an older mailgate) are left out and listed in Mailgate.Dropped.
+	// nil = the benchmarks' generous defaults (see also IdleLimits). Keys
+	// the binary does not know (an older mailgate) are left out and listed
+	// in Mailgate.Dropped.
 	Limits map[string]string
 }
 
@@ -54,13 +55,63 @@ type Backend struct {
 	CAPEM                      []byte // what a client trusts for CertFile
 }
 
-// benchLimits are the limits of the benchmarks: nothing in their way.
+// benchLimits are the limits of the benchmarks: nothing in their way (every
+// client comes from 127.0.0.1, one client network). max_connections is
+// lowered by mailgate itself to fit the open-files limit (see IdleLimits).
 var benchLimits = map[string]string{
 	"max_connections":        "30000",
 	"max_connections_per_ip": "30000",
+	"connection_rate_per_ip": "0",
+	"max_prelogin_per_ip":    "0",
 	"auth_failures_per_ip":   "100000",
 	"preauth_timeout":        "60s",
 	"idle_timeout":           "31m",
+}
+
+// IdlePreloginSlots is limits.max_prelogin_connections of a mailgate that is
+// to hold MaxSessions idle sessions: room for the 32 sessions the idle
+// measurements open at a time (and mgload's 8 login clients).
+const IdlePreloginSlots = 32
+
+// mailgate's own descriptor accounting (cmd/mailgate/fdlimit.go): two
+// descriptors per connection, logged-in or pre-login, and 256 kept for
+// everything else; caps that do not fit are lowered at start-up.
+const (
+	mgFDsPerConn = 2
+	mgFDHeadroom = 256
+)
+
+// NoFileHardLimit is this process's open-files hard limit, which the
+// proxies started here inherit (0 if unknown).
+func NoFileHardLimit() uint64 {
+	var rl syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl); err != nil {
+		return 0
+	}
+	return rl.Max
+}
+
+// MaxSessions is how many idle sessions every setup can hold within the
+// open-files hard limit: a proxy holds two descriptors per session, and
+// mailgate counts two per pre-login slot too and keeps 256 for itself, so
+// (limit - 256) / 2 - IdlePreloginSlots (9,840 with 20,000 descriptors).
+func MaxSessions() int {
+	lim := NoFileHardLimit()
+	if lim == 0 || lim > 1<<30 {
+		return 1 << 30
+	}
+	return max(int((lim-mgFDHeadroom)/mgFDsPerConn)-IdlePreloginSlots, 0)
+}
+
+// IdleLimits is the limits section of a mailgate that is to hold
+// MaxSessions idle sessions: benchLimits with max_connections MaxSessions
+// and max_prelogin_connections IdlePreloginSlots, which together fit the
+// open-files limit exactly, so that mailgate lowers neither.
+func IdleLimits() map[string]string {
+	l := maps.Clone(benchLimits)
+	l["max_connections"] = fmt.Sprint(MaxSessions())
+	l["max_prelogin_connections"] = fmt.Sprint(IdlePreloginSlots)
+	return l
 }
 
 // Mailgate is a running `mailgate serve`.
@@ -181,17 +232,15 @@ limits:
 	if err := write(); err != nil {
 		return nil, err
 	}
-	if o.Limits != nil {
-		// An older binary refuses keys it does not know: leave them out.
-		if unknown := unknownLimits(o.Binary, m.ConfigPath); len(unknown) > 0 {
-			limits = maps.Clone(limits)
-			for _, k := range unknown {
-				delete(limits, k)
-			}
-			m.Dropped = unknown
-			if err := write(); err != nil {
-				return nil, err
-			}
+	// An older binary refuses keys it does not know: leave them out.
+	if unknown := unknownLimits(o.Binary, m.ConfigPath); len(unknown) > 0 {
+		limits = maps.Clone(limits)
+		for _, k := range unknown {
+			delete(limits, k)
+		}
+		m.Dropped = unknown
+		if err := write(); err != nil {
+			return nil, err
 		}
 	}
 	m.g, err = startGroup("mailgate", o.Binary, []string{"serve", "--config", m.ConfigPath}, m.LogPath, syscall.SIGKILL)

@@ -70,6 +70,9 @@ type Credentials struct {
 	Password string
 	// RemoteAddr is the client's address ("ip:port"), for throttling and logs.
 	RemoteAddr string
+	// ConnID is the id of the client's connection in mailgate's log ("":
+	// none), so that a refusal's log line can be matched with its login.
+	ConnID string
 }
 
 // Identity is who the client is after a successful authentication.

@@ -79,7 +79,7 @@ func TestServerInGoSMTP(t *testing.T) {
 		{"xoauth2 ok", []string{"AUTH XOAUTH2 " + b64(EncodeXOAUTH2("alice@example.com", "good"))}, []string{"235 "}},
 		{"oauthbearer no IR ok", []string{"AUTH OAUTHBEARER", b64(EncodeOAUTHBEARER("alice@example.com", "good"))}, []string{"334 ", "235 "}},
 		{"xoauth2 refused, empty line", []string{"AUTH XOAUTH2 " + b64(EncodeXOAUTH2("a", "bad")), ""},
-			[]string{"334 " + b64([]byte(`{"status":"401","schemes":"bearer","scope":"mail"}`)), "535 5.7.8"}},
+			[]string{"334 " + b64([]byte(`{"status":"400","schemes":"bearer","scope":"mail"}`)), "535 5.7.8"}},
 		{"oauthbearer refused, AQ==", []string{"AUTH OAUTHBEARER " + b64(EncodeOAUTHBEARER("a", "bad")), "AQ=="},
 			[]string{"334 " + b64([]byte(`{"status":"invalid_token","scope":"mail"}`)), "535 5.7.8"}},
 		{"unavailable", []string{"AUTH XOAUTH2 " + b64(EncodeXOAUTH2("a", "down"))}, []string{"454 4.7.0 Temporary"}},

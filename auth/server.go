@@ -16,6 +16,34 @@ type ChallengeOptions struct {
 	OpenIDConfiguration string
 	// Scope is the scope the client should request. Empty: omitted.
 	Scope string
+	// XOAUTH2Status is the "status" of the XOAUTH2 error challenge:
+	// XOAUTH2Status400 (also when empty) or XOAUTH2Status401. Google sends
+	// "400", and K-9 Mail / Thunderbird for Android fetch a fresh token and
+	// retry only on "400"; they take "401" as a permanent failure.
+	XOAUTH2Status string
+}
+
+// Values of ChallengeOptions.XOAUTH2Status.
+const (
+	XOAUTH2Status400 = "400"
+	XOAUTH2Status401 = "401"
+)
+
+// Check refuses an XOAUTH2Status other than "", "400" and "401".
+func (o ChallengeOptions) Check() error {
+	switch o.XOAUTH2Status {
+	case "", XOAUTH2Status400, XOAUTH2Status401:
+		return nil
+	}
+	return fmt.Errorf("auth: XOAUTH2 error status %q: want %q or %q", o.XOAUTH2Status, XOAUTH2Status400, XOAUTH2Status401)
+}
+
+// xoauth2Status is o.XOAUTH2Status with its default.
+func (o ChallengeOptions) xoauth2Status() string {
+	if o.XOAUTH2Status == "" {
+		return XOAUTH2Status400
+	}
+	return o.XOAUTH2Status
 }
 
 // errExchangeDone is returned when Next is called after the exchange ended.
@@ -137,7 +165,7 @@ func (s *Server) challenge() []byte {
 			Status  string `json:"status"`
 			Schemes string `json:"schemes"`
 			Scope   string `json:"scope,omitempty"`
-		}{"401", "bearer", s.opts.Scope}
+		}{s.opts.xoauth2Status(), "bearer", s.opts.Scope}
 	} else {
 		v = struct {
 			Status              string `json:"status"`

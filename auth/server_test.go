@@ -56,7 +56,7 @@ type step struct {
 func TestServerExchanges(t *testing.T) {
 	xo := func(user, tok string) []byte { return EncodeXOAUTH2(user, tok) }
 	ob := func(authz, tok string) []byte { return EncodeOAUTHBEARER(authz, tok) }
-	const xoFail = `{"status":"401","schemes":"bearer","scope":"mail"}`
+	const xoFail = `{"status":"400","schemes":"bearer","scope":"mail"}`
 	const obFail = `{"status":"invalid_token","scope":"mail","openid-configuration":"https://idp.example/.well-known/openid-configuration?a=1&b=2"}`
 	tests := []struct {
 		name     string
@@ -170,7 +170,7 @@ func TestServerCredentials(t *testing.T) {
 
 func TestServerChallengeOmitsEmpty(t *testing.T) {
 	for mech, want := range map[string]string{
-		MechXOAUTH2:     `{"status":"401","schemes":"bearer"}`,
+		MechXOAUTH2:     `{"status":"400","schemes":"bearer"}`,
 		MechOAUTHBEARER: `{"status":"invalid_token"}`,
 	} {
 		s, _ := NewServer(context.Background(), mech, &fakeAuth{}, "", ChallengeOptions{})
@@ -180,6 +180,27 @@ func TestServerChallengeOmitsEmpty(t *testing.T) {
 		}
 		if ch, done, err := s.Next(msg); string(ch) != want || done || err != nil {
 			t.Errorf("%s: Next = %q, %v, %v; want %q", mech, ch, done, err, want)
+		}
+	}
+}
+
+// TestServerXOAUTH2Status: the XOAUTH2 error status is Google's "400"
+// unless configured otherwise (K-9 Mail retries with a fresh token only on
+// "400"); OAUTHBEARER's RFC 7628 status does not change with it.
+func TestServerXOAUTH2Status(t *testing.T) {
+	for _, tt := range []struct{ status, mech, want string }{
+		{"", MechXOAUTH2, `{"status":"400","schemes":"bearer"}`},
+		{XOAUTH2Status400, MechXOAUTH2, `{"status":"400","schemes":"bearer"}`},
+		{XOAUTH2Status401, MechXOAUTH2, `{"status":"401","schemes":"bearer"}`},
+		{XOAUTH2Status401, MechOAUTHBEARER, `{"status":"invalid_token"}`},
+	} {
+		s, _ := NewServer(context.Background(), tt.mech, &fakeAuth{}, "", ChallengeOptions{XOAUTH2Status: tt.status})
+		msg := EncodeXOAUTH2("a", "bad")
+		if tt.mech == MechOAUTHBEARER {
+			msg = EncodeOAUTHBEARER("a", "bad")
+		}
+		if ch, done, err := s.Next(msg); string(ch) != tt.want || done || err != nil {
+			t.Errorf("%s, status %q: Next = %q, %v, %v; want %q", tt.mech, tt.status, ch, done, err, tt.want)
 		}
 	}
 }
@@ -221,5 +242,13 @@ func TestNewServerErrors(t *testing.T) {
 	}
 	if _, err := NewServer(ctx, MechXOAUTH2, nil, "", ChallengeOptions{}); err == nil {
 		t.Error("NewServer with nil Authenticator succeeded")
+	}
+}
+
+func TestChallengeOptionsCheck(t *testing.T) {
+	for status, ok := range map[string]bool{"": true, "400": true, "401": true, "403": false, "invalid_token": false} {
+		if err := (ChallengeOptions{XOAUTH2Status: status}).Check(); (err == nil) != ok {
+			t.Errorf("Check(%q) = %v", status, err)
+		}
 	}
 }

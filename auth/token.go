@@ -41,6 +41,9 @@ func (a TokenAuthenticator) Authenticate(ctx context.Context, c Credentials) (Id
 	if c.Token != "" && strings.Contains(user, c.Token) {
 		user = "[withheld: contains the token]"
 	}
+	if c.ConnID != "" {
+		log = log.With("conn", c.ConnID)
+	}
 	log = log.With("mech", c.Mechanism, "user", user, "remote", c.RemoteAddr)
 	if c.Token == "" {
 		err := fmt.Errorf("%w: empty token", ErrInvalidCredentials)

@@ -180,3 +180,17 @@ func TestNoTokenInLogs(t *testing.T) {
 		}
 	}
 }
+
+// TestTokenRefusedLogsConn: the refusal's log line carries the connection
+// id the login's own line has (conn=), so the two can be matched.
+func TestTokenRefusedLogsConn(t *testing.T) {
+	var logs bytes.Buffer
+	a := TokenAuthenticator{Validator: &fakeValidator{}, Logger: slog.New(slog.NewTextHandler(&logs, nil))}
+	c := Credentials{Mechanism: MechXOAUTH2, User: "alice@example.com", Token: "tok-unknown", RemoteAddr: "192.0.2.1:5", ConnID: "c0ffee"}
+	if _, err := a.Authenticate(context.Background(), c); !errors.Is(err, ErrInvalidCredentials) {
+		t.Fatalf("Authenticate = %v, want ErrInvalidCredentials", err)
+	}
+	if out := logs.String(); !strings.Contains(out, "auth: token refused") || !strings.Contains(out, " conn=c0ffee ") {
+		t.Errorf("refusal log line lacks conn=c0ffee:\n%s", out)
+	}
+}

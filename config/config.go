@@ -164,6 +164,10 @@ type OAuth2 struct {
 	CAFile               string        `mapstructure:"ca_file"`            // "" = the system roots
 	SessionLifetime      string        `mapstructure:"session_lifetime"`   // none | token | revalidate
 	RevalidateEvery      time.Duration `mapstructure:"revalidate_every"`   // used when SessionLifetime is revalidate
+	// XOAUTH2ErrorStatus is the "status" of the XOAUTH2 error challenge
+	// after a refused token: "400" (Google's; K-9 Mail / Thunderbird for
+	// Android then fetch a fresh token and retry) or "401".
+	XOAUTH2ErrorStatus string `mapstructure:"xoauth2_error_status"`
 }
 
 // Auth holds authentication options that are not OAuth2.
@@ -219,9 +223,12 @@ type Limits struct {
 
 	HandshakeTimeout time.Duration `mapstructure:"handshake_timeout"` // one TLS handshake
 	CommandTimeout   time.Duration `mapstructure:"command_timeout"`   // one pre-auth command; one SMTP command
-	DataTimeout      time.Duration `mapstructure:"data_timeout"`      // SMTP DATA/BDAT without a byte from the client
-	MaxLineBytes     int           `mapstructure:"max_line_bytes"`    // one command line or SASL response
-	MaxLiteralBytes  int           `mapstructure:"max_literal_bytes"` // one IMAP literal before login
+	// DummyReplyTimeout bounds the wait for the client's reply to the RFC
+	// 7628 error challenge after a refused token (less than CommandTimeout).
+	DummyReplyTimeout time.Duration `mapstructure:"dummy_reply_timeout"`
+	DataTimeout       time.Duration `mapstructure:"data_timeout"`      // SMTP DATA/BDAT without a byte from the client
+	MaxLineBytes      int           `mapstructure:"max_line_bytes"`    // one command line or SASL response
+	MaxLiteralBytes   int           `mapstructure:"max_literal_bytes"` // one IMAP literal before login
 	// MaxPreloginBytes is what a client can make mailgate hold before login:
 	// one command with its literals and SASL responses, plus what the
 	// connection keeps (IMAP ID fields). At least MaxLineBytes.
@@ -272,6 +279,9 @@ const (
 
 	IntrospectionBasic = "client_secret_basic"
 	IntrospectionPost  = "client_secret_post"
+
+	XOAUTH2Status400 = "400"
+	XOAUTH2Status401 = "401"
 )
 
 // Default returns the defaults of mailgate.example.yaml. Backend addresses,
@@ -311,6 +321,7 @@ func Default() Config {
 			Timeout:              5 * time.Second,
 			SessionLifetime:      SessionNone,
 			RevalidateEvery:      5 * time.Minute,
+			XOAUTH2ErrorStatus:   XOAUTH2Status400,
 		},
 		Auth: Auth{PasswordPassthroughProtocols: []string{ProtoIMAP, ProtoSMTP}},
 		Limits: Limits{
@@ -328,6 +339,7 @@ func Default() Config {
 			IdleTimeout:            31 * time.Minute,
 			HandshakeTimeout:       15 * time.Second,
 			CommandTimeout:         30 * time.Second,
+			DummyReplyTimeout:      5 * time.Second,
 			DataTimeout:            3 * time.Minute,
 			MaxLineBytes:           64 << 10,
 			MaxLiteralBytes:        64 << 10,

@@ -168,6 +168,9 @@ func (c *Config) validateLimits(p *problems) {
 	p.positive("limits.preauth_timeout", l.PreauthTimeout)
 	p.positive("limits.handshake_timeout", l.HandshakeTimeout)
 	p.positive("limits.command_timeout", l.CommandTimeout)
+	if l.DummyReplyTimeout <= 0 || (l.CommandTimeout > 0 && l.DummyReplyTimeout >= l.CommandTimeout) {
+		p.add("limits.dummy_reply_timeout", "must be more than 0 and less than limits.command_timeout (%v) (default 5s)", l.CommandTimeout)
+	}
 	p.positive("limits.data_timeout", l.DataTimeout)
 	if l.IdleTimeout < minIdleTimeout {
 		p.add("limits.idle_timeout", "must be at least %v (IMAP IDLE needs more than 29m; default 31m)", minIdleTimeout)
@@ -258,6 +261,7 @@ func (c *Config) validateOAuth2(p *problems) {
 		}
 	}
 	p.oneOf("oauth2.introspection_auth", o.IntrospectionAuth, IntrospectionBasic, IntrospectionPost)
+	p.oneOf("oauth2.xoauth2_error_status", o.XOAUTH2ErrorStatus, XOAUTH2Status400, XOAUTH2Status401)
 	if o.UsernameClaim == "" {
 		p.add("oauth2.username_claim", "required (e.g. \"email\")")
 	}

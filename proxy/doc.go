@@ -40,7 +40,8 @@
 //     user/password command (IMAP LOGIN, POP3 USER/PASS). The SASL exchange runs package
 //     auth's servers (auth.Server for XOAUTH2 and OAUTHBEARER,
 //     auth.PasswordServer for PLAIN and LOGIN), framed by the front's
-//     Stepper (the wait for an RFC 7628 dummy reply is bounded); passwords
+//     Stepper (any reply to an RFC 7628 error challenge is the dummy
+//     reply, and the wait for it is Limits.DummyReplyWait); passwords
 //     go through the Throttle (password.go) and auth.CheckPassword; tokens
 //     through the Authenticator (with Lifetime revalidate, lifetime.go keeps
 //     the token), then safeIdentity (errors.go).
@@ -55,7 +56,9 @@
 //     ErrMailboxRefused or ErrBackendUnavailable.
 //  7. Classify (result.go): one log line and one Observer.Login per login
 //     (loginDone), and the result the front's one reply mapper turns into
-//     its protocol's answer (errors.go in each front's package).
+//     its protocol's answer (errors.go in each front's package). A refusal
+//     whose client hung up after the error challenge is still the refusal,
+//     and wraps ErrClientGone: the mapper counts it and says nothing.
 //     Internal error text is logged, never sent to a client.
 //  8. Conn.Relay (session.go, relay.go): the front writes the backend's
 //     login reply (Session.Reply) and hands over; the relay copies bytes

@@ -41,18 +41,20 @@ const revalidateTimeout = 30 * time.Second
 // lifetime returns the lifetime options with defaults.
 func (s *Server) lifetime() LifetimeOptions { return s.opts.Lifetime.withDefaults() }
 
-// tokenAuthenticator returns the Authenticator for one token login and,
-// with revalidate, a pointer to where the accepted token is then kept (the
-// session needs it later; auth.Server does not hand it out). Without
-// revalidate the token is not kept and the pointer is nil.
-func (s *Server) tokenAuthenticator() (Authenticator, *string) {
-	if s.lifetime().Mode != LifetimeRevalidate {
-		return s.opts.Authenticator, nil
+// tokenAuthenticator returns the Authenticator for one token login on the
+// connection connID (passed on in Credentials.ConnID, for the refusal's log
+// line) and, with revalidate, a pointer to where the accepted token is then
+// kept (the session needs it later; auth.Server does not hand it out).
+// Without revalidate the token is not kept and the pointer is nil.
+func (s *Server) tokenAuthenticator(connID string) (Authenticator, *string) {
+	var token *string
+	if s.lifetime().Mode == LifetimeRevalidate {
+		token = new(string)
 	}
-	token := new(string)
 	a := AuthenticatorFunc(func(ctx context.Context, c auth.Credentials) (auth.Identity, error) {
+		c.ConnID = connID
 		id, err := s.opts.Authenticator.Authenticate(ctx, c)
-		if err == nil {
+		if err == nil && token != nil {
 			*token = c.Token
 		}
 		return id, err

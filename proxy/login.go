@@ -19,12 +19,6 @@ import (
 // front's backend dialog, then one log line and one metric. The front maps
 // the error to its protocol's reply with Classify, in one place.
 
-// dummyReplyWait bounds the wait for the client's dummy reply after an
-// RFC 7628 error challenge. Clients that cannot answer it (PHP's Net_Sieve,
-// Roundcube's managesieve) then get the refusal in seconds, not after the
-// command timeout.
-const dummyReplyWait = 5 * time.Second
-
 // Stepper is a front's framing of one SASL exchange: it sends chal to the
 // client as its protocol frames a continuation and returns the response,
 // decoded with auth.DecodeResponse ("*" is auth.ErrCanceled; bad base64
@@ -170,12 +164,12 @@ func (c *Conn) Reconnect(ctx context.Context, sess *Session, req LoginRequest) (
 func (c *Conn) tokenLogin(ctx context.Context, mech string, req LoginRequest) (*Session, error) {
 	authCtx, cancel := context.WithDeadline(ctx, c.Deadline)
 	defer cancel()
-	authn, token := c.s.tokenAuthenticator()
+	authn, token := c.s.tokenAuthenticator(c.ID)
 	srv, err := auth.NewServer(authCtx, mech, authn, c.Raw.RemoteAddr().String(), c.s.opts.Challenge)
 	if err != nil {
 		return nil, ErrUnsupportedMechanism
 	}
-	if err := exchange(srv, req.Initial, req.Step, srv.AwaitingDummy); err != nil {
+	if err := exchange(srv, req.Initial, req.Step, srv.AwaitingDummy, c.s.limits.DummyReplyWait); err != nil {
 		return nil, err
 	}
 	id, _ := srv.Identity()
@@ -199,7 +193,7 @@ func (c *Conn) passwordExchange(ctx context.Context, mech string, req LoginReque
 	if err != nil {
 		return nil, ErrUnsupportedMechanism
 	}
-	if err := exchange(ps, req.Initial, req.Step, nil); err != nil {
+	if err := exchange(ps, req.Initial, req.Step, nil, 0); err != nil {
 		return nil, err
 	}
 	user, pass, _ := ps.Credentials()
@@ -231,13 +225,15 @@ func (c *Conn) passwordLogin(ctx context.Context, mech, user, pass string, req L
 	return &Session{BackendSession: bs, Identity: id, Password: true, Log: c.Log.With("user", id.User, "mech", mech)}, nil
 }
 
-// exchange drives srv with the front's framing until it is done. dummy, if
-// set, tells whether the next response is the dummy reply to an error
-// challenge: its wait is bounded, and a client that never sends it gets the
-// refusal (Next with an empty response) instead of a stall.
-func exchange(srv interface {
+// saslServer is auth's Server and PasswordServer, as exchange drives them.
+type saslServer interface {
 	Next([]byte) ([]byte, bool, error)
-}, resp []byte, step Stepper, dummy func() bool) error {
+}
+
+// exchange drives srv with the front's framing until it is done. dummy, if
+// set, tells whether the next challenge is an error challenge, whose reply
+// dummyReply takes (waiting at most wait).
+func exchange(srv saslServer, resp []byte, step Stepper, dummy func() bool, wait time.Duration) error {
 	for {
 		chal, done, err := srv.Next(resp)
 		if done || err != nil {
@@ -246,14 +242,11 @@ func exchange(srv interface {
 		if step == nil {
 			return fmt.Errorf("%w: the protocol has no continuation", auth.ErrMalformed)
 		}
-		var wait time.Duration
 		if dummy != nil && dummy() {
-			wait = dummyReplyWait
+			return dummyReply(srv, step, chal, wait)
 		}
-		resp, err = step(chal, wait)
+		resp, err = step(chal, 0)
 		switch {
-		case errors.Is(err, ErrStepTimeout) && wait > 0:
-			resp = []byte{}
 		case errors.Is(err, auth.ErrCanceled), errors.Is(err, auth.ErrMalformed):
 			return err
 		case err != nil:
@@ -261,3 +254,32 @@ func exchange(srv interface {
 		}
 	}
 }
+
+// dummyReply sends the error challenge chal and ends the exchange with the
+// refusal it announces, whatever the client answers: the RFC 7628 dummy
+// reply, "*", a line that is not base64 at all (Thunderbird re-sends its
+// whole AUTHENTICATE command), or nothing within wait (s-nail and
+// isync/mbsync never answer). A client that goes away instead is refused
+// all the same: the error is an *unheardRefusal.
+func dummyReply(srv saslServer, step Stepper, chal []byte, wait time.Duration) error {
+	_, stepErr := step(chal, wait)
+	_, _, err := srv.Next([]byte{}) // what the client sent does not matter
+	switch {
+	case stepErr == nil, errors.Is(stepErr, ErrStepTimeout), errors.Is(stepErr, auth.ErrCanceled),
+		errors.Is(stepErr, auth.ErrMalformed):
+		return err
+	}
+	return &unheardRefusal{refusal: err, cause: stepErr}
+}
+
+// unheardRefusal is a refusal whose client went away after the error
+// challenge. Classify takes it as the refusal (logged, counted, a failed
+// authentication for the connection's limits); errors.Is(err,
+// ErrClientGone) tells fronts that nobody is listening for the reply.
+type unheardRefusal struct{ refusal, cause error }
+
+func (e *unheardRefusal) Error() string {
+	return e.refusal.Error() + "; the client went away after the error challenge: " + e.cause.Error()
+}
+
+func (e *unheardRefusal) Unwrap() []error { return []error{e.refusal, errClientGone} }

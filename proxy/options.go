@@ -76,6 +76,12 @@ type Limits struct {
 	HandshakeTimeout time.Duration
 	// CommandTimeout bounds reading one pre-auth command. Default 30 s.
 	CommandTimeout time.Duration
+	// DummyReplyWait bounds the wait for the client's dummy reply to the
+	// RFC 7628 error challenge after a refused token: then the failure
+	// reply is sent. Default 5 s; keep it below CommandTimeout. Some clients
+	// never answer the challenge (s-nail, isync/mbsync with the XOAUTH2
+	// plugin, PHP's Net_Sieve) and would otherwise hang until then.
+	DummyReplyWait time.Duration
 	// PreauthTimeout bounds the whole conversation before the relay starts. Default 60 s.
 	PreauthTimeout time.Duration
 	// WriteTimeout bounds one write to the client before the relay. Default 30 s.
@@ -135,6 +141,7 @@ func (l Limits) withDefaults() Limits {
 	defInt(&l.MaxLiteral, 64<<10)
 	def(&l.HandshakeTimeout, 15*time.Second)
 	def(&l.CommandTimeout, 30*time.Second)
+	def(&l.DummyReplyWait, 5*time.Second)
 	def(&l.PreauthTimeout, 60*time.Second)
 	def(&l.WriteTimeout, 30*time.Second)
 	def(&l.IdleTimeout, 31*time.Minute)
@@ -171,7 +178,8 @@ type Options struct {
 	// TLSConfig is what clients see (certificates, usually via GetCertificate
 	// so that reloads reach new handshakes). Required.
 	TLSConfig *tls.Config
-	// Challenge goes into the RFC 7628 error challenge after a refused token.
+	// Challenge goes into the RFC 7628 error challenge after a refused
+	// token (and sets XOAUTH2's error status; see auth.ChallengeOptions).
 	Challenge auth.ChallengeOptions
 	// Master is the Dovecot master user for backend logins.
 	Master Master

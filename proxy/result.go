@@ -23,8 +23,13 @@ const (
 // Classify is what a login error comes to: its result, and whether it was
 // unexpected (internal: to be logged loudly; the client gets a temporary
 // failure). A *Refusal is ResultInvalid or ResultUnavailable like any other
-// error; fronts check for it first to pass the backend's reply on.
+// error; fronts check for it first to pass the backend's reply on. A token
+// refused after which the client went away is the refusal's result, and
+// wraps ErrClientGone too: nobody is listening for the reply.
 func Classify(err error) (result string, internal bool) {
+	if u := (*unheardRefusal)(nil); errors.As(err, &u) {
+		return Classify(u.refusal)
+	}
 	switch {
 	case err == nil:
 		return ResultOK, false

@@ -53,6 +53,9 @@ func New(opts Options) (*Server, error) {
 	if err := opts.Lifetime.check(); err != nil {
 		return nil, err
 	}
+	if err := opts.Challenge.Check(); err != nil {
+		return nil, fmt.Errorf("proxy: Options.Challenge: %w", err)
+	}
 	if len(opts.ProxyProtocolFrom) > 0 {
 		if _, err := proxyproto.PolicyFromRanges(opts.ProxyProtocolFrom, proxyproto.REQUIRE, proxyproto.SKIP); err != nil {
 			return nil, fmt.Errorf("proxy: ProxyProtocolFrom: %w", err)

@@ -269,7 +269,7 @@ func proxyOptions(cfg *config.Config, authn proxy.Authenticator, log *slog.Logge
 	if err != nil {
 		return proxy.Options{}, fmt.Errorf("limits.exempt_networks: %w", err)
 	}
-	ch := auth.ChallengeOptions{Scope: "openid email"}
+	ch := auth.ChallengeOptions{Scope: "openid email", XOAUTH2Status: cfg.OAuth2.XOAUTH2ErrorStatus}
 	if len(cfg.OAuth2.RequiredScopes) > 0 {
 		ch.Scope = strings.Join(cfg.OAuth2.RequiredScopes, " ")
 	}
@@ -294,6 +294,7 @@ func proxyOptions(cfg *config.Config, authn proxy.Authenticator, log *slog.Logge
 			ExemptNetworks:      exempt,
 			HandshakeTimeout:    cfg.Limits.HandshakeTimeout,
 			CommandTimeout:      cfg.Limits.CommandTimeout,
+			DummyReplyWait:      cfg.Limits.DummyReplyTimeout,
 			MaxLine:             cfg.Limits.MaxLineBytes,
 			MaxLiteral:          cfg.Limits.MaxLiteralBytes,
 			MaxPreloginBytes:    cfg.Limits.MaxPreloginBytes,

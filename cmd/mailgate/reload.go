@@ -75,9 +75,10 @@ func (a *app) reload(load func() (*config.Config, error)) {
 	if a.level != nil {
 		a.level.Set(parseLevel(next.Log.Level))
 	}
-	lifetime, every := a.cfg.OAuth2.SessionLifetime, a.cfg.OAuth2.RevalidateEvery
+	lifetime, every, status := a.cfg.OAuth2.SessionLifetime, a.cfg.OAuth2.RevalidateEvery, a.cfg.OAuth2.XOAUTH2ErrorStatus
 	a.cfg.OAuth2, a.cfg.Log.Level = next.OAuth2, next.Log.Level
-	a.cfg.OAuth2.SessionLifetime, a.cfg.OAuth2.RevalidateEvery = lifetime, every // restart only
+	// Restart only (they are in the proxy's options).
+	a.cfg.OAuth2.SessionLifetime, a.cfg.OAuth2.RevalidateEvery, a.cfg.OAuth2.XOAUTH2ErrorStatus = lifetime, every, status
 	a.log.Info("configuration reloaded", "reloaded", "log.level, oauth2")
 }
 
@@ -97,6 +98,7 @@ func restartOnlyChanges(cur, next *config.Config) []string {
 		"oauth2.session_lifetime, oauth2.revalidate_every": {
 			[2]any{cur.OAuth2.SessionLifetime, cur.OAuth2.RevalidateEvery},
 			[2]any{next.OAuth2.SessionLifetime, next.OAuth2.RevalidateEvery}},
+		"oauth2.xoauth2_error_status": {cur.OAuth2.XOAUTH2ErrorStatus, next.OAuth2.XOAUTH2ErrorStatus},
 	} {
 		if !reflect.DeepEqual(pair[0], pair[1]) {
 			out = append(out, name)

@@ -9,8 +9,12 @@ import (
 // authError is the one place where a login's error becomes the client's
 // reply (RFC 5530 response codes) and counts against the per-connection
 // limits. A refused token and a missing mailbox look the same to the
-// client; an outage is temporary. The login sequence has logged the error
-// and counted it; the client never sees its text.
+// client; an outage is temporary. [UNAVAILABLE] is for what is temporary
+// only (the provider or backend down, the session cap reached, an
+// unexpected error): Thunderbird stops retrying after it, so a refused
+// token must never get it, nor a blocked network ([LIMIT]). The login
+// sequence has logged the error and counted it; the client never sees its
+// text.
 func (c *conn) authError(cmd *command, err error) error {
 	var ref *proxy.Refusal
 	if errors.As(err, &ref) {
@@ -28,9 +32,15 @@ func (c *conn) authError(cmd *command, err error) error {
 	}
 	var text string
 	result, _ := proxy.Classify(err)
+	if errors.Is(err, proxy.ErrClientGone) || result == proxy.ResultAborted {
+		// Nobody is listening. A token refused before the client hung up
+		// (after the error challenge) still counts as a failure.
+		if result == proxy.ResultInvalid || result == proxy.ResultBlocked {
+			c.authFailures++
+		}
+		return errCloseConn
+	}
 	switch result {
-	case proxy.ResultAborted:
-		return errCloseConn // nobody is listening
 	case proxy.ResultCanceled:
 		return c.writeLine("%s BAD AUTHENTICATE canceled.", cmd.Tag)
 	case proxy.ResultMalformed:

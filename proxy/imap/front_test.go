@@ -116,13 +116,13 @@ func TestIMAPBadTokenChallenge(t *testing.T) {
 		wantJSON              map[string]string
 	}{
 		{"xoauth2 empty dummy", "XOAUTH2", proxytest.XOAUTH2("alice@example.test", proxytest.BadToken), "",
-			map[string]string{"status": "401", "schemes": "bearer", "scope": "openid email"}},
+			map[string]string{"status": "400", "schemes": "bearer", "scope": "openid email"}},
 		{"oauthbearer AQ== dummy", "OAUTHBEARER", proxytest.OAuthBearer("alice@example.test", proxytest.BadToken), "AQ==",
 			map[string]string{"status": "invalid_token", "scope": "openid email", "openid-configuration": "https://idp.example.test/.well-known/openid-configuration"}},
 		{"oauthbearer = dummy", "OAUTHBEARER", proxytest.OAuthBearer("", proxytest.BadToken), "=",
 			map[string]string{"status": "invalid_token"}},
 		{"wrong user", "XOAUTH2", proxytest.XOAUTH2("bob@example.test", proxytest.TestToken), "",
-			map[string]string{"status": "401"}},
+			map[string]string{"status": "400"}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			tp, fb := newIMAPTest(t)

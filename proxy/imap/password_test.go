@@ -319,3 +319,47 @@ func TestIMAPPasswordBackendDown(t *testing.T) {
 		t.Fatalf("throttle saw %q, want the check and no verdict", got)
 	}
 }
+
+// TestIMAPPasswordAbandoned: a password exchange the client abandons ("*"
+// at either prompt, or a hang-up) is not a failed password: the throttle
+// hears nothing of it and the backend sees nothing.
+func TestIMAPPasswordAbandoned(t *testing.T) {
+	for _, tt := range []struct {
+		name   string
+		mech   string
+		prompt []string // challenges to answer before the last one
+		hangup bool
+		result string
+	}{
+		{"PLAIN canceled", "PLAIN", nil, false, "result=canceled"},
+		{"PLAIN dropped", "PLAIN", nil, true, "result=aborted"},
+		{"LOGIN canceled at the password", "LOGIN", []string{"Username:"}, false, "result=canceled"},
+		{"LOGIN dropped at the password", "LOGIN", []string{"Username:"}, true, "result=aborted"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			th := &proxytest.RecordingThrottle{}
+			tp, fb := newIMAPPasswordTest(t, func(o *proxy.Options, fo *Options) { o.Passwords.Throttle = th })
+			c := proxytest.DialTLS(t, tp.tlsAddr, tp.clientTLS)
+			c.Expect("* OK")
+			c.Send("a1 AUTHENTICATE " + tt.mech)
+			for _, p := range tt.prompt {
+				c.Expect("+ " + proxytest.B64(p))
+				c.Send(proxytest.B64(proxytest.FakeUser))
+			}
+			c.Expect("+ ")
+			if tt.hangup {
+				c.C.Close()
+			} else {
+				c.Send("*")
+				c.Expect("a1 BAD AUTHENTICATE canceled.")
+			}
+			proxytest.WaitFor(t, "the login's log line", func() bool { return strings.Contains(tp.logs.String(), tt.result) })
+			if got := th.Got(); len(got) != 0 {
+				t.Errorf("throttle saw %q, want nothing", got)
+			}
+			if n := len(fb.BackendLogins()); n != 0 {
+				t.Errorf("backend saw %d logins, want none", n)
+			}
+		})
+	}
+}

@@ -91,7 +91,10 @@ func (pc *conn) step(chal []byte, wait time.Duration) ([]byte, error) {
 // loginFailed answers a failed login and applies the connection's limits.
 func (pc *conn) loginFailed(err error) error {
 	r := replyFor(err)
-	if r.line == nil {
+	if r.line == nil { // nobody is listening
+		if r.count == countAuth {
+			pc.authFailed()
+		}
 		return errClose
 	}
 	pc.nc.SetWriteDeadline(time.Now().Add(pc.c.Limits().WriteTimeout))

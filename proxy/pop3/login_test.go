@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/mailgate/mailgate/auth"
+	"github.com/mailgate/mailgate/internal/proxytest"
 	"github.com/mailgate/mailgate/proxy"
 )
 
@@ -70,7 +71,7 @@ func TestRefusedToken(t *testing.T) {
 			}
 			c.Send("AUTH " + mech + " " + ir)
 			ch := challenge(t, c.expect("+ *"))
-			if mech == "XOAUTH2" && ch["status"] != "401" || mech == "OAUTHBEARER" && ch["status"] != "invalid_token" {
+			if mech == "XOAUTH2" && ch["status"] != "400" || mech == "OAUTHBEARER" && ch["status"] != "invalid_token" {
 				t.Errorf("challenge %v", ch)
 			}
 			c.Send("AQ==")
@@ -262,4 +263,51 @@ func TestProviderDownContinuation(t *testing.T) {
 	c.expect("+ ")
 	c.Send(xoauth2("alice@example.test", downToken))
 	c.expect("-ERR [SYS/TEMP] Temporary authentication failure, try again later.")
+}
+
+// TestPasswordAbandoned: a password exchange the client abandons ("*" at
+// either prompt, or a hang-up) is not a failed password: the throttle
+// hears nothing of it, and it is not an auth failure for the connection.
+func TestPasswordAbandoned(t *testing.T) {
+	for _, tt := range []struct {
+		name   string
+		mech   string
+		prompt []string // challenges to answer before the last one
+		hangup bool
+		result string
+	}{
+		{"PLAIN canceled", "PLAIN", nil, false, "result=canceled"},
+		{"PLAIN dropped", "PLAIN", nil, true, "result=aborted"},
+		{"LOGIN canceled at the password", "LOGIN", []string{"Username:"}, false, "result=canceled"},
+		{"LOGIN dropped at the password", "LOGIN", []string{"Username:"}, true, "result=aborted"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			th := &proxytest.RecordingThrottle{}
+			tf := newFakeFront(t, passBackend(), proxy.Options{Passwords: proxy.PasswordOptions{POP3: true, Throttle: th}})
+			c := dialTLS(t, tf.tlsAddr, tf.clientTLS)
+			c.expect("+OK mailgate ready.")
+			c.Send("AUTH " + tt.mech)
+			for _, p := range tt.prompt {
+				c.expect("+ " + b64(p))
+				c.Send(b64("alice@example.test"))
+			}
+			c.expect("+ *")
+			if tt.hangup {
+				c.C.Close()
+			} else {
+				c.Send("*")
+				c.expect("-ERR AUTH canceled.")
+				c.C.Close()
+			}
+			proxytest.WaitFor(t, "the connection's last log line", func() bool {
+				return strings.Contains(tf.logs.String(), `msg="connection closed before login"`)
+			})
+			if logs := tf.logs.String(); !strings.Contains(logs, tt.result) || !strings.Contains(logs, "auth_failures=0") {
+				t.Errorf("logs lack %s and auth_failures=0:\n%s", tt.result, logs)
+			}
+			if got := th.Got(); len(got) != 0 {
+				t.Errorf("throttle saw %q, want nothing", got)
+			}
+		})
+	}
 }

@@ -58,8 +58,11 @@ func (c *conn) handleAuthenticate(ctx context.Context, cmd *command) (*proxy.Ses
 // connection's limits.
 func (c *conn) loginFailed(err error) error {
 	r := replyFor(err)
-	if r.line == "" && r.raw == nil {
-		return errClose // nobody is listening, or the client was told already
+	if r.line == "" && r.raw == nil { // nobody is listening, or the client was told already
+		if r.count == countAuthFailure {
+			c.authFailures++
+		}
+		return errClose
 	}
 	out := r.line
 	if r.raw != nil {

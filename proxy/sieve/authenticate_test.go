@@ -91,7 +91,7 @@ func TestRefusedToken(t *testing.T) {
 	c.starttls(tf.clientTLS)
 
 	c.Send(`AUTHENTICATE "XOAUTH2" "` + b64(auth.EncodeXOAUTH2("alice@example.test", "bad-token")) + `"`)
-	if v := challengeJSON(t, c); v["status"] != "401" || v["schemes"] != "bearer" {
+	if v := challengeJSON(t, c); v["status"] != "400" || v["schemes"] != "bearer" {
 		t.Errorf("XOAUTH2 challenge %v", v)
 	}
 	c.cmd(`""`, `NO "Authentication failed."`)

@@ -55,9 +55,16 @@ func replyFor(err error) loginReply {
 		}
 		return loginReply{raw: ref.Reply}
 	}
-	switch result, _ := proxy.Classify(err); result {
-	case proxy.ResultAborted:
+	result, _ := proxy.Classify(err)
+	if errors.Is(err, proxy.ErrClientGone) || result == proxy.ResultAborted {
+		// Nobody is listening. A token refused before the client hung up
+		// (after the error challenge) still counts as a failure.
+		if result == proxy.ResultInvalid || result == proxy.ResultBlocked {
+			return loginReply{count: countAuthFailure}
+		}
 		return loginReply{}
+	}
+	switch result {
 	case proxy.ResultInvalid:
 		return loginReply{line: replyAuthFailed, count: countAuthFailure}
 	case proxy.ResultBlocked:

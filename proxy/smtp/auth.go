@@ -96,7 +96,10 @@ func (sc *conn) step(chal []byte, wait time.Duration) ([]byte, error) {
 // loginFailed answers a failed login and applies the connection's limits.
 func (sc *conn) loginFailed(err error) error {
 	r := replyFor(err)
-	if r.line == nil {
+	if r.line == nil { // nobody is listening
+		if r.count == countAuth {
+			sc.authFailures++
+		}
 		return errClose
 	}
 	sc.replyBytes(r.line)

@@ -84,6 +84,15 @@ type reply struct {
 	count int
 }
 
+// goneCount is what a login whose client went away counts: a token refused
+// before the client hung up (after the error challenge) is a failure.
+func goneCount(result string) int {
+	if result == proxy.ResultInvalid || result == proxy.ResultBlocked {
+		return countAuth
+	}
+	return countNone
+}
+
 // replyFor is the one place where a login error (from Conn.Login,
 // Conn.LoginPassword or decoding an initial response) becomes an SMTP
 // reply. A refused token and a missing mailbox look the same (535 5.7.8);
@@ -91,8 +100,10 @@ type reply struct {
 // blocked after many failures: the block ends by itself. A malformed or
 // canceled exchange is 501 (RFC 4954: never a 4xx, or the client would
 // retry the same bytes) and counts as a failed authentication, like a
-// refused one. A *proxy.Refusal carries the backend's own reply (the
-// user's own password refused), passed on verbatim.
+// refused one; a reply to the error challenge after a refused token is
+// neither, whatever it holds: it is the dummy response (535 5.7.8). A
+// *proxy.Refusal carries the backend's own reply (the user's own password
+// refused), passed on verbatim.
 func replyFor(err error) reply {
 	if errors.Is(err, proxy.ErrUnsupportedMechanism) {
 		return reply{line: []byte(replyUnsupported), count: countError}
@@ -104,9 +115,11 @@ func replyFor(err error) reply {
 		}
 		return reply{line: ref.Reply}
 	}
-	switch result, _ := proxy.Classify(err); result {
-	case proxy.ResultAborted:
-		return reply{}
+	result, _ := proxy.Classify(err)
+	if errors.Is(err, proxy.ErrClientGone) || result == proxy.ResultAborted {
+		return reply{count: goneCount(result)}
+	}
+	switch result {
 	case proxy.ResultInvalid:
 		return reply{line: []byte(replyInvalid), count: countAuth}
 	case proxy.ResultBlocked:

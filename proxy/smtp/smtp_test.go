@@ -149,10 +149,10 @@ func TestSMTPAuthFailures(t *testing.T) {
 		challenge string   // the JSON status in the 334 challenge; "" for none
 		want      string
 	}{
-		{"xoauth2 bad token", []string{"AUTH XOAUTH2 " + proxytest.XOAUTH2("alice@example.test", proxytest.BadToken), ""}, "401", "535 5.7.8"},
+		{"xoauth2 bad token", []string{"AUTH XOAUTH2 " + proxytest.XOAUTH2("alice@example.test", proxytest.BadToken), ""}, "400", "535 5.7.8"},
 		{"oauthbearer bad token", []string{"AUTH OAUTHBEARER " + proxytest.OAuthBearer("alice@example.test", proxytest.BadToken), "AQ=="}, "invalid_token", "535 5.7.8"},
 		{"oauthbearer no IR bad token", []string{"AUTH OAUTHBEARER", proxytest.OAuthBearer("", proxytest.BadToken), "="}, "invalid_token", "535 5.7.8"},
-		{"token of another user", []string{"AUTH XOAUTH2 " + proxytest.XOAUTH2("bob@example.test", proxytest.TestToken), ""}, "401", "535 5.7.8"},
+		{"token of another user", []string{"AUTH XOAUTH2 " + proxytest.XOAUTH2("bob@example.test", proxytest.TestToken), ""}, "400", "535 5.7.8"},
 		{"provider down", []string{"AUTH XOAUTH2 " + proxytest.XOAUTH2("alice@example.test", proxytest.DownToken)}, "", "454 4.7.0"},
 		{"malformed", []string{"AUTH XOAUTH2 " + base64.StdEncoding.EncodeToString([]byte("garbage"))}, "", "501 5.5.2"},
 		{"backend refuses the user", []string{"AUTH XOAUTH2 " + proxytest.XOAUTH2("nobody@example.test", "nobody-token")}, "", "535 5.7.8"},

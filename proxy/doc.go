@@ -33,9 +33,10 @@
 //     each protocol its own ALPN), ArmRead for each command, OnShutdown to
 //     wake a waiting read, Passwords and Limits.
 //  4. The pre-auth machine is the front's (proxy/imap: conn.go, reader.go;
-//     proxy/smtp: starttls.go, then go-smtp's server; proxy/pop3 and
-//     proxy/sieve: conn.go, reader.go): greeting, capabilities,
-//     STARTTLS/STLS, until the client authenticates.
+//     proxy/smtp and proxy/pop3: conn.go, commands.go, over the shared
+//     CommandReader, cmdreader.go; proxy/sieve: conn.go, reader.go):
+//     greeting, capabilities, STARTTLS/STLS, until the client
+//     authenticates.
 //  5. Conn.Login (login.go), or Conn.LoginPassword for a protocol's own
 //     user/password command (IMAP LOGIN, POP3 USER/PASS). The SASL exchange runs package
 //     auth's servers (auth.Server for XOAUTH2 and OAUTHBEARER,
@@ -67,7 +68,8 @@
 //     Shutdown ends (server.go) or the token's lifetime does (Conn.Watch,
 //     lifetime.go); the front's goodbye is written at a line boundary.
 //     SMTP relays command by command instead (proxy/smtp: session.go,
-//     data.go), with Conn.Watch, Conn.OnDrainEnd and Conn.Reconnect.
+//     data.go: Postfix's replies verbatim, message bytes as sent), with
+//     Conn.Watch, Conn.OnDrainEnd and Conn.Reconnect.
 //
 // Backend probes (probe.go): each front registers a Prober (RegisterProbe)
 // that connects the way its logins do; CheckBackend runs it at start-up and

@@ -71,3 +71,15 @@ func (c *Conn) loginDone(mech string, start time.Time, sess *Session, err error)
 	}
 	lvl("login", "result", result, "mech", mech, "err", err, "auth", d.Round(time.Millisecond))
 }
+
+// Unheard reports whether nobody is listening for a login's reply (the
+// client went away), and if so whether the login still counts as a failed
+// authentication against the connection's limits: a token refused before
+// the client hung up after the error challenge does.
+func Unheard(err error) (unheard, failed bool) {
+	result, _ := Classify(err)
+	if !errors.Is(err, ErrClientGone) && result != ResultAborted {
+		return false, false
+	}
+	return true, result == ResultInvalid || result == ResultBlocked
+}

@@ -31,15 +31,13 @@ func (c *conn) authError(cmd *command, err error) error {
 		return c.writeLine("%s NO Unsupported authentication mechanism.", cmd.Tag)
 	}
 	var text string
-	result, _ := proxy.Classify(err)
-	if errors.Is(err, proxy.ErrClientGone) || result == proxy.ResultAborted {
-		// Nobody is listening. A token refused before the client hung up
-		// (after the error challenge) still counts as a failure.
-		if result == proxy.ResultInvalid || result == proxy.ResultBlocked {
+	if unheard, failed := proxy.Unheard(err); unheard {
+		if failed {
 			c.authFailures++
 		}
 		return errCloseConn
 	}
+	result, _ := proxy.Classify(err)
 	switch result {
 	case proxy.ResultCanceled:
 		return c.writeLine("%s BAD AUTHENTICATE canceled.", cmd.Tag)

@@ -57,15 +57,6 @@ type reply struct {
 	count int
 }
 
-// goneCount is what a login whose client went away counts: a token refused
-// before the client hung up (after the error challenge) is a failure.
-func goneCount(result string) int {
-	if result == proxy.ResultInvalid || result == proxy.ResultBlocked {
-		return countAuth
-	}
-	return countNone
-}
-
 // replyFor is the one place where a login error (from Conn.Login,
 // Conn.LoginPassword or decoding an initial response) becomes a POP3
 // reply. A refused token and a missing mailbox look the same ([AUTH]); an
@@ -85,11 +76,13 @@ func replyFor(err error) reply {
 		}
 		return reply{line: ref.Reply}
 	}
-	result, _ := proxy.Classify(err)
-	if errors.Is(err, proxy.ErrClientGone) || result == proxy.ResultAborted {
-		return reply{count: goneCount(result)}
+	if unheard, failed := proxy.Unheard(err); unheard {
+		if failed {
+			return reply{count: countAuth}
+		}
+		return reply{}
 	}
-	switch result {
+	switch result, _ := proxy.Classify(err); result {
 	case proxy.ResultInvalid:
 		return reply{line: []byte(replyInvalid), count: countAuth}
 	case proxy.ResultBlocked:

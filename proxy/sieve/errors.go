@@ -55,15 +55,13 @@ func replyFor(err error) loginReply {
 		}
 		return loginReply{raw: ref.Reply}
 	}
-	result, _ := proxy.Classify(err)
-	if errors.Is(err, proxy.ErrClientGone) || result == proxy.ResultAborted {
-		// Nobody is listening. A token refused before the client hung up
-		// (after the error challenge) still counts as a failure.
-		if result == proxy.ResultInvalid || result == proxy.ResultBlocked {
+	if unheard, failed := proxy.Unheard(err); unheard {
+		if failed {
 			return loginReply{count: countAuthFailure}
 		}
 		return loginReply{}
 	}
+	result, _ := proxy.Classify(err)
 	switch result {
 	case proxy.ResultInvalid:
 		return loginReply{line: replyAuthFailed, count: countAuthFailure}

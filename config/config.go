@@ -32,6 +32,10 @@ type Config struct {
 	// notes are remarks made while loading (aliases used, unknown
 	// MAILGATE_* variables); see Warnings.
 	notes []string
+	// loadProblems are problems found while loading that do not stop it
+	// (unknown keys in the file, unreadable *_file secrets), so that
+	// Validate reports them with all the others.
+	loadProblems []error
 }
 
 // Log configures the process logger.

@@ -1,6 +1,10 @@
 package config
 
-import "github.com/spf13/pflag"
+import (
+	"strings"
+
+	"github.com/spf13/pflag"
+)
 
 type flagKey struct{ name, key, usage string }
 
@@ -24,8 +28,23 @@ var flagKeys = []flagKey{
 // --tls-cert, --tls-key, --log-level, --http-listen and --mode. They are
 // strings with no default; [Load] applies only those set on the command line,
 // over everything else. --config is the command's own.
-func RegisterFlags(fs *pflag.FlagSet) {
+//
+// With sections ("oauth2", "log", ...), only the flags of keys in those
+// sections are added: a command offers the flags that matter to it.
+func RegisterFlags(fs *pflag.FlagSet, sections ...string) {
 	for _, f := range flagKeys {
+		if len(sections) > 0 && !inSections(f.key, sections) {
+			continue
+		}
 		fs.String(f.name, "", f.usage+" (config "+f.key+")")
 	}
+}
+
+func inSections(key string, sections []string) bool {
+	for _, s := range sections {
+		if strings.HasPrefix(key, s+".") {
+			return true
+		}
+	}
+	return false
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"reflect"
 	"slices"
@@ -24,8 +25,8 @@ const (
 	maxSecretBytes = 64 << 10
 )
 
-// ErrSecretConflict is returned (wrapped) by Load when a secret is given both
-// as a value and as a *_file.
+// ErrSecretConflict is wrapped by the *[FieldError] that [Config.Validate]
+// reports when a secret is given both as a value and as a *_file.
 var ErrSecretConflict = errors.New("both the value and the file are set")
 
 // envIgnored are MAILGATE_* variables that are not configuration keys but are
@@ -47,14 +48,17 @@ var envIgnored = map[string]bool{EnvPrefix + "CONFIG": true}
 // oauth2.userinfo_url with oauth2.mode userinfo unless
 // MAILGATE_OAUTH2_USERINFO_URL, resp. MAILGATE_OAUTH2_MODE, is set).
 //
-// In the file, a key with no value (`listen_starttls:`) sets it to empty,
-// unknown keys are an error, and a bare number is not a duration (write
-// "30s"). Finally master.password_file and oauth2.client_secret_file are read
-// (trailing newlines trimmed) into master.password and oauth2.client_secret;
-// setting both a secret and its file is an error.
+// In the file, a key with no value (`listen_starttls:`) sets it to empty and
+// a bare number is not a duration (write "30s"). Finally
+// master.password_file and oauth2.client_secret_file are read (trailing
+// newlines trimmed) into master.password and oauth2.client_secret.
 //
-// Load does not call [Config.Validate]. Remarks worth logging are in
-// [Config.Warnings].
+// Load fails on a file it cannot read or parse and on a variable or flag
+// with a bad value. Other mistakes do not stop it, so that all are reported
+// together by [Config.Validate] (which Load does not call): unknown keys in
+// the file (with their line and a suggestion), a *_file that cannot be read
+// or is empty, a secret set both as a value and as a file. Remarks worth
+// logging, such as unknown MAILGATE_* variables, are in [Config.Warnings].
 func Load(path string, flags *pflag.FlagSet, env []string) (*Config, error) {
 	var data []byte
 	if path != "" {
@@ -83,7 +87,7 @@ func Parse(r io.Reader) (*Config, error) {
 func build(data []byte, name string, flags *pflag.FlagSet, env []string) (*Config, error) {
 	c := Default()
 	if len(bytes.TrimSpace(data)) > 0 {
-		if err := decodeFile(data, &c); err != nil {
+		if err := decodeFile(data, name, &c); err != nil {
 			if name != "" {
 				return nil, fmt.Errorf("config: %s: %w", name, err)
 			}
@@ -94,18 +98,19 @@ func build(data []byte, name string, flags *pflag.FlagSet, env []string) (*Confi
 	errs := applyEnv(&c, envs)
 	errs = append(errs, applyAliases(&c, envs)...)
 	errs = append(errs, applyFlags(&c, flags)...)
-	if len(errs) == 0 {
-		errs = resolveSecrets(&c)
-	}
+	secretProblems := resolveSecrets(&c)
 	if len(errs) > 0 {
-		return nil, fmt.Errorf("config: %w", errors.Join(errs...))
+		return nil, fmt.Errorf("config: %w", errors.Join(append(errs, secretProblems...)...))
 	}
+	c.loadProblems = append(c.loadProblems, secretProblems...)
 	normalize(&c)
 	return &c, nil
 }
 
-// decodeFile decodes YAML data over c, which holds the defaults.
-func decodeFile(data []byte, c *Config) error {
+// decodeFile decodes YAML data over c, which holds the defaults. Unknown
+// keys do not stop it: they go to c.loadProblems, with their line in the
+// file name ("" = none).
+func decodeFile(data []byte, name string, c *Config) error {
 	// "::" because sender_aliases keys are addresses with dots in them,
 	// which viper would otherwise split into nested keys.
 	v := viper.NewWithOptions(viper.KeyDelimiter("::"))
@@ -113,7 +118,13 @@ func decodeFile(data []byte, c *Config) error {
 	if err := v.ReadConfig(bytes.NewReader(data)); err != nil {
 		return err
 	}
-	if err := v.Unmarshal(c, decoderOptions); err != nil {
+	opts := []viper.DecoderConfigOption{decoderOptions}
+	if unknown := unknownKeys(data, name); len(unknown) > 0 {
+		// Decode the rest, so that the other problems show too.
+		opts = append(opts, func(dc *mapstructure.DecoderConfig) { dc.ErrorUnused = false })
+		c.loadProblems = append(c.loadProblems, unknown...)
+	}
+	if err := v.Unmarshal(c, opts...); err != nil {
 		return err
 	}
 	// viper drops keys whose value is null; treat them as "set to empty"
@@ -209,7 +220,11 @@ func applyEnv(c *Config, envs map[string]string) []error {
 	}
 	slices.Sort(unknown)
 	for _, k := range unknown {
-		c.notes = append(c.notes, k+": not a configuration key, ignored")
+		note := k + ": not a configuration key, ignored"
+		if s := suggestEnv(k); s != "" {
+			note += " (did you mean " + s + "?)"
+		}
+		c.notes = append(c.notes, note)
 	}
 	return errs
 }
@@ -344,6 +359,8 @@ func splitList(s string) []string {
 	return out
 }
 
+// resolveSecrets reads the *_file secrets into their keys. Its problems are
+// *FieldError of the *_file key.
 func resolveSecrets(c *Config) []error {
 	var errs []error
 	for _, s := range []struct {
@@ -358,17 +375,21 @@ func resolveSecrets(c *Config) []error {
 			continue
 		}
 		if *s.val != "" {
-			errs = append(errs, fmt.Errorf("%s and %s: %w; keep only the file", s.key, s.fileKey, ErrSecretConflict))
+			errs = append(errs, &FieldError{Key: s.fileKey, Problem: fmt.Sprintf("%s is set too: %v; keep only the file", s.key, ErrSecretConflict), Err: ErrSecretConflict})
 			continue
 		}
 		b, err := readLimited(s.file, maxSecretBytes)
 		if err != nil {
-			errs = append(errs, fmt.Errorf("%s: %w", s.fileKey, err))
+			var pe *fs.PathError
+			if errors.As(err, &pe) {
+				err = fmt.Errorf("cannot read %s: %w", s.file, pe.Err)
+			}
+			errs = append(errs, &FieldError{Key: s.fileKey, Problem: err.Error(), Err: err})
 			continue
 		}
 		v := strings.TrimRight(string(b), "\r\n")
 		if v == "" {
-			errs = append(errs, fmt.Errorf("%s: %s is empty", s.fileKey, s.file))
+			errs = append(errs, &FieldError{Key: s.fileKey, Problem: s.file + " is empty"})
 			continue
 		}
 		*s.val = v

@@ -20,9 +20,33 @@ import (
 type FieldError struct {
 	Key     string // dotted key, e.g. "imap.backend.address"
 	Problem string
+	// Where is the place in the file ("mailgate.yaml:3", or "line 3" for
+	// [Parse]) for a problem found there, else empty.
+	Where string
+	// Err is the underlying error, if any (e.g. [ErrSecretConflict]).
+	Err error
 }
 
-func (e *FieldError) Error() string { return e.Key + ": " + e.Problem }
+func (e *FieldError) Error() string {
+	if e.Where != "" {
+		return e.Where + ": " + e.Key + ": " + e.Problem
+	}
+	return e.Key + ": " + e.Problem
+}
+
+func (e *FieldError) Unwrap() error { return e.Err }
+
+// Checks are checks of file contents that [Config.ValidateWith] cannot make
+// itself (config imports nothing of mailgate's own); the command wires them
+// in. A nil check is skipped.
+type Checks struct {
+	// Pair loads a certificate chain and its private key (tls.cert_file and
+	// tls.key_file, and each tls.certificates entry) and says what is wrong
+	// with each file (nil: nothing). It is not called when neither file can
+	// be opened; when one cannot, its error is ignored (Validate has
+	// reported it) and the other file's is kept.
+	Pair func(certFile, keyFile string) (certErr, keyErr error)
+}
 
 // IMAP IDLE clients re-issue IDLE every 29 minutes (RFC 2177), so a shorter
 // idle timeout cuts them off; below minIdleTimeout it is surely a mistake.
@@ -46,11 +70,16 @@ func (p *problems) oneOf(key, val string, allowed ...string) {
 }
 
 // Validate reports every problem of c at once, joined with errors.Join; each
-// is a *[FieldError] naming its key. It checks that files named by the
-// configuration can be opened, but not their contents. A nil error means c
-// can be served.
-func (c *Config) Validate() error {
-	var p problems
+// is a *[FieldError] naming its key. It includes the problems found while
+// loading (unknown keys in the file, with their line; *_file secrets that
+// could not be read). It checks that files named by the configuration can
+// be opened, but not their contents: see [Config.ValidateWith]. A nil error
+// means c can be served.
+func (c *Config) Validate() error { return c.ValidateWith(Checks{}) }
+
+// ValidateWith is [Config.Validate] with the content checks of ch.
+func (c *Config) ValidateWith(ch Checks) error {
+	p := problems(slices.Clone(c.loadProblems))
 	p.oneOf("log.level", c.Log.Level, "debug", "info", "warn", "error")
 	p.oneOf("log.format", c.Log.Format, "text", "json")
 
@@ -67,13 +96,13 @@ func (c *Config) Validate() error {
 	p.listen("sieve.listen", c.Sieve.Listen)
 	p.listen("http.listen", c.HTTP.Listen)
 
-	c.validateTLS(&p, imapOn || smtpOn || c.On(ProtoPOP3) || c.On(ProtoSieve))
+	c.validateTLS(&p, imapOn || smtpOn || c.On(ProtoPOP3) || c.On(ProtoSieve), ch.Pair)
 
 	if imapOn || (smtpOn && c.SMTP.Backend.Login != LoginXClient) || c.On(ProtoPOP3) || c.On(ProtoSieve) {
 		if c.Master.User == "" {
 			p.add("master.user", "required: the Dovecot master user (e.g. \"mailgate\")")
 		}
-		if c.Master.Password == "" {
+		if c.Master.Password == "" && !c.loadProblem("master.password_file") {
 			p.add("master.password", "required: set master.password_file to a file holding the master password")
 		}
 	}
@@ -128,6 +157,17 @@ func (c *Config) Validate() error {
 		}
 	}
 	return errors.Join(p...)
+}
+
+// loadProblem reports whether loading found a problem with key (then a
+// "required" for the key it fills would only repeat it).
+func (c *Config) loadProblem(key string) bool {
+	for _, e := range c.loadProblems {
+		if fe, ok := e.(*FieldError); ok && fe.Key == key {
+			return true
+		}
+	}
+	return false
 }
 
 // Bounds of the limits keys.
@@ -193,7 +233,7 @@ func (p *problems) between(key string, n, lo, hi int, def string) {
 	}
 }
 
-func (c *Config) validateTLS(p *problems, listening bool) {
+func (c *Config) validateTLS(p *problems, listening bool, check func(certFile, keyFile string) (error, error)) {
 	p.oneOf("tls.min_version", c.TLS.MinVersion, "1.2", "1.3")
 	need := listening || len(c.TLS.Certificates) > 0
 	switch {
@@ -208,8 +248,7 @@ func (c *Config) validateTLS(p *problems, listening bool) {
 	case c.TLS.KeyFile == "" && c.TLS.CertFile != "":
 		p.add("tls.key_file", "required with tls.cert_file")
 	}
-	p.file("tls.cert_file", c.TLS.CertFile)
-	p.file("tls.key_file", c.TLS.KeyFile)
+	p.pair("tls.", c.TLS.CertFile, c.TLS.KeyFile, check)
 	for i, cp := range c.TLS.Certificates {
 		key := fmt.Sprintf("tls.certificates[%d]", i)
 		if cp.CertFile == "" {
@@ -218,8 +257,26 @@ func (c *Config) validateTLS(p *problems, listening bool) {
 		if cp.KeyFile == "" {
 			p.add(key+".key_file", "required")
 		}
-		p.file(key+".cert_file", cp.CertFile)
-		p.file(key+".key_file", cp.KeyFile)
+		p.pair(key+".", cp.CertFile, cp.KeyFile, check)
+	}
+}
+
+// pair checks that the certificate and key files of the section at prefix
+// ("tls." or "tls.certificates[1].") can be opened and, with check, loaded.
+func (p *problems) pair(prefix, certFile, keyFile string, check func(string, string) (error, error)) {
+	certOK := p.file(prefix+"cert_file", certFile)
+	keyOK := p.file(prefix+"key_file", keyFile)
+	if check == nil || (!certOK && !keyOK) || certFile == "" || keyFile == "" {
+		return
+	}
+	// With one file unreadable (reported above), the other is still
+	// checked on its own.
+	certErr, keyErr := check(certFile, keyFile)
+	if certErr != nil && certOK {
+		p.add(prefix+"cert_file", "%v", certErr)
+	}
+	if keyErr != nil && keyOK {
+		p.add(prefix+"key_file", "%v", keyErr)
 	}
 }
 
@@ -256,7 +313,7 @@ func (c *Config) validateOAuth2(p *problems) {
 		if o.ClientID == "" {
 			p.add("oauth2.client_id", "required for introspection (the client mailgate authenticates as)")
 		}
-		if o.ClientSecret == "" {
+		if o.ClientSecret == "" && !c.loadProblem("oauth2.client_secret_file") {
 			p.add("oauth2.client_secret", "required for introspection: set oauth2.client_secret_file")
 		}
 	}
@@ -332,10 +389,11 @@ func (p *problems) url(key, s string) {
 	}
 }
 
-// file checks that path ("" = not set) is a readable regular file.
-func (p *problems) file(key, path string) {
+// file checks that path ("" = not set) is a readable regular file; false
+// means a problem was added.
+func (p *problems) file(key, path string) bool {
 	if path == "" {
-		return
+		return true
 	}
 	f, err := os.Open(path)
 	if err != nil {
@@ -344,12 +402,14 @@ func (p *problems) file(key, path string) {
 			err = pe.Err
 		}
 		p.add(key, "cannot read %s: %v", path, err)
-		return
+		return false
 	}
 	defer f.Close()
 	if fi, err := f.Stat(); err == nil && fi.IsDir() {
 		p.add(key, "%s is a directory, want a file", path)
+		return false
 	}
+	return true
 }
 
 // Warnings returns remarks that do not stop mailgate but should be logged at

@@ -1,11 +1,8 @@
 package main
 
 import (
-	"errors"
 	"fmt"
 	"io"
-
-	"github.com/spf13/pflag"
 )
 
 const checkConfigHelp = `Usage: mailgate check-config [--config FILE] [flags]
@@ -23,27 +20,27 @@ refused, PROXY from an untrusted address, no AUTH PLAIN, no XCLIENT) with
 the setting to change. --login-as USER goes on to log in as the master user
 on behalf of USER (an existing mailbox): wrong master credentials show
 there. An unreachable backend is a warning.
-Exit status 0: valid; 1: problems.
+Every certificate/key pair is loaded as "serve" will load it. It first
+says which configuration file it read, or that there was none at the
+default path.
+Exit status 0: valid; 1: problems; 2: wrong flags.
 `
 
 func runCheckConfig(args []string, stdout, stderr io.Writer) int {
-	var offline bool
-	var loginAs string
-	cfg, _, err := loadConfig("check-config", args, stderr, checkConfigHelp, func(fs *pflag.FlagSet) {
-		fs.BoolVar(&offline, "offline", false, "do not connect to the backends")
-		fs.StringVar(&loginAs, "login-as", "", "also log in to each backend as the master user on behalf of this mailbox")
-	})
-	if errors.Is(err, pflag.ErrHelp) {
-		return 0
+	cmd := newCommand("check-config", checkConfigHelp, stdout, stderr).withConfig()
+	offline := cmd.fs.Bool("offline", false, "do not connect to the backends")
+	loginAs := cmd.fs.String("login-as", "", "also log in to each backend as the master user on behalf of this mailbox")
+	if ok, code := cmd.parse(args); !ok {
+		return code
 	}
+	cfg, err := cmd.loadConfig()
+	fmt.Fprintf(stderr, "reading %s\n", cmd.source)
 	if err != nil {
-		fmt.Fprintf(stderr, "mailgate: %v\n", err)
-		return 1
+		return cmd.fail(1, "%v", err)
 	}
 	out, err := cfg.Redacted().YAML()
 	if err != nil {
-		fmt.Fprintf(stderr, "mailgate: %v\n", err)
-		return 1
+		return cmd.fail(1, "%v", err)
 	}
 	stdout.Write(out)
 	for _, w := range cfg.Warnings() {
@@ -52,11 +49,11 @@ func runCheckConfig(args []string, stdout, stderr io.Writer) int {
 	if w := openFilesAdvice(cfg, hardOpenFiles()); w != "" {
 		fmt.Fprintf(stderr, "warning: %s\n", w)
 	}
-	if err := cfg.Validate(); err != nil {
-		fmt.Fprintf(stderr, "the configuration has problems:\n%v\n", err)
+	if err := validate(cfg); err != nil {
+		cmd.problems("the configuration has problems", err)
 		return 1
 	}
-	if !offline && !reportBackends(cfg, loginAs, stderr) {
+	if !*offline && !reportBackends(cfg, *loginAs, stderr) {
 		return 1
 	}
 	fmt.Fprintln(stderr, "configuration OK")

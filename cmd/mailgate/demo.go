@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -12,8 +11,6 @@ import (
 	"strconv"
 	"syscall"
 	"time"
-
-	"github.com/spf13/pflag"
 
 	"github.com/mailgate/mailgate/certs"
 	"github.com/mailgate/mailgate/config"
@@ -32,42 +29,35 @@ Stop it with Ctrl-C. Nothing it creates outlives it.
 `
 
 func runDemo(args []string, stdout, stderr io.Writer) int {
-	fs := pflag.NewFlagSet("demo", pflag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() { fmt.Fprint(stderr, demoHelp); fmt.Fprintf(stderr, "\nFlags:\n%s", fs.FlagUsages()) }
+	cmd := newCommand("demo", demoHelp, stdout, stderr)
+	fs := cmd.fs
 	host := fs.String("host", "127.0.0.1", "address to listen on")
 	imaps := fs.Int("imaps-port", 1993, "IMAPS (implicit TLS) port; 0 picks a free one")
 	imap := fs.Int("imap-port", 1143, "IMAP (STARTTLS) port; 0 picks a free one")
 	smtps := fs.Int("smtps-port", 1465, "SMTP submission (implicit TLS) port; 0 picks a free one")
 	submission := fs.Int("submission-port", 1587, "SMTP submission (STARTTLS) port; 0 picks a free one")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, pflag.ErrHelp) {
-			return 0
-		}
-		return 2
+	if ok, code := cmd.parse(args); !ok {
+		return code
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 
 	dir, err := os.MkdirTemp("", "mailgate-demo-")
 	if err != nil {
-		fmt.Fprintf(stderr, "mailgate demo: %v\n", err)
-		return 1
+		return cmd.fail(1, "%v", err)
 	}
 	defer os.RemoveAll(dir)
 
 	d, err := demo.Start(ctx)
 	if err != nil {
-		fmt.Fprintf(stderr, "mailgate demo: %v\n", err)
-		return 1
+		return cmd.fail(1, "%v", err)
 	}
 	defer d.Close()
 
 	certFile, keyFile, err := certs.WritePEM(dir, "localhost", *host)
 	if err != nil {
-		fmt.Fprintf(stderr, "mailgate demo: certificate: %v\n", err)
-		return 1
+		return cmd.fail(1, "certificate: %v", err)
 	}
 	hp := func(port int) string { return net.JoinHostPort(*host, strconv.Itoa(port)) }
 	cfg := config.Default()
@@ -83,22 +73,20 @@ func runDemo(args []string, stdout, stderr io.Writer) int {
 	cfg.OAuth2.Issuer = d.Issuer.URL()
 	cfg.OAuth2.UserinfoURL = d.Issuer.URL() + "/userinfo"
 	cfg.HTTP.Listen = ""
-	if err := cfg.Validate(); err != nil {
-		fmt.Fprintf(stderr, "mailgate demo: internal configuration error:\n%v\n", err)
+	if err := validate(&cfg); err != nil {
+		cmd.problems("internal configuration error", err)
 		return 1
 	}
 	log, _ := newLogger(stderr, cfg.Log.Level, cfg.Log.Format)
 	a, err := newApp(&cfg, log, openFilesLimit(log))
 	if err != nil {
-		fmt.Fprintf(stderr, "mailgate demo: %v\n(if a port is busy, pick others with --imaps-port etc., or 0 for free ones)\n", err)
-		return 1
+		return cmd.fail(1, "%v\n(if a port is busy, pick others with --imaps-port etc., or 0 for free ones)", err)
 	}
 
 	msgFile := filepath.Join(dir, "hello.eml")
 	msg := "From: " + d.User + "\r\nTo: " + d.User + "\r\nSubject: Hello through mailgate\r\n\r\nSent with a bearer token.\r\n"
 	if err := os.WriteFile(msgFile, []byte(msg), 0o644); err != nil {
-		fmt.Fprintf(stderr, "mailgate demo: %v\n", err)
-		return 1
+		return cmd.fail(1, "%v", err)
 	}
 	os.WriteFile(filepath.Join(dir, "token"), []byte(d.Token+"\n"), 0o600)
 	printDemo(stdout, a, d, dir, certFile, msgFile)

@@ -9,13 +9,11 @@ import (
 	"net"
 	"net/http"
 	"net/url"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
-	"github.com/spf13/pflag"
 )
 
 // The operations endpoint (http.listen): /metrics (Prometheus), /healthz
@@ -143,55 +141,45 @@ func urlHostPort(raw string) string {
 const healthcheckHelp = `Usage: mailgate healthcheck [--config FILE] [--url URL]
 
 Asks a running mailgate for /healthz on its operations endpoint (http.listen)
-and exits 0 if it answers 200, 1 otherwise. Meant for Docker's HEALTHCHECK.
+and exits 0 if it answers 200, 1 otherwise (2: wrong flags). Meant for
+Docker's HEALTHCHECK.
 `
 
 func runHealthcheck(args []string, stdout, stderr io.Writer) int {
-	var target string
-	rest := args[:0:0]
-	for i := 0; i < len(args); i++ {
-		if a := args[i]; a == "--url" && i+1 < len(args) {
-			target = args[i+1]
-			i++
-		} else if v, ok := strings.CutPrefix(a, "--url="); ok {
-			target = v
-		} else {
-			rest = append(rest, a)
-		}
+	cmd := newCommand("healthcheck", healthcheckHelp, stdout, stderr).withConfig("http")
+	target := cmd.fs.String("url", "", "URL to ask instead of http.listen's /healthz")
+	if ok, code := cmd.parse(args); !ok {
+		return code
 	}
-	if target == "" {
-		cfg, _, err := loadConfig("healthcheck", rest, stderr, healthcheckHelp)
-		if errors.Is(err, pflag.ErrHelp) {
-			return 0
-		}
+	if cmd.fs.NArg() > 0 {
+		cmd.usageError("unexpected argument %q", cmd.fs.Arg(0))
+		return 2
+	}
+	if *target == "" {
+		cfg, err := cmd.loadConfig()
 		if err != nil {
-			fmt.Fprintf(stderr, "mailgate: %v\n", err)
-			return 1
+			return cmd.fail(1, "%v", err)
 		}
 		if cfg.HTTP.Listen == "" {
-			fmt.Fprintln(stderr, "mailgate healthcheck: http.listen is empty: no endpoint to ask")
-			return 1
+			return cmd.fail(1, "http.listen is empty: no endpoint to ask (%s)", cmd.source)
 		}
 		host, port, err := net.SplitHostPort(cfg.HTTP.Listen)
 		if err != nil {
-			fmt.Fprintf(stderr, "mailgate healthcheck: http.listen: %v\n", err)
-			return 1
+			return cmd.fail(1, "http.listen: %v", err)
 		}
 		if host == "" || host == "0.0.0.0" || host == "::" {
 			host = "127.0.0.1"
 		}
-		target = "http://" + net.JoinHostPort(host, port) + "/healthz"
+		*target = "http://" + net.JoinHostPort(host, port) + "/healthz"
 	}
 	c := http.Client{Timeout: 3 * time.Second}
-	resp, err := c.Get(target)
+	resp, err := c.Get(*target)
 	if err != nil {
-		fmt.Fprintf(stderr, "mailgate healthcheck: %v\n", err)
-		return 1
+		return cmd.fail(1, "%v", err)
 	}
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		fmt.Fprintf(stderr, "mailgate healthcheck: %s\n", resp.Status)
-		return 1
+		return cmd.fail(1, "%s: %s", *target, resp.Status)
 	}
 	fmt.Fprintln(stdout, "ok")
 	return 0

@@ -8,10 +8,75 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime/debug"
+	"strings"
 )
 
-// version is set at build time with -ldflags "-X main.version=...".
+// version is set at build time with -ldflags "-X main.version=..."; when it
+// is not, versionString falls back to Go's build information.
 var version = "dev"
+
+// versionString is the version to print and log.
+func versionString() string {
+	bi, ok := debug.ReadBuildInfo()
+	return versionFrom(version, bi, ok)
+}
+
+// versionFrom is the stamped version if there is one, else the module
+// version of a "go install ...@vX" build, else "dev" with the commit, its
+// time and whether the tree was modified, as recorded by the go command.
+func versionFrom(stamped string, bi *debug.BuildInfo, ok bool) string {
+	if stamped != "" && stamped != "dev" {
+		return stamped
+	}
+	if !ok || bi == nil {
+		return "dev"
+	}
+	v := "dev"
+	if mv := bi.Main.Version; mv != "" && mv != "(devel)" {
+		v = mv
+	}
+	var details []string
+	settings := map[string]string{}
+	for _, s := range bi.Settings {
+		settings[s.Key] = s.Value
+	}
+	if r := settings["vcs.revision"]; r != "" && !strings.Contains(v, r[:min(12, len(r))]) {
+		details = append(details, "commit "+r[:min(12, len(r))])
+	}
+	if t := settings["vcs.time"]; t != "" && v == "dev" {
+		details = append(details, t)
+	}
+	if settings["vcs.modified"] == "true" && v == "dev" {
+		details = append(details, "modified")
+	}
+	if bi.GoVersion != "" {
+		details = append(details, bi.GoVersion)
+	}
+	if len(details) > 0 {
+		v += " (" + strings.Join(details, ", ") + ")"
+	}
+	return v
+}
+
+const versionHelp = `Usage: mailgate version
+
+Prints mailgate's version: the one stamped at build time (scripts/build.sh),
+else what Go recorded in the binary (module version, or commit and time).
+`
+
+func runVersion(args []string, stdout, stderr io.Writer) int {
+	cmd := newCommand("version", versionHelp, stdout, stderr)
+	if ok, code := cmd.parse(args); !ok {
+		return code
+	}
+	if cmd.fs.NArg() > 0 {
+		cmd.usageError("unexpected argument %q", cmd.fs.Arg(0))
+		return 2
+	}
+	fmt.Fprintf(stdout, "mailgate %s\n", versionString())
+	return 0
+}
 
 const usage = `mailgate: OAuth (XOAUTH2 / OAUTHBEARER) front proxy for IMAP and SMTP submission.
 
@@ -29,6 +94,7 @@ Commands:
                  why it is refused (expired, wrong audience, unverified email...)
   healthcheck    ask a running mailgate's /healthz (for Docker HEALTHCHECK)
   version        print the version
+  help COMMAND   the help of a command (same as "mailgate COMMAND --help")
 
 Every configuration key can also be set with an environment variable
 MAILGATE_<SECTION>_<KEY>, e.g. MAILGATE_OAUTH2_USERINFO_URL.
@@ -38,6 +104,9 @@ Run "mailgate <command> --help" for the flags of a command.
 func main() {
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
+
+// commands are the subcommands run dispatches.
+var commands = map[string]bool{"serve": true, "demo": true, "check-config": true, "token": true, "healthcheck": true, "version": true}
 
 // run executes one command and returns the process exit code.
 func run(args []string, stdout, stderr io.Writer) int {
@@ -57,10 +126,14 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return runToken(rest, stdout, stderr)
 	case "healthcheck":
 		return runHealthcheck(rest, stdout, stderr)
-	case "version", "--version", "-v":
-		fmt.Fprintf(stdout, "mailgate %s\n", version)
-		return 0
+	case "version":
+		return runVersion(rest, stdout, stderr)
+	case "--version", "-v":
+		return runVersion(nil, stdout, stderr)
 	case "help", "--help", "-h":
+		if len(rest) > 0 && commands[rest[0]] {
+			return run([]string{rest[0], "--help"}, stdout, stderr)
+		}
 		fmt.Fprint(stdout, usage)
 		return 0
 	default:

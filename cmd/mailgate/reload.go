@@ -57,7 +57,7 @@ func (a *app) reload(load func() (*config.Config, error)) {
 	}
 	next, err := load()
 	if err == nil {
-		err = next.Validate()
+		err = validate(next)
 	}
 	if err != nil {
 		a.log.Error("configuration reload refused; keeping the running one", "err", err)

@@ -2,79 +2,47 @@ package main
 
 import (
 	"context"
-	"errors"
-	"fmt"
 	"io"
-	iofs "io/fs"
 	"log/slog"
-	"os"
 	"os/signal"
 	"syscall"
 	"time"
 
-	"github.com/spf13/pflag"
-
 	"github.com/mailgate/mailgate/config"
 )
 
-const defaultConfigPath = "/etc/mailgate/mailgate.yaml"
-
 // shutdownDrain bounds a graceful shutdown.
 const shutdownDrain = 30 * time.Second
-
-// loadConfig parses the flags of a command that reads the configuration and
-// loads it: --config (or MAILGATE_CONFIG), then env, then the main flags.
-// The default file may be absent (configuration from the environment only).
-func loadConfig(name string, args []string, stderr io.Writer, help string, extra ...func(*pflag.FlagSet)) (*config.Config, *pflag.FlagSet, error) {
-	fs := pflag.NewFlagSet(name, pflag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() {
-		fmt.Fprint(stderr, help)
-		fmt.Fprintf(stderr, "\nFlags:\n%s", fs.FlagUsages())
-	}
-	path := fs.String("config", "", "configuration file (default "+defaultConfigPath+", or $MAILGATE_CONFIG)")
-	config.RegisterFlags(fs)
-	for _, f := range extra {
-		f(fs)
-	}
-	if err := fs.Parse(args); err != nil {
-		return nil, nil, err
-	}
-	p := *path
-	if p == "" {
-		p = os.Getenv("MAILGATE_CONFIG")
-	}
-	if p == "" {
-		p = defaultConfigPath
-		if _, err := os.Stat(p); errors.Is(err, iofs.ErrNotExist) {
-			p = ""
-		}
-	}
-	cfg, err := config.Load(p, fs, os.Environ())
-	return cfg, fs, err
-}
 
 const serveHelp = `Usage: mailgate serve [--config FILE] [flags]
 
 Runs the proxy: IMAP on imap.listen_tls (993) and imap.listen_starttls (143),
 SMTP submission on smtp.listen_tls (465) and smtp.listen_starttls (587).
-SIGTERM or SIGINT shuts down gracefully; SIGHUP reloads the certificates.
+SIGTERM or SIGINT shuts down gracefully. SIGHUP re-reads the certificate
+files and the configuration, and applies log.level and the oauth2 section
+(except oauth2.session_lifetime, revalidate_every and xoauth2_error_status);
+other changes are logged and need a restart.
 `
 
+func serveCommand(stdout, stderr io.Writer) *command {
+	return newCommand("serve", serveHelp, stdout, stderr).withConfig()
+}
+
 func runServe(args []string, stdout, stderr io.Writer) int {
-	cfg, _, err := loadConfig("serve", args, stderr, serveHelp)
-	if errors.Is(err, pflag.ErrHelp) {
-		return 0
+	cmd := serveCommand(stdout, stderr)
+	if ok, code := cmd.parse(args); !ok {
+		return code
 	}
+	cfg, err := cmd.loadConfig()
 	if err != nil {
-		fmt.Fprintf(stderr, "mailgate: %v\n", err)
-		return 1
+		return cmd.fail(1, "%v", err)
 	}
-	if err := cfg.Validate(); err != nil {
-		fmt.Fprintf(stderr, "mailgate: the configuration has problems:\n%v\n", err)
+	if err := validate(cfg); err != nil {
+		cmd.problems("the configuration has problems ("+cmd.source+")", err)
 		return 1
 	}
 	log, level := newLogger(stderr, cfg.Log.Level, cfg.Log.Format)
+	log.Info("configuration loaded", "from", cmd.source)
 	for _, w := range cfg.Warnings() {
 		log.Warn("config", "warning", w)
 	}
@@ -89,10 +57,13 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 	go a.reloadOnSIGHUP(ctx, func() (*config.Config, error) {
-		c, _, err := loadConfig("serve", args, io.Discard, serveHelp)
-		return c, err
+		c := serveCommand(io.Discard, io.Discard)
+		if err := c.fs.Parse(args); err != nil {
+			return nil, err
+		}
+		return c.loadConfig()
 	})
-	log.Info("mailgate started", "version", version)
+	log.Info("mailgate started", "version", versionString())
 	if err := a.run(ctx, shutdownDrain); err != nil {
 		return 1
 	}

@@ -12,8 +12,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/spf13/pflag"
-
 	"github.com/mailgate/mailgate/auth"
 	"github.com/mailgate/mailgate/config"
 )
@@ -47,32 +45,27 @@ Exit status: 0 accepted, 1 refused, 2 usage or configuration error,
 `
 
 func runToken(args []string, stdout, stderr io.Writer) int {
-	cfg, fs, err := loadConfig("token", args, stderr, tokenHelp)
-	if errors.Is(err, pflag.ErrHelp) {
-		return 0
+	cmd := newCommand("token", tokenHelp, stdout, stderr).withConfig("oauth2", "log")
+	if ok, code := cmd.parse(args); !ok {
+		return code
 	}
+	cfg, err := cmd.loadConfig()
 	if err != nil {
-		fmt.Fprintf(stderr, "mailgate: %v\n", err)
-		return 2
+		return cmd.fail(2, "%v", err)
 	}
 	if probs := oauth2Problems(cfg.Validate()); len(probs) > 0 {
-		fmt.Fprintln(stderr, "mailgate: the oauth2 configuration has problems:")
-		for _, p := range probs {
-			fmt.Fprintf(stderr, "  %v\n", p)
-		}
+		cmd.problems("the oauth2 configuration has problems ("+cmd.source+")", errors.Join(probs...))
 		return 2
 	}
-	token, err := tokenArg(fs.Args())
+	token, err := tokenArg(cmd.fs.Args())
 	if err != nil {
-		fmt.Fprintf(stderr, "mailgate: %v\n", err)
-		fs.Usage()
+		cmd.usageError("%v", err)
 		return 2
 	}
 	log, _ := newLogger(stderr, cfg.Log.Level, cfg.Log.Format)
 	v, policy, err := newValidator(cfg, log, nil)
 	if err != nil {
-		fmt.Fprintf(stderr, "mailgate: %v\n", err)
-		return 2
+		return cmd.fail(2, "%v", err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), tokenCommandTimeout)
 	defer cancel()

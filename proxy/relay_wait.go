@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"crypto/tls"
 	"errors"
 	"net"
 	"syscall"
@@ -27,4 +28,34 @@ func waitReadable(c net.Conn) (ok bool, err error) {
 		return !errors.Is(rerr, syscall.EAGAIN)
 	})
 	return true, err
+}
+
+// PeerSpoke reports, without reading or waiting, whether c's peer has sent
+// bytes nobody has read yet or has closed its side: a backend that ended
+// an idle session (Postfix's smtpd_timeout: a 421, then a close) while
+// mailgate was not asking. c is a TCP connection, or a TLS connection
+// mailgate made over one (its records count as bytes). False when it
+// cannot tell.
+func PeerSpoke(c net.Conn) bool {
+	if tc, ok := c.(*tls.Conn); ok {
+		c = tc.NetConn()
+	}
+	if bc, ok := c.(*batchConn); ok {
+		c = bc.Conn
+	}
+	tcp, ok := c.(*net.TCPConn)
+	if !ok {
+		return false
+	}
+	rc, err := tcp.SyscallConn()
+	if err != nil {
+		return false
+	}
+	spoke := false
+	rc.Control(func(fd uintptr) {
+		var b [1]byte
+		_, _, err := syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+		spoke = err == nil // a byte waits, or 0 bytes: the peer closed
+	})
+	return spoke
 }

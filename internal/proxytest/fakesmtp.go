@@ -6,13 +6,16 @@ import (
 	"crypto/sha256"
 	"crypto/tls"
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/pires/go-proxyproto"
 
@@ -60,6 +63,9 @@ type FakeSMTPOptions struct {
 	Paused bool
 	// ProxyProtocol requires a PROXY v1/v2 header on every connection.
 	ProxyProtocol bool
+	// IdleTimeout, if set, ends a connection idle that long after login
+	// with 421, as Postfix's smtpd_timeout does.
+	IdleTimeout time.Duration
 }
 
 // FakeSMTPDefaultExt are the EHLO keywords of FakeSMTPOptions.Ext nil.
@@ -221,7 +227,14 @@ func (fb *FakeSMTPBackend) serve(c net.Conn, isTLS bool) {
 	var chunks []byte // BDAT chunks of the open transaction
 	reset := func() { from, mailArgs, rcpts, chunks = "", "", nil, nil }
 	for {
+		if fb.opts.IdleTimeout > 0 && user != "" {
+			c.SetReadDeadline(time.Now().Add(fb.opts.IdleTimeout))
+		}
 		line, err := br.ReadString('\n')
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			w("421 4.4.2 fake.backend Error: timeout exceeded")
+			return
+		}
 		if err != nil {
 			return
 		}

@@ -159,6 +159,12 @@ func replyLine(line []byte) (code int, more, ok bool) {
 	return 0, false, false
 }
 
+// stale reports whether the backend spoke unasked or closed while the
+// session was idle: Postfix ends an idle session (smtpd_timeout) with a
+// 421 and a close, which must not become the reply to the client's next
+// MAIL; that MAIL gets a new backend session instead.
+func (b *backendSession) stale() bool { return b.br.Buffered() > 0 || proxy.PeerSpoke(b.raw) }
+
 // quit ends the session politely, within backendQuitTimeout.
 func (b *backendSession) quit() {
 	b.roundTrip([]byte("QUIT"), backendQuitTimeout)

@@ -91,6 +91,10 @@ func (s *session) mail(ctx context.Context, cmd command) error {
 		s.sc.reply(fmt.Sprintf(replySenderFmt, from))
 		return nil
 	}
+	if s.be != nil && s.be.stale() {
+		s.log.Info("backend ended the idle session; reconnecting")
+		s.dropBackend(false)
+	}
 	if s.be == nil {
 		if err := s.reconnect(ctx); err != nil {
 			return err

@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/mailgate/mailgate/internal/proxytest"
 )
@@ -78,5 +79,23 @@ func TestSecuritySMTPCommandsNotPassedOn(t *testing.T) {
 	}
 	if m := fb.Messages(); len(m) != 1 || strings.Contains(strings.ToUpper(m[0].MailArgs), "AUTH=") || m[0].MailArgs != "BODY=8BITMIME" {
 		t.Fatalf("MAIL parameters at the backend: %+v", m)
+	}
+}
+
+// TestSMTPBackendIdleTimeout: a backend that ended the idle session (a
+// 421 and a close, as Postfix's smtpd_timeout does) costs the client
+// nothing: its next MAIL goes to a new backend session.
+func TestSMTPBackendIdleTimeout(t *testing.T) {
+	tp, fb := newSMTPTest(t, proxytest.FakeSMTPOptions{IdleTimeout: 200 * time.Millisecond}, nil)
+	c := tp.dialSubmissions(t)
+	c.SMTPLogin()
+	conns := fb.ConnCount()
+	proxytest.WaitFor(t, "the backend to end the idle session", func() bool { return fb.OpenConns() == 0 })
+	c.SMTPCmd("MAIL FROM:<alice@example.test>", "250 ")
+	c.SMTPCmd("RCPT TO:<bob@example.test>", "250 ")
+	c.SMTPCmd("DATA", "354 ")
+	c.SMTPCmd("Subject: x\r\n\r\nx\r\n.", "250 2.0.0 Ok: queued as FAKE1")
+	if fb.ConnCount() != conns+1 {
+		t.Fatalf("backend connections %d, want one more than %d", fb.ConnCount(), conns)
 	}
 }

@@ -53,12 +53,23 @@ func walk(t reflect.Type, prefix string, index []int) []leaf {
 // ("imap.backend.address"); its environment variable is
 // MAILGATE_ + the key upper-cased with dots as underscores.
 func Keys() []string {
-	ls := leaves()
-	out := make([]string, len(ls))
-	for i, l := range ls {
-		out[i] = l.key
+	var out []string
+	for _, l := range leaves() {
+		if !notOffered[l.key] {
+			out = append(out, l.key)
+		}
 	}
 	return out
+}
+
+// notOffered are fields the shared Backend section has but only SMTP uses:
+// they are not keys (not in Keys, the reference table, suggestions or
+// check-config's output), and setting one is refused by Validate with "only
+// used for SMTP: remove it".
+var notOffered = map[string]bool{
+	"imap.backend.login":  true,
+	"pop3.backend.login":  true,
+	"sieve.backend.login": true,
 }
 
 func leafByKey(key string) (leaf, bool) {

@@ -42,7 +42,7 @@ func redactURL(s string) string {
 // YAML renders c in the file format of mailgate.example.yaml, every key
 // included, durations as "5m0s". It does not redact: print c.Redacted().YAML().
 func (c Config) YAML() ([]byte, error) {
-	n, err := yamlNode(reflect.ValueOf(c))
+	n, err := yamlNode(reflect.ValueOf(c), "")
 	if err != nil {
 		return nil, fmt.Errorf("config: yaml: %w", err)
 	}
@@ -58,8 +58,10 @@ func (c Config) YAML() ([]byte, error) {
 	return buf.Bytes(), nil
 }
 
-// yamlNode builds the YAML of v following mapstructure tags, in field order.
-func yamlNode(v reflect.Value) (*yaml.Node, error) {
+// yamlNode builds the YAML of v (at dotted path key, "" for the root)
+// following mapstructure tags, in field order; a field that is not offered
+// as a key (notOffered) is left out unless set.
+func yamlNode(v reflect.Value, key string) (*yaml.Node, error) {
 	switch {
 	case v.Type() == durationType:
 		return &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!str", Value: v.Interface().(fmt.Stringer).String()}, nil
@@ -71,7 +73,14 @@ func yamlNode(v reflect.Value) (*yaml.Node, error) {
 			if !f.IsExported() || tag == "" || tag == "-" {
 				continue
 			}
-			val, err := yamlNode(v.Field(i))
+			sub := tag
+			if key != "" {
+				sub = key + "." + tag
+			}
+			if notOffered[sub] && v.Field(i).IsZero() {
+				continue
+			}
+			val, err := yamlNode(v.Field(i), sub)
 			if err != nil {
 				return nil, err
 			}
@@ -86,7 +95,7 @@ func yamlNode(v reflect.Value) (*yaml.Node, error) {
 		}
 		slices.Sort(keys)
 		for _, k := range keys {
-			val, err := yamlNode(v.MapIndex(reflect.ValueOf(k)))
+			val, err := yamlNode(v.MapIndex(reflect.ValueOf(k)), key+"."+k)
 			if err != nil {
 				return nil, err
 			}
@@ -100,7 +109,7 @@ func yamlNode(v reflect.Value) (*yaml.Node, error) {
 	case v.Kind() == reflect.Slice:
 		s := &yaml.Node{Kind: yaml.SequenceNode}
 		for i := range v.Len() {
-			val, err := yamlNode(v.Index(i))
+			val, err := yamlNode(v.Index(i), key)
 			if err != nil {
 				return nil, err
 			}

@@ -28,7 +28,6 @@ var keyDocs = map[string]string{
 	"imap.backend.insecure_skip_verify":   "do not verify Dovecot's certificate (avoid)",
 	"imap.backend.server_name":            "name checked in Dovecot's certificate (default: the host of `address`)",
 	"imap.backend.client_ip":              "how Dovecot learns the client's address: `none`, `id` (IMAP ID, needs `login_trusted_networks`) or `proxy` (PROXY v2, needs `haproxy_trusted_networks`)",
-	"imap.backend.login":                  "unused for IMAP",
 	"smtp.listen_tls":                     "submissions listener (implicit TLS); empty disables",
 	"smtp.listen_starttls":                "submission listener requiring STARTTLS before AUTH; empty disables",
 	"smtp.hostname":                       "name in the SMTP greeting and EHLO reply",
@@ -40,7 +39,7 @@ var keyDocs = map[string]string{
 	"smtp.backend.ca_file":                "CA bundle for Postfix's certificate",
 	"smtp.backend.insecure_skip_verify":   "do not verify Postfix's certificate (avoid)",
 	"smtp.backend.server_name":            "name checked in Postfix's certificate (default: the host of `address`)",
-	"smtp.backend.client_ip":              "`none` or `xclient` (XCLIENT ADDR=, needs `smtpd_authorized_xclient_hosts`)",
+	"smtp.backend.client_ip":              "how Postfix learns the client's address: `none`, `xclient` (XCLIENT ADDR=, needs `smtpd_authorized_xclient_hosts`) or `proxy` (a PROXY v2 header, for a submission listener with `smtpd_upstream_proxy_protocol = haproxy`, which then takes only connections that send one)",
 	"smtp.backend.login":                  "`master` (AUTH PLAIN as the master user) or `xclient` (XCLIENT LOGIN=)",
 	"oauth2.mode":                         "`userinfo`, `introspection`, `jwt` or `auto`",
 	"oauth2.userinfo_url":                 "OIDC userinfo endpoint (DMS's `OAUTH2_INTROSPECTION_URL`)",
@@ -66,7 +65,6 @@ var keyDocs = map[string]string{
 	"pop3.backend.insecure_skip_verify":   "do not verify Dovecot's certificate (avoid)",
 	"pop3.backend.server_name":            "name checked in Dovecot's certificate (default: the host of `address`)",
 	"pop3.backend.client_ip":              "how Dovecot learns the client's address: `none`, `xclient` (needs `login_trusted_networks`) or `proxy` (PROXY v2, needs `haproxy_trusted_networks`)",
-	"pop3.backend.login":                  "unused for POP3",
 	"sieve.listen":                        "ManageSieve listener (RFC 5804, STARTTLS required before authentication); served only when `sieve.backend.address` is set (DMS: `ENABLE_MANAGESIEVE=1`); empty disables",
 	"sieve.backend.address":               "Dovecot's ManageSieve `host:port`; empty: no ManageSieve",
 	"sieve.backend.tls":                   "`none`, `starttls` or `implicit`",
@@ -74,7 +72,6 @@ var keyDocs = map[string]string{
 	"sieve.backend.insecure_skip_verify":  "do not verify Dovecot's certificate (avoid)",
 	"sieve.backend.server_name":           "name checked in Dovecot's certificate (default: the host of `address`)",
 	"sieve.backend.client_ip":             "how Dovecot learns the client's address: `none`, `xclient` (needs `login_trusted_networks`) or `proxy` (PROXY v2, needs `haproxy_trusted_networks`)",
-	"sieve.backend.login":                 "unused for ManageSieve",
 	"oauth2.ca_file":                      "CA bundle for the provider's certificate",
 	"oauth2.session_lifetime":             "`none`, `token` (an IMAP session gets `* BYE` when its token's `exp` passes, an SMTP session `421` at its next command) or `revalidate` (that, and the token is asked about again every `revalidate_every`); password logins are not affected",
 	"oauth2.revalidate_every":             "how often `revalidate` asks the provider again (bypassing the cache)",
@@ -112,6 +109,9 @@ func Reference() string {
 	var sb strings.Builder
 	sb.WriteString("| key | environment variable | default | meaning |\n|---|---|---|---|\n")
 	for _, l := range leaves() {
+		if notOffered[l.key] {
+			continue
+		}
 		fmt.Fprintf(&sb, "| `%s` | `%s` | %s | %s |\n", l.key, l.env(), defaultText(l.field(&def)), keyDocs[l.key])
 	}
 	return sb.String()

@@ -147,7 +147,9 @@ func suggestEnv(name string) string {
 	rest := strings.TrimPrefix(name, EnvPrefix)
 	var cands []string
 	for _, l := range leaves() {
-		cands = append(cands, strings.TrimPrefix(l.env(), EnvPrefix))
+		if !notOffered[l.key] {
+			cands = append(cands, strings.TrimPrefix(l.env(), EnvPrefix))
+		}
 	}
 	if s := closest(rest, cands); s != "" {
 		return EnvPrefix + s

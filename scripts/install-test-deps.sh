@@ -4,8 +4,9 @@
 #
 #   - Debian packages: dovecot-core dovecot-imapd dovecot-lmtpd dovecot-pop3d
 #     dovecot-managesieved dovecot-sieve postfix openssl jq curl python3 gcc
-#     libc6-dev ca-certificates, and php-cli + php-net-sieve (PHP Net_Sieve,
-#     Roundcube's ManageSieve client, for client-compatibility tests). Postfix
+#     libc6-dev ca-certificates, php-cli + php-net-sieve (PHP Net_Sieve,
+#     Roundcube's ManageSieve client, for client-compatibility tests), and
+#     gnuplot-nox (the benchmark report's charts, bench/internal/report). Postfix
 #     is preseeded to "No
 #     configuration" and a temporary policy-rc.d keeps the distro services from
 #     starting (the tests run their own instances on free loopback ports).
@@ -57,7 +58,7 @@ case " ${backends//,/ } ${MAILGATE_BACKEND:-} " in *" deb13 "*) want_deb13=1 ;; 
 
 # ---------------------------------------------------------------- packages
 pkgs=(dovecot-core dovecot-imapd dovecot-lmtpd dovecot-pop3d dovecot-managesieved dovecot-sieve
-      postfix openssl jq curl python3 gcc libc6-dev ca-certificates php-cli php-net-sieve)
+      postfix openssl jq curl python3 gcc libc6-dev ca-certificates php-cli php-net-sieve gnuplot-nox)
 [ "$want_deb13" = 0 ] || pkgs+=(mmdebstrap)
 need=()
 for p in "${pkgs[@]}"; do

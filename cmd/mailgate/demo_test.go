@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -68,15 +69,36 @@ func TestDemoPrintedCommandsWork(t *testing.T) {
 		t.Fatalf("no commands in the banner:\n%s", text)
 	}
 	script := text[start:end]
-	if n := strings.Count(script, "\ncurl "); n != 3 {
-		t.Fatalf("want 3 curl commands, got %d:\n%s", n, script)
+	if n := strings.Count(script, "\ncurl "); n != 4 {
+		t.Fatalf("want 4 curl commands (read, send, read, metrics), got %d:\n%s", n, script)
+	}
+	for _, want := range []string{" healthcheck --config ", " token --config "} {
+		if !strings.Contains(script, want) {
+			t.Fatalf("no %q command in the banner:\n%s", want, script)
+		}
+	}
+
+	// The operations listener answers.
+	m := regexp.MustCompile(`(?m)^  Operations  (\S+)`).FindStringSubmatch(text)
+	if m == nil {
+		t.Fatalf("no operations address in the banner:\n%s", text)
+	}
+	for path, want := range map[string]string{"/healthz": "ok\n", "/readyz": "ready\n"} {
+		if body := waitHTTP(t, "http://"+m[1]+path, http.StatusOK); body != want {
+			t.Errorf("%s = %q, want %q", path, body, want)
+		}
 	}
 	// Run them as a user would, in one shell, stopping at the first failure.
 	out, err := exec.CommandContext(ctx, "bash", "-e", "-c", script).CombinedOutput()
 	if err != nil {
 		t.Fatalf("printed commands failed: %v\n%s\nmailgate log:\n%s", err, out, stderr.String())
 	}
-	for _, want := range []string{"Subject: Welcome to the mailgate demo", "Subject: Hello through mailgate", "Authenticated sender: demo@example.test"} {
+	for _, want := range []string{"Subject: Welcome to the mailgate demo", "Subject: Hello through mailgate", "Authenticated sender: demo@example.test",
+		"\nsent: read it back", // the send command's confirmation
+		`mailgate_authentications_total{mechanism="OAUTHBEARER",proto="smtp",result="ok"} 1`,
+		"\nok\n",                                // mailgate healthcheck
+		"result    ACCEPTED: demo@example.test", // mailgate token
+	} {
 		if !bytes.Contains(out, []byte(want)) {
 			t.Errorf("output lacks %q:\n%s", want, out)
 		}

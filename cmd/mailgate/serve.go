@@ -43,9 +43,7 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 	}
 	log, level := newLogger(stderr, cfg.Log.Level, cfg.Log.Format)
 	log.Info("configuration loaded", "from", cmd.source)
-	for _, w := range cfg.Warnings() {
-		log.Warn("config", "warning", w)
-	}
+	logConfigWarnings(log, cfg)
 	a, err := newApp(cfg, log, openFilesLimit(log))
 	if a != nil {
 		a.level = level
@@ -69,6 +67,13 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 	}
 	log.Info("mailgate stopped")
 	return 0
+}
+
+// logConfigWarnings logs each of the configuration's warnings once.
+func logConfigWarnings(log *slog.Logger, cfg *config.Config) {
+	for _, w := range cfg.Warnings() {
+		log.Warn("config", "warning", w)
+	}
 }
 
 // openFilesLimit raises the open-files limit as far as allowed and returns

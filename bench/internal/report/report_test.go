@@ -5,6 +5,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/mailgate/mailgate/internal/testenv"
 )
 
 func TestTable(t *testing.T) {
@@ -44,6 +46,9 @@ func TestTable(t *testing.T) {
 func TestChart(t *testing.T) {
 	gp, err := exec.LookPath("gnuplot")
 	if err != nil {
+		if testenv.Integration() {
+			t.Fatal("gnuplot not installed (scripts/install-test-deps.sh installs gnuplot-nox)")
+		}
 		t.Skip("gnuplot not installed")
 	}
 	res := &Results{Title: "t", Base: "d", Columns: []Column{{"d", "direct"}, {"m", "mailgate"}}}

@@ -27,11 +27,6 @@ func BackendHandshake(ctx context.Context, conn net.Conn, b Backend) (*tls.Conn,
 	return backendHandshake(ctx, conn, b)
 }
 
-// BackendTLSConfig is the client TLS configuration BackendHandshake uses
-// for b (a copy), for a front whose client library runs the handshake
-// itself (go-smtp's StartTLS).
-func BackendTLSConfig(b Backend) *tls.Config { return backendTLSConfig(b) }
-
 // Truncate shortens a backend line for a log message or an error.
 func Truncate(b []byte) string {
 	const max = 200

@@ -83,3 +83,39 @@ func Unheard(err error) (unheard, failed bool) {
 	}
 	return true, result == ResultInvalid || result == ResultBlocked
 }
+
+// LoginReply is what a line-based front answers a failed login with: Line
+// (with CRLF; nil: nobody is listening, close) and what the failure counts
+// against the connection's limits.
+type LoginReply struct {
+	Line  []byte
+	Count int
+}
+
+// What a failed login counts against the connection's limits.
+const (
+	CountNone  = iota
+	CountError // a protocol error (Limits.MaxErrors)
+	CountAuth  // a failed authentication (Limits.MaxAuthFailures)
+)
+
+// BackendReply is the part of a front's reply mapping that is the same for
+// every protocol: a *Refusal's backend reply verbatim (a failed
+// authentication when it judged the credentials), and nothing when nobody
+// is listening (see Unheard). ok is false when the front maps err itself.
+func BackendReply(err error) (r LoginReply, ok bool) {
+	var ref *Refusal
+	if errors.As(err, &ref) && len(ref.Reply) > 0 {
+		if ref.Credentials {
+			return LoginReply{Line: ref.Reply, Count: CountAuth}, true
+		}
+		return LoginReply{Line: ref.Reply}, true
+	}
+	if unheard, failed := Unheard(err); unheard {
+		if failed {
+			return LoginReply{Count: CountAuth}, true
+		}
+		return LoginReply{}, true
+	}
+	return LoginReply{}, false
+}

@@ -91,17 +91,17 @@ func (pc *conn) step(chal []byte, wait time.Duration) ([]byte, error) {
 // loginFailed answers a failed login and applies the connection's limits.
 func (pc *conn) loginFailed(err error) error {
 	r := replyFor(err)
-	if r.line == nil { // nobody is listening
-		if r.count == countAuth {
+	if r.Line == nil { // nobody is listening
+		if r.Count == countAuth {
 			pc.authFailed()
 		}
 		return errClose
 	}
 	pc.nc.SetWriteDeadline(time.Now().Add(pc.c.Limits().WriteTimeout))
-	if _, werr := pc.nc.Write(r.line); werr != nil {
+	if _, werr := pc.nc.Write(r.Line); werr != nil {
 		return werr
 	}
-	switch r.count {
+	switch r.Count {
 	case countError:
 		return pc.protocolError()
 	case countAuth:

@@ -44,18 +44,13 @@ const (
 	replyCanceled    = "-ERR AUTH canceled.\r\n"
 )
 
-// What a failed login counts against the connection's limits.
-const (
-	countNone  = iota
-	countError // a protocol error (Limits.MaxErrors)
-	countAuth  // a failed authentication (Limits.MaxAuthFailures)
-)
-
 // reply is what the client hears after a failed login.
-type reply struct {
-	line  []byte // with CRLF; nil: nobody is listening, close
-	count int
-}
+type reply = proxy.LoginReply
+
+const (
+	countError = proxy.CountError
+	countAuth  = proxy.CountAuth
+)
 
 // replyFor is the one place where a login error (from Conn.Login,
 // Conn.LoginPassword or decoding an initial response) becomes a POP3
@@ -67,32 +62,22 @@ type reply struct {
 // A *proxy.Refusal carries the backend's own reply, passed on verbatim.
 func replyFor(err error) reply {
 	if errors.Is(err, proxy.ErrUnsupportedMechanism) {
-		return reply{line: []byte(replyUnsupported)}
+		return reply{Line: []byte(replyUnsupported)}
 	}
-	var ref *proxy.Refusal
-	if errors.As(err, &ref) && len(ref.Reply) > 0 {
-		if ref.Credentials {
-			return reply{line: ref.Reply, count: countAuth}
-		}
-		return reply{line: ref.Reply}
-	}
-	if unheard, failed := proxy.Unheard(err); unheard {
-		if failed {
-			return reply{count: countAuth}
-		}
-		return reply{}
+	if r, ok := proxy.BackendReply(err); ok {
+		return r
 	}
 	switch result, _ := proxy.Classify(err); result {
 	case proxy.ResultInvalid:
-		return reply{line: []byte(replyInvalid), count: countAuth}
+		return reply{Line: []byte(replyInvalid), Count: countAuth}
 	case proxy.ResultBlocked:
-		return reply{line: []byte(replyBlocked), count: countAuth}
+		return reply{Line: []byte(replyBlocked), Count: countAuth}
 	case proxy.ResultLimited:
-		return reply{line: []byte(replyLimited)}
+		return reply{Line: []byte(replyLimited)}
 	case proxy.ResultMalformed:
-		return reply{line: []byte(replyMalformed), count: countError}
+		return reply{Line: []byte(replyMalformed), Count: countError}
 	case proxy.ResultCanceled:
-		return reply{line: []byte(replyCanceled)}
+		return reply{Line: []byte(replyCanceled)}
 	}
-	return reply{line: []byte(replyTempFail)} // unavailable, or unexpected (logged loudly by the login)
+	return reply{Line: []byte(replyTempFail)} // unavailable, or unexpected (logged loudly by the login)
 }

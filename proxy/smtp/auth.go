@@ -96,14 +96,14 @@ func (sc *conn) step(chal []byte, wait time.Duration) ([]byte, error) {
 // loginFailed answers a failed login and applies the connection's limits.
 func (sc *conn) loginFailed(err error) error {
 	r := replyFor(err)
-	if r.line == nil { // nobody is listening
-		if r.count == countAuth {
+	if r.Line == nil { // nobody is listening
+		if r.Count == countAuth {
 			sc.authFailures++
 		}
 		return errClose
 	}
-	sc.replyBytes(r.line)
-	switch r.count {
+	sc.replyBytes(r.Line)
+	switch r.Count {
 	case countError:
 		return sc.protocolError()
 	case countAuth:

@@ -71,18 +71,13 @@ const (
 	replyBadAUTH         = "501 5.5.4 Syntax: AUTH mechanism [initial-response]\r\n"
 )
 
-// What a failed login counts against the connection's limits.
-const (
-	countNone  = iota
-	countError // a protocol error (Limits.MaxErrors)
-	countAuth  // a failed authentication (Limits.MaxAuthFailures)
-)
-
 // reply is what the client hears after a failed login.
-type reply struct {
-	line  []byte // with CRLF; nil: nobody is listening, close
-	count int
-}
+type reply = proxy.LoginReply
+
+const (
+	countError = proxy.CountError
+	countAuth  = proxy.CountAuth
+)
 
 // replyFor is the one place where a login error (from Conn.Login,
 // Conn.LoginPassword or decoding an initial response) becomes an SMTP
@@ -97,32 +92,22 @@ type reply struct {
 // refused), passed on verbatim.
 func replyFor(err error) reply {
 	if errors.Is(err, proxy.ErrUnsupportedMechanism) {
-		return reply{line: []byte(replyUnsupported), count: countError}
+		return reply{Line: []byte(replyUnsupported), Count: countError}
 	}
-	var ref *proxy.Refusal
-	if errors.As(err, &ref) && len(ref.Reply) > 0 {
-		if ref.Credentials {
-			return reply{line: ref.Reply, count: countAuth}
-		}
-		return reply{line: ref.Reply}
-	}
-	if unheard, failed := proxy.Unheard(err); unheard {
-		if failed {
-			return reply{count: countAuth}
-		}
-		return reply{}
+	if r, ok := proxy.BackendReply(err); ok {
+		return r
 	}
 	switch result, _ := proxy.Classify(err); result {
 	case proxy.ResultInvalid:
-		return reply{line: []byte(replyInvalid), count: countAuth}
+		return reply{Line: []byte(replyInvalid), Count: countAuth}
 	case proxy.ResultBlocked:
-		return reply{line: []byte(replyBlocked), count: countAuth}
+		return reply{Line: []byte(replyBlocked), Count: countAuth}
 	case proxy.ResultLimited:
-		return reply{line: []byte(replyTooManySessions)}
+		return reply{Line: []byte(replyTooManySessions)}
 	case proxy.ResultMalformed:
-		return reply{line: []byte(replyMalformed), count: countAuth}
+		return reply{Line: []byte(replyMalformed), Count: countAuth}
 	case proxy.ResultCanceled:
-		return reply{line: []byte(replyCanceled), count: countAuth}
+		return reply{Line: []byte(replyCanceled), Count: countAuth}
 	}
-	return reply{line: []byte(replyTempFail)} // unavailable, or unexpected (logged loudly by the login)
+	return reply{Line: []byte(replyTempFail)} // unavailable, or unexpected (logged loudly by the login)
 }

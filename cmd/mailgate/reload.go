@@ -90,6 +90,8 @@ func restartOnlyChanges(cur, next *config.Config) []string {
 		"master":         {cur.Master, next.Master},
 		"imap":           {cur.IMAP, next.IMAP},
 		"smtp":           {cur.SMTP, next.SMTP},
+		"pop3":           {cur.POP3, next.POP3},
+		"sieve":          {cur.Sieve, next.Sieve},
 		"auth":           {cur.Auth, next.Auth},
 		"limits":         {cur.Limits, next.Limits},
 		"http":           {cur.HTTP, next.HTTP},

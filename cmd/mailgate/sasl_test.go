@@ -112,3 +112,20 @@ func TestXOAUTH2StatusNeedsRestart(t *testing.T) {
 		t.Errorf("restartOnlyChanges = %q, want oauth2.xoauth2_error_status", got)
 	}
 }
+
+// TestRestartOnlyCoversEveryFront: a change to any front's section (POP3
+// and ManageSieve too) is reported as needing a restart on SIGHUP.
+func TestRestartOnlyCoversEveryFront(t *testing.T) {
+	for name, change := range map[string]func(*config.Config){
+		"imap":  func(c *config.Config) { c.IMAP.Backend.Address = "127.0.0.1:1" },
+		"smtp":  func(c *config.Config) { c.SMTP.Backend.Address = "127.0.0.1:1" },
+		"pop3":  func(c *config.Config) { c.POP3.Backend.Address = "127.0.0.1:1" },
+		"sieve": func(c *config.Config) { c.Sieve.Backend.Address = "127.0.0.1:1" },
+	} {
+		var cur, next config.Config
+		change(&next)
+		if got := restartOnlyChanges(&cur, &next); len(got) != 1 || got[0] != name {
+			t.Errorf("changing %s: restartOnlyChanges = %q", name, got)
+		}
+	}
+}

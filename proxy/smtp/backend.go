@@ -74,6 +74,7 @@ type backendSession struct {
 	br   *bufio.Reader
 	caps backendCaps
 	rep  []byte // the last reply, reused
+	cmd  []byte // the last command line, reused
 }
 
 func newBackendSession(c *smtp.Client, conn, raw net.Conn) *backendSession {
@@ -93,8 +94,8 @@ var errBadReply = errors.New("smtp: malformed reply from the backend")
 // send writes a command line (without CRLF) within timeout.
 func (b *backendSession) send(line []byte, timeout time.Duration) error {
 	b.raw.SetWriteDeadline(time.Now().Add(timeout))
-	buf := make([]byte, 0, len(line)+2)
-	_, err := b.conn.Write(append(append(buf, line...), '\r', '\n'))
+	b.cmd = append(append(b.cmd[:0], line...), '\r', '\n') // one write: one TLS record
+	_, err := b.conn.Write(b.cmd)
 	return err
 }
 

@@ -60,9 +60,8 @@ func FuzzDotFilter(f *testing.F) {
 		used, done := 0, false
 		step := int(split%16) + 1
 		for i := 0; i < len(in) && !done; i += step {
-			var u int
-			got, u, done = parts.scan(in[i:min(i+step, len(in))], got)
-			used = i + u
+			res, u, d := parts.scan(in[i:min(i+step, len(in))], nil)
+			got, used, done = append(got, res...), i+u, d
 		}
 		if !done {
 			used = len(in)

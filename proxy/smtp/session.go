@@ -36,8 +36,14 @@ type session struct {
 	started   time.Time
 }
 
-// dispatch runs one command of the session.
+// dispatch runs one command of the session. Outside a transaction, a
+// backend that ended the idle session first is dropped: its stale reply
+// must not answer this command (the next MAIL logs in again).
 func (s *session) dispatch(ctx context.Context, cmd command) error {
+	if !s.inTx && s.be != nil && s.be.stale() {
+		s.log.Info("backend ended the idle session; dropped")
+		s.dropBackend(false)
+	}
 	switch verb := strings.ToUpper(cmd.Verb); verb {
 	case "MAIL":
 		return s.mail(ctx, cmd)
@@ -90,10 +96,6 @@ func (s *session) mail(ctx context.Context, cmd command) error {
 		s.log.Info("sender refused", "from", from)
 		s.sc.reply(fmt.Sprintf(replySenderFmt, from))
 		return nil
-	}
-	if s.be != nil && s.be.stale() {
-		s.log.Info("backend ended the idle session; reconnecting")
-		s.dropBackend(false)
 	}
 	if s.be == nil {
 		if err := s.reconnect(ctx); err != nil {

@@ -10,7 +10,10 @@
 // another one and swaps it; nothing in here changes a Config after Load.
 package config
 
-import "time"
+import (
+	"slices"
+	"time"
+)
 
 // Config is the whole configuration. The YAML keys are the mapstructure tags;
 // every key can be overridden by MAILGATE_<SECTION>_<KEY> (see [Load]).
@@ -26,6 +29,9 @@ type Config struct {
 	Auth   Auth   `mapstructure:"auth"`
 	Limits Limits `mapstructure:"limits"`
 	HTTP   HTTP   `mapstructure:"http"`
+
+	Clients   []Client  `mapstructure:"clients"`
+	Discovery Discovery `mapstructure:"discovery"`
 
 	ProxyProtocol ProxyProtocol `mapstructure:"proxy_protocol"`
 
@@ -253,6 +259,104 @@ type HTTP struct {
 	Listen string `mapstructure:"listen"` // "" disables it
 }
 
+// Client is an OAuth client of the provider whose tokens mailgate accepts
+// (Roundcube, Thunderbird, a mobile app). Its ClientID is accepted as a
+// token's aud, azp or client_id, together with oauth2.audiences (see
+// [Config.Audiences]); a Public client is what the onboarding documents and
+// the Thunderbird add-on publish.
+type Client struct {
+	Name     string `mapstructure:"name"`      // label, e.g. "thunderbird"; unique
+	ClientID string `mapstructure:"client_id"` // the provider's client id; unique
+	// Public: a client with no secret that uses PKCE (desktop and mobile
+	// apps). Only public clients are published.
+	Public bool `mapstructure:"public"`
+	// Scopes are what the client asks for. Empty: DefaultClientScopes.
+	Scopes []string `mapstructure:"scopes"`
+}
+
+// DefaultClientScopes are what a published client asks for when its Scopes
+// are empty: an OIDC login with the address and a refresh token.
+var DefaultClientScopes = []string{"openid", "email", "offline_access"}
+
+// ScopesOrDefault returns Scopes, or DefaultClientScopes when empty.
+func (c Client) ScopesOrDefault() []string {
+	if len(c.Scopes) == 0 {
+		return DefaultClientScopes
+	}
+	return c.Scopes
+}
+
+// Discovery is the public onboarding listener: Thunderbird autoconfig,
+// Outlook Autodiscover, an Apple profile and the PACC document, for Domains.
+// It is meant for the internet, unlike http.listen.
+type Discovery struct {
+	Listen string `mapstructure:"listen"` // "" disables it
+	// TLS serves HTTPS with the tls.* certificates; false serves plain HTTP,
+	// for a reverse proxy that terminates TLS in front of it.
+	TLS bool `mapstructure:"tls"`
+	// Domains are the mail domains published. Empty: oauth2.allowed_domains.
+	Domains []string `mapstructure:"domains"`
+	// Hostname is the name clients connect to for mail. Empty: smtp.hostname,
+	// else the machine's host name.
+	Hostname string `mapstructure:"hostname"`
+	// DisplayName is the provider name clients show. Empty: the domain.
+	DisplayName string `mapstructure:"display_name"`
+	// Client names the clients entry published as the OAuth client. Empty:
+	// the public client named "thunderbird", else the only public client.
+	Client string `mapstructure:"client"`
+}
+
+// Audiences returns the accepted aud/azp/client_id values: oauth2.audiences
+// followed by every clients entry's client_id, without repeats.
+func (c *Config) Audiences() []string {
+	out := make([]string, 0, len(c.OAuth2.Audiences)+len(c.Clients))
+	for _, a := range c.OAuth2.Audiences {
+		if !slices.Contains(out, a) {
+			out = append(out, a)
+		}
+	}
+	for _, cl := range c.Clients {
+		if cl.ClientID != "" && !slices.Contains(out, cl.ClientID) {
+			out = append(out, cl.ClientID)
+		}
+	}
+	return out
+}
+
+// PublishedClient returns the clients entry named by discovery.client (see
+// [Discovery.Client]); false when there is none.
+func (c *Config) PublishedClient() (Client, bool) {
+	var public []Client
+	for _, cl := range c.Clients {
+		if c.Discovery.Client != "" && cl.Name == c.Discovery.Client {
+			return cl, true
+		}
+		if cl.Public {
+			public = append(public, cl)
+		}
+	}
+	if c.Discovery.Client != "" {
+		return Client{}, false
+	}
+	for _, cl := range public {
+		if cl.Name == "thunderbird" {
+			return cl, true
+		}
+	}
+	if len(public) == 1 {
+		return public[0], true
+	}
+	return Client{}, false
+}
+
+// DiscoveryDomains returns discovery.domains, else oauth2.allowed_domains.
+func (c *Config) DiscoveryDomains() []string {
+	if len(c.Discovery.Domains) > 0 {
+		return c.Discovery.Domains
+	}
+	return c.OAuth2.AllowedDomains
+}
+
 // Values of the enumerated keys.
 const (
 	ModeUserinfo      = "userinfo"
@@ -351,6 +455,8 @@ func Default() Config {
 			MaxAuthAttempts:        3,
 		},
 		HTTP:          HTTP{Listen: "127.0.0.1:9090"},
+		Clients:       []Client{},
+		Discovery:     Discovery{TLS: true, Domains: []string{}},
 		ProxyProtocol: ProxyProtocol{TrustedNetworks: []string{}},
 	}
 }

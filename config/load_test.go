@@ -136,6 +136,10 @@ func TestLoadEnv(t *testing.T) {
 			func(c *Config) bool { return c.OAuth2.Timeout == 7*time.Second }},
 		{"env-only duration", []string{"MAILGATE_LIMITS_IDLE_TIMEOUT=45m"},
 			func(c *Config) bool { return c.Limits.IdleTimeout == 45*time.Minute }},
+		{"clients as YAML", []string{"MAILGATE_CLIENTS=[{name: thunderbird, client_id: tb, public: true}]"},
+			func(c *Config) bool {
+				return reflect.DeepEqual(c.Clients, []Client{{Name: "thunderbird", ClientID: "tb", Public: true}})
+			}},
 		{"bool", []string{"MAILGATE_SMTP_ENFORCE_SENDER=false", "MAILGATE_AUTH_PASSWORD_PASSTHROUGH=1"},
 			func(c *Config) bool { return !c.SMTP.EnforceSender && c.Auth.PasswordPassthrough }},
 		{"ints", []string{"MAILGATE_LIMITS_MAX_CONNECTIONS=7", "MAILGATE_SMTP_MAX_MESSAGE_BYTES=1048576"},

@@ -99,6 +99,13 @@ var keyDocs = map[string]string{
 	"limits.max_prelogin_bytes":           "bytes a client can make mailgate hold before login: one command with its literals and SASL responses, plus IMAP `ID` fields (at least 4096 and `max_line_bytes`)",
 	"limits.max_auth_attempts":            "failed logins per connection before it is closed",
 	"http.listen":                         "operations endpoint (`/metrics`, `/healthz`, `/readyz`); empty disables",
+	"clients":                             "OAuth clients of the provider whose tokens are accepted: a list of `{name, client_id, public, scopes}`; each `client_id` is accepted as the token's `aud`, `azp` or `client_id` (with `oauth2.audiences`), and the public one named by `discovery.client` is published to mail apps (scopes default to `openid email offline_access`)",
+	"discovery.listen":                    "public onboarding listener (Thunderbird autoconfig, Outlook Autodiscover, Apple profile, PACC); unlike `http.listen` it is meant for the internet; empty disables",
+	"discovery.tls":                       "serve HTTPS with the `tls.*` certificates; `false`: plain HTTP for a reverse proxy that terminates TLS",
+	"discovery.domains":                   "mail domains published; empty: `oauth2.allowed_domains`",
+	"discovery.hostname":                  "host name mail apps connect to; empty: `smtp.hostname`, else the machine's host name",
+	"discovery.display_name":              "provider name mail apps show; empty: the domain",
+	"discovery.client":                    "name of the `clients` entry published as the OAuth client (public, PKCE); empty: the public client named `thunderbird`, else the only public one",
 	"proxy_protocol.trusted_networks":     "load balancers (CIDR) that must send a PROXY v1/v2 header; empty = PROXY protocol off",
 }
 

@@ -141,6 +141,8 @@ func (c *Config) ValidateWith(ch Checks) error {
 	}
 
 	c.validateOAuth2(&p)
+	c.validateClients(&p)
+	c.validateDiscovery(&p)
 	for _, proto := range c.Auth.PasswordPassthroughProtocols {
 		if proto != ProtoIMAP && proto != ProtoSMTP && proto != ProtoPOP3 && proto != ProtoSieve {
 			p.add("auth.password_passthrough_protocols", "want imap, smtp, pop3 and/or sieve, got %q", proto)
@@ -460,12 +462,13 @@ func (c *Config) Warnings() []string {
 			w = append(w, u.key+": plain http, tokens travel unencrypted")
 		}
 	}
-	if (c.OAuth2.Mode == ModeJWT || c.OAuth2.Mode == ModeAuto) && len(c.OAuth2.Audiences) == 0 {
-		w = append(w, "oauth2.audiences: empty, so a JWT issued to any client of the issuer is accepted")
+	if (c.OAuth2.Mode == ModeJWT || c.OAuth2.Mode == ModeAuto) && len(c.Audiences()) == 0 {
+		w = append(w, "oauth2.audiences: empty (and no clients), so a JWT issued to any client of the issuer is accepted")
 	}
 	if c.OAuth2.Mode == ModeUserinfo && len(c.OAuth2.Audiences) > 0 {
 		w = append(w, "oauth2.audiences: not checked in oauth2.mode userinfo (the userinfo answer names no audience); use jwt or introspection to restrict the clients")
 	}
+	w = append(w, c.onboardingWarnings()...)
 	if l := c.Limits; l.MaxLiteralBytes > l.MaxPreloginBytes && l.MaxPreloginBytes > 0 {
 		w = append(w, fmt.Sprintf("limits.max_literal_bytes: %d is more than limits.max_prelogin_bytes (%d), which caps literals too", l.MaxLiteralBytes, l.MaxPreloginBytes))
 	}

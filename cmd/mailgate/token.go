@@ -144,13 +144,13 @@ func newValidator(cfg *config.Config, log *slog.Logger, wrap func(auth.Validator
 	if o.IntrospectionURL != "" {
 		introspection = auth.IntrospectionValidator{
 			URL: o.IntrospectionURL, ClientID: o.ClientID, ClientSecret: o.ClientSecret,
-			AuthMethod: o.IntrospectionAuth, Audiences: o.Audiences,
+			AuthMethod: o.IntrospectionAuth, Audiences: cfg.Audiences(),
 			Client: client, Timeout: o.Timeout, Logger: authLog,
 		}
 	}
 	newJWT := func() (*auth.JWTValidator, error) {
 		return auth.NewJWTValidator(auth.JWTOptions{
-			Issuer: o.Issuer, Audiences: o.Audiences, Client: client, Timeout: o.Timeout, Logger: authLog,
+			Issuer: o.Issuer, Audiences: cfg.Audiences(), Client: client, Timeout: o.Timeout, Logger: authLog,
 		})
 	}
 	var v auth.Validator

@@ -1,0 +1,80 @@
+package config
+
+import (
+	"fmt"
+	"strings"
+)
+
+// validateClients checks the clients entries: each names a client id, and
+// names and ids are unique.
+func (c *Config) validateClients(p *problems) {
+	names, ids := map[string]bool{}, map[string]bool{}
+	for i, cl := range c.Clients {
+		key := fmt.Sprintf("clients[%d]", i)
+		switch {
+		case cl.Name == "":
+			p.add(key+".name", "required: a label such as thunderbird or roundcube")
+		case names[cl.Name]:
+			p.add(key+".name", "%q is used twice", cl.Name)
+		}
+		switch {
+		case cl.ClientID == "":
+			p.add(key+".client_id", "required: the client id registered at the provider")
+		case ids[cl.ClientID]:
+			p.add(key+".client_id", "%q is used twice", cl.ClientID)
+		}
+		for _, s := range cl.Scopes {
+			if s == "" || strings.ContainsAny(s, " \t\"\\") {
+				p.add(key+".scopes", "%q is not a scope token", s)
+			}
+		}
+		names[cl.Name], ids[cl.ClientID] = true, true
+	}
+}
+
+// validateDiscovery checks the discovery listener: what it publishes must be
+// known (domains, the published client).
+func (c *Config) validateDiscovery(p *problems) {
+	d := &c.Discovery
+	p.listen("discovery.listen", d.Listen)
+	for _, dom := range d.Domains {
+		if dom == "" || strings.ContainsAny(dom, "@/: ") {
+			p.add("discovery.domains", "%q: want a domain such as example.com", dom)
+		}
+	}
+	if strings.ContainsAny(d.Hostname, "/:@ ") {
+		p.add("discovery.hostname", "%q: want a host name such as mail.example.com", d.Hostname)
+	}
+	if d.Client != "" {
+		cl, ok := c.PublishedClient()
+		switch {
+		case !ok:
+			p.add("discovery.client", "%q names no clients entry", d.Client)
+		case !cl.Public:
+			p.add("discovery.client", "%q is not a public client: mail apps cannot keep a secret (set public: true, with PKCE at the provider)", d.Client)
+		}
+	}
+	if d.Listen == "" {
+		return
+	}
+	if len(c.DiscoveryDomains()) == 0 {
+		p.add("discovery.domains", "required with discovery.listen (or set oauth2.allowed_domains): the mail domains to publish")
+	}
+}
+
+// onboardingWarnings are remarks on what the onboarding documents will say.
+func (c *Config) onboardingWarnings() []string {
+	if c.Discovery.Listen == "" {
+		return nil
+	}
+	var w []string
+	if _, ok := c.PublishedClient(); !ok {
+		w = append(w, "discovery.client: no public OAuth client to publish (add one to clients with public: true, or name it here); the documents offer passwords only")
+	} else if c.OAuth2.Issuer == "" {
+		w = append(w, "oauth2.issuer: empty, so the documents cannot name the provider's endpoints and offer passwords only")
+	}
+	if !c.Discovery.TLS {
+		w = append(w, "discovery.tls: false serves plain HTTP; put a reverse proxy with TLS in front of it")
+	}
+	return w
+}

@@ -253,28 +253,17 @@ func (s *keySet) download(ctx context.Context, jwksURL string) ([]jose.JSONWebKe
 // Discovery 1.0 §4) and returns its jwks_uri. The document's issuer must be
 // exactly the configured one.
 func (s *keySet) discover(ctx context.Context) (string, error) {
-	u := DiscoveryURL(s.issuer)
-	body, err := s.get(ctx, u, "discovery")
+	m, err := FetchMetadata(ctx, s.client, s.issuer)
 	if err != nil {
-		return "", err
+		if errors.Is(err, errIssuerMismatch) {
+			s.log.Error("auth: OIDC discovery issuer mismatch: check oauth2.issuer", "err", err.Error())
+		}
+		return "", fmt.Errorf("jwt: %w", err)
 	}
-	var doc struct {
-		Issuer  string `json:"issuer"`
-		JWKSURI string `json:"jwks_uri"`
+	if m.JWKSURI == "" {
+		return "", fmt.Errorf("%w: jwt: discovery at %s has no jwks_uri", ErrUnavailable, DiscoveryURL(s.issuer))
 	}
-	if err := json.Unmarshal(body, &doc); err != nil {
-		return "", fmt.Errorf("%w: jwt: discovery document at %s is not valid JSON: %w", ErrUnavailable, u, err)
-	}
-	if doc.Issuer != s.issuer {
-		err := fmt.Errorf("%w: jwt: discovery at %s names issuer %q, but oauth2.issuer is %q (they must match exactly, trailing slash included)",
-			ErrUnavailable, u, doc.Issuer, s.issuer)
-		s.log.Error("auth: OIDC discovery issuer mismatch: check oauth2.issuer", "err", err.Error())
-		return "", err
-	}
-	if doc.JWKSURI == "" {
-		return "", fmt.Errorf("%w: jwt: discovery at %s has no jwks_uri", ErrUnavailable, u)
-	}
-	return doc.JWKSURI, nil
+	return m.JWKSURI, nil
 }
 
 // DiscoveryURL returns the OpenID configuration URL of issuer:

@@ -272,6 +272,18 @@ type Client struct {
 	Public bool `mapstructure:"public"`
 	// Scopes are what the client asks for. Empty: DefaultClientScopes.
 	Scopes []string `mapstructure:"scopes"`
+	// Issuer is the issuer this client logs in at, when it is not
+	// oauth2.issuer (Authentik: every application has its own). Empty:
+	// oauth2.issuer.
+	Issuer string `mapstructure:"issuer"`
+}
+
+// IssuerOr returns the client's Issuer, or def when it has none.
+func (c Client) IssuerOr(def string) string {
+	if c.Issuer != "" {
+		return c.Issuer
+	}
+	return def
 }
 
 // DefaultClientScopes are what a published client asks for when its Scopes

@@ -99,7 +99,7 @@ var keyDocs = map[string]string{
 	"limits.max_prelogin_bytes":           "bytes a client can make mailgate hold before login: one command with its literals and SASL responses, plus IMAP `ID` fields (at least 4096 and `max_line_bytes`)",
 	"limits.max_auth_attempts":            "failed logins per connection before it is closed",
 	"http.listen":                         "operations endpoint (`/metrics`, `/healthz`, `/readyz`); empty disables",
-	"clients":                             "OAuth clients of the provider whose tokens are accepted: a list of `{name, client_id, public, scopes}`; each `client_id` is accepted as the token's `aud`, `azp` or `client_id` (with `oauth2.audiences`), and the public one named by `discovery.client` is published to mail apps (scopes default to `openid email offline_access`)",
+	"clients":                             "OAuth clients of the provider whose tokens are accepted: a list of `{name, client_id, public, scopes, issuer}`; each `client_id` is accepted as the token's `aud`, `azp` or `client_id` (with `oauth2.audiences`), and the public one named by `discovery.client` is published to mail apps (`scopes` default to `openid email offline_access`; `issuer` defaults to `oauth2.issuer`: set it where the provider gives each application its own, as Authentik does)",
 	"discovery.listen":                    "public onboarding listener (Thunderbird autoconfig, Outlook Autodiscover, Apple profile, PACC); unlike `http.listen` it is meant for the internet; empty disables",
 	"discovery.tls":                       "serve HTTPS with the `tls.*` certificates; `false`: plain HTTP for a reverse proxy that terminates TLS",
 	"discovery.domains":                   "mail domains published; empty: `oauth2.allowed_domains`",

@@ -28,6 +28,7 @@ func (c *Config) validateClients(p *problems) {
 				p.add(key+".scopes", "%q is not a scope token", s)
 			}
 		}
+		p.url(key+".issuer", cl.Issuer)
 		names[cl.Name], ids[cl.ClientID] = true, true
 	}
 }
@@ -70,8 +71,8 @@ func (c *Config) onboardingWarnings() []string {
 	var w []string
 	if _, ok := c.PublishedClient(); !ok {
 		w = append(w, "discovery.client: no public OAuth client to publish (add one to clients with public: true, or name it here); the documents offer passwords only")
-	} else if c.OAuth2.Issuer == "" {
-		w = append(w, "oauth2.issuer: empty, so the documents cannot name the provider's endpoints and offer passwords only")
+	} else if cl, _ := c.PublishedClient(); cl.IssuerOr(c.OAuth2.Issuer) == "" {
+		w = append(w, "oauth2.issuer: empty (and no clients issuer), so the documents cannot name the provider's endpoints and offer passwords only")
 	}
 	if !c.Discovery.TLS {
 		w = append(w, "discovery.tls: false serves plain HTTP; put a reverse proxy with TLS in front of it")

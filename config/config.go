@@ -32,6 +32,7 @@ type Config struct {
 
 	Clients   []Client  `mapstructure:"clients"`
 	Discovery Discovery `mapstructure:"discovery"`
+	Cluster   Cluster   `mapstructure:"cluster"`
 
 	ProxyProtocol ProxyProtocol `mapstructure:"proxy_protocol"`
 
@@ -254,9 +255,15 @@ type ProxyProtocol struct {
 	TrustedNetworks []string `mapstructure:"trusted_networks"`
 }
 
-// HTTP is the operations endpoint (/metrics /healthz /readyz).
+// HTTP is the operations endpoint (/metrics /healthz /readyz
+// /dependencies).
 type HTTP struct {
 	Listen string `mapstructure:"listen"` // "" disables it
+	// ReadyzDependencies puts the backends' and the provider's reachability
+	// into /readyz's verdict. Off, they are only in /dependencies, its
+	// metrics and a line of /readyz's body: a load balancer would take every
+	// replica out at once for them.
+	ReadyzDependencies bool `mapstructure:"readyz_dependencies"`
 }
 
 // Client is an OAuth client of the provider whose tokens mailgate accepts
@@ -316,6 +323,36 @@ type Discovery struct {
 	// Client names the clients entry published as the OAuth client. Empty:
 	// the public client named "thunderbird", else the only public client.
 	Client string `mapstructure:"client"`
+}
+
+// Cluster is what several replicas behind a load balancer share and how
+// one leaves the balancer.
+type Cluster struct {
+	Redis Redis `mapstructure:"redis"`
+	// DrainDelay is how long /readyz answers 503 after SIGTERM before the
+	// listeners close, so that the balancer's health check takes the replica
+	// out first. 0: they close at once.
+	DrainDelay time.Duration `mapstructure:"drain_delay"`
+}
+
+// Redis is the optional shared state (failure throttle, token cache) of the
+// replicas. An empty Address: every replica keeps its own.
+type Redis struct {
+	Address      string `mapstructure:"address"` // host:port of Redis or Valkey
+	Username     string `mapstructure:"username"`
+	Password     string `mapstructure:"password"` // after Load: contents of PasswordFile when set
+	PasswordFile string `mapstructure:"password_file"`
+	TLS          bool   `mapstructure:"tls"`
+	CAFile       string `mapstructure:"ca_file"`     // "" = the system roots
+	ServerName   string `mapstructure:"server_name"` // "" = the host of Address
+	KeyPrefix    string `mapstructure:"key_prefix"`
+	// Timeout bounds one Redis operation; a login never waits longer on
+	// Redis, and falls back to the replica's own state.
+	Timeout time.Duration `mapstructure:"timeout"`
+	// WhenDown is what the throttle does while Redis is unreachable:
+	// RedisLocal (each replica throttles on its own) or RedisRefuse (logins
+	// get a temporary failure).
+	WhenDown string `mapstructure:"when_down"`
 }
 
 // Audiences returns the accepted aud/azp/client_id values: oauth2.audiences
@@ -402,6 +439,9 @@ const (
 
 	XOAUTH2Status400 = "400"
 	XOAUTH2Status401 = "401"
+
+	RedisLocal  = "local"
+	RedisRefuse = "refuse"
 )
 
 // Default returns the defaults of mailgate.example.yaml. Backend addresses,
@@ -466,9 +506,13 @@ func Default() Config {
 			MaxPreloginBytes:       64 << 10,
 			MaxAuthAttempts:        3,
 		},
-		HTTP:          HTTP{Listen: "127.0.0.1:9090"},
-		Clients:       []Client{},
-		Discovery:     Discovery{TLS: true, Domains: []string{}},
+		HTTP:      HTTP{Listen: "127.0.0.1:9090"},
+		Clients:   []Client{},
+		Discovery: Discovery{TLS: true, Domains: []string{}},
+		Cluster: Cluster{
+			Redis:      Redis{KeyPrefix: "mailgate:", Timeout: 250 * time.Millisecond, WhenDown: RedisLocal},
+			DrainDelay: 5 * time.Second,
+		},
 		ProxyProtocol: ProxyProtocol{TrustedNetworks: []string{}},
 	}
 }

@@ -370,6 +370,7 @@ func resolveSecrets(c *Config) []error {
 	}{
 		{"master.password", "master.password_file", &c.Master.Password, c.Master.PasswordFile},
 		{"oauth2.client_secret", "oauth2.client_secret_file", &c.OAuth2.ClientSecret, c.OAuth2.ClientSecretFile},
+		{"cluster.redis.password", "cluster.redis.password_file", &c.Cluster.Redis.Password, c.Cluster.Redis.PasswordFile},
 	} {
 		if s.file == "" {
 			continue

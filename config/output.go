@@ -12,8 +12,8 @@ import (
 
 const redacted = "REDACTED"
 
-// Redacted returns a copy of c fit for printing: master.password and
-// oauth2.client_secret are "REDACTED" when set, and so is the password of a
+// Redacted returns a copy of c fit for printing: master.password,
+// oauth2.client_secret and cluster.redis.password are "REDACTED" when set, and so is the password of a
 // URL with credentials. Lists and maps are shared with c, not copied.
 func (c Config) Redacted() Config {
 	if c.Master.Password != "" {
@@ -21,6 +21,9 @@ func (c Config) Redacted() Config {
 	}
 	if c.OAuth2.ClientSecret != "" {
 		c.OAuth2.ClientSecret = redacted
+	}
+	if c.Cluster.Redis.Password != "" {
+		c.Cluster.Redis.Password = redacted
 	}
 	c.OAuth2.UserinfoURL = redactURL(c.OAuth2.UserinfoURL)
 	c.OAuth2.IntrospectionURL = redactURL(c.OAuth2.IntrospectionURL)

@@ -143,6 +143,7 @@ func (c *Config) ValidateWith(ch Checks) error {
 	c.validateOAuth2(&p)
 	c.validateClients(&p)
 	c.validateDiscovery(&p)
+	c.validateCluster(&p)
 	for _, proto := range c.Auth.PasswordPassthroughProtocols {
 		if proto != ProtoIMAP && proto != ProtoSMTP && proto != ProtoPOP3 && proto != ProtoSieve {
 			p.add("auth.password_passthrough_protocols", "want imap, smtp, pop3 and/or sieve, got %q", proto)

@@ -2,6 +2,7 @@ package config
 
 import (
 	"fmt"
+	"net"
 	"strings"
 )
 
@@ -78,4 +79,24 @@ func (c *Config) onboardingWarnings() []string {
 		w = append(w, "discovery.tls: false serves plain HTTP; put a reverse proxy with TLS in front of it")
 	}
 	return w
+}
+
+// validateCluster checks the shared state and the drain delay.
+func (c *Config) validateCluster(p *problems) {
+	r := &c.Cluster.Redis
+	if c.Cluster.DrainDelay < 0 {
+		p.add("cluster.drain_delay", "must be >= 0 (0 = the listeners close at once on SIGTERM)")
+	}
+	if r.Address == "" {
+		return
+	}
+	if _, port, err := net.SplitHostPort(r.Address); err != nil || !validPort(port, 1) {
+		p.add("cluster.redis.address", "%q: want host:port, e.g. redis:6379", r.Address)
+	}
+	p.positive("cluster.redis.timeout", r.Timeout)
+	p.oneOf("cluster.redis.when_down", r.WhenDown, RedisLocal, RedisRefuse)
+	p.file("cluster.redis.ca_file", r.CAFile)
+	if (r.CAFile != "" || r.ServerName != "") && !r.TLS {
+		p.add("cluster.redis.tls", "cluster.redis.ca_file or server_name is set but tls is false")
+	}
 }

@@ -4,6 +4,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestValidateClientsAndDiscovery(t *testing.T) {
@@ -111,5 +112,37 @@ func TestOnboardingWarnings(t *testing.T) {
 	c.Clients = []Client{{Name: "thunderbird", ClientID: "tb", Public: true}}
 	if w := strings.Join(c.Warnings(), "\n"); !strings.Contains(w, "oauth2.issuer: empty") {
 		t.Errorf("warnings lack the issuer remark:\n%s", w)
+	}
+}
+
+func TestValidateCluster(t *testing.T) {
+	for _, tt := range []struct {
+		name   string
+		mutate func(c *Config)
+		want   []string
+	}{
+		{"redis", func(c *Config) { c.Cluster.Redis.Address = "127.0.0.1:6379" }, nil},
+		{"redis tls", func(c *Config) {
+			c.Cluster.Redis.Address, c.Cluster.Redis.TLS, c.Cluster.Redis.ServerName = "redis:6380", true, "redis.internal"
+		}, nil},
+		{"everything wrong", func(c *Config) {
+			c.Cluster.DrainDelay = -time.Second
+			c.Cluster.Redis = Redis{Address: "redis", ServerName: "x", WhenDown: "open"}
+		}, []string{"cluster.drain_delay:", "cluster.redis.address: \"redis\"", "cluster.redis.timeout:", "cluster.redis.when_down:", "cluster.redis.tls:"}},
+		{"not checked without an address", func(c *Config) { c.Cluster.Redis.WhenDown = "open" }, nil},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			c := validConfig(t)
+			tt.mutate(&c)
+			err := c.Validate()
+			if (err == nil) != (len(tt.want) == 0) {
+				t.Fatalf("Validate = %v, want problems %q", err, tt.want)
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("problems lack %q:\n%v", w, err)
+				}
+			}
+		})
 	}
 }

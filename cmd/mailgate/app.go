@@ -36,9 +36,10 @@ type app struct {
 	auth     *swapAuthenticator // replaced on reload
 	throttle *auth.Throttle     // failed-login throttle, kept across reloads
 	checks   atomic.Pointer[tokenCheck]
-	level    *slog.LevelVar // the logger's level, set on reload (nil in tests)
-	ops      *opsServer     // nil when http.listen is empty
-	serving  atomic.Bool    // the client listeners are up
+	level    *slog.LevelVar   // the logger's level, set on reload (nil in tests)
+	ops      *opsServer       // nil when http.listen is empty
+	disco    *discoveryServer // nil when discovery.listen is empty
+	serving  atomic.Bool      // the client listeners are up
 
 	listeners []appListener
 }
@@ -127,6 +128,16 @@ func newApp(cfg *config.Config, log *slog.Logger, openFiles uint64) (*app, error
 			return nil, err
 		}
 		a.ops.problems = a.backendProblems
+		a.ops.withDependencies = cfg.HTTP.ReadyzDependencies
+	}
+	if cfg.Discovery.Listen != "" {
+		if a.disco, err = newDiscoveryServer(cfg, store.TLSConfig(minTLS, "http/1.1"), a.addr, log.With("component", "discovery")); err != nil {
+			a.closeListeners()
+			if a.ops != nil {
+				a.ops.ln.Close()
+			}
+			return nil, err
+		}
 	}
 	return a, nil
 }
@@ -200,6 +211,11 @@ func (a *app) run(ctx context.Context, drain time.Duration) error {
 		}()
 		defer a.ops.shutdown()
 	}
+	if a.disco != nil {
+		dctx, cancel := context.WithCancel(context.Background())
+		defer cancel() // after the sessions drained: documents stay served meanwhile
+		go a.disco.run(dctx)
+	}
 	a.serving.Store(true)
 	defer a.serving.Store(false)
 	var wg sync.WaitGroup
@@ -218,6 +234,7 @@ func (a *app) run(ctx context.Context, drain time.Duration) error {
 	var runErr error
 	select {
 	case <-ctx.Done():
+		a.leaveBalancer()
 	case runErr = <-errc:
 		a.log.Error("listener failed", "err", runErr)
 	}
@@ -227,6 +244,19 @@ func (a *app) run(ctx context.Context, drain time.Duration) error {
 	a.srv.Shutdown(sctx)
 	wg.Wait()
 	return runErr
+}
+
+// leaveBalancer turns /readyz to 503 and keeps the listeners open for
+// cluster.drain_delay, so that a load balancer's health check takes this
+// replica out before it stops accepting connections. Without an operations
+// endpoint nobody can see it: then it does not wait.
+func (a *app) leaveBalancer() {
+	if a.ops == nil || a.cfg.Cluster.DrainDelay <= 0 {
+		return
+	}
+	a.ops.drain()
+	a.log.Info("draining: /readyz answers 503; listeners close after the drain delay", "drain_delay", a.cfg.Cluster.DrainDelay)
+	time.Sleep(a.cfg.Cluster.DrainDelay)
 }
 
 // tokenCheck is the token validation of one configuration: the cache over

@@ -43,6 +43,7 @@ func realBackends(t *testing.T, dc *testenv.Dovecot, pf *testenv.Postfix) (*conf
 	}
 	name := dc.TLSConfig().ServerName
 	cfg := config.Default()
+	cfg.Cluster.DrainDelay = 0 // no load balancer to drain
 	cfg.TLS.CertFile, cfg.TLS.KeyFile = certFile, keyFile
 	cfg.Master = config.Master{User: dc.MasterUser, Password: dc.MasterPassword}
 	cfg.IMAP.ListenTLS, cfg.IMAP.ListenStartTLS = "127.0.0.1:0", ""
@@ -62,7 +63,7 @@ func realBackends(t *testing.T, dc *testenv.Dovecot, pf *testenv.Postfix) (*conf
 
 // TestIntegrationBackendCheck: a backend configuration that refuses
 // mailgate's login path is reported at start-up, before any user logs in
-// (an ERROR log line with the fix, /readyz 503 naming it), and by
+// (an ERROR log line with the fix, /dependencies 503 naming it), and by
 // check-config (exit 1 with the fix); check-config --login-as proves the
 // master login on a good configuration.
 func TestIntegrationBackendCheck(t *testing.T) {
@@ -72,9 +73,9 @@ func TestIntegrationBackendCheck(t *testing.T) {
 	var logs bytes.Buffer
 	var mu sync.Mutex
 	a := runApp(t, cfg, slog.New(slog.NewTextHandler(lockedWriter{&mu, &logs}, nil)))
-	body := waitHTTP(t, "http://"+a.ops.ln.Addr().String()+"/readyz", http.StatusServiceUnavailable)
+	body := waitHTTP(t, "http://"+a.ops.ln.Addr().String()+"/dependencies", http.StatusServiceUnavailable)
 	if !strings.Contains(body, "smtp backend does not offer XCLIENT") || !strings.Contains(body, "smtpd_authorized_xclient_hosts") {
-		t.Fatalf("/readyz = %q; want the XCLIENT problem and its fix", body)
+		t.Fatalf("/dependencies = %q; want the XCLIENT problem and its fix", body)
 	}
 	mu.Lock()
 	logged := logs.String()
@@ -116,7 +117,7 @@ func checkConfig(t *testing.T, cfg *config.Config, args ...string) (int, string)
 }
 
 // TestIntegrationBackendCheckMasterCredentials: with master.check_mailbox,
-// wrong master credentials are reported at start-up (/readyz 503 naming the
+// wrong master credentials are reported at start-up (/dependencies 503 naming the
 // fix) before any user logs in. A Dovecot of its own: the refused logins
 // count against 127.0.0.1 in its auth penalty.
 func TestIntegrationBackendCheckMasterCredentials(t *testing.T) {
@@ -126,9 +127,9 @@ func TestIntegrationBackendCheckMasterCredentials(t *testing.T) {
 	cfg.Master.Password = "not-the-master-password"
 	cfg.Master.CheckMailbox = "alice@example.test"
 	a := runApp(t, cfg, slog.New(slog.DiscardHandler))
-	body := waitHTTP(t, "http://"+a.ops.ln.Addr().String()+"/readyz", http.StatusServiceUnavailable)
+	body := waitHTTP(t, "http://"+a.ops.ln.Addr().String()+"/dependencies", http.StatusServiceUnavailable)
 	if !strings.Contains(body, "refuses the master user's credentials") || strings.Contains(body, cfg.Master.Password) {
-		t.Fatalf("/readyz = %q; want the master credentials problem, without the password", body)
+		t.Fatalf("/dependencies = %q; want the master credentials problem, without the password", body)
 	}
 }
 

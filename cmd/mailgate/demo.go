@@ -65,6 +65,7 @@ func runDemo(args []string, stdout, stderr io.Writer) int {
 	}
 	hp := func(port int) string { return net.JoinHostPort(*host, strconv.Itoa(port)) }
 	cfg := config.Default()
+	cfg.Cluster.DrainDelay = 0 // one process, no load balancer
 	cfg.Log.Level = *logLevel
 	cfg.TLS.CertFile, cfg.TLS.KeyFile = certFile, keyFile
 	cfg.Master = config.Master{User: d.MasterUser, Password: d.MasterPassword}

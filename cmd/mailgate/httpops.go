@@ -17,8 +17,14 @@ import (
 )
 
 // The operations endpoint (http.listen): /metrics (Prometheus), /healthz
-// (the process is up) and /readyz (the listeners serve and the provider and
-// backends are reachable).
+// (the process is up), /readyz (the load balancer's verdict: the listeners
+// serve and the replica is not draining) and /dependencies (the backends and
+// the provider are reachable and no backend refuses mailgate's login).
+//
+// A dependency's failure is not in /readyz's verdict unless
+// http.readyz_dependencies is on: every replica shares the same backends and
+// provider, so a balancer would take all of them out at once, and clients
+// would get closed connections instead of a temporary failure.
 
 const (
 	readyCheckTimeout = 2 * time.Second
@@ -26,11 +32,17 @@ const (
 )
 
 type opsServer struct {
-	srv     *http.Server
-	ln      net.Listener
-	serving *atomic.Bool // the client listeners are up
-	targets []readyTarget
-	log     *slog.Logger
+	srv      *http.Server
+	ln       net.Listener
+	serving  *atomic.Bool // the client listeners are up
+	draining atomic.Bool  // SIGTERM received: /readyz says 503
+	targets  []readyTarget
+	log      *slog.Logger
+	metrics  *metrics
+
+	// withDependencies puts /dependencies into /readyz's verdict
+	// (http.readyz_dependencies).
+	withDependencies bool
 
 	// problems, if set, reports a configuration problem seen by the proxy
 	// (a backend refusing the master login); it is not cached.
@@ -41,7 +53,7 @@ type opsServer struct {
 	lastErr error
 }
 
-// readyTarget is something that must be reachable for /readyz.
+// readyTarget is something that must be reachable for /dependencies.
 type readyTarget struct{ name, addr string }
 
 func newOpsServer(addr string, m *metrics, targets []readyTarget, serving *atomic.Bool, log *slog.Logger) (*opsServer, error) {
@@ -49,11 +61,12 @@ func newOpsServer(addr string, m *metrics, targets []readyTarget, serving *atomi
 	if err != nil {
 		return nil, fmt.Errorf("http.listen: %w", err)
 	}
-	o := &opsServer{ln: ln, serving: serving, targets: targets, log: log}
+	o := &opsServer{ln: ln, serving: serving, targets: targets, log: log, metrics: m}
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok\n") })
 	mux.HandleFunc("GET /readyz", o.readyz)
+	mux.HandleFunc("GET /dependencies", o.dependenciesz)
 	o.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second,
 		WriteTimeout: 30 * time.Second, IdleTimeout: time.Minute}
 	return o, nil
@@ -73,20 +86,44 @@ func (o *opsServer) shutdown() {
 	o.srv.Shutdown(ctx)
 }
 
+// drain makes /readyz answer 503 from now on.
+func (o *opsServer) drain() {
+	o.draining.Store(true)
+	o.metrics.draining.Set(1)
+}
+
 func (o *opsServer) readyz(w http.ResponseWriter, r *http.Request) {
-	if err := o.ready(r.Context()); err != nil {
-		http.Error(w, "not ready: "+err.Error(), http.StatusServiceUnavailable)
+	switch {
+	case !o.serving.Load():
+		http.Error(w, "not ready: listeners not up", http.StatusServiceUnavailable)
+		return
+	case o.draining.Load():
+		http.Error(w, "not ready: draining (shutting down)", http.StatusServiceUnavailable)
+		return
+	}
+	deps := o.dependencies(r.Context())
+	if deps != nil && o.withDependencies {
+		http.Error(w, "not ready: "+deps.Error(), http.StatusServiceUnavailable)
 		return
 	}
 	io.WriteString(w, "ready\n")
+	if deps != nil {
+		io.WriteString(w, "dependencies (not in this verdict; see /dependencies): "+deps.Error()+"\n")
+	}
 }
 
-// ready reports whether mailgate can serve logins now; results are cached
-// for a few seconds so that probes cannot hammer the backends.
-func (o *opsServer) ready(ctx context.Context) error {
-	if !o.serving.Load() {
-		return errors.New("listeners not up")
+func (o *opsServer) dependenciesz(w http.ResponseWriter, r *http.Request) {
+	if err := o.dependencies(r.Context()); err != nil {
+		http.Error(w, err.Error(), http.StatusServiceUnavailable)
+		return
 	}
+	io.WriteString(w, "ok\n")
+}
+
+// dependencies reports a backend problem, or the targets that cannot be
+// reached; reachability is cached for a few seconds so that probes cannot
+// hammer the backends.
+func (o *opsServer) dependencies(ctx context.Context) error {
 	if o.problems != nil {
 		if err := o.problems(); err != nil {
 			return err
@@ -97,30 +134,34 @@ func (o *opsServer) ready(ctx context.Context) error {
 	if time.Since(o.checked) < readyCacheFor {
 		return o.lastErr
 	}
-	var errs []error
+	o.checked, o.lastErr = time.Now(), o.dialTargets(ctx)
+	if o.lastErr != nil {
+		o.log.Warn("dependency unreachable", "err", o.lastErr)
+	}
+	return o.lastErr
+}
+
+// dialTargets connects to every target at once and sets mailgate_dependency_up.
+func (o *opsServer) dialTargets(ctx context.Context) error {
+	errs := make([]error, len(o.targets))
 	var wg sync.WaitGroup
-	var emu sync.Mutex
-	for _, t := range o.targets {
+	for i, t := range o.targets {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			d := net.Dialer{Timeout: readyCheckTimeout}
 			c, err := d.DialContext(ctx, "tcp", t.addr)
 			if err != nil {
-				emu.Lock()
-				errs = append(errs, fmt.Errorf("%s unreachable", t.name))
-				emu.Unlock()
+				errs[i] = fmt.Errorf("%s unreachable", t.name)
+				o.metrics.dependencyUp.WithLabelValues(t.name).Set(0)
 				return
 			}
 			c.Close()
+			o.metrics.dependencyUp.WithLabelValues(t.name).Set(1)
 		}()
 	}
 	wg.Wait()
-	o.checked, o.lastErr = time.Now(), errors.Join(errs...)
-	if o.lastErr != nil {
-		o.log.Warn("not ready", "err", o.lastErr)
-	}
-	return o.lastErr
+	return errors.Join(errs...)
 }
 
 // urlHostPort returns host:port of a URL, with the scheme's default port.

@@ -93,6 +93,10 @@ Commands:
                  result: the mailbox it maps to, the claims used, or exactly
                  why it is refused (expired, wrong audience, unverified email...)
   healthcheck    ask a running mailgate's /healthz (for Docker HEALTHCHECK)
+  thunderbird-addon
+                 build a Thunderbird add-on (and enterprise policy) that makes
+                 Thunderbird log in to mailgate with OAuth at your provider
+  onboarding dns print the DNS records that let mail apps find the settings
   version        print the version
   help COMMAND   the help of a command (same as "mailgate COMMAND --help")
 
@@ -106,7 +110,8 @@ func main() {
 }
 
 // commands are the subcommands run dispatches.
-var commands = map[string]bool{"serve": true, "demo": true, "check-config": true, "token": true, "healthcheck": true, "version": true}
+var commands = map[string]bool{"serve": true, "demo": true, "check-config": true, "token": true, "healthcheck": true, "version": true,
+	"thunderbird-addon": true, "onboarding": true}
 
 // run executes one command and returns the process exit code.
 func run(args []string, stdout, stderr io.Writer) int {
@@ -126,6 +131,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return runToken(rest, stdout, stderr)
 	case "healthcheck":
 		return runHealthcheck(rest, stdout, stderr)
+	case "thunderbird-addon":
+		return runThunderbirdAddon(rest, stdout, stderr)
+	case "onboarding":
+		return runOnboarding(rest, stdout, stderr)
 	case "version":
 		return runVersion(rest, stdout, stderr)
 	case "--version", "-v":

@@ -27,6 +27,8 @@ type metrics struct {
 	smtpMessages  *prometheus.CounterVec
 	smtpBytes     prometheus.Counter
 	validation    *prometheus.HistogramVec
+	dependencyUp  *prometheus.GaugeVec
+	draining      prometheus.Gauge
 	cache         *cacheCollector
 }
 
@@ -63,10 +65,14 @@ func newMetrics() *metrics {
 		validation: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "mailgate_token_validation_seconds",
 			Help: "Latency of token validations that reached the provider (cache misses), by result.", Buckets: latencyBuckets},
 			[]string{"result"}),
+		dependencyUp: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "mailgate_dependency_up",
+			Help: "1 when a dependency (a backend, the identity provider) was reachable at the last check, else 0."}, []string{"dependency"}),
+		draining: prometheus.NewGauge(prometheus.GaugeOpts{Name: "mailgate_draining",
+			Help: "1 from SIGTERM on: /readyz says 503 and the listeners close after cluster.drain_delay."}),
 		cache: &cacheCollector{},
 	}
 	reg.MustRegister(m.connsOpen, m.connsTotal, m.connsRefused, m.logins, m.loginSeconds, m.backendLogin,
-		m.backendErrors, m.backendTLS, m.bytes, m.smtpMessages, m.smtpBytes, m.validation, m.cache,
+		m.backendErrors, m.backendTLS, m.bytes, m.smtpMessages, m.smtpBytes, m.validation, m.dependencyUp, m.draining, m.cache,
 		prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
 	return m
 }

@@ -75,26 +75,45 @@ func (a *app) reload(load func() (*config.Config, error)) {
 	if a.level != nil {
 		a.level.Set(parseLevel(next.Log.Level))
 	}
-	lifetime, every, status := a.cfg.OAuth2.SessionLifetime, a.cfg.OAuth2.RevalidateEvery, a.cfg.OAuth2.XOAUTH2ErrorStatus
-	a.cfg.OAuth2, a.cfg.Log.Level = next.OAuth2, next.Log.Level
+	applyReloadable(a.cfg, next)
+	if a.disco != nil {
+		snapshot := *a.cfg // the discovery listener reads it from other goroutines
+		if err := a.disco.reload(&snapshot); err != nil {
+			a.log.Error("discovery documents not reloaded", "err", err)
+		}
+	}
+	a.log.Info("configuration reloaded", "reloaded", "log.level, oauth2, clients, discovery documents, cluster.drain_delay")
+}
+
+// applyReloadable sets c's reloadable keys from next. The others need a
+// restart (restartOnlyChanges).
+func applyReloadable(c, next *config.Config) {
+	lifetime, every, status := c.OAuth2.SessionLifetime, c.OAuth2.RevalidateEvery, c.OAuth2.XOAUTH2ErrorStatus
+	c.OAuth2, c.Log.Level, c.Clients = next.OAuth2, next.Log.Level, next.Clients
 	// Restart only (they are in the proxy's options).
-	a.cfg.OAuth2.SessionLifetime, a.cfg.OAuth2.RevalidateEvery, a.cfg.OAuth2.XOAUTH2ErrorStatus = lifetime, every, status
-	a.log.Info("configuration reloaded", "reloaded", "log.level, oauth2")
+	c.OAuth2.SessionLifetime, c.OAuth2.RevalidateEvery, c.OAuth2.XOAUTH2ErrorStatus = lifetime, every, status
+	listen, tls := c.Discovery.Listen, c.Discovery.TLS
+	c.Discovery = next.Discovery
+	c.Discovery.Listen, c.Discovery.TLS = listen, tls
+	c.Cluster.DrainDelay = next.Cluster.DrainDelay
 }
 
 // restartOnlyChanges names the sections that differ but cannot be reloaded.
 func restartOnlyChanges(cur, next *config.Config) []string {
 	var out []string
 	for name, pair := range map[string][2]any{
-		"tls":            {cur.TLS, next.TLS},
-		"master":         {cur.Master, next.Master},
-		"imap":           {cur.IMAP, next.IMAP},
-		"smtp":           {cur.SMTP, next.SMTP},
-		"pop3":           {cur.POP3, next.POP3},
-		"sieve":          {cur.Sieve, next.Sieve},
-		"auth":           {cur.Auth, next.Auth},
-		"limits":         {cur.Limits, next.Limits},
-		"http":           {cur.HTTP, next.HTTP},
+		"tls":    {cur.TLS, next.TLS},
+		"master": {cur.Master, next.Master},
+		"imap":   {cur.IMAP, next.IMAP},
+		"smtp":   {cur.SMTP, next.SMTP},
+		"pop3":   {cur.POP3, next.POP3},
+		"sieve":  {cur.Sieve, next.Sieve},
+		"auth":   {cur.Auth, next.Auth},
+		"limits": {cur.Limits, next.Limits},
+		"http":   {cur.HTTP, next.HTTP},
+		"discovery.listen, discovery.tls": {
+			[2]any{cur.Discovery.Listen, cur.Discovery.TLS}, [2]any{next.Discovery.Listen, next.Discovery.TLS}},
+		"cluster.redis":  {cur.Cluster.Redis, next.Cluster.Redis},
 		"proxy_protocol": {cur.ProxyProtocol, next.ProxyProtocol},
 		"log.format":     {cur.Log.Format, next.Log.Format},
 		"oauth2.session_lifetime, oauth2.revalidate_every": {

@@ -45,6 +45,7 @@ func startTestApp(t *testing.T, edit func(*config.Config)) *testApp {
 		t.Fatal(err)
 	}
 	cfg := config.Default()
+	cfg.Cluster.DrainDelay = 0 // no load balancer to drain
 	cfg.TLS.CertFile, cfg.TLS.KeyFile = certFile, keyFile
 	cfg.Master = config.Master{User: d.MasterUser, Password: d.MasterPassword}
 	cfg.IMAP.ListenTLS, cfg.IMAP.ListenStartTLS = "127.0.0.1:0", "127.0.0.1:0"

@@ -50,6 +50,8 @@ type serveRig struct {
 	logs                       *syncBuf
 	// extraYAML is appended to the configuration file (more sections).
 	extraYAML string
+	// drainDelay is cluster.drain_delay (zero: none, no balancer).
+	drainDelay time.Duration
 	// wrapper runs mailgate through a command (e.g. prlimit ... --).
 	wrapper []string
 }
@@ -94,7 +96,8 @@ smtp:
   backend: {address: %s, tls: none, login: master}
 oauth2: {mode: userinfo, userinfo_url: %s/userinfo%s}
 http: {listen: %q}
-%s`, r.certFile, r.keyFile, r.d.MasterUser, pw, r.imaps, r.d.IMAPAddr, r.smtps, r.d.SMTPAddr, r.d.Issuer.URL(), oauth2, r.httpAddr, r.extraYAML)), 0o644)
+cluster: {drain_delay: %s}
+%s`, r.certFile, r.keyFile, r.d.MasterUser, pw, r.imaps, r.d.IMAPAddr, r.smtps, r.d.SMTPAddr, r.d.Issuer.URL(), oauth2, r.httpAddr, r.drainDelay, r.extraYAML)), 0o644)
 	if err != nil {
 		r.t.Fatal(err)
 	}

@@ -28,6 +28,7 @@ func TestStartupWarningsOnce(t *testing.T) {
 	}
 	down := "127.0.0.1:1" // nothing listens there
 	cfg := config.Default()
+	cfg.Cluster.DrainDelay = 0 // no load balancer to drain
 	cfg.TLS.CertFile, cfg.TLS.KeyFile = certFile, keyFile
 	cfg.Master = config.Master{User: "mailgate", Password: "secret"}
 	cfg.IMAP.ListenTLS, cfg.IMAP.ListenStartTLS = "127.0.0.1:0", "127.0.0.1:0"

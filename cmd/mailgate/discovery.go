@@ -1,0 +1,133 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync/atomic"
+	"time"
+
+	"github.com/mailgate/mailgate/auth"
+	"github.com/mailgate/mailgate/config"
+	"github.com/mailgate/mailgate/proxy/discovery"
+)
+
+// The public discovery listener (discovery.listen): the onboarding documents
+// of one discovery.Site, rebuilt on reload and when the provider's OpenID
+// configuration has been read.
+
+const (
+	// metadataRefresh is how often the provider's endpoints are read again.
+	metadataRefresh = time.Hour
+	// metadataRetry is the wait after a failed read; until one succeeds the
+	// documents publish no OAuth block (logged).
+	metadataRetry = 30 * time.Second
+)
+
+type discoveryServer struct {
+	srv  *http.Server
+	ln   net.Listener
+	log  *slog.Logger
+	site atomic.Pointer[discovery.Site]
+
+	// cfg and meta build the site; both are replaced, never changed.
+	cfg    atomic.Pointer[config.Config]
+	meta   atomic.Pointer[auth.Metadata]
+	addrOf func(key string) string
+}
+
+// newDiscoveryServer opens discovery.listen (with TLS from tlsConf unless
+// discovery.tls is false). addrOf gives the client listeners' bound
+// addresses.
+func newDiscoveryServer(cfg *config.Config, tlsConf *tls.Config, addrOf func(string) string, log *slog.Logger) (*discoveryServer, error) {
+	ln, err := net.Listen("tcp", cfg.Discovery.Listen)
+	if err != nil {
+		return nil, fmt.Errorf("discovery.listen: %w", err)
+	}
+	if cfg.Discovery.TLS {
+		ln = tls.NewListener(ln, tlsConf)
+	}
+	d := &discoveryServer{ln: ln, log: log, addrOf: addrOf}
+	snapshot := *cfg // reloads change the app's; this one is read from other goroutines
+	d.cfg.Store(&snapshot)
+	if err := d.rebuild(); err != nil {
+		ln.Close()
+		return nil, err
+	}
+	d.srv = discovery.NewServer(discovery.NewHandler(d.currentSite, discovery.HandlerOptions{Log: log}), log)
+	return d, nil
+}
+
+func (d *discoveryServer) currentSite() discovery.Site { return *d.site.Load() }
+
+// rebuild makes the site from the current configuration and metadata.
+func (d *discoveryServer) rebuild() error {
+	site, err := siteFrom(d.cfg.Load(), d.meta.Load(), d.addrOf)
+	if err != nil {
+		return err
+	}
+	d.site.Store(&site)
+	return nil
+}
+
+// reload takes a new configuration's documents (the listener stays).
+func (d *discoveryServer) reload(cfg *config.Config) error {
+	old := d.cfg.Swap(cfg)
+	if err := d.rebuild(); err != nil {
+		d.cfg.Store(old)
+		return err
+	}
+	return nil
+}
+
+// run serves until ctx is done, reading the provider's metadata meanwhile.
+func (d *discoveryServer) run(ctx context.Context) {
+	go d.refreshMetadata(ctx)
+	d.log.Info("discovery listening", "addr", d.ln.Addr().String(), "tls", d.cfg.Load().Discovery.TLS)
+	go func() {
+		<-ctx.Done()
+		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		d.srv.Shutdown(sctx)
+	}()
+	if err := d.srv.Serve(d.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		d.log.Error("discovery listener failed", "err", err)
+	}
+}
+
+// refreshMetadata reads the provider's endpoints now and every
+// metadataRefresh, retrying every metadataRetry after a failure; a failure
+// is logged when it starts, not at every retry.
+func (d *discoveryServer) refreshMetadata(ctx context.Context) {
+	failing := false
+	for {
+		meta, err := providerMetadata(ctx, d.cfg.Load())
+		wait := metadataRefresh
+		switch {
+		case err != nil:
+			wait = metadataRetry
+			if !failing {
+				d.log.Error("discovery: cannot read the provider's OpenID configuration; the documents offer no OAuth until it can", "err", err)
+			}
+			failing = true
+		default:
+			if failing {
+				d.log.Info("discovery: provider's OpenID configuration read; the documents offer OAuth again")
+			}
+			failing = false
+			d.meta.Store(meta)
+			if err := d.rebuild(); err != nil {
+				d.log.Error("discovery: documents not rebuilt", "err", err)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(wait):
+		}
+	}
+}

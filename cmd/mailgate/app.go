@@ -218,6 +218,9 @@ func (a *app) run(ctx context.Context, drain time.Duration) error {
 	}
 	a.serving.Store(true)
 	defer a.serving.Store(false)
+	// The listeners outlive ctx by the drain delay (leaveBalancer).
+	acceptCtx, stopAccepting := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopAccepting()
 	var wg sync.WaitGroup
 	errc := make(chan error, len(a.listeners))
 	for _, l := range a.listeners {
@@ -225,7 +228,7 @@ func (a *app) run(ctx context.Context, drain time.Duration) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if err := a.srv.Serve(ctx, l.ln, l.implicit, a.fronts[l.proto]); err != nil && !errors.Is(err, proxy.ErrServerClosed) {
+			if err := a.srv.Serve(acceptCtx, l.ln, l.implicit, a.fronts[l.proto]); err != nil && !errors.Is(err, proxy.ErrServerClosed) {
 				errc <- fmt.Errorf("%s: %w", l.name, err)
 			}
 		}()
@@ -238,6 +241,7 @@ func (a *app) run(ctx context.Context, drain time.Duration) error {
 	case runErr = <-errc:
 		a.log.Error("listener failed", "err", runErr)
 	}
+	stopAccepting()
 	a.log.Info("shutting down", "drain", drain)
 	sctx, cancel := context.WithTimeout(context.Background(), drain)
 	defer cancel()

@@ -19,7 +19,7 @@ var keyDocs = map[string]string{
 	"master.user":                         "Dovecot master user mailgate logs in as (DMS: `setup dovecot-master add`)",
 	"master.password":                     "its password (prefer `master.password_file`)",
 	"master.password_file":                "file holding the master password",
-	"master.check_mailbox":                "an existing mailbox (e.g. `postmaster@example.com`) the start-up backend check logs in as, on its behalf, so that wrong master credentials show in the log and `/readyz` before any user logs in; empty: the check does not log in",
+	"master.check_mailbox":                "an existing mailbox (e.g. `postmaster@example.com`) the start-up backend check logs in as, on its behalf, so that wrong master credentials show in the log and `/dependencies` before any user logs in; empty: the check does not log in",
 	"imap.listen_tls":                     "IMAPS listener (implicit TLS); empty disables",
 	"imap.listen_starttls":                "IMAP listener requiring STARTTLS before authentication; empty disables",
 	"imap.backend.address":                "Dovecot's IMAP `host:port`",

@@ -18,7 +18,6 @@ import (
 // Google's XOAUTH2 error status and a 5 s wait for the dummy reply.
 func TestSASLOptionsDefaults(t *testing.T) {
 	cfg := config.Default()
-	cfg.Cluster.DrainDelay = 0 // no load balancer to drain
 	opts, err := proxyOptions(&cfg, nil, nil)
 	if err != nil {
 		t.Fatal(err)

@@ -18,10 +18,13 @@ const serveHelp = `Usage: mailgate serve [--config FILE] [flags]
 
 Runs the proxy: IMAP on imap.listen_tls (993) and imap.listen_starttls (143),
 SMTP submission on smtp.listen_tls (465) and smtp.listen_starttls (587).
-SIGTERM or SIGINT shuts down gracefully. SIGHUP re-reads the certificate
-files and the configuration, and applies log.level and the oauth2 section
-(except oauth2.session_lifetime, revalidate_every and xoauth2_error_status);
-other changes are logged and need a restart.
+SIGTERM or SIGINT shuts down gracefully: /readyz answers 503 for
+cluster.drain_delay while the listeners still accept, then they close and
+sessions drain (up to 30 s). SIGHUP re-reads the certificate files and the
+configuration, and applies log.level, the oauth2 section (except
+oauth2.session_lifetime, revalidate_every and xoauth2_error_status), clients,
+the discovery documents and cluster.drain_delay; other changes are logged and
+need a restart.
 `
 
 func serveCommand(stdout, stderr io.Writer) *command {

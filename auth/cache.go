@@ -51,11 +51,30 @@ type CacheOptions struct {
 	CallTimeout time.Duration
 	// Now is the clock. Nil: time.Now.
 	Now func() time.Time
+	// Shared, if not nil, is a cache shared with the other replicas (see
+	// SharedCache). A token this replica does not know is looked up there
+	// before the provider is asked, and the provider's answer is put there
+	// for as long as it is kept locally (TTL, capped at "exp";
+	// NegativeTTL), never an outage. The key is the hex SHA-256 of the
+	// token, never the token; the value holds the claims of an accepted
+	// token, or the text of a refusal, and its expiry. An entry read from
+	// Shared is kept locally no longer than this cache's own TTLs allow.
+	// Tokens that the wrapped Validator checks locally (SourceFor gives
+	// SourceJWT) are not shared: a round trip costs more than the check.
+	// Errors of Shared are counted (CacheStats.SharedErrors) and otherwise
+	// ignored: the cache then works as if Shared were nil. Nil: local only.
+	Shared SharedCache
+	// SharedNamespace is put before the token hash in Shared's keys. Give
+	// each provider configuration its own (for example a digest of the
+	// oauth2 settings), so that after a change of issuer or mode no replica
+	// accepts the answers given under the old one. Empty: none.
+	SharedNamespace string
 }
 
 // CacheStats are cumulative counters (Entries is the current size).
-// Coalesced validations are Misses - ProviderCalls: misses that waited for
-// another caller's provider call, or found its result on a re-check.
+// Coalesced validations are Misses - ProviderCalls - SharedHits -
+// SharedNegativeHits: misses that waited for another caller's provider
+// call, or found its result on a re-check.
 type CacheStats struct {
 	Hits           uint64 // answered from the cache, accepted
 	NegativeHits   uint64 // answered from the cache, refused
@@ -65,11 +84,17 @@ type CacheStats struct {
 	Saturated      uint64 // calls abandoned waiting for a MaxConcurrent slot
 	Evictions      uint64 // live entries dropped because the cache was full
 	Entries        int
+
+	SharedHits         uint64 // misses answered from CacheOptions.Shared, accepted
+	SharedNegativeHits uint64 // misses answered from CacheOptions.Shared, refused
+	SharedErrors       uint64 // failed operations of CacheOptions.Shared (and unreadable entries)
 }
 
 // Cache is a Validator that remembers the answers of another, keyed by the
 // SHA-256 of the token (the token itself is not kept). Concurrent
 // validations of one token make a single call to the wrapped Validator.
+// With CacheOptions.Shared, the answers are also shared with the other
+// replicas, so that one token costs one provider call for all of them.
 //
 // The Claims returned are shared between callers: treat them as read-only.
 // A Cache is safe for concurrent use; create it with NewCache.
@@ -80,6 +105,8 @@ type Cache struct {
 	callTimeout time.Duration
 	now         func() time.Time
 	sem         chan struct{} // nil: no limit
+	shared      SharedCache   // nil: local only
+	sharedNS    string
 
 	mu      sync.RWMutex
 	entries map[[sha256.Size]byte]cacheEntry
@@ -87,6 +114,7 @@ type Cache struct {
 	flight singleflight.Group
 
 	hits, negHits, misses, calls, provErrs, saturated, evictions atomic.Uint64
+	sharedHits, sharedNegHits, sharedErrs                        atomic.Uint64
 }
 
 type cacheEntry struct {
@@ -106,6 +134,8 @@ func NewCache(next Validator, opts CacheOptions) *Cache {
 		max:         opts.MaxEntries,
 		callTimeout: opts.CallTimeout,
 		now:         opts.Now,
+		shared:      opts.Shared,
+		sharedNS:    opts.SharedNamespace,
 		entries:     map[[sha256.Size]byte]cacheEntry{},
 	}
 	if c.max <= 0 {
@@ -125,11 +155,14 @@ func NewCache(next Validator, opts CacheOptions) *Cache {
 
 // Forget drops what the cache knows about token, so that its next use asks
 // the provider (for example after the provider refused it on revalidation).
+// The shared entry, if any, is deleted too (other replicas may still hold
+// the answer in their local cache until it expires).
 func (c *Cache) Forget(token string) {
 	key := tokenKey(token)
 	c.mu.Lock()
 	delete(c.entries, key)
 	c.mu.Unlock()
+	c.sharedForget(context.Background(), key, token)
 }
 
 // Unwrap returns the wrapped Validator.
@@ -152,6 +185,10 @@ func (c *Cache) Stats() CacheStats {
 		Saturated:      c.saturated.Load(),
 		Evictions:      c.evictions.Load(),
 		Entries:        n,
+
+		SharedHits:         c.sharedHits.Load(),
+		SharedNegativeHits: c.sharedNegHits.Load(),
+		SharedErrors:       c.sharedErrs.Load(),
 	}
 }
 
@@ -207,8 +244,8 @@ func (c *Cache) lookup(key [sha256.Size]byte) (cacheEntry, bool) {
 }
 
 // fill calls the wrapped Validator for all the callers of one token and
-// stores the answer. ctx is the first caller's: its values are kept, its
-// cancellation is not.
+// stores the answer, unless the shared cache has it. ctx is the first
+// caller's: its values are kept, its cancellation is not.
 func (c *Cache) fill(ctx context.Context, key [sha256.Size]byte, token string) cacheEntry {
 	// A caller that missed just before the previous flight stored its
 	// answer must not make a second call.
@@ -217,6 +254,9 @@ func (c *Cache) fill(ctx context.Context, key [sha256.Size]byte, token string) c
 	}
 	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.callTimeout)
 	defer cancel()
+	if e, ok := c.sharedLookup(fctx, key, token); ok {
+		return e
+	}
 	if c.sem != nil {
 		select {
 		case c.sem <- struct{}{}:
@@ -231,6 +271,12 @@ func (c *Cache) fill(ctx context.Context, key [sha256.Size]byte, token string) c
 	}
 	c.calls.Add(1)
 	claims, err := c.next.Validate(fctx, token)
+	return c.record(fctx, key, token, claims, err)
+}
+
+// record keeps the provider's answer for token (an outage is not kept),
+// locally and in the shared cache, and returns it as an entry.
+func (c *Cache) record(ctx context.Context, key [sha256.Size]byte, token string, claims Claims, err error) cacheEntry {
 	now := c.now()
 	e := cacheEntry{claims: claims, err: err}
 	switch {
@@ -242,12 +288,14 @@ func (c *Cache) fill(ctx context.Context, key [sha256.Size]byte, token string) c
 		e.expires = now.Add(ttl)
 		if ttl > 0 {
 			c.store(key, e, now)
+			c.sharedStore(ctx, key, token, e, ttl)
 		}
 	case errors.Is(err, ErrInvalidCredentials) && !errors.Is(err, ErrUnavailable):
 		e.claims = nil
 		e.expires = now.Add(c.negTTL)
 		if c.negTTL > 0 {
 			c.store(key, e, now)
+			c.sharedStore(ctx, key, token, e, c.negTTL)
 		}
 	default:
 		c.provErrs.Add(1)

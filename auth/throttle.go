@@ -68,6 +68,18 @@ type ThrottleOptions struct {
 	Logger *slog.Logger
 	// Now is the clock. Nil: time.Now.
 	Now func() time.Time
+	// Shared, if not nil, keeps the scores and blocks in a store shared
+	// with the other replicas (see SharedThrottle), so that a client
+	// spreading its attempts over several replicas is held as one replica
+	// would hold it. While the store answers, its records decide; the local
+	// table is kept up to date all the same and decides alone whenever the
+	// store fails (see SharedFailClosed). Nil: local only.
+	Shared SharedThrottle
+	// SharedFailClosed makes Check and Begin refuse attempts while Shared
+	// fails, with an error wrapping ErrUnavailable (a temporary failure,
+	// IMAP NO [UNAVAILABLE] / SMTP 454), instead of throttling on the
+	// local table alone. Ignored when Shared is nil. False: local table.
+	SharedFailClosed bool
 }
 
 // Throttle slows down and then blocks clients that keep failing to
@@ -88,8 +100,10 @@ type ThrottleOptions struct {
 // (Begin) are charged to the address and to the user, and the attempts for
 // one user run one at a time.
 //
-// Success forgets the scores (as Dovecot does), except an active block. A
-// nil *Throttle throttles nothing. Safe for concurrent use.
+// Success forgets the scores (as Dovecot does), except an active block.
+// With ThrottleOptions.Shared, scores and blocks are those of all the
+// replicas (see there). A nil *Throttle throttles nothing. Safe for
+// concurrent use.
 type Throttle struct {
 	free       float64
 	rate       float64 // score drained per second
@@ -100,6 +114,8 @@ type Throttle struct {
 	v4, v6     int // address group prefix lengths
 	log        *slog.Logger
 	now        func() time.Time
+	shared     SharedThrottle // nil: local only
+	failClosed bool           // refuse while shared fails
 
 	mu      sync.Mutex
 	entries map[string]*penalty
@@ -126,6 +142,7 @@ func NewThrottle(opts ThrottleOptions) *Throttle {
 		blockAt: float64(opts.BlockAfter), blockFor: opts.BlockFor, maxEntries: opts.MaxEntries,
 		v4: opts.IPv4Prefix, v6: opts.IPv6Prefix,
 		log: opts.Logger, now: opts.Now, entries: map[string]*penalty{}, turns: map[string]*userTurn{},
+		shared: opts.Shared, failClosed: opts.Shared != nil && opts.SharedFailClosed,
 	}
 	t.v4 = prefixLen(t.v4, DefaultIPv4Prefix, 32)
 	t.v6 = prefixLen(t.v6, DefaultIPv6Prefix, 128)
@@ -166,9 +183,14 @@ func NewThrottle(opts ThrottleOptions) *Throttle {
 // pass "", see Throttle). It returns an error wrapping ErrBlocked at once
 // when the address is blocked; otherwise it waits the delay the address and
 // the user have earned (the longer of the two) and returns nil, or an error
-// wrapping ErrThrottled if ctx ends first. Password attempts use Begin.
+// wrapping ErrThrottled if ctx ends first. With a shared store that fails
+// and SharedFailClosed, it returns an error wrapping ErrUnavailable.
+// Password attempts use Begin.
 func (t *Throttle) Check(ctx context.Context, ip, user string) error {
-	d, until := t.Delay(ip, user)
+	d, until, err := t.earned(ctx, ip, user)
+	if err != nil {
+		return err
+	}
 	if !until.IsZero() {
 		return blockedError(until)
 	}
@@ -197,12 +219,15 @@ func waitDelay(ctx context.Context, d time.Duration) error {
 }
 
 // Delay returns what Check would do without waiting: the delay, or the end
-// of the IP's block (zero when not blocked).
+// of the IP's block (zero when not blocked). When the shared store fails it
+// answers from the local table, whatever SharedFailClosed says.
 func (t *Throttle) Delay(ip, user string) (time.Duration, time.Time) {
-	if t == nil {
-		return 0, time.Time{}
-	}
-	ipKey, userKey := t.ipGroup(ip), userKeyOf(user)
+	d, until, _ := t.earned(context.Background(), ip, user)
+	return d, until
+}
+
+// localEarned is Delay on the local table, for the keys of ip and user.
+func (t *Throttle) localEarned(ipKey, userKey string) (time.Duration, time.Time) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	now := t.now()
@@ -222,22 +247,22 @@ func (t *Throttle) Delay(ip, user string) (time.Duration, time.Time) {
 // Failure records a failed authentication: for the address group of ip
 // (which may get blocked) and, unless user is "", for user (see Throttle
 // for who is charged). Failure(ip, "") also charges attempts that were
-// malformed before any credential could be checked.
-func (t *Throttle) Failure(ip, user string) {
-	if t == nil {
-		return
-	}
-	ipKey, userKey := t.ipGroup(ip), userKeyOf(user)
+// malformed before any credential could be checked. A shared store is
+// updated too, within its own time bound.
+func (t *Throttle) Failure(ip, user string) { t.failure(context.Background(), ip, user) }
+
+// localFailure is Failure on the local table; it reports a block it started.
+func (t *Throttle) localFailure(ipKey, userKey string) blockStart {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	now := t.now()
+	var b blockStart
 	if ipKey != "" {
 		p := t.entry(ipKey, now)
 		if s := p.drain(now, t.rate) + 1; s >= t.blockAt && !now.Before(p.blockedUntil) {
 			p.score = s
 			p.blockedUntil = now.Add(t.blockFor)
-			t.log.Warn("auth: client blocked after repeated authentication failures",
-				"ip_group", ipKey, "failures", int(math.Round(s)), "until", p.blockedUntil.UTC().Format(time.RFC3339))
+			b = blockStart{started: true, score: s, until: p.blockedUntil}
 		} else {
 			p.score = s
 		}
@@ -246,15 +271,15 @@ func (t *Throttle) Failure(ip, user string) {
 		p := t.entry(userKey, now)
 		p.score = p.drain(now, t.rate) + 1
 	}
+	return b
 }
 
 // Success forgets the failures of ip's address group, unless it is
-// blocked, and of user (unless "").
-func (t *Throttle) Success(ip, user string) {
-	if t == nil {
-		return
-	}
-	ipKey, userKey := t.ipGroup(ip), userKeyOf(user)
+// blocked, and of user (unless ""), locally and in a shared store.
+func (t *Throttle) Success(ip, user string) { t.success(context.Background(), ip, user) }
+
+// localSuccess is Success on the local table.
+func (t *Throttle) localSuccess(ipKey, userKey string) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	now := t.now()
@@ -416,11 +441,12 @@ func (a Throttled) Authenticate(ctx context.Context, c Credentials) (Identity, e
 		return Identity{}, err
 	}
 	id, err := a.Next.Authenticate(ctx, c)
+	rctx := context.WithoutCancel(ctx) // record the verdict even if the client has gone
 	switch {
 	case err == nil:
-		a.T.Success(c.RemoteAddr, "")
+		a.T.success(rctx, c.RemoteAddr, "")
 	case errors.Is(err, ErrInvalidCredentials) && !errors.Is(err, ErrUnavailable):
-		a.T.Failure(c.RemoteAddr, "")
+		a.T.failure(rctx, c.RemoteAddr, "")
 	}
 	return id, err
 }

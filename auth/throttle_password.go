@@ -52,7 +52,8 @@ type userTurn struct {
 // When the address is blocked it returns at once (or as soon as its turn
 // comes, if the block began meanwhile) with an error wrapping ErrBlocked. A
 // ctx that ends while waiting gives an error wrapping ErrThrottled and
-// ctx.Err(), and holds nothing. On error done is nil.
+// ctx.Err(), and holds nothing. With a shared store that fails and
+// SharedFailClosed, the error wraps ErrUnavailable. On error done is nil.
 //
 // An empty user is not serialised (malformed attempts: see Failure). A nil
 // *Throttle returns a done that does nothing.
@@ -63,19 +64,20 @@ func (t *Throttle) Begin(ctx context.Context, ip, user string) (done func(Outcom
 	if t == nil {
 		return func(Outcome) {}, nil
 	}
-	if _, until := t.Delay(ip, ""); !until.IsZero() {
-		return nil, blockedError(until)
+	if _, until, err := t.earned(ctx, ip, ""); err != nil || !until.IsZero() {
+		return nil, waitBegin(ctx, 0, until, err)
 	}
 	key := userKeyOf(user)
 	turn, err := t.acquireTurn(ctx, key)
 	if err != nil {
 		return nil, err
 	}
-	d, until := t.Delay(ip, user)
-	if err := waitBegin(ctx, d, until); err != nil {
+	d, until, err := t.earned(ctx, ip, user)
+	if err := waitBegin(ctx, d, until, err); err != nil {
 		t.releaseTurn(key, turn)
 		return nil, err
 	}
+	rctx := context.WithoutCancel(ctx) // the verdict is recorded even if the client has gone
 	var once atomic.Bool
 	return func(o Outcome) {
 		if !once.CompareAndSwap(false, true) {
@@ -83,17 +85,21 @@ func (t *Throttle) Begin(ctx context.Context, ip, user string) (done func(Outcom
 		}
 		switch o {
 		case AttemptSucceeded:
-			t.Success(ip, user)
+			t.success(rctx, ip, user)
 		case AttemptFailed:
-			t.Failure(ip, user)
+			t.failure(rctx, ip, user)
 		}
 		t.releaseTurn(key, turn)
 	}, nil
 }
 
-// waitBegin is the second half of Begin's wait: the block found once the
-// user's turn came, or the earned delay.
-func waitBegin(ctx context.Context, d time.Duration, until time.Time) error {
+// waitBegin is the second half of Begin's wait: a failing shared store
+// (failErr, when failing closed), the block found once the user's turn
+// came, or the earned delay.
+func waitBegin(ctx context.Context, d time.Duration, until time.Time, failErr error) error {
+	if failErr != nil {
+		return failErr
+	}
 	if !until.IsZero() {
 		return blockedError(until)
 	}

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/mailgate/mailgate/auth"
+	"github.com/mailgate/mailgate/auth/redisstore"
 	"github.com/mailgate/mailgate/certs"
 	"github.com/mailgate/mailgate/config"
 	"github.com/mailgate/mailgate/proxy"
@@ -36,10 +37,11 @@ type app struct {
 	auth     *swapAuthenticator // replaced on reload
 	throttle *auth.Throttle     // failed-login throttle, kept across reloads
 	checks   atomic.Pointer[tokenCheck]
-	level    *slog.LevelVar   // the logger's level, set on reload (nil in tests)
-	ops      *opsServer       // nil when http.listen is empty
-	disco    *discoveryServer // nil when discovery.listen is empty
-	serving  atomic.Bool      // the client listeners are up
+	level    *slog.LevelVar    // the logger's level, set on reload (nil in tests)
+	shared   *redisstore.Store // cluster.redis; nil when not set
+	ops      *opsServer        // nil when http.listen is empty
+	disco    *discoveryServer  // nil when discovery.listen is empty
+	serving  atomic.Bool       // the client listeners are up
 
 	listeners []appListener
 }
@@ -55,8 +57,13 @@ type appListener struct {
 // port is reported before anything runs). cfg must have been validated.
 // openFiles is the process's open-files limit, which the connection caps
 // are fitted to (see fitToOpenFiles); 0 takes the caps as configured.
-func newApp(cfg *config.Config, log *slog.Logger, openFiles uint64) (*app, error) {
+func newApp(cfg *config.Config, log *slog.Logger, openFiles uint64) (_ *app, err error) {
 	a := &app{cfg: cfg, log: log, metrics: newMetrics()}
+	defer func() {
+		if err != nil {
+			a.closeShared()
+		}
+	}()
 	pairs := []certs.Pair{{CertFile: cfg.TLS.CertFile, KeyFile: cfg.TLS.KeyFile}}
 	for _, p := range cfg.TLS.Certificates {
 		pairs = append(pairs, certs.Pair{CertFile: p.CertFile, KeyFile: p.KeyFile})
@@ -70,8 +77,11 @@ func newApp(cfg *config.Config, log *slog.Logger, openFiles uint64) (*app, error
 	if err != nil {
 		return nil, err
 	}
-	a.throttle = newThrottle(cfg, log)
-	tc, err := newTokenCheck(cfg, log, a.metrics)
+	if a.shared, err = newSharedStore(cfg, log, a.metrics); err != nil {
+		return nil, err
+	}
+	a.throttle = newThrottle(cfg, log, sharedThrottle(a.shared))
+	tc, err := newTokenCheck(cfg, log, a.metrics, sharedCache(a.shared))
 	if err != nil {
 		return nil, err
 	}
@@ -127,7 +137,7 @@ func newApp(cfg *config.Config, log *slog.Logger, openFiles uint64) (*app, error
 			a.closeListeners()
 			return nil, err
 		}
-		a.ops.problems = a.backendProblems
+		a.ops.problems = func() error { return errors.Join(a.backendProblems(), sharedProblem(a.shared)) }
 		a.ops.withDependencies = cfg.HTTP.ReadyzDependencies
 	}
 	if cfg.Discovery.Listen != "" {
@@ -247,7 +257,15 @@ func (a *app) run(ctx context.Context, drain time.Duration) error {
 	defer cancel()
 	a.srv.Shutdown(sctx)
 	wg.Wait()
+	a.closeShared()
 	return runErr
+}
+
+// closeShared closes the connections to cluster.redis, if any.
+func (a *app) closeShared() {
+	if a.shared != nil {
+		a.shared.Close()
+	}
 }
 
 // leaveBalancer turns /readyz to 503 and keeps the listeners open for
@@ -282,8 +300,8 @@ func (tc *tokenCheck) authenticator(t *auth.Throttle) proxy.Authenticator {
 
 // newTokenCheck builds the token validator (behind its cache) and identity
 // policy of cfg.
-func newTokenCheck(cfg *config.Config, log *slog.Logger, m *metrics) (*tokenCheck, error) {
-	v, policy, err := newValidator(cfg, log, func(v auth.Validator) auth.Validator { return timedValidator{v, m} })
+func newTokenCheck(cfg *config.Config, log *slog.Logger, m *metrics, shared auth.SharedCache) (*tokenCheck, error) {
+	v, policy, err := newValidator(cfg, log, func(v auth.Validator) auth.Validator { return timedValidator{v, m} }, shared)
 	if err != nil {
 		return nil, err
 	}

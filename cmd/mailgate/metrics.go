@@ -29,6 +29,7 @@ type metrics struct {
 	validation    *prometheus.HistogramVec
 	dependencyUp  *prometheus.GaugeVec
 	draining      prometheus.Gauge
+	sharedUp      prometheus.Gauge
 	cache         *cacheCollector
 }
 
@@ -69,6 +70,8 @@ func newMetrics() *metrics {
 			Help: "1 when a dependency (a backend, the identity provider) was reachable at the last check, else 0."}, []string{"dependency"}),
 		draining: prometheus.NewGauge(prometheus.GaugeOpts{Name: "mailgate_draining",
 			Help: "1 from SIGTERM on: /readyz says 503 and the listeners close after cluster.drain_delay."}),
+		sharedUp: prometheus.NewGauge(prometheus.GaugeOpts{Name: "mailgate_shared_state_up",
+			Help: "1 while cluster.redis is reachable (throttle and token cache shared), 0 while each replica works on its own state; absent without cluster.redis."}),
 		cache: &cacheCollector{},
 	}
 	reg.MustRegister(m.connsOpen, m.connsTotal, m.connsRefused, m.logins, m.loginSeconds, m.backendLogin,

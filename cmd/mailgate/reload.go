@@ -63,7 +63,7 @@ func (a *app) reload(load func() (*config.Config, error)) {
 		a.log.Error("configuration reload refused; keeping the running one", "err", err)
 		return
 	}
-	tc, err := newTokenCheck(next, a.log, a.metrics)
+	tc, err := newTokenCheck(next, a.log, a.metrics, sharedCache(a.shared))
 	if err != nil {
 		a.log.Error("configuration reload refused; keeping the running one", "err", err)
 		return

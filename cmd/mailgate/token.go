@@ -63,7 +63,7 @@ func runToken(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	log, _ := newLogger(stderr, cfg.Log.Level, cfg.Log.Format)
-	v, policy, err := newValidator(cfg, log, nil)
+	v, policy, err := newValidator(cfg, log, nil, nil)
 	if err != nil {
 		return cmd.fail(2, "%v", err)
 	}
@@ -130,7 +130,7 @@ func oauth2Problems(err error) []error {
 //
 // wrap, if not nil, wraps the provider-facing validator (inside the cache),
 // e.g. to time real provider calls.
-func newValidator(cfg *config.Config, log *slog.Logger, wrap func(auth.Validator) auth.Validator) (*auth.Cache, auth.Policy, error) {
+func newValidator(cfg *config.Config, log *slog.Logger, wrap func(auth.Validator) auth.Validator, shared auth.SharedCache) (*auth.Cache, auth.Policy, error) {
 	o := cfg.OAuth2
 	client, err := auth.NewHTTPClient(o.CAFile)
 	if err != nil {
@@ -193,6 +193,7 @@ func newValidator(cfg *config.Config, log *slog.Logger, wrap func(auth.Validator
 	}
 	cached := auth.NewCache(v, auth.CacheOptions{
 		TTL: o.CacheTTL, NegativeTTL: o.NegativeCacheTTL, MaxConcurrent: maxProviderCalls,
+		Shared: shared, SharedNamespace: sharedNamespace(cfg),
 	})
 	return cached, policy, nil
 }
@@ -200,8 +201,9 @@ func newValidator(cfg *config.Config, log *slog.Logger, wrap func(auth.Validator
 // newThrottle maps limits.auth_failures_per_ip (failures per minute before
 // delays start; 0 = no throttling) to the throttle shared by IMAP and SMTP;
 // it groups client addresses into networks as the connection caps do
-// (limits.ipv4_prefix, limits.ipv6_prefix).
-func newThrottle(cfg *config.Config, log *slog.Logger) *auth.Throttle {
+// (limits.ipv4_prefix, limits.ipv6_prefix). With shared (cluster.redis) the
+// scores are those of every replica.
+func newThrottle(cfg *config.Config, log *slog.Logger, shared auth.SharedThrottle) *auth.Throttle {
 	n := cfg.Limits.AuthFailuresPerIP
 	if n <= 0 {
 		return nil
@@ -211,6 +213,7 @@ func newThrottle(cfg *config.Config, log *slog.Logger) *auth.Throttle {
 		IPv4Prefix: cfg.Limits.IPv4Prefix,
 		IPv6Prefix: cfg.Limits.IPv6Prefix,
 		Logger:     log.With("component", "auth"),
+		Shared:     shared, SharedFailClosed: cfg.Cluster.Redis.WhenDown == config.RedisRefuse,
 	})
 }
 

@@ -24,6 +24,9 @@ const (
 	PartDovecot Part = 1 << iota
 	PartPostfix
 	PartHydra
+	// PartRedis is redis-server (Debian's redis-server package), for
+	// [StartRedis]. It is not part of PartAll.
+	PartRedis
 
 	// PartAll is what Require checks when no part is given.
 	PartAll = PartDovecot | PartPostfix | PartHydra
@@ -37,6 +40,7 @@ type Host struct {
 	Postfix  string // path of the postfix binary, inside Root ("" if not checked)
 	OpenSSL  string // path of the openssl binary ("" if not checked)
 	Hydra    string // path of the Hydra binary ("" if not checked)
+	Redis    string // path of redis-server ("" if not checked)
 	VmailUID int    // uid of the vmail user, in Root's user database (0 if not checked)
 	VmailGID int    // gid of the vmail user (0 if not checked)
 
@@ -163,6 +167,9 @@ func Check(parts ...Part) (Host, error) {
 		} else {
 			h.Hydra = p
 		}
+	}
+	if want&PartRedis != 0 {
+		look("redis-server", &h.Redis)
 	}
 	if len(missing) > 0 {
 		return h, fmt.Errorf("%w: missing %s", ErrUnavailable, strings.Join(missing, ", "))

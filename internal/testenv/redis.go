@@ -1,0 +1,306 @@
+package testenv
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+)
+
+// defaultRedisACL is the rules of RedisOptions.Username when ACL is empty.
+const defaultRedisACL = "~* &* +@all"
+
+// RedisOptions configures [NewRedis]. The zero value serves plaintext
+// without authentication.
+type RedisOptions struct {
+	// Binary is the redis-server binary. Empty: the one [Check] finds
+	// (PartRedis).
+	Binary string
+	// Password makes clients authenticate: as the ACL user Username (the
+	// "default" user is then off), or as "default" (requirepass) when
+	// Username is empty. Both are printable ASCII without spaces, quotes
+	// or backslashes. Empty Password: no authentication.
+	Username, Password string
+	// ACL is the rules of the user Username ("~mailgate:* -@all +get ...").
+	// Empty: "~* &* +@all".
+	ACL string
+	// TLS makes the port speak TLS only, with a self-signed certificate
+	// ([Redis.CAFile]) for [ServerName], localhost and 127.0.0.1; clients
+	// need no certificate.
+	TLS bool
+}
+
+// Redis is a running redis-server on 127.0.0.1 that keeps nothing on disk
+// (no RDB, no AOF). Exported fields are read-only.
+//
+// Stop and Start take the server away and bring it back, empty, on the
+// same port; Close ends the instance.
+type Redis struct {
+	Dir                string // instance directory (removed by Close)
+	Addr               string // 127.0.0.1:port, kept across Stop and Start
+	Username, Password string // as in RedisOptions
+	TLS                bool   // the port speaks TLS
+	CAFile             string // with TLS: the PEM certificate to trust
+	LogPath            string // the server's log (all its runs)
+	Log                Log    // LogPath as a Log
+
+	bin, conf string
+	caPEM     []byte
+
+	mu sync.Mutex
+	d  *daemon // nil: stopped
+
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// StartRedis starts redis-server for a test and closes it in tb.Cleanup.
+// It skips or fails tb (see [Require]) when redis-server is missing.
+func StartRedis(tb testing.TB, opts RedisOptions) *Redis {
+	tb.Helper()
+	if opts.Binary == "" {
+		Require(tb, PartRedis)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), defaultStartTimeout)
+	defer cancel()
+	r, err := NewRedis(ctx, opts)
+	if err != nil {
+		if errors.Is(err, ErrUnavailable) {
+			unavailable(tb, err)
+		}
+		tb.Fatalf("start redis: %v", err)
+	}
+	tb.Cleanup(func() {
+		if tb.Failed() {
+			tb.Logf("redis %s", r.Log.TailBlock(30))
+		}
+		if err := r.Close(); err != nil {
+			tb.Errorf("close redis: %v", err)
+		}
+	})
+	return r
+}
+
+// NewRedis starts redis-server on a free port of 127.0.0.1 and waits until
+// it answers PING; ctx bounds the start-up only (default 30 s). The caller
+// must call Close.
+func NewRedis(ctx context.Context, opts RedisOptions) (*Redis, error) {
+	bin, err := redisBinary(opts.Binary)
+	if err != nil {
+		return nil, err
+	}
+	if !confWord(opts.Username, false) || !confWord(opts.Password, false) || !confWord(opts.ACL, true) {
+		return nil, errors.New("testenv: redis user names, passwords and ACL rules must be printable ASCII without quotes or backslashes (nor spaces, but in rules)")
+	}
+	r := &Redis{Username: opts.Username, Password: opts.Password, TLS: opts.TLS, bin: bin}
+	if r.Dir, err = makeInstanceDir("", "redis"); err != nil {
+		return nil, err
+	}
+	r.LogPath = filepath.Join(r.Dir, "redis.log")
+	r.Log = Log{Path: r.LogPath}
+	r.conf = filepath.Join(r.Dir, "redis.conf")
+	if err := r.firstStart(ctx, opts); err != nil {
+		r.Close()
+		return nil, err
+	}
+	return r, nil
+}
+
+// redisBinary returns bin, or the redis-server that Check finds.
+func redisBinary(bin string) (string, error) {
+	if bin == "" {
+		host, err := Check(PartRedis)
+		if err != nil {
+			return "", err
+		}
+		return host.Redis, nil
+	}
+	if _, err := os.Stat(bin); err != nil {
+		return "", fmt.Errorf("%w: redis-server: %v", ErrUnavailable, err)
+	}
+	return bin, nil
+}
+
+// firstStart writes the configuration with a free port and starts the
+// server, with another port if the first one was taken meanwhile.
+func (r *Redis) firstStart(ctx context.Context, opts RedisOptions) error {
+	if opts.TLS {
+		cert, key := filepath.Join(r.Dir, "tls.crt"), filepath.Join(r.Dir, "tls.key")
+		pemBytes, err := writeCert(cert, key)
+		if err != nil {
+			return fmt.Errorf("redis certificate: %w", err)
+		}
+		r.CAFile, r.caPEM = cert, pemBytes
+	}
+	for attempt := 1; ; attempt++ {
+		ports, err := pickPorts("127.0.0.1", 1)
+		if err != nil {
+			return err
+		}
+		r.Addr = loopback(ports[0])
+		if err := os.WriteFile(r.conf, []byte(r.config(ports[0], opts)), 0o600); err != nil {
+			return fmt.Errorf("write redis.conf: %w", err)
+		}
+		mark := r.Log.Mark()
+		err = r.Start(ctx)
+		if err == nil || attempt >= maxStartAttempts || !portConflict(r.Log.Since(mark)) {
+			return err
+		}
+	}
+}
+
+// config returns redis.conf for port.
+func (r *Redis) config(port int, opts RedisOptions) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, `# generated by mailgate internal/testenv
+bind 127.0.0.1
+protected-mode yes
+daemonize no
+supervised no
+save ""
+appendonly no
+dir %s
+logfile ""
+loglevel notice
+always-show-logo no
+`, r.Dir)
+	if opts.TLS {
+		fmt.Fprintf(&b, "port 0\ntls-port %d\ntls-cert-file %s\ntls-key-file %s\ntls-ca-cert-file %s\ntls-auth-clients no\n",
+			port, r.CAFile, filepath.Join(r.Dir, "tls.key"), r.CAFile)
+	} else {
+		fmt.Fprintf(&b, "port %d\n", port)
+	}
+	switch {
+	case opts.Password == "":
+	case opts.Username != "":
+		acl := opts.ACL
+		if acl == "" {
+			acl = defaultRedisACL
+		}
+		fmt.Fprintf(&b, "user default off\nuser %s on >%s %s\n", opts.Username, opts.Password, acl)
+	default:
+		fmt.Fprintf(&b, "requirepass %s\n", opts.Password)
+	}
+	return b.String()
+}
+
+// Start starts the server again after Stop, on the same port and empty,
+// and waits until it answers PING; ctx bounds the wait (default 30 s). It
+// fails if the server is running, or if its port was taken meanwhile.
+func (r *Redis) Start(ctx context.Context) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.d != nil {
+		return errors.New("testenv: redis is running")
+	}
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, defaultStartTimeout)
+		defer cancel()
+	}
+	d, err := startDaemon("redis", r.bin, []string{r.conf}, daemonEnv, r.LogPath, r.Dir, "")
+	if err != nil {
+		return err
+	}
+	if err := pollReady(ctx, d, []func(context.Context) error{r.answers}); err != nil {
+		d.stop()
+		return fmt.Errorf("redis did not start: %w\n%s", err, r.Log.TailBlock(20))
+	}
+	r.d = d
+	return nil
+}
+
+// Stop stops the server (its data is lost) and waits for it to exit. The
+// instance stays: Start brings the server back on the same port. Stopping
+// a stopped server does nothing.
+func (r *Redis) Stop() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.d == nil {
+		return nil
+	}
+	err := r.d.stop()
+	r.d = nil
+	return err
+}
+
+// Close stops the server and removes Dir (unless MAILGATE_TESTENV_KEEP=1).
+// It is idempotent.
+func (r *Redis) Close() error {
+	r.closeOnce.Do(func() {
+		r.closeErr = errors.Join(r.Stop(), removeInstanceDir(r.Dir))
+	})
+	return r.closeErr
+}
+
+// ClientTLS returns a client TLS configuration that trusts the server's
+// certificate (nil without TLS).
+func (r *Redis) ClientTLS() *tls.Config {
+	if !r.TLS {
+		return nil
+	}
+	return clientTLS(r.caPEM)
+}
+
+// Ping connects (with TLS and credentials, as configured), sends PING and
+// expects PONG, within ctx.
+func (r *Redis) Ping(ctx context.Context) error { return r.ping(ctx, false) }
+
+// answers is the readiness probe: Ping, where an ACL that does not allow
+// PING (NOPERM) also means that the server is up.
+func (r *Redis) answers(ctx context.Context) error { return r.ping(ctx, true) }
+
+// ping is Ping; noPermOK takes a NOPERM reply to PING as an answer.
+func (r *Redis) ping(ctx context.Context, noPermOK bool) error {
+	c, err := dialLine(ctx, r.Addr, r.ClientTLS())
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	var cmds [][]string
+	switch {
+	case r.Password != "" && r.Username != "":
+		cmds = append(cmds, []string{"AUTH", r.Username, r.Password})
+	case r.Password != "":
+		cmds = append(cmds, []string{"AUTH", r.Password})
+	}
+	for _, cmd := range append(cmds, []string{"PING"}) {
+		if _, err := c.Write(respCommand(cmd...)); err != nil {
+			return err
+		}
+		line, err := c.readLine()
+		if err != nil {
+			return fmt.Errorf("redis %s: %w", cmd[0], err)
+		}
+		if !strings.HasPrefix(line, "+") && !(noPermOK && cmd[0] == "PING" && strings.HasPrefix(line, "-NOPERM")) {
+			return fmt.Errorf("redis %s: %s", cmd[0], line)
+		}
+	}
+	return nil
+}
+
+// confWord reports whether s can go unquoted into redis.conf: printable
+// ASCII without quotes or backslashes, and without spaces unless spaces.
+func confWord(s string, spaces bool) bool {
+	for _, c := range []byte(s) {
+		if c < ' ' || c > '~' || c == '"' || c == '\'' || c == '\\' || (c == ' ' && !spaces) {
+			return false
+		}
+	}
+	return true
+}
+
+// respCommand encodes a command as a RESP array of bulk strings.
+func respCommand(args ...string) []byte {
+	b := []byte("*" + strconv.Itoa(len(args)) + "\r\n")
+	for _, a := range args {
+		b = append(b, "$"+strconv.Itoa(len(a))+"\r\n"+a+"\r\n"...)
+	}
+	return b
+}

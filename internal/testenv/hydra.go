@@ -74,6 +74,13 @@ type Hydra struct {
 	lifespan time.Duration
 	logLevel string
 	http     *http.Client
+	// uiAddr is the host:port of urls.login and urls.consent: nothing
+	// listens there unless StartLoginApp runs (Mint reads the redirects
+	// itself).
+	uiAddr string
+
+	appMu sync.Mutex
+	app   *LoginApp // the running login app, if any
 
 	mu      sync.Mutex
 	clients map[clientKey]string // registered clients by properties -> id
@@ -227,7 +234,8 @@ func (h *Hydra) start(ctx context.Context, bin string) error {
 func (h *Hydra) writeConf(path string, ports []int) error {
 	h.PublicURL = "http://" + loopback(ports[0])
 	h.AdminURL = "http://" + loopback(ports[1])
-	ui := "http://" + loopback(ports[2]) // never contacted: the flow only reads Location headers
+	h.uiAddr = loopback(ports[2])
+	ui := "http://" + h.uiAddr // contacted only by browsers, when StartLoginApp runs
 	h.Issuer = h.PublicURL + "/"
 	h.DiscoveryURL = h.Issuer + ".well-known/openid-configuration"
 	h.JWKSURL = h.Issuer + ".well-known/jwks.json"
@@ -252,6 +260,7 @@ strategies:
   access_token: jwt
 oauth2:
   allowed_top_level_claims: [email, email_verified, preferred_username, name]
+  pkce: {enforced_for_public_clients: true}
 ttl:
   access_token: %ds
 log:

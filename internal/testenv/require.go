@@ -27,6 +27,10 @@ const (
 	// PartRedis is redis-server (Debian's redis-server package), for
 	// [StartRedis]. It is not part of PartAll.
 	PartRedis
+	// PartPostgres is the PostgreSQL server (Debian's postgresql package,
+	// /usr/lib/postgresql/NN/bin), for [StartPostgres]; as root also the
+	// system user postgres and setpriv. It is not part of PartAll.
+	PartPostgres
 
 	// PartAll is what Require checks when no part is given.
 	PartAll = PartDovecot | PartPostfix | PartHydra
@@ -41,6 +45,7 @@ type Host struct {
 	OpenSSL  string // path of the openssl binary ("" if not checked)
 	Hydra    string // path of the Hydra binary ("" if not checked)
 	Redis    string // path of redis-server ("" if not checked)
+	Postgres string // directory of initdb and postgres ("" if not checked)
 	VmailUID int    // uid of the vmail user, in Root's user database (0 if not checked)
 	VmailGID int    // gid of the vmail user (0 if not checked)
 
@@ -170,6 +175,9 @@ func Check(parts ...Part) (Host, error) {
 	}
 	if want&PartRedis != 0 {
 		look("redis-server", &h.Redis)
+	}
+	if want&PartPostgres != 0 {
+		checkPostgres(&h, &missing)
 	}
 	if len(missing) > 0 {
 		return h, fmt.Errorf("%w: missing %s", ErrUnavailable, strings.Join(missing, ", "))

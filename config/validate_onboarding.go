@@ -30,6 +30,9 @@ func (c *Config) validateClients(p *problems) {
 			}
 		}
 		p.url(key+".issuer", cl.Issuer)
+		if m := c.OAuth2.Mode; cl.Issuer != "" && cl.Issuer != c.OAuth2.Issuer && (m == ModeJWT || m == ModeAuto) {
+			p.add(key+".issuer", "differs from oauth2.issuer, whose tokens alone oauth2.mode %s verifies: this client's tokens would be refused (use mode userinfo or introspection, or one issuer)", m)
+		}
 		names[cl.Name], ids[cl.ClientID] = true, true
 	}
 }
@@ -64,12 +67,16 @@ func (c *Config) validateDiscovery(p *problems) {
 	}
 }
 
-// onboardingWarnings are remarks on what the onboarding documents will say.
+// onboardingWarnings are remarks on what the onboarding documents will say
+// and on the shared state.
 func (c *Config) onboardingWarnings() []string {
-	if c.Discovery.Listen == "" {
-		return nil
-	}
 	var w []string
+	if r := c.Cluster.Redis; r.Address != "" && r.Password == "" {
+		w = append(w, "cluster.redis: no password: whoever can write to Redis can make every replica accept any token (cached answers live there); set password_file, and tls across hosts")
+	}
+	if c.Discovery.Listen == "" {
+		return w
+	}
 	if _, ok := c.PublishedClient(); !ok {
 		w = append(w, "discovery.client: no public OAuth client to publish (add one to clients with public: true, or name it here); the documents offer passwords only")
 	} else if cl, _ := c.PublishedClient(); cl.IssuerOr(c.OAuth2.Issuer) == "" {

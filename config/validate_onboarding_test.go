@@ -33,6 +33,13 @@ func TestValidateClientsAndDiscovery(t *testing.T) {
 		{"id twice, no name", func(c *Config) {
 			c.Clients = []Client{tb, {ClientID: "tb-desktop"}}
 		}, []string{"clients[1].name: required", "clients[1].client_id: \"tb-desktop\" is used twice"}},
+		{"own issuer under jwt", func(c *Config) {
+			c.OAuth2.Mode, c.OAuth2.Issuer = "jwt", "https://id.example.com/"
+			c.Clients = []Client{{Name: "tb", ClientID: "tb", Public: true, Issuer: "https://id.example.com/app/tb/"}}
+		}, []string{"clients[0].issuer: differs from oauth2.issuer"}},
+		{"own issuer under userinfo", func(c *Config) {
+			c.Clients = []Client{{Name: "tb", ClientID: "tb", Public: true, Issuer: "https://id.example.com/app/tb/"}}
+		}, nil},
 		{"bad scope", func(c *Config) { c.Clients = []Client{{Name: "x", ClientID: "x", Scopes: []string{"openid email"}}} },
 			[]string{"clients[0].scopes:"}},
 		{"unknown published client", func(c *Config) { c.Clients, c.Discovery.Client = []Client{tb}, "mobile" },
@@ -110,8 +117,12 @@ func TestOnboardingWarnings(t *testing.T) {
 		}
 	}
 	c.Clients = []Client{{Name: "thunderbird", ClientID: "tb", Public: true}}
-	if w := strings.Join(c.Warnings(), "\n"); !strings.Contains(w, "oauth2.issuer: empty") {
-		t.Errorf("warnings lack the issuer remark:\n%s", w)
+	c.Cluster.Redis.Address = "redis:6379"
+	w = strings.Join(c.Warnings(), "\n")
+	for _, want := range []string{"oauth2.issuer: empty", "cluster.redis: no password"} {
+		if !strings.Contains(w, want) {
+			t.Errorf("warnings lack %q:\n%s", want, w)
+		}
 	}
 }
 

@@ -56,7 +56,7 @@ func NewKey(secret []byte) (Key, error) {
 // base64 of 32 bytes, as made by "openssl rand -hex 32" or
 // "openssl rand -base64 32". Its errors never quote the contents.
 func ParseKeyFile(b []byte) (Key, error) {
-	if len(b) == KeySize {
+	if len(b) == KeySize && !printable(b) {
 		return NewKey(b)
 	}
 	t := bytes.TrimSpace(b)
@@ -67,6 +67,18 @@ func ParseKeyFile(b []byte) (Key, error) {
 		return NewKey(raw)
 	}
 	return Key{}, errors.New("apppass: a key file holds 32 raw bytes, 64 hex digits or 44 base64 characters")
+}
+
+// printable reports whether b is all printable ASCII: 32 such bytes are a
+// mistake (a 128-bit "openssl rand -hex 16" without its newline), not a
+// raw 256-bit key.
+func printable(b []byte) bool {
+	for _, c := range b {
+		if c < 0x20 || c > 0x7e {
+			return false
+		}
+	}
+	return true
 }
 
 // ID returns the key's id ("" for the zero Key).

@@ -186,6 +186,7 @@ func TestKeyFile(t *testing.T) {
 		{"base64", []byte(" " + base64.StdEncoding.EncodeToString(secret) + "\r\n"), true},
 		{"short raw", secret[:31], false},
 		{"short hex", []byte(hex.EncodeToString(secret[:31])), false},
+		{"128-bit hex without newline", []byte(hex.EncodeToString(secret[:16])), false}, // 32 printable bytes are no raw key
 		{"empty", nil, false},
 	} {
 		t.Run(tt.name, func(t *testing.T) {

@@ -86,11 +86,16 @@ func (s *Store) do(ctx context.Context, name string, op func(context.Context) er
 }
 
 // outage reports whether err means the server cannot serve at all, rather
-// than refusing one command (a wrong key type, a missing permission).
+// than refusing one command (a wrong key type, a missing permission) or
+// having no free connection for a burst of logins (which only that
+// operation pays for: an attacker's burst must not take the store down).
 func outage(err error) bool {
+	if errors.Is(err, redis.ErrPoolTimeout) {
+		return false // every connection busy: a burst, not an outage (the probe still sees a dead server)
+	}
 	var re redis.Error
 	if !errors.As(err, &re) {
-		return true // no reply: network, timeout, pool, closed
+		return true // no reply: network, timeout, closed
 	}
 	for _, p := range outageReplies {
 		if redis.HasErrorPrefix(err, p) {

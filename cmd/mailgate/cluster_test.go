@@ -34,7 +34,7 @@ func TestIntegrationSharedStateWired(t *testing.T) {
 		}
 		defer c.Close()
 		if err := c.Authenticate(xoauth2{ta.d.User, token}); err != nil {
-			t.Fatalf("login: %v\n%s", err, ta.logs)
+			t.Fatalf("login: %v\n%s", err, ta.logText())
 		}
 	}
 	tok := h.MintToken(t, a.d.User, testenv.TokenOptions{})
@@ -64,7 +64,7 @@ func TestIntegrationSharedStateWired(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitHTTP(t, deps, http.StatusOK)
-	if n := strings.Count(b.logs.String(), "redis unreachable"); n != 1 {
+	if n := strings.Count(b.logText(), "redis unreachable"); n != 1 {
 		t.Errorf("%d 'redis unreachable' log lines, want one per state change", n)
 	}
 }

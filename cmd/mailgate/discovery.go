@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -26,6 +27,9 @@ const (
 	// metadataRetry is the wait after a failed read; until one succeeds the
 	// documents publish no OAuth block (logged).
 	metadataRetry = 30 * time.Second
+	// discoveryMaxConns caps the discovery listener's connections, within
+	// fdHeadroom.
+	discoveryMaxConns = fdHeadroom / 4
 )
 
 type discoveryServer struct {
@@ -34,10 +38,15 @@ type discoveryServer struct {
 	log  *slog.Logger
 	site atomic.Pointer[discovery.Site]
 
-	// cfg and meta build the site; both are replaced, never changed.
-	cfg    atomic.Pointer[config.Config]
-	meta   atomic.Pointer[auth.Metadata]
-	addrOf func(key string) string
+	// cfg and meta build the site; both are replaced, never changed, and
+	// rebuildMu makes each site from one pair.
+	cfg       atomic.Pointer[config.Config]
+	meta      atomic.Pointer[auth.Metadata]
+	rebuildMu sync.Mutex
+	addrOf    func(key string) string
+	// reread wakes the metadata reader after a reload (the issuer or the
+	// client may have changed).
+	reread chan struct{}
 }
 
 // newDiscoveryServer opens discovery.listen (with TLS from tlsConf unless
@@ -48,10 +57,13 @@ func newDiscoveryServer(cfg *config.Config, tlsConf *tls.Config, addrOf func(str
 	if err != nil {
 		return nil, fmt.Errorf("discovery.listen: %w", err)
 	}
+	// The mail listeners' caps leave fdHeadroom descriptors for everything
+	// else; this public listener takes a bounded share of them.
+	ln = discovery.LimitListener(ln, discoveryMaxConns, discovery.DefaultMaxConnectionsPerIP)
 	if cfg.Discovery.TLS {
 		ln = tls.NewListener(ln, tlsConf)
 	}
-	d := &discoveryServer{ln: ln, log: log, addrOf: addrOf}
+	d := &discoveryServer{ln: ln, log: log, addrOf: addrOf, reread: make(chan struct{}, 1)}
 	snapshot := *cfg // reloads change the app's; this one is read from other goroutines
 	d.cfg.Store(&snapshot)
 	if err := d.rebuild(); err != nil {
@@ -66,6 +78,8 @@ func (d *discoveryServer) currentSite() discovery.Site { return *d.site.Load() }
 
 // rebuild makes the site from the current configuration and metadata.
 func (d *discoveryServer) rebuild() error {
+	d.rebuildMu.Lock()
+	defer d.rebuildMu.Unlock()
 	site, err := siteFrom(d.cfg.Load(), d.meta.Load(), d.addrOf)
 	if err != nil {
 		return err
@@ -80,6 +94,10 @@ func (d *discoveryServer) reload(cfg *config.Config) error {
 	if err := d.rebuild(); err != nil {
 		d.cfg.Store(old)
 		return err
+	}
+	select {
+	case d.reread <- struct{}{}:
+	default: // a reread is already due
 	}
 	return nil
 }
@@ -127,6 +145,7 @@ func (d *discoveryServer) refreshMetadata(ctx context.Context) {
 		select {
 		case <-ctx.Done():
 			return
+		case <-d.reread:
 		case <-time.After(wait):
 		}
 	}

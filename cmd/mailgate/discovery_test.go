@@ -73,7 +73,7 @@ func TestIntegrationDiscoveryListener(t *testing.T) {
 	deadline := time.Now().Add(10 * time.Second)
 	for doc.OAuth2 == nil { // until the provider's configuration was read
 		if time.Now().After(deadline) {
-			t.Fatalf("autoconfig never carried the OAuth block\n%s", ta.logs)
+			t.Fatalf("autoconfig never carried the OAuth block\n%s", ta.logText())
 		}
 		doc = autoconfigDoc{}
 		body := httpGet(t, client, base+"/.well-known/autoconfig/mail/config-v1.1.xml?emailaddress=alice@example.test", http.StatusOK)

@@ -37,7 +37,9 @@ var publishedListeners = []struct {
 
 // siteFrom builds the Site of cfg. addrOf gives a listener's address by its
 // key (the bound one when serving, so that ":0" shows its real port); meta is
-// the provider's metadata, nil when unknown (then OAuth is not published).
+// the provider's metadata, nil when unknown. OAuth is published only with
+// the metadata of the published client's issuer; without it the site is
+// OAuthPending.
 func siteFrom(cfg *config.Config, meta *auth.Metadata, addrOf func(key string) string) (discovery.Site, error) {
 	host, err := publicHostname(cfg)
 	if err != nil {
@@ -58,7 +60,13 @@ func siteFrom(cfg *config.Config, meta *auth.Metadata, addrOf func(key string) s
 			Passwords: cfg.Auth.PasswordPassthroughFor(l.proto),
 		})
 	}
-	if cl, ok := cfg.PublishedClient(); ok && meta != nil {
+	cl, ok := cfg.PublishedClient()
+	issuer := cl.IssuerOr(cfg.OAuth2.Issuer)
+	switch {
+	case !ok || issuer == "":
+	case meta == nil || meta.Issuer != issuer: // not read yet, or read for another issuer
+		site.OAuthPending = true
+	default:
 		site.OAuth = &discovery.OAuth{
 			Issuer: meta.Issuer, AuthURL: meta.AuthorizationEndpoint, TokenURL: meta.TokenEndpoint,
 			ClientID: cl.ClientID, Scopes: cl.ScopesOrDefault(),

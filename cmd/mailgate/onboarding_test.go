@@ -22,6 +22,7 @@ func TestSiteFromConfig(t *testing.T) {
 	cfg.Discovery.Domains = []string{"Example.com."}
 	cfg.Clients = []config.Client{{Name: "roundcube", ClientID: "rc"}, {Name: "thunderbird", ClientID: "tb", Public: true}}
 	meta := &auth.Metadata{Issuer: "https://id.example.com/", AuthorizationEndpoint: "https://id.example.com/auth", TokenEndpoint: "https://id.example.com/token"}
+	cfg.OAuth2.Issuer = meta.Issuer
 
 	site, err := siteFrom(&cfg, meta, configAddr(&cfg))
 	if err != nil {
@@ -45,7 +46,11 @@ func TestSiteFromConfig(t *testing.T) {
 	}
 
 	cfg.Discovery.Hostname = "imap.example.com"
-	if site, _ = siteFrom(&cfg, nil, configAddr(&cfg)); site.OAuth != nil || site.Servers[0].Host != "imap.example.com" {
-		t.Errorf("without metadata: OAuth %+v, host %q; want none, imap.example.com", site.OAuth, site.Servers[0].Host)
+	if site, _ = siteFrom(&cfg, nil, configAddr(&cfg)); site.OAuth != nil || !site.OAuthPending || site.Servers[0].Host != "imap.example.com" {
+		t.Errorf("without metadata: OAuth %+v, pending %v, host %q; want none, pending, imap.example.com", site.OAuth, site.OAuthPending, site.Servers[0].Host)
+	}
+	cfg.Clients[1].Issuer = "https://other.example.com/" // the metadata read is another issuer's
+	if site, _ = siteFrom(&cfg, meta, configAddr(&cfg)); site.OAuth != nil || !site.OAuthPending {
+		t.Errorf("with another issuer's metadata: OAuth %+v, pending %v; want none, pending", site.OAuth, site.OAuthPending)
 	}
 }

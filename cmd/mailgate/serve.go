@@ -20,7 +20,7 @@ Runs the proxy: IMAP on imap.listen_tls (993) and imap.listen_starttls (143),
 SMTP submission on smtp.listen_tls (465) and smtp.listen_starttls (587).
 SIGTERM or SIGINT shuts down gracefully: /readyz answers 503 for
 cluster.drain_delay while the listeners still accept, then they close and
-sessions drain (up to 30 s). SIGHUP re-reads the certificate files and the
+sessions drain (up to 30 s); a second one ends the process at once. SIGHUP re-reads the certificate files and the
 configuration, and applies log.level, the oauth2 section (except
 oauth2.session_lifetime, revalidate_every and xoauth2_error_status), clients,
 the discovery documents and cluster.drain_delay; other changes are logged and
@@ -57,6 +57,10 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
+	go func() {
+		<-ctx.Done()
+		stop() // a second SIGTERM or SIGINT ends the process at once
+	}()
 	go a.reloadOnSIGHUP(ctx, func() (*config.Config, error) {
 		c := serveCommand(io.Discard, io.Discard)
 		if err := c.fs.Parse(args); err != nil {

@@ -27,7 +27,8 @@ import (
 type testApp struct {
 	a    *app
 	d    *demo.Demo
-	logs *bytes.Buffer
+	logs *bytes.Buffer // read it with logText while the app runs
+	mu   *sync.Mutex   // guards logs
 	tls  *tls.Config
 	stop func() error
 }
@@ -72,7 +73,7 @@ func startTestApp(t *testing.T, edit func(*config.Config)) *testApp {
 	go func() { done <- a.run(ctx, 2*time.Second) }()
 	leaf := a.certs.Certificate("127.0.0.1")
 	pool := leafPool(t, leaf)
-	ta := &testApp{a: a, d: d, logs: logs, tls: &tls.Config{RootCAs: pool, ServerName: "127.0.0.1"}}
+	ta := &testApp{a: a, d: d, logs: logs, mu: &mu, tls: &tls.Config{RootCAs: pool, ServerName: "127.0.0.1"}}
 	var once sync.Once
 	var runErr error
 	ta.stop = func() error {
@@ -90,6 +91,13 @@ func startTestApp(t *testing.T, edit func(*config.Config)) *testApp {
 	// Ready when /readyz says so.
 	waitHTTP(t, "http://"+a.ops.ln.Addr().String()+"/readyz", http.StatusOK)
 	return ta
+}
+
+// logText is the log so far.
+func (ta *testApp) logText() string {
+	ta.mu.Lock()
+	defer ta.mu.Unlock()
+	return ta.logs.String()
 }
 
 type lockedWriter struct {

@@ -3,6 +3,7 @@ package discovery
 import (
 	"bytes"
 	"encoding/xml"
+	"errors"
 	"strings"
 )
 
@@ -79,7 +80,7 @@ func autoconfigDocument(site Site, domain string) ([]byte, error) {
 		Version: "1.1",
 		Provider: acEmailProvider{
 			ID:          domain,
-			Domains:     site.Domains,
+			Domains:     []string{domain}, // not the other tenants
 			DisplayName: site.displayName(),
 		},
 		OAuth2: acOAuth(site.OAuth),
@@ -94,8 +95,15 @@ func autoconfigDocument(site Site, domain string) ([]byte, error) {
 			doc.Provider.Incoming = append(doc.Provider.Incoming, sv)
 		}
 	}
+	if len(doc.Provider.Incoming) == 0 {
+		return nil, errNoAutoconfigServer
+	}
 	return marshalXML(doc)
 }
+
+// errNoAutoconfigServer: no IMAP or POP3 server with a method a client
+// could use; an empty document would only make clients guess.
+var errNoAutoconfigServer = errors.New("no autoconfig document: no IMAP or POP3 server offers OAuth or passwords")
 
 // acServerOf describes s; false for ManageSieve and for a server with no
 // method to name.

@@ -237,3 +237,31 @@ func TestHandlerOptionsCache(t *testing.T) {
 		}
 	}
 }
+
+// TestPendingOAuthNotCached: while the provider's endpoints are not known,
+// autoconfig and PACC go out uncached (no client or cache keeps the
+// password-only document); a site without any usable IMAP/POP3 server gets
+// 404, not an empty document.
+func TestPendingOAuthNotCached(t *testing.T) {
+	site := oauthSite()
+	site.OAuth, site.OAuthPending = nil, true
+	srv := httptest.NewServer(NewHandler(func() Site { return site }, HandlerOptions{}))
+	defer srv.Close()
+	resp, err := srv.Client().Get(srv.URL + "/mail/config-v1.1.xml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if cc := resp.Header.Get("Cache-Control"); resp.StatusCode != http.StatusOK || cc != "no-store" {
+		t.Errorf("pending: %d, Cache-Control %q; want 200, no-store", resp.StatusCode, cc)
+	}
+	site = Site{Domains: []string{"example.org"}, Servers: []Server{{Protocol: IMAP, Host: "mail.example.org", Port: 993, Security: ImplicitTLS}}}
+	resp, err = srv.Client().Get(srv.URL + "/mail/config-v1.1.xml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusNotFound {
+		t.Errorf("no usable server: %d, want 404", resp.StatusCode)
+	}
+}

@@ -15,11 +15,17 @@ func (h *handler) autoconfig(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	body, err := autoconfigDocument(site, d)
-	if err != nil {
-		h.fail(w, r, err)
-		return
+	if h.absent(w, r, err, errNoAutoconfigServer) {
+		h.send(w, contentXML, h.cacheFor(site), body)
 	}
-	h.send(w, contentXML, h.cache, body)
+}
+
+// cacheFor is the Cache-Control of site's address-independent documents.
+func (h *handler) cacheFor(site Site) string {
+	if site.OAuthPending {
+		return cacheNoStore
+	}
+	return h.cache
 }
 
 func (h *handler) pacc(w http.ResponseWriter, r *http.Request) {
@@ -30,7 +36,7 @@ func (h *handler) pacc(w http.ResponseWriter, r *http.Request) {
 	}
 	body, err := paccDocument(site)
 	if h.absent(w, r, err, errNoPACCServer) {
-		h.send(w, contentJSON, h.cache, body)
+		h.send(w, contentJSON, h.cacheFor(site), body)
 	}
 }
 

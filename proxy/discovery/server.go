@@ -17,8 +17,11 @@ const (
 	serverReadTimeout = 10 * time.Second
 	// serverWriteTimeout bounds the response; documents are a few KiB.
 	serverWriteTimeout = 15 * time.Second
-	// serverIdleTimeout bounds a kept-alive connection between requests.
-	serverIdleTimeout = 60 * time.Second
+	// serverIdleTimeout bounds a kept-alive connection between requests:
+	// short, since an idle connection holds one of the listener's few
+	// descriptors (see LimitListener) and a client needs two or three
+	// requests at most.
+	serverIdleTimeout = 5 * time.Second
 	// serverMaxHeaderBytes caps the request line and headers.
 	serverMaxHeaderBytes = 16 << 10
 )

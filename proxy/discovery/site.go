@@ -22,6 +22,10 @@ type Site struct {
 	// OAuth is the provider clients log in at. Nil: OAuth is not published
 	// (only passwords, if any server accepts them).
 	OAuth *OAuth
+	// OAuthPending: OAuth is to be published but the provider's endpoints
+	// are not known yet. The documents then go out uncached, so that no
+	// client or cache keeps the incomplete ones.
+	OAuthPending bool
 }
 
 // Protocol is a mail protocol mailgate serves.

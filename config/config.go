@@ -27,6 +27,9 @@ type Config struct {
 	Sieve  Sieve  `mapstructure:"sieve"`
 	OAuth2 OAuth2 `mapstructure:"oauth2"`
 	Auth   Auth   `mapstructure:"auth"`
+
+	AppPasswords AppPasswords `mapstructure:"app_passwords"`
+
 	Limits Limits `mapstructure:"limits"`
 	HTTP   HTTP   `mapstructure:"http"`
 
@@ -204,6 +207,35 @@ func (a Auth) PasswordPassthroughFor(proto string) bool {
 		}
 	}
 	return false
+}
+
+// AppPasswords are random passwords a user makes for a mail client that
+// cannot do OAuth: a login with one opens the backend session as the
+// master user on behalf of its mailbox, like a token.
+type AppPasswords struct {
+	// Enabled accepts LOGIN/PLAIN (after TLS) with an app password on the
+	// Protocols, even when password passthrough is off.
+	Enabled bool `mapstructure:"enabled"`
+	// Database is the store's URL: sqlite:///path, sqlite:relative/path or
+	// postgres://... (see package apppass).
+	Database string `mapstructure:"database"`
+	// Protocols are those app passwords may be made for and used with
+	// (ProtoIMAP, ProtoSMTP, ProtoPOP3, ProtoSieve).
+	Protocols []string `mapstructure:"protocols"`
+	// MaxPerUser bounds a user's usable app passwords (0: no bound).
+	MaxPerUser int `mapstructure:"max_per_user"`
+	// DefaultExpiry is the lifetime of one made without one (0: MaxExpiry).
+	DefaultExpiry time.Duration `mapstructure:"default_expiry"`
+	// MaxExpiry bounds the lifetime of one (0: none).
+	MaxExpiry time.Duration `mapstructure:"max_expiry"`
+	// KeyFile holds the 32-byte key that seals the users' refresh tokens
+	// (openssl rand -hex 32). Empty: no provider links.
+	KeyFile string `mapstructure:"key_file"`
+}
+
+// For reports whether app passwords are accepted on proto.
+func (a AppPasswords) For(proto string) bool {
+	return a.Enabled && slices.Contains(a.Protocols, proto)
 }
 
 // Limits bound resource use. A cap on connections, sessions or failures of
@@ -484,6 +516,11 @@ func Default() Config {
 			XOAUTH2ErrorStatus:   XOAUTH2Status400,
 		},
 		Auth: Auth{PasswordPassthroughProtocols: []string{ProtoIMAP, ProtoSMTP}},
+		AppPasswords: AppPasswords{
+			Database:   "sqlite:///var/lib/mailgate/app-passwords.db",
+			Protocols:  []string{ProtoIMAP, ProtoSMTP, ProtoPOP3, ProtoSieve},
+			MaxPerUser: 10,
+		},
 		Limits: Limits{
 			MaxConnections:         10000,
 			MaxConnectionsPerIP:    50,

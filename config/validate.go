@@ -144,6 +144,7 @@ func (c *Config) ValidateWith(ch Checks) error {
 	c.validateClients(&p)
 	c.validateDiscovery(&p)
 	c.validateCluster(&p)
+	c.validateAppPasswords(&p)
 	for _, proto := range c.Auth.PasswordPassthroughProtocols {
 		if proto != ProtoIMAP && proto != ProtoSMTP && proto != ProtoPOP3 && proto != ProtoSieve {
 			p.add("auth.password_passthrough_protocols", "want imap, smtp, pop3 and/or sieve, got %q", proto)

@@ -71,8 +71,15 @@ type Conn struct {
 // Limits are the server's limits, defaults applied.
 func (c *Conn) Limits() Limits { return c.s.limits }
 
-// Passwords reports whether password passthrough is on for c's protocol.
-func (c *Conn) Passwords() bool { return c.s.opts.Passwords.allowed(c.proto) }
+// Passwords reports whether c's protocol takes passwords (LOGIN/PLAIN, after
+// TLS): password passthrough or app passwords are on for it.
+func (c *Conn) Passwords() bool { return c.passthrough() || c.appPasswords() }
+
+// passthrough reports whether password passthrough is on for c's protocol.
+func (c *Conn) passthrough() bool { return c.s.opts.Passwords.allowed(c.proto) }
+
+// appPasswords reports whether app passwords are on for c's protocol.
+func (c *Conn) appPasswords() bool { return c.s.opts.AppPasswords.allowed(c.proto) }
 
 // Handshake runs the server TLS handshake on nc (the raw connection, or a
 // view of it after STARTTLS) with c's protocol's TLS configuration, under

@@ -112,14 +112,15 @@ type LoginRequest struct {
 // Session is a login's result: the backend session and who logged in.
 type Session struct {
 	*BackendSession
-	Identity auth.Identity
-	Password bool         // logged in with the user's own password: no lifetime watch
-	Log      *slog.Logger // c.Log with user and mech
-	token    string       // kept for revalidation only, never logged
+	Identity    auth.Identity
+	Password    bool         // logged in with the user's own password: no lifetime watch
+	AppPassword string       // the app password's id when logged in with one: no lifetime watch
+	Log         *slog.Logger // c.Log with user and mech
+	token       string       // kept for revalidation only, never logged
 }
 
 // Login runs a SASL login: XOAUTH2 and OAUTHBEARER always, PLAIN and LOGIN
-// with password passthrough on for the front's protocol.
+// with password passthrough or app passwords on for the front's protocol.
 func (c *Conn) Login(ctx context.Context, req LoginRequest) (*Session, error) {
 	start := time.Now()
 	mech := strings.ToUpper(req.Mech)
@@ -200,9 +201,11 @@ func (c *Conn) passwordExchange(ctx context.Context, mech string, req LoginReque
 	return c.passwordLogin(ctx, mech, user, pass, req)
 }
 
-// passwordLogin logs in to the backend with the user's own credentials
-// after the throttle let the attempt through, and tells the throttle the
-// backend's verdict. The password is not logged, cached or kept.
+// passwordLogin logs in with a user name and password after the throttle
+// let the attempt through: with an app password (appPasswordLogin) when
+// they are on and it is one, else with the user's own credentials at the
+// backend (passthrough, when on), and tells the throttle the verdict. The
+// password is not logged, cached or kept.
 func (c *Conn) passwordLogin(ctx context.Context, mech, user, pass string, req LoginRequest) (*Session, error) {
 	t := c.s.passwordThrottle()
 	ip := c.Raw.RemoteAddr().String()
@@ -212,10 +215,23 @@ func (c *Conn) passwordLogin(ctx context.Context, mech, user, pass string, req L
 	}
 	authCtx, cancel := context.WithDeadline(ctx, c.Deadline)
 	done, err := t.Begin(authCtx, ip, user)
-	cancel()
 	if err != nil {
+		cancel()
 		return nil, err
 	}
+	if c.appPasswords() {
+		sess, err := c.appPasswordLogin(ctx, authCtx, mech, user, pass, req, done)
+		if !errors.Is(err, auth.ErrNotAppPassword) {
+			cancel()
+			return sess, err
+		}
+		if !c.passthrough() {
+			cancel()
+			done(auth.AttemptFailed)
+			return nil, fmt.Errorf("%w: %w, and password passthrough is off", auth.ErrInvalidCredentials, err)
+		}
+	}
+	cancel()
 	bs, err := c.backendLogin(ctx, req, BackendAuth{AuthcID: user, Password: pass, Own: true})
 	done(passwordOutcome(err))
 	if err != nil {

@@ -193,6 +193,9 @@ type Options struct {
 	// Passwords configures password passthrough (off unless a protocol
 	// flag is set).
 	Passwords PasswordOptions
+	// AppPasswords configures app passwords (off unless Verifier is set and
+	// a protocol flag is set).
+	AppPasswords AppPasswordOptions
 	// Lifetime bounds sessions authenticated by a token (the zero value:
 	// not bounded).
 	Lifetime LifetimeOptions
@@ -228,15 +231,40 @@ type PasswordOptions struct {
 
 // allowed reports whether passthrough is on for proto.
 func (o PasswordOptions) allowed(proto string) bool {
+	return protoOn(proto, o.IMAP, o.SMTP, o.POP3, o.Sieve)
+}
+
+// AppPasswordOptions configure app passwords: a client that cannot do
+// OAuth logs in with LOGIN/PLAIN (after TLS only) and an app password the
+// user made for it; once Verifier accepts it, the backend session opens as
+// the master user on behalf of the mailbox, as after a token. A value that
+// is not an app password (auth.ErrNotAppPassword) goes on to password
+// passthrough when that is on for the protocol, else it is refused. The
+// attempt is throttled as a password (PasswordOptions.Throttle): one
+// Begin per attempt, whichever way it goes.
+type AppPasswordOptions struct {
+	// Verifier checks app passwords. Nil: app passwords are off.
+	Verifier auth.AppPasswords
+	// IMAP, SMTP, POP3 and Sieve accept app passwords on that protocol
+	// (and offer LOGIN/PLAIN as PasswordOptions does).
+	IMAP, SMTP, POP3, Sieve bool
+}
+
+// allowed reports whether app passwords are on for proto.
+func (o AppPasswordOptions) allowed(proto string) bool {
+	return o.Verifier != nil && protoOn(proto, o.IMAP, o.SMTP, o.POP3, o.Sieve)
+}
+
+func protoOn(proto string, imap, smtp, pop3, sieve bool) bool {
 	switch proto {
 	case "imap":
-		return o.IMAP
+		return imap
 	case "smtp":
-		return o.SMTP
+		return smtp
 	case "pop3":
-		return o.POP3
+		return pop3
 	case "sieve":
-		return o.Sieve
+		return sieve
 	}
 	return false
 }

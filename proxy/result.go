@@ -69,7 +69,8 @@ func (c *Conn) loginDone(mech string, start time.Time, sess *Session, err error)
 	if internal || (result == ResultUnavailable && errors.As(err, new(*Refusal))) {
 		lvl = c.Log.Warn
 	}
-	lvl("login", "result", result, "mech", mech, "err", err, "auth", d.Round(time.Millisecond))
+	args := append([]any{"result", result, "mech", mech}, appPasswordAttrs(err)...)
+	lvl("login", append(args, "err", err, "auth", d.Round(time.Millisecond))...)
 }
 
 // Unheard reports whether nobody is listening for a login's reply (the

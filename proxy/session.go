@@ -57,13 +57,14 @@ func (c *Conn) Relay(ctx context.Context, client net.Conn, pendingUp []byte, ses
 
 // Watch arranges for end to be called, at most once and from another
 // goroutine, when sess's authentication must end (Options.Lifetime): why
-// is EndExpired or EndRevoked. A password session is never watched. The
+// is EndExpired or EndRevoked. A password or app-password session is never
+// watched. The
 // returned stop must be called when the session ends; after it returns end
 // is not called. Relay does this itself; a front with a relay of its own
 // calls it once per session (it takes the token sess keeps for
 // revalidation).
 func (c *Conn) Watch(sess *Session, end func(why string)) (stop func()) {
-	if sess.Password {
+	if sess.Password || sess.AppPassword != "" {
 		return func() {}
 	}
 	stop = c.s.watchSession(sess.Identity, sess.token, c.Raw.RemoteAddr().String(), sess.Log,

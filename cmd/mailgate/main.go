@@ -97,6 +97,8 @@ Commands:
                  build a Thunderbird add-on (and enterprise policy) that makes
                  Thunderbird log in to mailgate with OAuth at your provider
   onboarding dns print the DNS records that let mail apps find the settings
+  app-passwords  list, revoke or create a user's app passwords
+                 (list|revoke|create --user ADDRESS)
   version        print the version
   help COMMAND   the help of a command (same as "mailgate COMMAND --help")
 
@@ -111,7 +113,7 @@ func main() {
 
 // commands are the subcommands run dispatches.
 var commands = map[string]bool{"serve": true, "demo": true, "check-config": true, "token": true, "healthcheck": true, "version": true,
-	"thunderbird-addon": true, "onboarding": true}
+	"thunderbird-addon": true, "onboarding": true, "app-passwords": true}
 
 // run executes one command and returns the process exit code.
 func run(args []string, stdout, stderr io.Writer) int {
@@ -135,6 +137,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return runThunderbirdAddon(rest, stdout, stderr)
 	case "onboarding":
 		return runOnboarding(rest, stdout, stderr)
+	case "app-passwords":
+		return runAppPasswords(rest, stdout, stderr)
 	case "version":
 		return runVersion(rest, stdout, stderr)
 	case "--version", "-v":

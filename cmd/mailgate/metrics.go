@@ -15,22 +15,23 @@ import (
 type metrics struct {
 	reg *prometheus.Registry
 
-	connsOpen     *prometheus.GaugeVec
-	connsTotal    *prometheus.CounterVec
-	connsRefused  *prometheus.CounterVec
-	logins        *prometheus.CounterVec
-	loginSeconds  *prometheus.HistogramVec
-	backendLogin  *prometheus.HistogramVec
-	backendErrors *prometheus.CounterVec
-	backendTLS    *prometheus.CounterVec
-	bytes         *prometheus.CounterVec
-	smtpMessages  *prometheus.CounterVec
-	smtpBytes     prometheus.Counter
-	validation    *prometheus.HistogramVec
-	dependencyUp  *prometheus.GaugeVec
-	draining      prometheus.Gauge
-	sharedUp      prometheus.Gauge
-	cache         *cacheCollector
+	connsOpen         *prometheus.GaugeVec
+	connsTotal        *prometheus.CounterVec
+	connsRefused      *prometheus.CounterVec
+	logins            *prometheus.CounterVec
+	loginSeconds      *prometheus.HistogramVec
+	backendLogin      *prometheus.HistogramVec
+	backendErrors     *prometheus.CounterVec
+	backendTLS        *prometheus.CounterVec
+	bytes             *prometheus.CounterVec
+	smtpMessages      *prometheus.CounterVec
+	smtpBytes         prometheus.Counter
+	validation        *prometheus.HistogramVec
+	appPasswordLogins *prometheus.CounterVec
+	dependencyUp      *prometheus.GaugeVec
+	draining          prometheus.Gauge
+	sharedUp          prometheus.Gauge
+	cache             *cacheCollector
 }
 
 var latencyBuckets = []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10}
@@ -66,6 +67,9 @@ func newMetrics() *metrics {
 		validation: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "mailgate_token_validation_seconds",
 			Help: "Latency of token validations that reached the provider (cache misses), by result.", Buckets: latencyBuckets},
 			[]string{"result"}),
+		appPasswordLogins: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "mailgate_app_password_logins_total",
+			Help: "Logins with an app password, by the store's verdict (ok, invalid, protocol, suspended, unavailable, error)."},
+			[]string{"proto", "result"}),
 		dependencyUp: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "mailgate_dependency_up",
 			Help: "1 when a dependency (a backend, the identity provider) was reachable at the last check, else 0."}, []string{"dependency"}),
 		draining: prometheus.NewGauge(prometheus.GaugeOpts{Name: "mailgate_draining",
@@ -75,7 +79,7 @@ func newMetrics() *metrics {
 		cache: &cacheCollector{},
 	}
 	reg.MustRegister(m.connsOpen, m.connsTotal, m.connsRefused, m.logins, m.loginSeconds, m.backendLogin,
-		m.backendErrors, m.backendTLS, m.bytes, m.smtpMessages, m.smtpBytes, m.validation, m.dependencyUp, m.draining, m.cache,
+		m.backendErrors, m.backendTLS, m.bytes, m.smtpMessages, m.smtpBytes, m.validation, m.appPasswordLogins, m.dependencyUp, m.draining, m.cache,
 		prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
 	return m
 }

@@ -57,7 +57,7 @@ func siteFrom(cfg *config.Config, meta *auth.Metadata, addrOf func(key string) s
 		}
 		site.Servers = append(site.Servers, discovery.Server{
 			Protocol: l.dp, Host: host, Port: port, Security: l.sec,
-			Passwords: cfg.Auth.PasswordPassthroughFor(l.proto),
+			Passwords: cfg.Auth.PasswordPassthroughFor(l.proto) || cfg.AppPasswords.For(l.proto),
 		})
 	}
 	cl, ok := cfg.PublishedClient()

@@ -35,10 +35,12 @@ func (s *swapAuthenticator) set(a proxy.Authenticator) { s.cur.Store(&a) }
 func (a *app) reloadOnSIGHUP(ctx context.Context, load func() (*config.Config, error)) {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
 	for {
 		select {
 		case <-ctx.Done():
+			// Shutting down: a SIGHUP from a log rotation or a certificate
+			// renewal hook must not kill the drain (its default action).
+			signal.Ignore(syscall.SIGHUP)
 			return
 		case <-hup:
 			a.reload(load)
@@ -76,6 +78,7 @@ func (a *app) reload(load func() (*config.Config, error)) {
 		a.level.Set(parseLevel(next.Log.Level))
 	}
 	applyReloadable(a.cfg, next)
+	a.drainDelay.Store(int64(next.Cluster.DrainDelay))
 	if a.disco != nil {
 		snapshot := *a.cfg // the discovery listener reads it from other goroutines
 		if err := a.disco.reload(&snapshot); err != nil {
@@ -102,15 +105,16 @@ func applyReloadable(c, next *config.Config) {
 func restartOnlyChanges(cur, next *config.Config) []string {
 	var out []string
 	for name, pair := range map[string][2]any{
-		"tls":    {cur.TLS, next.TLS},
-		"master": {cur.Master, next.Master},
-		"imap":   {cur.IMAP, next.IMAP},
-		"smtp":   {cur.SMTP, next.SMTP},
-		"pop3":   {cur.POP3, next.POP3},
-		"sieve":  {cur.Sieve, next.Sieve},
-		"auth":   {cur.Auth, next.Auth},
-		"limits": {cur.Limits, next.Limits},
-		"http":   {cur.HTTP, next.HTTP},
+		"tls":           {cur.TLS, next.TLS},
+		"master":        {cur.Master, next.Master},
+		"imap":          {cur.IMAP, next.IMAP},
+		"smtp":          {cur.SMTP, next.SMTP},
+		"pop3":          {cur.POP3, next.POP3},
+		"sieve":         {cur.Sieve, next.Sieve},
+		"auth":          {cur.Auth, next.Auth},
+		"app_passwords": {cur.AppPasswords, next.AppPasswords},
+		"limits":        {cur.Limits, next.Limits},
+		"http":          {cur.HTTP, next.HTTP},
 		"discovery.listen, discovery.tls": {
 			[2]any{cur.Discovery.Listen, cur.Discovery.TLS}, [2]any{next.Discovery.Listen, next.Discovery.TLS}},
 		"cluster.redis":  {cur.Cluster.Redis, next.Cluster.Redis},

@@ -6,12 +6,13 @@ import (
 	"github.com/mailgate/mailgate/proxy"
 )
 
-// handleLogin runs LOGIN. Without password passthrough it is refused:
+// handleLogin runs LOGIN. Without password passthrough or app passwords
+// (proxy.Conn.Passwords) it is refused:
 // mailgate takes OAuth bearer tokens only. Before TLS the refusal is the one
 // RFC 9051 asks for (whether passthrough is on or not); afterwards the text
 // tells the user what to do, and the refusal counts as a failed
-// authentication for the per-connection limit. With passthrough the user
-// name and password go through proxy.Conn.LoginPassword.
+// authentication for the per-connection limit. With either the user name
+// and password go through proxy.Conn.LoginPassword.
 func (c *conn) handleLogin(ctx context.Context, cmd *command) (*proxy.Session, error) {
 	if !c.isTLS {
 		return nil, c.writeLine("%s NO [PRIVACYREQUIRED] LOGIN is disabled before STARTTLS.", cmd.Tag)

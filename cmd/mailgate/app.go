@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/mailgate/mailgate/auth"
+	"github.com/mailgate/mailgate/auth/apppass"
 	"github.com/mailgate/mailgate/auth/redisstore"
 	"github.com/mailgate/mailgate/certs"
 	"github.com/mailgate/mailgate/config"
@@ -39,9 +40,12 @@ type app struct {
 	checks   atomic.Pointer[tokenCheck]
 	level    *slog.LevelVar    // the logger's level, set on reload (nil in tests)
 	shared   *redisstore.Store // cluster.redis; nil when not set
+	appPass  *apppass.Store    // app_passwords; nil when off
 	ops      *opsServer        // nil when http.listen is empty
 	disco    *discoveryServer  // nil when discovery.listen is empty
 	serving  atomic.Bool       // the client listeners are up
+	// drainDelay is cluster.drain_delay (reloadable, read at SIGTERM).
+	drainDelay atomic.Int64
 
 	listeners []appListener
 }
@@ -59,6 +63,7 @@ type appListener struct {
 // are fitted to (see fitToOpenFiles); 0 takes the caps as configured.
 func newApp(cfg *config.Config, log *slog.Logger, openFiles uint64) (_ *app, err error) {
 	a := &app{cfg: cfg, log: log, metrics: newMetrics()}
+	a.drainDelay.Store(int64(cfg.Cluster.DrainDelay))
 	defer func() {
 		if err != nil {
 			a.closeShared()
@@ -91,6 +96,10 @@ func newApp(cfg *config.Config, log *slog.Logger, openFiles uint64) (_ *app, err
 	if err != nil {
 		return nil, err
 	}
+	if a.appPass, err = openAppPasswords(cfg, log); err != nil {
+		return nil, err
+	}
+	opts.AppPasswords = appPasswordOptions(cfg, a.appPass, a.metrics)
 	caps := fitToOpenFiles(cfg, openFiles, log)
 	opts.Limits.MaxConnections, opts.Limits.MaxPrelogin = orNoLimit(caps.sessions), orNoLimit(caps.prelogin)
 	opts.TLSConfig = store.TLSConfig(minTLS, "imap", "smtp", "pop3", "managesieve")
@@ -228,7 +237,8 @@ func (a *app) run(ctx context.Context, drain time.Duration) error {
 	}
 	a.serving.Store(true)
 	defer a.serving.Store(false)
-	// The listeners outlive ctx by the drain delay (leaveBalancer).
+	// The listeners outlive ctx by the drain delay (leaveBalancer), and the
+	// connections' context outlives Shutdown's start.
 	acceptCtx, stopAccepting := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopAccepting()
 	var wg sync.WaitGroup
@@ -251,7 +261,10 @@ func (a *app) run(ctx context.Context, drain time.Duration) error {
 	case runErr = <-errc:
 		a.log.Error("listener failed", "err", runErr)
 	}
-	stopAccepting()
+	// Shutdown closes the listeners and ends pre-auth reads; acceptCtx is
+	// the connections' context too, so it stays until Shutdown is done: a
+	// login whose backend login is under way when the drain delay ends is
+	// not cut off (a rolling restart lost those).
 	a.log.Info("shutting down", "drain", drain)
 	sctx, cancel := context.WithTimeout(context.Background(), drain)
 	defer cancel()
@@ -261,11 +274,13 @@ func (a *app) run(ctx context.Context, drain time.Duration) error {
 	return runErr
 }
 
-// closeShared closes the connections to cluster.redis, if any.
+// closeShared closes the connections to cluster.redis and the app-password
+// store, if any.
 func (a *app) closeShared() {
 	if a.shared != nil {
 		a.shared.Close()
 	}
+	a.closeAppPasswords()
 }
 
 // leaveBalancer turns /readyz to 503 and keeps the listeners open for
@@ -273,12 +288,13 @@ func (a *app) closeShared() {
 // replica out before it stops accepting connections. Without an operations
 // endpoint nobody can see it: then it does not wait.
 func (a *app) leaveBalancer() {
-	if a.ops == nil || a.cfg.Cluster.DrainDelay <= 0 {
+	delay := time.Duration(a.drainDelay.Load())
+	if a.ops == nil || delay <= 0 {
 		return
 	}
 	a.ops.drain()
-	a.log.Info("draining: /readyz answers 503; listeners close after the drain delay", "drain_delay", a.cfg.Cluster.DrainDelay)
-	time.Sleep(a.cfg.Cluster.DrainDelay)
+	a.log.Info("draining: /readyz answers 503; listeners close after the drain delay", "drain_delay", delay)
+	time.Sleep(delay)
 }
 
 // tokenCheck is the token validation of one configuration: the cache over

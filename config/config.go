@@ -12,6 +12,7 @@ package config
 
 import (
 	"slices"
+	"strings"
 	"time"
 )
 
@@ -370,7 +371,9 @@ type Cluster struct {
 // Redis is the optional shared state (failure throttle, token cache) of the
 // replicas. An empty Address: every replica keeps its own.
 type Redis struct {
-	Address      string `mapstructure:"address"` // host:port of Redis or Valkey
+	// Address is the host:port of Redis or Valkey; several, comma-separated,
+	// are the seed nodes of a Redis Cluster.
+	Address      string `mapstructure:"address"`
 	Username     string `mapstructure:"username"`
 	Password     string `mapstructure:"password"` // after Load: contents of PasswordFile when set
 	PasswordFile string `mapstructure:"password_file"`
@@ -385,6 +388,17 @@ type Redis struct {
 	// RedisLocal (each replica throttles on its own) or RedisRefuse (logins
 	// get a temporary failure).
 	WhenDown string `mapstructure:"when_down"`
+}
+
+// Addresses returns Address split at its commas, without blanks.
+func (r Redis) Addresses() []string {
+	var out []string
+	for _, a := range strings.Split(r.Address, ",") {
+		if a = strings.TrimSpace(a); a != "" {
+			out = append(out, a)
+		}
+	}
+	return out
 }
 
 // Audiences returns the accepted aud/azp/client_id values: oauth2.audiences

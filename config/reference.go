@@ -114,7 +114,7 @@ var keyDocs = map[string]string{
 	"discovery.hostname":                  "host name mail apps connect to; empty: `smtp.hostname`, else the machine's host name",
 	"discovery.display_name":              "provider name mail apps show; empty: the domain",
 	"discovery.client":                    "name of the `clients` entry published as the OAuth client (public, PKCE); empty: the public client named `thunderbird`, else the only public one",
-	"cluster.redis.address":               "Redis or Valkey `host:port` shared by the replicas (failure throttle, token cache); empty: each replica keeps its own",
+	"cluster.redis.address":               "Redis or Valkey `host:port` shared by the replicas (failure throttle, token cache); several, comma-separated: the seed nodes of a Redis Cluster; empty: each replica keeps its own",
 	"cluster.redis.username":              "Redis ACL user (empty: the default user)",
 	"cluster.redis.password":              "its password (prefer `password_file`)",
 	"cluster.redis.password_file":         "file holding the Redis password",

@@ -97,8 +97,10 @@ func (c *Config) validateCluster(p *problems) {
 	if r.Address == "" {
 		return
 	}
-	if _, port, err := net.SplitHostPort(r.Address); err != nil || !validPort(port, 1) {
-		p.add("cluster.redis.address", "%q: want host:port, e.g. redis:6379", r.Address)
+	for _, a := range r.Addresses() {
+		if _, port, err := net.SplitHostPort(a); err != nil || !validPort(port, 1) {
+			p.add("cluster.redis.address", "%q: want host:port, e.g. redis:6379 (several, comma-separated, for a Redis Cluster)", a)
+		}
 	}
 	p.positive("cluster.redis.timeout", r.Timeout)
 	p.oneOf("cluster.redis.when_down", r.WhenDown, RedisLocal, RedisRefuse)

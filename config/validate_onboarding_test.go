@@ -133,6 +133,8 @@ func TestValidateCluster(t *testing.T) {
 		want   []string
 	}{
 		{"redis", func(c *Config) { c.Cluster.Redis.Address = "127.0.0.1:6379" }, nil},
+		{"redis cluster seeds", func(c *Config) { c.Cluster.Redis.Address = "10.0.0.1:6379, 10.0.0.2:6379" }, nil},
+		{"one bad seed", func(c *Config) { c.Cluster.Redis.Address = "10.0.0.1:6379,10.0.0.2" }, []string{"cluster.redis.address: \"10.0.0.2\""}},
 		{"redis tls", func(c *Config) {
 			c.Cluster.Redis.Address, c.Cluster.Redis.TLS, c.Cluster.Redis.ServerName = "redis:6380", true, "redis.internal"
 		}, nil},

@@ -33,7 +33,7 @@ func newSharedStore(cfg *config.Config, log *slog.Logger, m *metrics) (*redissto
 	ctx, cancel := context.WithTimeout(context.Background(), sharedConnectTimeout)
 	defer cancel()
 	s, err := redisstore.New(ctx, redisstore.Options{
-		Addrs: []string{r.Address}, Username: r.Username, Password: r.Password,
+		Addrs: r.Addresses(), Username: r.Username, Password: r.Password,
 		TLS: r.TLS, CAFile: r.CAFile, ServerName: r.ServerName,
 		KeyPrefix: r.KeyPrefix, OpTimeout: r.Timeout, Logger: log,
 		OnStateChange: func(up bool, err error) { sharedStateChanged(log, m, r.WhenDown, up, err) },

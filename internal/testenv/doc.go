@@ -95,6 +95,20 @@
 // [NewDovecot], [NewPostfix] and [NewHydra] start instances with a context that
 // bounds only the start-up; the caller must call Stop.
 //
+// # More real components
+//
+//   - [StartRedis]: Debian's redis-server, no persistence, optionally with an
+//     ACL user and TLS; Stop and Start keep its port (Redis going away).
+//   - [StartHAProxy]: Debian's HAProxy in TCP mode in front of test servers,
+//     with send-proxy-v2, HTTP health checks and a runtime API for states.
+//   - [StartPostgres]: Debian's PostgreSQL in a temporary data directory, run
+//     as the postgres user when the tests run as root.
+//   - [Hydra.StartLoginApp]: Hydra's login and consent pages, accepting for
+//     one address, for clients that drive a browser flow themselves; and
+//     [Hydra.RegisterPublicClient] for public PKCE clients.
+//   - [NewThunderbird]: a fresh Thunderbird profile (account prefs, add-ons,
+//     a test CA trusted through certutil), started under its own Xvfb.
+//
 // # Leaks
 //
 // Each daemon runs in a session of its own, beside a small watchdog shell

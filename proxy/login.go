@@ -213,25 +213,22 @@ func (c *Conn) passwordLogin(ctx context.Context, mech, user, pass string, req L
 		t.Failure(ip, "") // never reaches the backend: the address pays
 		return nil, err
 	}
-	authCtx, cancel := context.WithDeadline(ctx, c.Deadline)
+	authCtx, cancel := context.WithDeadline(ctx, c.Deadline) // the throttle's wait and the app-password check
+	defer cancel()
 	done, err := t.Begin(authCtx, ip, user)
 	if err != nil {
-		cancel()
 		return nil, err
 	}
 	if c.appPasswords() {
 		sess, err := c.appPasswordLogin(ctx, authCtx, mech, user, pass, req, done)
 		if !errors.Is(err, auth.ErrNotAppPassword) {
-			cancel()
 			return sess, err
 		}
 		if !c.passthrough() {
-			cancel()
 			done(auth.AttemptFailed)
 			return nil, fmt.Errorf("%w: %w, and password passthrough is off", auth.ErrInvalidCredentials, err)
 		}
 	}
-	cancel()
 	bs, err := c.backendLogin(ctx, req, BackendAuth{AuthcID: user, Password: pass, Own: true})
 	done(passwordOutcome(err))
 	if err != nil {

@@ -317,24 +317,8 @@ protocol lmtp {
 func StartDovecot(tb testing.TB, opts DovecotOptions) *Dovecot {
 	tb.Helper()
 	Require(tb, PartDovecot)
-	ctx, cancel := context.WithTimeout(context.Background(), defaultStartTimeout)
-	defer cancel()
-	d, err := NewDovecot(ctx, opts)
-	if err != nil {
-		if errors.Is(err, ErrUnavailable) {
-			unavailable(tb, err)
-		}
-		tb.Fatalf("start dovecot: %v", err)
-	}
-	tb.Cleanup(func() {
-		if tb.Failed() {
-			tb.Logf("dovecot %s", d.Log.TailBlock(40))
-		}
-		if err := d.Stop(); err != nil {
-			tb.Errorf("stop dovecot: %v", err)
-		}
-	})
-	return d
+	return startForTest(tb, "dovecot", 40, func(ctx context.Context) (*Dovecot, error) { return NewDovecot(ctx, opts) },
+		func(x *Dovecot) Log { return x.Log }, (*Dovecot).Stop)
 }
 
 // NewDovecot starts Dovecot; ctx bounds the start-up only (default 30 s).

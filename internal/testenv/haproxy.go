@@ -161,24 +161,8 @@ backend {{.Name}}
 // or fails tb (see [Require]) when haproxy is not installed.
 func StartHAProxy(tb testing.TB, opts HAProxyOptions) *HAProxy {
 	tb.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), defaultStartTimeout)
-	defer cancel()
-	h, err := NewHAProxy(ctx, opts)
-	if err != nil {
-		if errors.Is(err, ErrUnavailable) {
-			unavailable(tb, err)
-		}
-		tb.Fatalf("start haproxy: %v", err)
-	}
-	tb.Cleanup(func() {
-		if tb.Failed() {
-			tb.Logf("haproxy %s", h.Log.TailBlock(60))
-		}
-		if err := h.Stop(); err != nil {
-			tb.Errorf("stop haproxy: %v", err)
-		}
-	})
-	return h
+	return startForTest(tb, "haproxy", 60, func(ctx context.Context) (*HAProxy, error) { return NewHAProxy(ctx, opts) },
+		func(x *HAProxy) Log { return x.Log }, (*HAProxy).Stop)
 }
 
 // HAProxyBinary is the haproxy binary used by default: $MAILGATE_HAPROXY_BIN,

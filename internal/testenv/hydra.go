@@ -105,24 +105,8 @@ func StartHydra(tb testing.TB, opts HydraOptions) *Hydra {
 	if opts.Binary == "" {
 		Require(tb, PartHydra)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), defaultStartTimeout)
-	defer cancel()
-	h, err := NewHydra(ctx, opts)
-	if err != nil {
-		if errors.Is(err, ErrUnavailable) {
-			unavailable(tb, err)
-		}
-		tb.Fatalf("start hydra: %v", err)
-	}
-	tb.Cleanup(func() {
-		if tb.Failed() {
-			tb.Logf("hydra %s", h.Log.TailBlock(30))
-		}
-		if err := h.Stop(); err != nil {
-			tb.Errorf("stop hydra: %v", err)
-		}
-	})
-	return h
+	return startForTest(tb, "hydra", 30, func(ctx context.Context) (*Hydra, error) { return NewHydra(ctx, opts) },
+		func(x *Hydra) Log { return x.Log }, (*Hydra).Stop)
 }
 
 // NewHydra starts Hydra and registers the default clients; ctx bounds the

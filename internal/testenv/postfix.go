@@ -153,24 +153,8 @@ postlog   unix-dgram n - n - 1 postlogd
 func StartPostfix(tb testing.TB, dc *Dovecot, opts PostfixOptions) *Postfix {
 	tb.Helper()
 	Require(tb, PartPostfix)
-	ctx, cancel := context.WithTimeout(context.Background(), defaultStartTimeout)
-	defer cancel()
-	p, err := NewPostfix(ctx, dc, opts)
-	if err != nil {
-		if errors.Is(err, ErrUnavailable) {
-			unavailable(tb, err)
-		}
-		tb.Fatalf("start postfix: %v", err)
-	}
-	tb.Cleanup(func() {
-		if tb.Failed() {
-			tb.Logf("postfix %s", p.Log.TailBlock(40))
-		}
-		if err := p.Stop(); err != nil {
-			tb.Errorf("stop postfix: %v", err)
-		}
-	})
-	return p
+	return startForTest(tb, "postfix", 40, func(ctx context.Context) (*Postfix, error) { return NewPostfix(ctx, dc, opts) },
+		func(x *Postfix) Log { return x.Log }, (*Postfix).Stop)
 }
 
 // NewPostfix starts Postfix in front of dc; ctx bounds the start-up only

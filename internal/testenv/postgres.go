@@ -80,24 +80,8 @@ func StartPostgres(tb testing.TB, opts PostgresOptions) *Postgres {
 	if opts.BinDir == "" {
 		Require(tb, PartPostgres)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), defaultStartTimeout)
-	defer cancel()
-	p, err := NewPostgres(ctx, opts)
-	if err != nil {
-		if errors.Is(err, ErrUnavailable) {
-			unavailable(tb, err)
-		}
-		tb.Fatalf("start postgres: %v", err)
-	}
-	tb.Cleanup(func() {
-		if tb.Failed() {
-			tb.Logf("postgres %s", p.Log.TailBlock(30))
-		}
-		if err := p.Close(); err != nil {
-			tb.Errorf("close postgres: %v", err)
-		}
-	})
-	return p
+	return startForTest(tb, "postgres", 30, func(ctx context.Context) (*Postgres, error) { return NewPostgres(ctx, opts) },
+		func(x *Postgres) Log { return x.Log }, (*Postgres).Close)
 }
 
 // NewPostgres creates a cluster (initdb) and starts postgres on a free port

@@ -67,24 +67,8 @@ func StartRedis(tb testing.TB, opts RedisOptions) *Redis {
 	if opts.Binary == "" {
 		Require(tb, PartRedis)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), defaultStartTimeout)
-	defer cancel()
-	r, err := NewRedis(ctx, opts)
-	if err != nil {
-		if errors.Is(err, ErrUnavailable) {
-			unavailable(tb, err)
-		}
-		tb.Fatalf("start redis: %v", err)
-	}
-	tb.Cleanup(func() {
-		if tb.Failed() {
-			tb.Logf("redis %s", r.Log.TailBlock(30))
-		}
-		if err := r.Close(); err != nil {
-			tb.Errorf("close redis: %v", err)
-		}
-	})
-	return r
+	return startForTest(tb, "redis", 30, func(ctx context.Context) (*Redis, error) { return NewRedis(ctx, opts) },
+		func(x *Redis) Log { return x.Log }, (*Redis).Close)
 }
 
 // NewRedis starts redis-server on a free port of 127.0.0.1 and waits until

@@ -230,9 +230,32 @@ type AppPasswords struct {
 	// MaxExpiry bounds the lifetime of one (0: none).
 	MaxExpiry time.Duration `mapstructure:"max_expiry"`
 	// KeyFile holds the 32-byte key that seals the users' refresh tokens
-	// (openssl rand -hex 32). Empty: no provider links.
+	// (openssl rand -hex 32). Empty: no provider links. Required by the page.
 	KeyFile string `mapstructure:"key_file"`
+
+	// Listen is the self-service page's listener. "" disables the page.
+	Listen string `mapstructure:"listen"`
+	// TLS serves the page over HTTPS with the tls.* certificates; false
+	// serves plain HTTP, for a reverse proxy that terminates TLS.
+	TLS bool `mapstructure:"tls"`
+	// PageURL is the page's public https URL, as users' browsers see it
+	// (behind a proxy: the proxy's). Its path is the page's root; the
+	// provider must accept PageURL + "callback" as a redirect URI.
+	PageURL string `mapstructure:"page_url"`
+	// OIDCClientID is the confidential client the page signs in with
+	// (authorization code with PKCE, scope "openid offline_access" and
+	// oauth2.required_scopes); its id is an accepted audience.
+	OIDCClientID string `mapstructure:"oidc_client_id"`
+	// OIDCClientSecret holds the contents of OIDCClientSecretFile.
+	OIDCClientSecret     string `mapstructure:"oidc_client_secret"`
+	OIDCClientSecretFile string `mapstructure:"oidc_client_secret_file"`
+	// RevalidateInterval is how often a user's refresh token is refreshed
+	// at the provider; a refusal suspends the user's app passwords.
+	RevalidateInterval time.Duration `mapstructure:"revalidate_interval"`
 }
+
+// Page reports whether the self-service page is on.
+func (a AppPasswords) Page() bool { return a.Enabled && a.Listen != "" }
 
 // For reports whether app passwords are accepted on proto.
 func (a AppPasswords) For(proto string) bool {
@@ -415,6 +438,9 @@ func (c *Config) Audiences() []string {
 			out = append(out, cl.ClientID)
 		}
 	}
+	if id := c.AppPasswords.OIDCClientID; c.AppPasswords.Page() && id != "" && !slices.Contains(out, id) {
+		out = append(out, id)
+	}
 	return out
 }
 
@@ -531,9 +557,11 @@ func Default() Config {
 		},
 		Auth: Auth{PasswordPassthroughProtocols: []string{ProtoIMAP, ProtoSMTP}},
 		AppPasswords: AppPasswords{
-			Database:   "sqlite:///var/lib/mailgate/app-passwords.db",
-			Protocols:  []string{ProtoIMAP, ProtoSMTP, ProtoPOP3, ProtoSieve},
-			MaxPerUser: 10,
+			Database:           "sqlite:///var/lib/mailgate/app-passwords.db",
+			Protocols:          []string{ProtoIMAP, ProtoSMTP, ProtoPOP3, ProtoSieve},
+			MaxPerUser:         10,
+			TLS:                true,
+			RevalidateInterval: time.Hour,
 		},
 		Limits: Limits{
 			MaxConnections:         10000,

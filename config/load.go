@@ -371,6 +371,7 @@ func resolveSecrets(c *Config) []error {
 		{"master.password", "master.password_file", &c.Master.Password, c.Master.PasswordFile},
 		{"oauth2.client_secret", "oauth2.client_secret_file", &c.OAuth2.ClientSecret, c.OAuth2.ClientSecretFile},
 		{"cluster.redis.password", "cluster.redis.password_file", &c.Cluster.Redis.Password, c.Cluster.Redis.PasswordFile},
+		{"app_passwords.oidc_client_secret", "app_passwords.oidc_client_secret_file", &c.AppPasswords.OIDCClientSecret, c.AppPasswords.OIDCClientSecretFile},
 	} {
 		if s.file == "" {
 			continue

@@ -2,7 +2,9 @@ package config
 
 import (
 	"errors"
+	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -74,5 +76,77 @@ func TestAppPasswordsFor(t *testing.T) {
 	a.Enabled, a.Protocols = true, []string{ProtoSMTP}
 	if !a.For(ProtoSMTP) || a.For(ProtoIMAP) {
 		t.Errorf("For with protocols smtp: smtp %v, imap %v", a.For(ProtoSMTP), a.For(ProtoIMAP))
+	}
+}
+
+func TestValidateAppPasswordPage(t *testing.T) {
+	dir := t.TempDir()
+	key := filepath.Join(dir, "key")
+	if err := os.WriteFile(key, []byte(strings.Repeat("ab", 32)+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	page := func(c *Config) {
+		c.AppPasswords.Enabled, c.AppPasswords.Listen, c.AppPasswords.KeyFile = true, ":8443", key
+		c.AppPasswords.PageURL, c.AppPasswords.OIDCClientID, c.AppPasswords.OIDCClientSecret = "https://mail.example.com/app-passwords/", "page", "s3cret"
+		c.OAuth2.Issuer = "https://auth.example.com/"
+	}
+	tests := []struct {
+		name string
+		edit func(*Config)
+		want []string
+	}{
+		{"complete", page, nil},
+		{"http on loopback", func(c *Config) { page(c); c.AppPasswords.PageURL = "http://127.0.0.1:8443/" }, nil},
+		{"listen without the rest", func(c *Config) { c.AppPasswords.Enabled, c.AppPasswords.Listen = true, ":8443" }, []string{
+			"app_passwords.page_url: required", "app_passwords.oidc_client_id: required",
+			"app_passwords.oidc_client_secret_file: required", "app_passwords.key_file: required", "oauth2.issuer: required",
+		}},
+		{"plain http elsewhere", func(c *Config) { page(c); c.AppPasswords.PageURL = "http://mail.example.com/ap/" },
+			[]string{"app_passwords.page_url: must be https"}},
+		{"query", func(c *Config) { page(c); c.AppPasswords.PageURL = "https://mail.example.com/?x=1" },
+			[]string{"app_passwords.page_url: want an https URL"}},
+		{"bad listen and interval", func(c *Config) {
+			page(c)
+			c.AppPasswords.Listen, c.AppPasswords.RevalidateInterval = "8443", time.Millisecond
+		},
+			[]string{"app_passwords.listen: want [host]:port", "app_passwords.revalidate_interval: must be at least 1s"}},
+		{"off: page keys not required", func(c *Config) { c.AppPasswords.Listen = ":8443" }, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := validConfig(t)
+			tt.edit(&c)
+			err := c.Validate()
+			if len(tt.want) == 0 {
+				if err != nil {
+					t.Fatalf("Validate: %v", err)
+				}
+				return
+			}
+			if err == nil {
+				t.Fatalf("Validate passed, want %q", tt.want)
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("problems lack %q:\n%v", w, err)
+				}
+			}
+			if strings.Contains(err.Error(), "s3cret") {
+				t.Errorf("a problem shows the client secret:\n%v", err)
+			}
+		})
+	}
+}
+
+func TestPageClientIsAnAudience(t *testing.T) {
+	c := Default()
+	c.OAuth2.Audiences = []string{"mail"}
+	c.AppPasswords.OIDCClientID = "page"
+	if got := c.Audiences(); slices.Contains(got, "page") {
+		t.Errorf("Audiences() = %q with the page off", got)
+	}
+	c.AppPasswords.Enabled, c.AppPasswords.Listen = true, ":8443"
+	if got := c.Audiences(); !slices.Equal(got, []string{"mail", "page"}) {
+		t.Errorf("Audiences() = %q, want [mail page]", got)
 	}
 }

@@ -73,7 +73,7 @@ func (s *Store) newRecord(user, name string, protocols []Protocol, expiry time.D
 	if err != nil {
 		return Record{}, err
 	}
-	now := time.UnixMicro(s.now().UnixMicro()).UTC() // as stored
+	now := s.storedNow()
 	rec := Record{User: mailbox, Name: name, Protocols: scope, Created: now}
 	if life > 0 {
 		rec.Expires = now.Add(life)

@@ -102,7 +102,12 @@
 //	                   revoked_at)             index (username, created_at)
 //	provider_links    (username PK, key_id, refresh_token (sealed), linked_at,
 //	                   revalidated_at, suspended_at, suspend_reason)
+//	web_sessions      (id_hash PK (SHA-256 of the session id), username, csrf,
+//	                   created_at, expires_at)  index (username)
+//	web_signins       (state_hash PK (SHA-256 of the state), verifier,
+//	                   expires_at)              index (expires_at)
 //
+// Hashes and sealed tokens are BLOB in SQLite, BYTEA in PostgreSQL.
 // Revoked rows keep no hash and stay until Purge, so that a login with a
 // revoked password is logged as "revoked". Migrations are embedded SQL
 // files, migrations/<dialect>/NNNN_name.sql, applied at Open in one
@@ -117,9 +122,47 @@
 // Each row names its key by id (derived from the key), so keys can rotate:
 // NewKeyring(newKey, oldKey) opens both, Rekey re-seals old rows, then the
 // old key can go. The additional data binds a sealed token to its user.
-// The revalidation loop takes DueForRevalidation users, refreshes their
-// tokens at the provider, and calls MarkRevalidated or, when the provider
-// refuses, Suspend: the user's app passwords then fail with ErrSuspended
-// until the user signs in again (SetRefreshToken). Keys and tokens never
+// The revalidation loop takes DueForRevalidation users and, for each,
+// claims its refresh (ClaimRevalidation), refreshes the claimed token at
+// the provider, and reports with Revalidated (storing a rotated token) or,
+// when the provider refuses, Refused: the user's app passwords then fail
+// with ErrSuspended until the user signs in again (SetRefreshToken).
+//
+// The claim is one conditional UPDATE that moves the user's revalidation
+// time to now, so that of several replicas sharing a database exactly one
+// refreshes a given token: providers that rotate refresh tokens (Ory
+// Hydra) take the reuse of an old one for theft and revoke the whole
+// chain. A claim remembers the link's sign-in time (linked_at, which
+// every SetRefreshToken moves forward): if the user signs in while the
+// refresh is in flight, Revalidated and Refused fail with ErrNotDue and
+// change nothing, so the new sign-in's token is neither overwritten by
+// the old chain's nor suspended. MarkRevalidated and Suspend are the
+// unconditional forms, for a single replica. Keys and tokens never
 // appear in errors or logs.
+//
+// # Page sessions
+//
+// The self-service page signs users in with OAuth 2.0 (authorization code
+// with PKCE) and keeps its sessions here, server-side, so that signing out
+// really ends a session and replicas sharing PostgreSQL see the same
+// sessions:
+//
+//	in, err := st.BeginSignIn(ctx, 10*time.Minute)
+//	// in.State: in the authorization request and a cookie;
+//	// S256(in.Verifier): the code_challenge
+//	verifier, err := st.TakeSignIn(ctx, stateFromCallback) // once only
+//	// exchange the code with verifier, then:
+//	id, sess, err := st.CreateSession(ctx, user, 8*time.Hour) // id: the cookie
+//	sess, err = st.Session(ctx, idFromCookie)                 // each request
+//	ok := sess.ValidCSRF(formToken)                            // each form post
+//	err = st.EndSession(ctx, idFromCookie)                     // sign-out
+//
+// Session ids, CSRF tokens, states and verifiers are 256 random bits in
+// base64url without padding (43 characters). Only the SHA-256 of a
+// session id or a state is stored, so a copy of the database opens no
+// session; a value that is not a well-formed token is refused
+// (ErrNoSession) without a database query. TakeSignIn deletes the sign-in
+// in the same statement that reads it, so a state works once. Expired
+// sessions and sign-ins are refused at once and deleted by Purge (and,
+// cheaply, by CreateSession for the user and BeginSignIn).
 package apppass

@@ -50,7 +50,16 @@ var (
 	ErrKey = errors.New("apppass: cannot decrypt refresh token")
 	// ErrSchemaTooNew: the database was migrated by a newer mailgate.
 	ErrSchemaTooNew = errors.New("apppass: database schema is newer than this mailgate")
+	// ErrNotDue: the user's revalidation was claimed by another replica
+	// or is not due, or the link changed since the claim (a new sign-in,
+	// which wins), or it is suspended.
+	ErrNotDue = errors.New("apppass: revalidation not due")
 )
+
+// ErrNoSession is the error of the page's sessions and sign-ins: the
+// session or sign-in is unknown, expired, ended (or already taken) or
+// malformed.
+var ErrNoSession = errors.New("apppass: no such session")
 
 // Refusal is the error of a Verify that refused a well-formed app
 // password. Its Error text (with Reason) is for the server log, never for

@@ -40,7 +40,10 @@ type Link struct {
 
 // SetRefreshToken links user to the provider: it stores the refresh token
 // (offline access) of a sign-in, sealed with the keyring's primary key,
-// counts the sign-in as a revalidation and lifts any suspension.
+// counts the sign-in as a revalidation and lifts any suspension. The
+// link's Linked time always moves forward (by a microsecond when the
+// clock has not), so that a revalidation claimed before the sign-in no
+// longer applies (see ClaimRevalidation).
 func (s *Store) SetRefreshToken(ctx context.Context, user, refreshToken string) error {
 	mailbox, err := s.linkArgs(user, refreshToken)
 	if err != nil {
@@ -53,7 +56,9 @@ func (s *Store) SetRefreshToken(ctx context.Context, user, refreshToken string) 
 			(username, key_id, refresh_token, linked_at, revalidated_at, suspended_at, suspend_reason)
 		VALUES ($1, $2, $3, $4, $4, NULL, '')
 		ON CONFLICT (username) DO UPDATE SET key_id = excluded.key_id, refresh_token = excluded.refresh_token,
-			linked_at = excluded.linked_at, revalidated_at = excluded.revalidated_at,
+			linked_at = CASE WHEN excluded.linked_at > provider_links.linked_at
+				THEN excluded.linked_at ELSE provider_links.linked_at + 1 END,
+			revalidated_at = excluded.revalidated_at,
 			suspended_at = NULL, suspend_reason = ''`,
 		mailbox, keyID, sealed, micros(s.now()))
 	if err != nil {
@@ -106,15 +111,15 @@ func (s *Store) LinkStatus(ctx context.Context, user string) (Link, error) {
 	case err != nil:
 		return Link{}, unavailable("link status", err)
 	}
-	l.Linked = fromMicros(sql.NullInt64{Int64: linked, Valid: true})
-	l.Revalidated = fromMicros(sql.NullInt64{Int64: revalidated, Valid: true})
+	l.Linked, l.Revalidated = timeOf(linked), timeOf(revalidated)
 	l.Suspended = fromMicros(suspended)
 	return l, nil
 }
 
 // DueForRevalidation returns up to limit (DefaultDueLimit if not
 // positive) users whose link is not suspended and was last revalidated
-// before before, least recently revalidated first.
+// before before, least recently revalidated first. With several replicas,
+// claim each one (ClaimRevalidation) before refreshing its token.
 func (s *Store) DueForRevalidation(ctx context.Context, before time.Time, limit int) ([]string, error) {
 	if limit <= 0 {
 		limit = DefaultDueLimit
@@ -145,41 +150,48 @@ func (s *Store) DueForRevalidation(ctx context.Context, before time.Time, limit 
 // MarkRevalidated records that the provider accepted a refresh of user's
 // token now, and stores newRefreshToken when the provider rotated it
 // ("": keep the stored one). It does not lift a suspension. ErrNoLink:
-// none stored.
+// none stored. With several replicas, use ClaimRevalidation and
+// Revalidated instead.
 func (s *Store) MarkRevalidated(ctx context.Context, user, newRefreshToken string) error {
-	var mailbox string
-	var err error
-	if newRefreshToken == "" {
-		mailbox, err = s.parseUser(user)
-	} else {
-		mailbox, err = s.linkArgs(user, newRefreshToken)
-	}
+	mailbox, err := s.parseUser(user)
 	if err != nil {
 		return err
 	}
-	query, args := `UPDATE provider_links SET revalidated_at = $1 WHERE username = $2`, []any{micros(s.now()), mailbox}
-	if newRefreshToken != "" {
-		keyID, sealed := s.keys.seal(mailbox, newRefreshToken)
-		query = `UPDATE provider_links SET revalidated_at = $1, key_id = $3, refresh_token = $4 WHERE username = $2`
-		args = append(args, keyID, sealed)
-	}
-	return s.updateLink(ctx, "mark revalidated", mailbox, query, args...)
+	return s.revalidate(ctx, "mark revalidated", linkFilter{user: mailbox, none: ErrNoLink}, newRefreshToken)
 }
 
 // Suspend records that the provider refused to refresh user's token
 // (reason says how, for the page and the log: no secrets): Verify
 // refuses the user's app passwords with ErrSuspended until the user signs
 // in again (SetRefreshToken). The first suspension's time and reason are
-// kept. ErrNoLink: none stored.
+// kept. ErrNoLink: none stored. With several replicas, use
+// ClaimRevalidation and Refused instead.
 func (s *Store) Suspend(ctx context.Context, user, reason string) error {
 	mailbox, err := s.parseUser(user)
 	if err != nil {
 		return err
 	}
-	return s.updateLink(ctx, "suspend", mailbox, `UPDATE provider_links
-		SET suspend_reason = CASE WHEN suspended_at IS NULL THEN $3 ELSE suspend_reason END,
-			suspended_at = COALESCE(suspended_at, $1)
-		WHERE username = $2`, micros(s.now()), mailbox, clipReason(reason))
+	return s.suspend(ctx, "suspend", linkFilter{user: mailbox, none: ErrNoLink}, reason)
+}
+
+// revalidate sets the revalidation time of the link f selects to now and
+// stores newToken, unless it is "".
+func (s *Store) revalidate(ctx context.Context, op string, f linkFilter, newToken string) error {
+	if newToken == "" {
+		return s.updateLink(ctx, op, f, `revalidated_at = $1`, micros(s.now()))
+	}
+	if s.keys == nil {
+		return ErrNoKey
+	}
+	keyID, sealed := s.keys.seal(f.user, newToken)
+	return s.updateLink(ctx, op, f, `revalidated_at = $1, key_id = $2, refresh_token = $3`, micros(s.now()), keyID, sealed)
+}
+
+// suspend suspends the link f selects, keeping an earlier suspension's
+// time and reason.
+func (s *Store) suspend(ctx context.Context, op string, f linkFilter, reason string) error {
+	return s.updateLink(ctx, op, f, `suspend_reason = CASE WHEN suspended_at IS NULL THEN $2 ELSE suspend_reason END,
+		suspended_at = COALESCE(suspended_at, $1)`, micros(s.now()), clipReason(reason))
 }
 
 // Rekey re-seals with the primary key every refresh token sealed with
@@ -255,20 +267,30 @@ func (s *Store) parseUser(user string) (string, error) {
 	return mailbox, nil
 }
 
-// updateLink runs an UPDATE of user's link; no row is ErrNoLink.
-func (s *Store) updateLink(ctx context.Context, op, user, query string, args ...any) error {
+// linkFilter selects the link an update applies to.
+type linkFilter struct {
+	user   string    // the mailbox address
+	linked time.Time // not zero: only while linked_at is still this (a claim's sign-in)
+	none   error     // the error when nothing matches: ErrNoLink, or ErrNotDue for a claim
+}
+
+// updateLink sets the columns of set (with $1... its args) in the link f
+// selects; no such link is f.none.
+func (s *Store) updateLink(ctx context.Context, op string, f linkFilter, set string, args ...any) error {
+	args = append(args, f.user)
+	query := fmt.Sprintf(`UPDATE provider_links SET %s WHERE username = $%d`, set, len(args))
+	if !f.linked.IsZero() {
+		args = append(args, micros(f.linked))
+		query += fmt.Sprintf(` AND linked_at = $%d`, len(args))
+	}
 	ctx, cancel := s.opContext(ctx)
 	defer cancel()
-	res, err := s.db.ExecContext(ctx, query, args...)
+	n, err := s.exec(ctx, op, query, args...)
 	if err != nil {
-		return unavailable(op, err)
-	}
-	n, err := res.RowsAffected()
-	if err != nil {
-		return unavailable(op, err)
+		return err
 	}
 	if n == 0 {
-		return fmt.Errorf("%w: %s", ErrNoLink, user)
+		return fmt.Errorf("%w: %s", f.none, f.user)
 	}
 	return nil
 }

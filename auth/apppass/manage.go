@@ -74,31 +74,25 @@ func (s *Store) RevokeAll(ctx context.Context, user string) (int, error) {
 func (s *Store) revoke(ctx context.Context, op, cond, user string, args ...any) (int, error) {
 	ctx, cancel := s.opContext(ctx)
 	defer cancel()
-	res, err := s.db.ExecContext(ctx, `UPDATE app_passwords SET revoked_at = $1, hash = ''
+	return s.exec(ctx, op, `UPDATE app_passwords SET revoked_at = $1, hash = ''
 		WHERE username = $2 AND revoked_at IS NULL `+cond, append([]any{micros(s.now()), user}, args...)...)
-	if err != nil {
-		return 0, unavailable(op, err)
-	}
-	n, err := res.RowsAffected()
-	if err != nil {
-		return 0, unavailable(op, err)
-	}
-	return int(n), nil
 }
 
-// Purge deletes the rows of passwords revoked or expired before before
-// (revoked rows are kept until then so that a login with a revoked
-// password is logged as such) and returns how many.
+// Purge deletes the rows of app passwords revoked or expired before
+// before (revoked rows are kept until then so that a login with a revoked
+// password is logged as such) and returns how many: it counts app
+// passwords only. It also deletes the page's sessions and sign-ins that
+// have expired by now, whatever before (an expired one is never used nor
+// logged again); those are not counted.
 func (s *Store) Purge(ctx context.Context, before time.Time) (int, error) {
 	ctx, cancel := s.opContext(ctx)
 	defer cancel()
-	res, err := s.db.ExecContext(ctx, `DELETE FROM app_passwords WHERE revoked_at < $1 OR expires_at < $1`, micros(before))
+	n, err := s.exec(ctx, "purge", `DELETE FROM app_passwords WHERE revoked_at < $1 OR expires_at < $1`, micros(before))
 	if err != nil {
-		return 0, unavailable("purge", err)
+		return 0, err
 	}
-	n, err := res.RowsAffected()
-	if err != nil {
-		return 0, unavailable("purge", err)
+	if err := s.purgeWeb(ctx, s.now()); err != nil {
+		return n, err
 	}
-	return int(n), nil
+	return n, nil
 }

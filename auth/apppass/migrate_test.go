@@ -3,6 +3,7 @@ package apppass_test
 import (
 	"errors"
 	"testing"
+	"time"
 
 	"github.com/mailgate/mailgate/auth/apppass"
 )
@@ -43,6 +44,38 @@ func TestMigrations(t *testing.T) {
 		}
 		if n, _ := versions(); n != latest+1 {
 			t.Errorf("the refused Open changed schema_migrations: %d rows", n)
+		}
+	})
+}
+
+// A database of version 1 (app passwords and provider links only) is
+// brought to the latest version at Open, its data kept.
+func TestMigrateFromVersion1(t *testing.T) {
+	eachBackend(t, func(t *testing.T, b backend) {
+		url := b.newURL(t)
+		s := openStore(t, url, apppass.Options{Hasher: fastHasher})
+		pw, _ := mustCreate(t, s, "alice@example.test", "phone", nil, 0)
+		s.Close()
+		raw := b.raw(t, url)
+		for _, q := range []string{`DROP TABLE web_sessions`, `DROP TABLE web_signins`, `DELETE FROM schema_migrations WHERE version > 1`} {
+			if _, err := raw.ExecContext(tctx(t), q); err != nil {
+				t.Fatal(err)
+			}
+		}
+		s = openStore(t, url, apppass.Options{Hasher: fastHasher})
+		if _, err := s.Verify(tctx(t), "alice@example.test", pw, apppass.IMAP, ""); err != nil {
+			t.Errorf("Verify after the migration = %v", err)
+		}
+		id, _, err := s.CreateSession(tctx(t), "alice@example.test", time.Hour)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.Session(tctx(t), id); err != nil {
+			t.Errorf("Session after the migration = %v", err)
+		}
+		var max int
+		if err := raw.QueryRowContext(tctx(t), `SELECT MAX(version) FROM schema_migrations`).Scan(&max); err != nil || max != apppass.SchemaVersion() || max < 2 {
+			t.Errorf("schema version %d, %v; want %d", max, err, apppass.SchemaVersion())
 		}
 	})
 }

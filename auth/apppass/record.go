@@ -48,7 +48,7 @@ func scanRecord(r *Record) (dest []any, finish func()) {
 	dest = []any{&r.ID, &r.User, &r.Name, &protocols, &created, &expires, &lastUsed, &r.LastAddr}
 	return dest, func() {
 		r.Protocols = splitProtocols(protocols)
-		r.Created = fromMicros(sql.NullInt64{Int64: created, Valid: true})
+		r.Created = timeOf(created)
 		r.Expires = fromMicros(expires)
 		r.LastUsed = fromMicros(lastUsed)
 	}

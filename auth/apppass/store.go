@@ -184,15 +184,35 @@ func (s *Store) inTx(ctx context.Context, op, user string, f func(*sql.Tx) error
 	return nil
 }
 
+// exec runs one statement and returns how many rows it changed. Database
+// errors are wrapped as unavailable for op.
+func (s *Store) exec(ctx context.Context, op, query string, args ...any) (int, error) {
+	res, err := s.db.ExecContext(ctx, query, args...)
+	if err != nil {
+		return 0, unavailable(op, err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return 0, unavailable(op, err)
+	}
+	return int(n), nil
+}
+
+// storedNow is the clock's time as it is stored: to the microsecond, UTC.
+func (s *Store) storedNow() time.Time { return timeOf(micros(s.now())) }
+
 // micros is the stored form of a time: microseconds since 1970 UTC.
 func micros(t time.Time) int64 { return t.UnixMicro() }
 
-// fromMicros is the time of a stored value (zero for NULL).
+// timeOf is the time of a stored value.
+func timeOf(v int64) time.Time { return time.UnixMicro(v).UTC() }
+
+// fromMicros is the time of a stored optional value (zero for NULL).
 func fromMicros(v sql.NullInt64) time.Time {
 	if !v.Valid {
 		return time.Time{}
 	}
-	return time.UnixMicro(v.Int64).UTC()
+	return timeOf(v.Int64)
 }
 
 // nullMicros is the stored form of an optional time (NULL for zero).

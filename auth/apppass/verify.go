@@ -143,7 +143,7 @@ func (s *Store) compare(ctx context.Context, pw password, row verifyRow) (bool, 
 // touch records a successful use in the store and in rec, unless the
 // stored one is recent. A failure only logs: the login itself is good.
 func (s *Store) touch(ctx context.Context, rec *Record, clientIP string) {
-	now := time.UnixMicro(s.now().UnixMicro()).UTC()
+	now := s.storedNow()
 	if !rec.LastUsed.IsZero() && now.Sub(rec.LastUsed) < lastUseResolution {
 		return
 	}

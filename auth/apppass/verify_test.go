@@ -69,8 +69,9 @@ func TestConcurrentVerify(t *testing.T) {
 	})
 }
 
-// Nothing stored holds a password, its secret part or a refresh token in
-// clear: every column of every row of every table is scanned.
+// Nothing stored holds a password, its secret part, a refresh token, a
+// session id or a sign-in state in clear: every column of every row of
+// every table is scanned.
 func TestNoPlaintextStored(t *testing.T) {
 	eachBackend(t, func(t *testing.T, b backend) {
 		url := b.newURL(t)
@@ -88,9 +89,18 @@ func TestNoPlaintextStored(t *testing.T) {
 			t.Fatal(err)
 		}
 		secrets = append(secrets, token)
+		id, _, err := s.CreateSession(tctx(t), "alice@example.test", time.Hour)
+		if err != nil {
+			t.Fatal(err)
+		}
+		in, err := s.BeginSignIn(tctx(t), time.Minute)
+		if err != nil {
+			t.Fatal(err)
+		}
+		secrets = append(secrets, id, in.State) // the CSRF token and the verifier are stored by design
 		raw := b.raw(t, url)
 		cells := 0
-		for _, table := range []string{"app_passwords", "provider_links", "schema_migrations"} {
+		for _, table := range []string{"app_passwords", "provider_links", "schema_migrations", "web_sessions", "web_signins"} {
 			cells += scanTable(t, raw, table, func(cell string) {
 				for _, sec := range secrets {
 					if strings.Contains(strings.ToLower(cell), strings.ToLower(sec)) {

@@ -10,7 +10,9 @@
 #     and redis-server (the scale-out tests, internal/clustertest, and
 #     bench/cluster.sh), thunderbird, xvfb and libnss3-tools (certutil) for the
 #     end-to-end test with a real Thunderbird (testenv.NewThunderbird), and
-#     postgresql (the app-password store's tests, testenv.StartPostgres). Postfix
+#     postgresql (the app-password store's tests, testenv.StartPostgres),
+#     chromium (the app-password page driven in a real browser,
+#     testenv.NewBrowser). Postfix
 #     is preseeded to "No
 #     configuration" and a temporary policy-rc.d keeps the distro services from
 #     starting (the tests run their own instances on free loopback ports).
@@ -63,7 +65,7 @@ case " ${backends//,/ } ${MAILGATE_BACKEND:-} " in *" deb13 "*) want_deb13=1 ;; 
 # ---------------------------------------------------------------- packages
 pkgs=(dovecot-core dovecot-imapd dovecot-lmtpd dovecot-pop3d dovecot-managesieved dovecot-sieve
       postfix openssl jq curl python3 gcc libc6-dev ca-certificates php-cli php-net-sieve gnuplot-nox
-      haproxy redis-server thunderbird xvfb libnss3-tools postgresql)
+      haproxy redis-server thunderbird xvfb libnss3-tools chromium postgresql)
 [ "$want_deb13" = 0 ] || pkgs+=(mmdebstrap)
 need=()
 for p in "${pkgs[@]}"; do

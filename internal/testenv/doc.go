@@ -108,6 +108,7 @@
 //     [Hydra.RegisterPublicClient] for public PKCE clients.
 //   - [NewThunderbird]: a fresh Thunderbird profile (account prefs, add-ons,
 //     a test CA trusted through certutil), started under its own Xvfb.
+//   - [NewBrowser]: Debian's Chromium, headless, for chromedp (JS on or off).
 //
 // # Leaks
 //

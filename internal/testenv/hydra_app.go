@@ -264,3 +264,90 @@ func (h *Hydra) PublicClient(tb testing.TB, opts PublicClientOptions) string {
 	}
 	return id
 }
+
+// ConfidentialClientOptions configures [Hydra.RegisterConfidentialClient].
+type ConfidentialClientOptions struct {
+	// ID is the client id. Empty: "confidential-" and random characters.
+	ID string
+	// RedirectURIs are the registered redirect URIs. Required.
+	RedirectURIs []string
+	// Scope is the space-separated scope the client may request. Empty:
+	// "openid email offline_access".
+	Scope string
+}
+
+// RegisterConfidentialClient registers a confidential client, as a web
+// application has: a random secret of 48 characters it returns, sent with
+// HTTP Basic authentication at the token endpoint (client_secret_basic), the
+// authorization_code and refresh_token grants, response type code, JWT
+// access tokens, and no allowed audience, so its tokens carry Hydra's
+// defaults. PKCE is optional for it (Hydra enforces it for public clients
+// only) but accepted.
+func (h *Hydra) RegisterConfidentialClient(ctx context.Context, opts ConfidentialClientOptions) (id, secret string, err error) {
+	if len(opts.RedirectURIs) == 0 {
+		return "", "", errors.New("confidential client: RedirectURIs is required")
+	}
+	if opts.ID == "" {
+		opts.ID = "confidential-" + randomString(6)
+	}
+	if opts.Scope == "" {
+		opts.Scope = strings.Join(defaultScopes, " ")
+	}
+	secret = randomString(24)
+	body := map[string]any{
+		"client_id":                  opts.ID,
+		"client_name":                opts.ID,
+		"client_secret":              secret,
+		"access_token_strategy":      "jwt",
+		"grant_types":                []string{"authorization_code", "refresh_token"},
+		"response_types":             []string{"code"},
+		"scope":                      opts.Scope,
+		"redirect_uris":              opts.RedirectURIs,
+		"token_endpoint_auth_method": "client_secret_basic",
+	}
+	if _, err := h.adminJSON(ctx, http.MethodPost, "/admin/clients", body, http.StatusCreated); err != nil {
+		return "", "", fmt.Errorf("register confidential client %s: %w", opts.ID, err)
+	}
+	return opts.ID, secret, nil
+}
+
+// ConfidentialClient is RegisterConfidentialClient for tests: it fails tb on
+// error.
+func (h *Hydra) ConfidentialClient(tb testing.TB, opts ConfidentialClientOptions) (id, secret string) {
+	tb.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), httpTimeout)
+	defer cancel()
+	id, secret, err := h.RegisterConfidentialClient(ctx, opts)
+	if err != nil {
+		tb.Fatalf("%v\n%s", err, h.Log.TailBlock(20))
+	}
+	return id, secret
+}
+
+// RevokeConsent withdraws subject's consent for clientID ("" = all clients),
+// as a user does at the provider's account page, which also revokes the
+// refresh and access tokens issued under it (Hydra v2.3.0's admin API,
+// DELETE /admin/oauth2/auth/sessions/consent, answering 204; also when there
+// was nothing to revoke). Afterwards the token endpoint answers a refresh
+// with such a refresh token 400 {"error": "invalid_grant"} (the description
+// ends "The refresh token is malformed or not valid."), introspection
+// says active=false for its access tokens (a JWT one still verifies
+// locally until it expires), and the next authorization asks for consent
+// again. Hydra's login session stays: the login app sees the login with
+// skip=true.
+func (h *Hydra) RevokeConsent(ctx context.Context, subject, clientID string) error {
+	if subject == "" {
+		return errors.New("revoke consent: subject is required")
+	}
+	q, of := url.Values{"subject": {subject}}, "all clients"
+	if clientID != "" {
+		q.Set("client", clientID)
+		of = "client " + clientID
+	} else {
+		q.Set("all", "true")
+	}
+	if _, err := h.adminJSON(ctx, http.MethodDelete, "/admin/oauth2/auth/sessions/consent?"+q.Encode(), nil, http.StatusNoContent); err != nil {
+		return fmt.Errorf("revoke consent of %s for %s: %w", subject, of, err)
+	}
+	return nil
+}

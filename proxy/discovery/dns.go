@@ -3,6 +3,7 @@ package discovery
 import (
 	"fmt"
 	"io"
+	"net/url"
 	"strconv"
 	"strings"
 )
@@ -187,4 +188,23 @@ func quoteTXT(s string) string {
 		return `""`
 	}
 	return strings.Join(parts, " ")
+}
+
+// AutoconfigURL is where the records of DNSRecords publish the autoconfig
+// document of address's domain: https://autoconfig.<domain>/mail/config-v1.1.xml.
+func AutoconfigURL(address string) string {
+	return docURL(address, autoconfigPath)
+}
+
+// MobileconfigURL is the Apple configuration profile of address on the
+// autoconfig host of its domain.
+func MobileconfigURL(address string) string {
+	return docURL(address, mobileconfigPath)
+}
+
+func docURL(address, path string) string {
+	_, domain, _ := strings.Cut(address, "@")
+	u := url.URL{Scheme: "https", Host: "autoconfig." + strings.ToLower(domain), Path: path,
+		RawQuery: url.Values{"emailaddress": {address}}.Encode()}
+	return u.String()
 }

@@ -98,3 +98,12 @@ func hasRecord(recs []Record, w Record) bool {
 	}
 	return false
 }
+
+func TestDocumentURLs(t *testing.T) {
+	if got, want := AutoconfigURL("Alice+x@Example.ORG"), "https://autoconfig.example.org/mail/config-v1.1.xml?emailaddress=Alice%2Bx%40Example.ORG"; got != want {
+		t.Errorf("AutoconfigURL = %s, want %s", got, want)
+	}
+	if got, want := MobileconfigURL("bob@example.org"), "https://autoconfig.example.org/mail/mailgate.mobileconfig?emailaddress=bob%40example.org"; got != want {
+		t.Errorf("MobileconfigURL = %s, want %s", got, want)
+	}
+}

@@ -1,0 +1,469 @@
+package apppage
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/cookiejar"
+	"net/http/httptest"
+	"net/url"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/mailgate/mailgate/auth"
+	"github.com/mailgate/mailgate/auth/apppass"
+)
+
+const testIssuer = "https://idp.invalid"
+
+// stubProvider plays the provider for unit tests: the authorization
+// request is answered by the test, which calls the callback itself with
+// a code; codes are "code-<user>".
+type stubProvider struct {
+	mu         sync.Mutex
+	challenges map[string]string // state -> S256 challenge
+	noRefresh  bool
+	refresh    func(rt string) (Tokens, error)
+}
+
+func (p *stubProvider) Issuer() string { return testIssuer }
+
+func (p *stubProvider) AuthCodeURL(_ context.Context, state, verifier string) (string, error) {
+	sum := sha256.Sum256([]byte(verifier))
+	ch := base64.RawURLEncoding.EncodeToString(sum[:])
+	p.mu.Lock()
+	p.challenges[state] = ch
+	p.mu.Unlock()
+	return testIssuer + "/authorize?" + url.Values{"state": {state}, "code_challenge": {ch}, "code_challenge_method": {"S256"}}.Encode(), nil
+}
+
+// Exchange accepts code-<user> when the verifier matches one challenge
+// handed out (as a provider checks PKCE).
+func (p *stubProvider) Exchange(_ context.Context, code, verifier string) (Tokens, error) {
+	sum := sha256.Sum256([]byte(verifier))
+	ch := base64.RawURLEncoding.EncodeToString(sum[:])
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for st, c := range p.challenges {
+		if c == ch {
+			delete(p.challenges, st)
+			user := strings.TrimPrefix(code, "code-")
+			t := Tokens{Access: "at-" + user, Refresh: "rt-" + user}
+			if p.noRefresh {
+				t.Refresh = ""
+			}
+			return t, nil
+		}
+	}
+	return Tokens{}, fmt.Errorf("%w: PKCE verifier does not match", ErrRefused)
+}
+
+func (p *stubProvider) Refresh(_ context.Context, rt string) (Tokens, error) { return p.refresh(rt) }
+
+// stubAuthenticator vouches for at-<mailbox> tokens of example.org.
+var stubAuthenticator = auth.AuthenticatorFunc(func(_ context.Context, c auth.Credentials) (auth.Identity, error) {
+	user, ok := strings.CutPrefix(c.Token, "at-")
+	if !ok || !strings.HasSuffix(user, "@example.org") {
+		return auth.Identity{}, fmt.Errorf("%w: unknown token", auth.ErrInvalidCredentials)
+	}
+	return auth.Identity{User: user}, nil
+})
+
+type rig struct {
+	t      *testing.T
+	store  *apppass.Store
+	prov   *stubProvider
+	srv    *httptest.Server
+	h      *Handler
+	client *http.Client
+}
+
+func newRig(t *testing.T) *rig {
+	t.Helper()
+	key, err := apppass.ParseKeyFile([]byte(strings.Repeat("7f", 32)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	kr, err := apppass.NewKeyring(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := apppass.Open(context.Background(), "sqlite::memory:", apppass.Options{Keys: kr})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	r := &rig{t: t, store: st, prov: &stubProvider{challenges: map[string]string{}}}
+	var h http.Handler = http.NotFoundHandler()
+	r.srv = httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) { h.ServeHTTP(w, req) }))
+	t.Cleanup(r.srv.Close)
+	r.h, err = New(Options{Store: st, Provider: r.prov, Authenticator: stubAuthenticator, URL: r.srv.URL + "/app-passwords",
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h = r.h
+	r.client = r.browser()
+	return r
+}
+
+// browser is a client with its own cookie jar that does not follow
+// redirects, like a browser whose every step the test checks.
+func (r *rig) browser() *http.Client {
+	jar, _ := cookiejar.New(nil)
+	c := r.srv.Client()
+	return &http.Client{Transport: c.Transport, Jar: jar, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+}
+
+func (r *rig) url(p string) string { return r.srv.URL + "/app-passwords/" + p }
+
+func (r *rig) get(c *http.Client, p string, hdr ...string) (*http.Response, string) {
+	r.t.Helper()
+	req, _ := http.NewRequest(http.MethodGet, r.url(p), nil)
+	for i := 0; i+1 < len(hdr); i += 2 {
+		req.Header.Set(hdr[i], hdr[i+1])
+	}
+	return r.do(c, req)
+}
+
+func (r *rig) post(c *http.Client, p string, form url.Values, hdr ...string) (*http.Response, string) {
+	r.t.Helper()
+	req, _ := http.NewRequest(http.MethodPost, r.url(p), strings.NewReader(form.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("Origin", r.srv.URL)
+	req.Header.Set("Sec-Fetch-Site", "same-origin")
+	for i := 0; i+1 < len(hdr); i += 2 {
+		req.Header.Set(hdr[i], hdr[i+1])
+	}
+	return r.do(c, req)
+}
+
+func (r *rig) do(c *http.Client, req *http.Request) (*http.Response, string) {
+	r.t.Helper()
+	resp, err := c.Do(req)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp, string(b)
+}
+
+// signIn runs the flow for user in c and returns the provider's
+// authorization URL it was sent to.
+func (r *rig) signIn(c *http.Client, user string) *url.URL {
+	r.t.Helper()
+	resp, _ := r.get(c, "signin")
+	if resp.StatusCode != http.StatusSeeOther {
+		r.t.Fatalf("signin: %s", resp.Status)
+	}
+	to, _ := url.Parse(resp.Header.Get("Location"))
+	resp, body := r.get(c, "callback?"+url.Values{"state": {to.Query().Get("state")}, "code": {"code-" + user}, "iss": {testIssuer}}.Encode())
+	if resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != "/app-passwords/" {
+		r.t.Fatalf("callback: %s to %q\n%s", resp.Status, resp.Header.Get("Location"), body)
+	}
+	return to
+}
+
+var csrfRE = regexp.MustCompile(`name="csrf" value="([^"]+)"`)
+
+// csrf reads the CSRF token from the signed-in page.
+func (r *rig) csrf(c *http.Client) string {
+	r.t.Helper()
+	_, body := r.get(c, "")
+	m := csrfRE.FindStringSubmatch(body)
+	if m == nil {
+		r.t.Fatalf("no CSRF token on the page:\n%s", body)
+	}
+	return m[1]
+}
+
+func cookieOf(resp *http.Response, name string) *http.Cookie {
+	for _, c := range resp.Cookies() {
+		if c.Name == name {
+			return c
+		}
+	}
+	return nil
+}
+
+func TestSignInCreateRevoke(t *testing.T) {
+	r := newRig(t)
+	resp, body := r.get(r.client, "")
+	if resp.StatusCode != http.StatusOK || !strings.Contains(body, `href="/app-passwords/signin"`) {
+		t.Fatalf("signed-out page: %s\n%s", resp.Status, body)
+	}
+	to := r.signIn(r.client, "alice@example.org")
+	if q := to.Query(); q.Get("code_challenge_method") != "S256" || q.Get("code_challenge") == "" {
+		t.Errorf("authorization request without PKCE S256: %s", to)
+	}
+	if _, err := r.store.RefreshToken(context.Background(), "alice@example.org"); err != nil {
+		t.Errorf("refresh token not kept: %v", err)
+	}
+	csrf := r.csrf(r.client)
+	resp, body = r.post(r.client, "create", url.Values{"csrf": {csrf}, "name": {"<b>phone</b>"}, "protocol": {"imap", "smtp"}, "expiry": {"30"}})
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("create: %s\n%s", resp.Status, body)
+	}
+	pw := regexp.MustCompile(`id="password"[^>]*value="(mgp_[a-z0-9_]+)"`).FindStringSubmatch(body)
+	if pw == nil {
+		t.Fatalf("no password on the created page:\n%s", body)
+	}
+	if strings.Contains(body, "<b>phone</b>") || !strings.Contains(body, "&lt;b&gt;phone&lt;/b&gt;") {
+		t.Errorf("the name is not escaped:\n%s", body)
+	}
+	rec, err := r.store.Verify(context.Background(), "alice@example.org", pw[1], apppass.IMAP, "192.0.2.1")
+	if err != nil || rec.Name != "<b>phone</b>" || !rec.Allows(apppass.SMTP) || rec.Allows(apppass.POP3) {
+		t.Fatalf("Verify = %+v, %v", rec, err)
+	}
+	if rec.Expires.IsZero() || rec.Expires.Sub(rec.Created) != 30*24*time.Hour {
+		t.Errorf("expiry %v after %v, want 30 days", rec.Expires, rec.Created)
+	}
+	_, body = r.get(r.client, "")
+	if !strings.Contains(body, `data-id="`+rec.ID+`"`) || strings.Contains(body, pw[1]) || !strings.Contains(body, "from 192.0.2.1") {
+		t.Errorf("list lacks the record or its last use, or shows the password:\n%s", body)
+	}
+	resp, _ = r.post(r.client, "revoke", url.Values{"csrf": {csrf}, "id": {rec.ID}})
+	if resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("revoke: %s", resp.Status)
+	}
+	if _, err := r.store.Verify(context.Background(), "alice@example.org", pw[1], apppass.IMAP, ""); !errors.Is(err, apppass.ErrInvalid) {
+		t.Errorf("after revoke: Verify err = %v, want ErrInvalid", err)
+	}
+	resp, body = r.post(r.client, "revoke", url.Values{"csrf": {csrf}, "id": {rec.ID}})
+	if resp.StatusCode != http.StatusNotFound || !strings.Contains(body, "no such app password") {
+		t.Errorf("revoking again: %s\n%s", resp.Status, body)
+	}
+}
+
+func TestRevokeAllAndOtherUsers(t *testing.T) {
+	r := newRig(t)
+	ctx := context.Background()
+	r.signIn(r.client, "alice@example.org")
+	_, a1, _ := r.store.Create(ctx, "alice@example.org", "one", nil, 0)
+	_, a2, _ := r.store.Create(ctx, "alice@example.org", "two", nil, 0)
+	_, b1, _ := r.store.Create(ctx, "bob@example.org", "bob's", nil, 0)
+	csrf := r.csrf(r.client)
+	if resp, _ := r.post(r.client, "revoke", url.Values{"csrf": {csrf}, "id": {b1.ID}}); resp.StatusCode != http.StatusNotFound {
+		t.Errorf("revoking another user's password: %s, want 404", resp.Status)
+	}
+	resp, _ := r.post(r.client, "revoke-all", url.Values{"csrf": {csrf}})
+	if resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("revoke-all: %s", resp.Status)
+	}
+	left, _ := r.store.List(ctx, "alice@example.org")
+	bobs, _ := r.store.List(ctx, "bob@example.org")
+	if len(left) != 0 || len(bobs) != 1 {
+		t.Errorf("after revoke-all: alice %d (had %s, %s), bob %d", len(left), a1.ID, a2.ID, len(bobs))
+	}
+	_, body := r.get(r.client, resp.Header.Get("Location")[len("/app-passwords/"):])
+	if !strings.Contains(body, "2 app passwords were revoked") {
+		t.Errorf("no notice after revoke-all:\n%s", body)
+	}
+}
+
+func TestCSRF(t *testing.T) {
+	r := newRig(t)
+	r.signIn(r.client, "alice@example.org")
+	csrf := r.csrf(r.client)
+	create := func(form url.Values, hdr ...string) int {
+		resp, _ := r.post(r.client, "create", form, hdr...)
+		return resp.StatusCode
+	}
+	good := url.Values{"csrf": {csrf}, "name": {"x"}, "protocol": {"imap"}}
+	for _, tt := range []struct {
+		name string
+		form url.Values
+		hdr  []string
+	}{
+		{"no token", url.Values{"name": {"x"}, "protocol": {"imap"}}, nil},
+		{"wrong token", url.Values{"csrf": {csrf + "x"}, "name": {"x"}, "protocol": {"imap"}}, nil},
+		{"cross-site fetch", good, []string{"Sec-Fetch-Site", "cross-site"}},
+		{"other origin", good, []string{"Sec-Fetch-Site", "", "Origin", "https://evil.example"}},
+	} {
+		if got := create(tt.form, tt.hdr...); got != http.StatusForbidden {
+			t.Errorf("%s: %d, want 403", tt.name, got)
+		}
+	}
+	if recs, _ := r.store.List(context.Background(), "alice@example.org"); len(recs) != 0 {
+		t.Fatalf("a forged POST made %d app passwords", len(recs))
+	}
+	// Another user's token does not work in alice's session.
+	bob := r.browser()
+	r.signIn(bob, "bob@example.org")
+	if got := create(url.Values{"csrf": {r.csrf(bob)}, "name": {"x"}, "protocol": {"imap"}}); got != http.StatusForbidden {
+		t.Errorf("bob's token in alice's session: %d, want 403", got)
+	}
+	if got := create(good); got != http.StatusOK {
+		t.Errorf("the real form: %d, want 200", got)
+	}
+}
+
+func TestSessionFixationAndSignOut(t *testing.T) {
+	r := newRig(t)
+	ctx := context.Background()
+	// The attacker signs in and plants the session id in the victim's browser.
+	attacker := r.browser()
+	r.signIn(attacker, "mallory@example.org")
+	u, _ := url.Parse(r.srv.URL)
+	planted := attacker.Jar.Cookies(u)[0]
+	if planted.Name != "__Host-mailgate-session" {
+		t.Fatalf("session cookie %q", planted.Name)
+	}
+	r.client.Jar.SetCookies(u, []*http.Cookie{planted})
+	r.signIn(r.client, "alice@example.org")
+	var now string
+	for _, c := range r.client.Jar.Cookies(u) {
+		if c.Name == planted.Name {
+			now = c.Value
+		}
+	}
+	if now == "" || now == planted.Value {
+		t.Fatalf("the session id did not change at sign-in")
+	}
+	if _, err := r.store.Session(ctx, planted.Value); !errors.Is(err, apppass.ErrNoSession) {
+		t.Errorf("the planted session survived the sign-in: %v", err)
+	}
+	if _, body := r.get(r.client, ""); !strings.Contains(body, `id="user">alice@example.org<`) {
+		t.Errorf("not signed in as alice:\n%s", body)
+	}
+	csrf := r.csrf(r.client)
+	resp, _ := r.post(r.client, "signout", url.Values{"csrf": {csrf}})
+	if resp.StatusCode != http.StatusSeeOther || cookieOf(resp, planted.Name) == nil || cookieOf(resp, planted.Name).MaxAge >= 0 {
+		t.Fatalf("sign-out: %s, cookies %v", resp.Status, resp.Cookies())
+	}
+	if _, err := r.store.Session(ctx, now); !errors.Is(err, apppass.ErrNoSession) {
+		t.Errorf("the session survived sign-out: %v", err)
+	}
+	// Replaying the old cookie after sign-out fails.
+	replay := r.browser()
+	replay.Jar.SetCookies(u, []*http.Cookie{{Name: planted.Name, Value: now}})
+	if resp, _ := r.post(replay, "create", url.Values{"csrf": {csrf}, "name": {"x"}, "protocol": {"imap"}}); resp.StatusCode != http.StatusUnauthorized {
+		t.Errorf("POST with a signed-out session: %s, want 401", resp.Status)
+	}
+}
+
+func TestCallbackRefusals(t *testing.T) {
+	r := newRig(t)
+	start := func(c *http.Client) string {
+		resp, _ := r.get(c, "signin")
+		to, _ := url.Parse(resp.Header.Get("Location"))
+		return to.Query().Get("state")
+	}
+	cb := func(c *http.Client, q url.Values) (int, string) {
+		resp, body := r.get(c, "callback?"+q.Encode())
+		return resp.StatusCode, body
+	}
+	state := start(r.client)
+	// Another browser cannot complete it (login CSRF).
+	if code, _ := cb(r.browser(), url.Values{"state": {state}, "code": {"code-mallory@example.org"}}); code != http.StatusBadRequest {
+		t.Errorf("callback from another browser: %d, want 400", code)
+	}
+	if code, _ := cb(r.client, url.Values{"state": {state}, "code": {"code-alice@example.org"}, "iss": {"https://other.invalid"}}); code != http.StatusBadRequest {
+		t.Errorf("iss of another issuer: %d, want 400", code)
+	}
+	state = start(r.client)
+	if code, body := cb(r.client, url.Values{"state": {state}, "error": {"access_denied"}, "error_description": {"<script>x</script>"}}); code != http.StatusForbidden || strings.Contains(body, "<script>x") {
+		t.Errorf("provider error: %d\n%s", code, body)
+	}
+	state = start(r.client)
+	if code, body := cb(r.client, url.Values{"state": {state}, "code": {"code-eve@elsewhere.example"}}); code != http.StatusForbidden || !strings.Contains(body, "does not name a mailbox") {
+		t.Errorf("a token for another domain: %d\n%s", code, body)
+	}
+	// A state works once, even in the browser that started it.
+	state = start(r.client)
+	jar := r.client.Jar
+	u, _ := url.Parse(r.srv.URL)
+	cookies := jar.Cookies(u)
+	if code, _ := cb(r.client, url.Values{"state": {state}, "code": {"code-alice@example.org"}}); code != http.StatusSeeOther {
+		t.Fatalf("first callback: %d", code)
+	}
+	jar.SetCookies(u, cookies)
+	if code, _ := cb(r.client, url.Values{"state": {state}, "code": {"code-alice@example.org"}}); code != http.StatusBadRequest {
+		t.Errorf("replayed state: %d, want 400", code)
+	}
+	r.prov.noRefresh = true
+	state = start(r.client)
+	if code, _ := cb(r.client, url.Values{"state": {state}, "code": {"code-bob@example.org"}}); code != http.StatusInternalServerError {
+		t.Errorf("no refresh token: %d, want 500", code)
+	}
+}
+
+func TestHeadersAndCookies(t *testing.T) {
+	r := newRig(t)
+	resp, _ := r.get(r.client, "signin")
+	c := cookieOf(resp, "__Host-mailgate-signin")
+	if c == nil || !c.Secure || !c.HttpOnly || c.SameSite != http.SameSiteLaxMode || c.Path != "/" || c.Domain != "" {
+		t.Errorf("sign-in cookie %+v", c)
+	}
+	for _, p := range []string{"", "signin", "callback", "style.css", "nothing"} {
+		resp, _ := r.get(r.client, p)
+		h := resp.Header
+		if csp := h.Get("Content-Security-Policy"); !strings.Contains(csp, "default-src 'none'") || !strings.Contains(csp, "frame-ancestors 'none'") || strings.Contains(csp, "unsafe") {
+			t.Errorf("%s: CSP %q", p, csp)
+		}
+		if h.Get("X-Frame-Options") != "DENY" || h.Get("X-Content-Type-Options") != "nosniff" || h.Get("Referrer-Policy") != "no-referrer" {
+			t.Errorf("%s: headers %v", p, h)
+		}
+	}
+	r.signIn(r.client, "alice@example.org")
+	u, _ := url.Parse(r.srv.URL)
+	if cs := r.client.Jar.Cookies(u); len(cs) != 1 || cs[0].Name != "__Host-mailgate-session" {
+		t.Errorf("cookies after sign-in: %v (the sign-in cookie should be gone)", cs)
+	}
+	resp, body := r.post(r.client, "create", url.Values{"csrf": {r.csrf(r.client)}, "name": {strings.Repeat("x", 20000)}, "protocol": {"imap"}})
+	if resp.StatusCode != http.StatusForbidden && resp.StatusCode != http.StatusBadRequest {
+		t.Errorf("oversized form: %s\n%.200s", resp.Status, body)
+	}
+}
+
+func TestPageWithoutJavaScriptNeedsNoScript(t *testing.T) {
+	r := newRig(t)
+	r.signIn(r.client, "alice@example.org")
+	_, body := r.get(r.client, "")
+	// Every action is a plain form or link; the only script is copy.js.
+	if strings.Count(body, "<script") != 1 || !strings.Contains(body, `<script src="/app-passwords/copy.js" defer></script>`) {
+		t.Errorf("unexpected scripts:\n%s", body)
+	}
+	for _, action := range []string{"create", "revoke-all", "signout"} {
+		if action == "revoke-all" {
+			continue // shown only with passwords
+		}
+		if !strings.Contains(body, `<form method="post" action="/app-passwords/`+action+`"`) {
+			t.Errorf("no form for %s", action)
+		}
+	}
+	for _, label := range []string{`<label for="name">`, `<label for="expiry">`, "<legend>"} {
+		if !strings.Contains(body, label) {
+			t.Errorf("form control without %s", label)
+		}
+	}
+}
+
+func TestSuspendedUserIsAskedToSignInAgain(t *testing.T) {
+	r := newRig(t)
+	ctx := context.Background()
+	r.signIn(r.client, "alice@example.org")
+	if _, body := r.get(r.client, ""); strings.Contains(body, `id="suspended"`) {
+		t.Fatalf("a linked user is shown as suspended:\n%s", body)
+	}
+	if err := r.store.Suspend(ctx, "alice@example.org", "invalid_grant"); err != nil {
+		t.Fatal(err)
+	}
+	_, body := r.get(r.client, "")
+	if !strings.Contains(body, `id="suspended"`) || !strings.Contains(body, `id="signin"`) {
+		t.Fatalf("no suspension notice with a sign-in link:\n%s", body)
+	}
+	r.signIn(r.client, "alice@example.org")
+	if l, err := r.store.LinkStatus(ctx, "alice@example.org"); err != nil || !l.Suspended.IsZero() {
+		t.Errorf("after signing in again: %+v, %v", l, err)
+	}
+}

@@ -1,0 +1,164 @@
+package apppage
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/mailgate/mailgate/auth"
+	"github.com/mailgate/mailgate/auth/apppass"
+)
+
+// RevalidationStore is what the Revalidator needs of the store
+// (*apppass.Store).
+type RevalidationStore interface {
+	DueForRevalidation(ctx context.Context, before time.Time, limit int) ([]string, error)
+	ClaimRevalidation(ctx context.Context, user string, before time.Time) (apppass.Claim, error)
+	Revalidated(ctx context.Context, c apppass.Claim, newToken string) error
+	Refused(ctx context.Context, c apppass.Claim, reason string) error
+}
+
+// Results of one user's revalidation, as counted by Revalidator.Count.
+const (
+	RevalidationOK      = "ok"      // the provider still vouches for the user
+	RevalidationRefused = "refused" // suspended: the provider refused
+	RevalidationError   = "error"   // not decided (provider or store down): tried again after the interval
+)
+
+// Revalidator asks the provider, every Interval per user, whether the
+// users who made app passwords still may: it redeems each stored refresh
+// token and checks the new access token like a mail login. A refusal
+// (invalid_grant, or a token that no longer names the mailbox) suspends
+// the user's app passwords until the user signs in on the page again.
+// A provider that cannot be reached suspends nobody: the user is tried
+// again after Interval. Several replicas may run one each: a user's
+// refresh is claimed by one (apppass.Store.ClaimRevalidation).
+type Revalidator struct {
+	Store         RevalidationStore
+	Provider      Provider
+	Authenticator auth.Authenticator
+	// Interval between two refreshes of a user's token. Required.
+	Interval time.Duration
+	Logger   *slog.Logger     // nil: slog.Default()
+	Now      func() time.Time // nil: time.Now
+	// Count, if set, is called once per user revalidated with a result.
+	Count func(result string)
+}
+
+// batch is how many due users one pass reads at a time.
+const batch = 100
+
+// Run revalidates until ctx ends, looking for due users every quarter
+// Interval (between 1 s and 5 min).
+func (v *Revalidator) Run(ctx context.Context) {
+	t := time.NewTicker(min(max(v.Interval/4, time.Second), 5*time.Minute))
+	defer t.Stop()
+	for {
+		v.RunOnce(ctx)
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// RunOnce revalidates every user due now and returns how many it decided.
+func (v *Revalidator) RunOnce(ctx context.Context) int {
+	before := v.now().Add(-v.Interval)
+	n := 0
+	for ctx.Err() == nil {
+		users, err := v.Store.DueForRevalidation(ctx, before, batch)
+		if err != nil {
+			v.log().Warn("app passwords: cannot list users due for revalidation", "err", err.Error())
+			return n
+		}
+		for _, u := range users {
+			if v.one(ctx, u, before) {
+				n++
+			}
+		}
+		if len(users) < batch {
+			return n
+		}
+	}
+	return n
+}
+
+// one revalidates user unless another replica has; true if it decided.
+func (v *Revalidator) one(ctx context.Context, user string, before time.Time) bool {
+	c, err := v.Store.ClaimRevalidation(ctx, user, before)
+	if errors.Is(err, apppass.ErrNotDue) {
+		return false
+	}
+	if err != nil {
+		v.result(user, RevalidationError, err)
+		return false
+	}
+	newToken, err := v.refresh(ctx, c)
+	switch {
+	case errors.Is(err, ErrRefused), errors.Is(err, auth.ErrInvalidCredentials):
+		err = v.Store.Refused(ctx, c, err.Error())
+		if err == nil {
+			v.result(user, RevalidationRefused, nil)
+			return true
+		}
+	case err == nil:
+		err = v.Store.Revalidated(ctx, c, newToken)
+		if err == nil {
+			v.result(user, RevalidationOK, nil)
+			return true
+		}
+	}
+	if !errors.Is(err, apppass.ErrNotDue) { // ErrNotDue: the user signed in meanwhile
+		v.result(user, RevalidationError, err)
+	}
+	return false
+}
+
+// refresh redeems c's token and checks that the new access token still
+// names c.User; it returns the rotated refresh token ("" if none).
+func (v *Revalidator) refresh(ctx context.Context, c apppass.Claim) (string, error) {
+	t, err := v.Provider.Refresh(ctx, c.Token)
+	if err != nil {
+		return "", err
+	}
+	id, err := v.Authenticator.Authenticate(ctx, auth.Credentials{Mechanism: "REVALIDATE", User: c.User, Token: t.Access})
+	if err != nil {
+		return "", err
+	}
+	if id.User != c.User {
+		return "", fmt.Errorf("%w: the provider's token now names another mailbox", auth.ErrInvalidCredentials)
+	}
+	return t.Refresh, nil
+}
+
+func (v *Revalidator) result(user, result string, err error) {
+	if v.Count != nil {
+		v.Count(result)
+	}
+	switch result {
+	case RevalidationRefused:
+		v.log().Info("app passwords: provider refused the user's refresh token; app passwords suspended until the user signs in again", "user", user)
+	case RevalidationError:
+		v.log().Warn("app passwords: cannot revalidate user; trying again later", "user", user, "err", err.Error())
+	default:
+		v.log().Debug("app passwords: user revalidated", "user", user)
+	}
+}
+
+func (v *Revalidator) now() time.Time {
+	if v.Now != nil {
+		return v.Now()
+	}
+	return time.Now()
+}
+
+func (v *Revalidator) log() *slog.Logger {
+	if v.Logger != nil {
+		return v.Logger
+	}
+	return slog.Default()
+}

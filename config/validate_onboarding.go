@@ -74,6 +74,9 @@ func (c *Config) onboardingWarnings() []string {
 	if r := c.Cluster.Redis; r.Address != "" && r.Password == "" {
 		w = append(w, "cluster.redis: no password: whoever can write to Redis can make every replica accept any token (cached answers live there); set password_file, and tls across hosts")
 	}
+	if c.AppPasswords.Page() && !c.AppPasswords.TLS {
+		w = append(w, "app_passwords.tls: false serves the page over plain HTTP; put a reverse proxy with TLS in front of it (page_url is what browsers see)")
+	}
 	if c.Discovery.Listen == "" {
 		return w
 	}

@@ -43,6 +43,7 @@ type app struct {
 	appPass  *apppass.Store    // app_passwords; nil when off
 	ops      *opsServer        // nil when http.listen is empty
 	disco    *discoveryServer  // nil when discovery.listen is empty
+	page     *pageServer       // nil when app_passwords.listen is empty
 	serving  atomic.Bool       // the client listeners are up
 	// drainDelay is cluster.drain_delay (reloadable, read at SIGTERM).
 	drainDelay atomic.Int64
@@ -158,6 +159,18 @@ func newApp(cfg *config.Config, log *slog.Logger, openFiles uint64) (_ *app, err
 			return nil, err
 		}
 	}
+	if cfg.AppPasswords.Page() {
+		if a.page, err = newPageServer(a, store.TLSConfig(minTLS, "http/1.1")); err != nil {
+			a.closeListeners()
+			if a.ops != nil {
+				a.ops.ln.Close()
+			}
+			if a.disco != nil {
+				a.disco.ln.Close()
+			}
+			return nil, err
+		}
+	}
 	return a, nil
 }
 
@@ -234,6 +247,11 @@ func (a *app) run(ctx context.Context, drain time.Duration) error {
 		dctx, cancel := context.WithCancel(context.Background())
 		defer cancel() // after the sessions drained: documents stay served meanwhile
 		go a.disco.run(dctx)
+	}
+	if a.page != nil {
+		pctx, cancel := context.WithCancel(context.Background())
+		defer cancel() // like the discovery listener's
+		go a.page.run(pctx)
 	}
 	a.serving.Store(true)
 	defer a.serving.Store(false)

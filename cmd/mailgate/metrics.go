@@ -28,10 +28,12 @@ type metrics struct {
 	smtpBytes         prometheus.Counter
 	validation        *prometheus.HistogramVec
 	appPasswordLogins *prometheus.CounterVec
-	dependencyUp      *prometheus.GaugeVec
-	draining          prometheus.Gauge
-	sharedUp          prometheus.Gauge
-	cache             *cacheCollector
+	// appPasswordRevalidations counts the page's provider revalidations.
+	appPasswordRevalidations *prometheus.CounterVec
+	dependencyUp             *prometheus.GaugeVec
+	draining                 prometheus.Gauge
+	sharedUp                 prometheus.Gauge
+	cache                    *cacheCollector
 }
 
 var latencyBuckets = []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10}
@@ -70,6 +72,9 @@ func newMetrics() *metrics {
 		appPasswordLogins: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "mailgate_app_password_logins_total",
 			Help: "Logins with an app password, by the store's verdict (ok, invalid, protocol, suspended, unavailable, error)."},
 			[]string{"proto", "result"}),
+		appPasswordRevalidations: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "mailgate_app_password_revalidations_total",
+			Help: "Refreshes of users' provider links for app passwords, by result (ok, refused: the user's app passwords suspended, error: tried again later)."},
+			[]string{"result"}),
 		dependencyUp: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "mailgate_dependency_up",
 			Help: "1 when a dependency (a backend, the identity provider) was reachable at the last check, else 0."}, []string{"dependency"}),
 		draining: prometheus.NewGauge(prometheus.GaugeOpts{Name: "mailgate_draining",
@@ -79,7 +84,7 @@ func newMetrics() *metrics {
 		cache: &cacheCollector{},
 	}
 	reg.MustRegister(m.connsOpen, m.connsTotal, m.connsRefused, m.logins, m.loginSeconds, m.backendLogin,
-		m.backendErrors, m.backendTLS, m.bytes, m.smtpMessages, m.smtpBytes, m.validation, m.appPasswordLogins, m.dependencyUp, m.draining, m.cache,
+		m.backendErrors, m.backendTLS, m.bytes, m.smtpMessages, m.smtpBytes, m.validation, m.appPasswordLogins, m.appPasswordRevalidations, m.dependencyUp, m.draining, m.cache,
 		prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
 	return m
 }

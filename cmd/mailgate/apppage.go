@@ -1,0 +1,141 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/mailgate/mailgate/auth"
+	"github.com/mailgate/mailgate/auth/apppass"
+	"github.com/mailgate/mailgate/config"
+	"github.com/mailgate/mailgate/proxy/apppage"
+	"github.com/mailgate/mailgate/proxy/discovery"
+	"github.com/mailgate/mailgate/proxy/discovery/tbaddon"
+)
+
+// The app-password page (app_passwords.listen) and the revalidation of
+// the users' provider links behind it.
+
+// pageServer is the page's listener and the revalidation loop.
+type pageServer struct {
+	srv   *http.Server
+	ln    net.Listener
+	reval *apppage.Revalidator
+	log   *slog.Logger
+}
+
+// newPageServer opens app_passwords.listen (TLS from tlsConf unless
+// app_passwords.tls is false) for a's store.
+func newPageServer(a *app, tlsConf *tls.Config) (*pageServer, error) {
+	cfg, log := a.cfg, a.log.With("component", "apppage")
+	client, err := auth.NewHTTPClient(cfg.OAuth2.CAFile)
+	if err != nil {
+		return nil, fmt.Errorf("oauth2.ca_file: %w", err)
+	}
+	client.Timeout = cfg.OAuth2.Timeout
+	provider := apppage.NewOIDC(apppage.OIDCOptions{
+		Issuer: cfg.OAuth2.Issuer, ClientID: cfg.AppPasswords.OIDCClientID, ClientSecret: cfg.AppPasswords.OIDCClientSecret,
+		RedirectURL: pageRoot(cfg.AppPasswords.PageURL) + "callback", Scopes: cfg.OAuth2.RequiredScopes, Client: client,
+	})
+	authn := pageAuthenticator{a}
+	h, err := apppage.New(apppage.Options{
+		Store: a.appPass, Provider: provider, Authenticator: authn, URL: cfg.AppPasswords.PageURL,
+		Protocols: storeProtocols(cfg), MaxExpiry: cfg.AppPasswords.MaxExpiry, Title: cfg.Discovery.DisplayName,
+		Links: a.pageLinks, Addon: a.pageAddon, Logger: log,
+	})
+	if err != nil {
+		return nil, err
+	}
+	ln, err := net.Listen("tcp", cfg.AppPasswords.Listen)
+	if err != nil {
+		return nil, fmt.Errorf("app_passwords.listen: %w", err)
+	}
+	ln = discovery.LimitListener(ln, discoveryMaxConns, discovery.DefaultMaxConnectionsPerIP)
+	if cfg.AppPasswords.TLS {
+		ln = tls.NewListener(ln, tlsConf)
+	}
+	reval := &apppage.Revalidator{
+		Store: a.appPass, Provider: provider, Authenticator: authn, Interval: cfg.AppPasswords.RevalidateInterval,
+		Logger: log, Count: func(r string) { a.metrics.appPasswordRevalidations.WithLabelValues(r).Inc() },
+	}
+	return &pageServer{srv: discovery.NewServer(h, log), ln: ln, reval: reval, log: log}, nil
+}
+
+// pageRoot is the page URL with a trailing slash.
+func pageRoot(u string) string {
+	if len(u) > 0 && u[len(u)-1] == '/' {
+		return u
+	}
+	return u + "/"
+}
+
+// run serves and revalidates until ctx is done.
+func (p *pageServer) run(ctx context.Context) {
+	go p.reval.Run(ctx)
+	p.log.Info("app passwords page listening", "addr", p.ln.Addr().String())
+	go func() {
+		<-ctx.Done()
+		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		p.srv.Shutdown(sctx)
+	}()
+	if err := p.srv.Serve(p.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		p.log.Error("app passwords page listener failed", "err", err)
+	}
+}
+
+// pageAuthenticator checks a page sign-in's access token with the running
+// token check, like an OAuth mail login (without the login throttle: the
+// provider's login page stands before it).
+type pageAuthenticator struct{ a *app }
+
+func (p pageAuthenticator) Authenticate(ctx context.Context, c auth.Credentials) (auth.Identity, error) {
+	tc := p.a.checks.Load()
+	return auth.TokenAuthenticator{Validator: tc.cache, Policy: tc.policy, Logger: tc.log, Source: tc.mode}.Authenticate(ctx, c)
+}
+
+// pageLinks are the onboarding documents of user's domain, when the
+// discovery listener serves them.
+func (a *app) pageLinks(user string) []apppage.Link {
+	if a.disco == nil {
+		return nil
+	}
+	return []apppage.Link{
+		{Label: "Automatic setup (Thunderbird and others)", URL: discovery.AutoconfigURL(user), Note: "mail apps that set themselves up from your address read this"},
+		{Label: "Apple profile", URL: discovery.MobileconfigURL(user), Note: "for iPhone, iPad and Mac Mail; it asks for an app password"},
+	}
+}
+
+// pageAddon is the Thunderbird add-on of the discovery site, when it
+// publishes an OAuth client.
+func (a *app) pageAddon() []byte {
+	if a.disco == nil {
+		return nil
+	}
+	site := a.disco.currentSite()
+	if site.OAuth == nil {
+		return nil
+	}
+	var b bytes.Buffer
+	if err := tbaddon.Build(&b, site, tbaddon.Options{}); err != nil {
+		return nil
+	}
+	return b.Bytes()
+}
+
+// storeProtocols are app_passwords.protocols as the store names them.
+func storeProtocols(cfg *config.Config) []apppass.Protocol {
+	var out []apppass.Protocol
+	for _, p := range cfg.AppPasswords.Protocols {
+		if proto, err := apppass.ParseProtocol(p); err == nil {
+			out = append(out, proto)
+		}
+	}
+	return out
+}

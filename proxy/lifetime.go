@@ -21,16 +21,19 @@ import (
 type sessionEnd int32
 
 const (
-	endExpired sessionEnd = iota + 1 // the token's exp passed
-	endRevoked                       // the provider refused the token on revalidation
+	endExpired     sessionEnd = iota + 1 // the token's exp passed
+	endRevoked                           // the provider refused the token on revalidation
+	endAppPassword                       // the app password was revoked, expired or suspended
 )
 
 func (e sessionEnd) String() string {
 	switch e {
 	case endExpired:
-		return "token expired"
+		return EndExpired
 	case endRevoked:
-		return "token no longer valid"
+		return EndRevoked
+	case endAppPassword:
+		return EndAppPassword
 	}
 	return ""
 }
@@ -71,6 +74,11 @@ type sessionWatch struct {
 	log    *slog.Logger
 	every  time.Duration
 	end    func(sessionEnd)
+	// check asks whether the session may go on (nil: yes; an error
+	// wrapping auth.ErrInvalidCredentials: no; others: cannot tell), and
+	// refused is how the session then ends.
+	check   func(ctx context.Context) error
+	refused sessionEnd
 
 	ctx    context.Context // ends with stop: cancels a provider call in flight
 	cancel context.CancelFunc
@@ -92,7 +100,8 @@ func (s *Server) watchSession(id auth.Identity, token, remote string, log *slog.
 	if lt.Mode == LifetimeNone {
 		return func() {}
 	}
-	w := &sessionWatch{s: s, id: id, token: token, remote: remote, log: log, every: lt.RevalidateEvery, end: end}
+	w := &sessionWatch{s: s, id: id, token: token, remote: remote, log: log, every: lt.RevalidateEvery, end: end, refused: endRevoked}
+	w.check = w.revalidateToken
 	w.ctx, w.cancel = context.WithCancel(context.Background())
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -141,30 +150,62 @@ func (w *sessionWatch) stop() {
 	w.cancel()
 }
 
-// revalidate asks the provider about the token and re-arms itself.
-func (w *sessionWatch) revalidate() {
+// watchAppPassword arranges for end to be called, at most once and from
+// another goroutine, when the app password that opened sess no longer
+// may (AppPasswordOptions.Checker, every RecheckEvery). The returned stop
+// must be called when the session ends.
+func (s *Server) watchAppPassword(sess *Session, proto, remote string, end func(sessionEnd)) (stop func()) {
+	o := s.opts.AppPasswords
+	if o.Checker == nil || o.RecheckEvery <= 0 {
+		return func() {}
+	}
+	id, user := sess.AppPassword, sess.Identity.User
+	w := &sessionWatch{s: s, id: sess.Identity, remote: remote, log: sess.Log, every: o.RecheckEvery, end: end, refused: endAppPassword,
+		check: func(ctx context.Context) error { return o.Checker.StillValid(ctx, id, user, proto) }}
+	w.ctx, w.cancel = context.WithCancel(context.Background())
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.recheck = time.AfterFunc(w.every, w.revalidate)
+	return w.stop
+}
+
+// what names what the watch checks, for the log.
+func (w *sessionWatch) what() string {
+	if w.refused == endAppPassword {
+		return "app password"
+	}
+	return "token"
+}
+
+// revalidateToken asks the provider about the session's token.
+func (w *sessionWatch) revalidateToken(ctx context.Context) error {
 	w.mu.Lock()
 	token := w.token
 	w.mu.Unlock()
 	if token == "" { // stopped
-		return
+		return context.Canceled
 	}
-	ctx, cancel := context.WithTimeout(w.ctx, revalidateTimeout)
-	err := w.s.opts.Lifetime.Revalidator.Revalidate(ctx, auth.Credentials{
+	return w.s.opts.Lifetime.Revalidator.Revalidate(ctx, auth.Credentials{
 		Mechanism: w.id.Mechanism, User: w.id.User, Token: token, RemoteAddr: w.remote,
 	})
+}
+
+// revalidate runs the check and re-arms itself.
+func (w *sessionWatch) revalidate() {
+	ctx, cancel := context.WithTimeout(w.ctx, revalidateTimeout)
+	err := w.check(ctx)
 	cancel()
 	switch {
-	case err == nil:
-		w.log.Debug("token revalidated")
-	case errors.Is(err, auth.ErrInvalidCredentials) && !errors.Is(err, auth.ErrUnavailable):
-		w.log.Info("session ends: token no longer valid", "err", err)
-		w.fire(endRevoked)
-		return
 	case w.ctx.Err() != nil: // stopped meanwhile
 		return
+	case err == nil:
+		w.log.Debug(w.what() + " revalidated")
+	case errors.Is(err, auth.ErrInvalidCredentials) && !errors.Is(err, auth.ErrUnavailable):
+		w.log.Info("session ends: "+w.refused.String(), "err", err)
+		w.fire(w.refused)
+		return
 	default:
-		w.log.Warn("token revalidation failed; the session goes on", "err", err)
+		w.log.Warn(w.what()+" revalidation failed; the session goes on", "err", err)
 	}
 	w.mu.Lock()
 	defer w.mu.Unlock()

@@ -248,6 +248,22 @@ type AppPasswordOptions struct {
 	// IMAP, SMTP, POP3 and Sieve accept app passwords on that protocol
 	// (and offer LOGIN/PLAIN as PasswordOptions does).
 	IMAP, SMTP, POP3, Sieve bool
+	// Checker, every RecheckEvery, asks whether the app password of each
+	// session it opened still may; when not (revoked, expired, suspended)
+	// the session ends as a token session whose token was found invalid
+	// (IMAP and ManageSieve BYE, SMTP 421 at the next command, POP3
+	// closed). Nil or RecheckEvery <= 0: sessions last as long as the
+	// client and the backend want.
+	Checker      AppPasswordChecker
+	RecheckEvery time.Duration
+}
+
+// AppPasswordChecker says whether the app password id, which opened a
+// session of user over proto, still may: nil, or an error wrapping
+// auth.ErrInvalidCredentials (the session ends); any other error (the
+// store failed) keeps the session. It costs no hash.
+type AppPasswordChecker interface {
+	StillValid(ctx context.Context, id, user, proto string) error
 }
 
 // allowed reports whether app passwords are on for proto.

@@ -12,6 +12,9 @@ const (
 	EndShutdown = "shutdown"              // the server's drain time is over
 	EndExpired  = "token expired"         // the token's exp passed (sessionEnd endExpired)
 	EndRevoked  = "token no longer valid" // revalidation refused the token (endRevoked)
+	// EndAppPassword: the app password that opened the session was
+	// revoked, expired or suspended (AppPasswordOptions.Checker).
+	EndAppPassword = "app password no longer valid"
 )
 
 // Relay hands the client over to sess's backend: the protocol-blind byte
@@ -57,14 +60,17 @@ func (c *Conn) Relay(ctx context.Context, client net.Conn, pendingUp []byte, ses
 
 // Watch arranges for end to be called, at most once and from another
 // goroutine, when sess's authentication must end (Options.Lifetime): why
-// is EndExpired or EndRevoked. A password or app-password session is never
-// watched. The
-// returned stop must be called when the session ends; after it returns end
-// is not called. Relay does this itself; a front with a relay of its own
-// calls it once per session (it takes the token sess keeps for
-// revalidation).
+// is EndExpired or EndRevoked for a token session, EndAppPassword for an
+// app-password session (AppPasswordOptions.RecheckEvery). A password
+// session is never watched. The returned stop must be called when the
+// session ends; after it returns end is not called. Relay does this
+// itself; a front with a relay of its own calls it once per session (it
+// takes the token sess keeps for revalidation).
 func (c *Conn) Watch(sess *Session, end func(why string)) (stop func()) {
-	if sess.Password || sess.AppPassword != "" {
+	if sess.AppPassword != "" {
+		return c.s.watchAppPassword(sess, c.proto, c.Raw.RemoteAddr().String(), func(why sessionEnd) { end(why.String()) })
+	}
+	if sess.Password {
 		return func() {}
 	}
 	stop = c.s.watchSession(sess.Identity, sess.token, c.Raw.RemoteAddr().String(), sess.Log,

@@ -8,9 +8,11 @@ import (
 // The three roles of a Store, one per consumer, so that each can depend
 // on (and fake) only what it uses. *Store implements all three.
 
-// Verifier is what a login path needs.
+// Verifier is what a login path needs: the login, and the recheck of the
+// sessions it opened.
 type Verifier interface {
 	Verify(ctx context.Context, user, password string, proto Protocol, clientIP string) (Record, error)
+	StillValid(ctx context.Context, id, user string, proto Protocol) error
 }
 
 // Manager is what the page and the operator command need.
@@ -24,9 +26,9 @@ type Manager interface {
 // Revalidator is what the provider revalidation loop needs.
 type Revalidator interface {
 	DueForRevalidation(ctx context.Context, before time.Time, limit int) ([]string, error)
-	RefreshToken(ctx context.Context, user string) (string, error)
-	MarkRevalidated(ctx context.Context, user, newRefreshToken string) error
-	Suspend(ctx context.Context, user, reason string) error
+	ClaimRevalidation(ctx context.Context, user string, before time.Time) (Claim, error)
+	Revalidated(ctx context.Context, c Claim, newToken string) error
+	Refused(ctx context.Context, c Claim, reason string) error
 }
 
 var (

@@ -157,3 +157,27 @@ func (s *Store) touch(ctx context.Context, rec *Record, clientIP string) {
 	}
 	rec.LastUsed, rec.LastAddr = now, addr
 }
+
+// StillValid reports whether the app password id, which opened a session
+// of user over proto, may still: nil, or a *Refusal (revoked, expired,
+// suspended, taken out of scope) wrapping auth.ErrInvalidCredentials, for
+// the session to end; an error wrapping auth.ErrUnavailable when the store
+// failed (the session goes on). No hash: the session proved the secret at
+// its login. One read, no write.
+func (s *Store) StillValid(ctx context.Context, id, user string, proto Protocol) error {
+	id = asciiLower(id)
+	mailbox, userErr := auth.ParseMailbox(user)
+	ctx, cancel := s.opContext(ctx)
+	defer cancel()
+	var row verifyRow
+	if validID(id) {
+		var err error
+		if row, err = s.lookup(ctx, id); err != nil {
+			return err
+		}
+	}
+	if kind, reason := s.judge(row, true, mailbox, userErr, proto); kind != nil {
+		return &Refusal{Err: kind, Reason: reason, ID: id}
+	}
+	return nil
+}

@@ -195,3 +195,48 @@ func TestVerifyCanceled(t *testing.T) {
 		t.Errorf("Verify with a canceled context = %v", err)
 	}
 }
+
+// StillValid follows revocation, expiry, suspension and scope without a
+// hash, and says nothing good about unknown ids or another user's.
+func TestStillValid(t *testing.T) {
+	eachBackend(t, func(t *testing.T, b backend) {
+		clock := newClock()
+		s := openStore(t, b.newURL(t), apppass.Options{Hasher: fastHasher, Keys: testKeyring(t), Now: clock.Now})
+		ctx := tctx(t)
+		_, rec := mustCreate(t, s, "alice@example.test", "phone", []apppass.Protocol{apppass.IMAP}, time.Hour)
+		_, other := mustCreate(t, s, "alice@example.test", "laptop", nil, 0)
+		if err := s.StillValid(ctx, rec.ID, "Alice@example.test", apppass.IMAP); err != nil {
+			t.Fatalf("a fresh password: %v", err)
+		}
+		refused := func(what, id, user string, proto apppass.Protocol, want error) {
+			t.Helper()
+			err := s.StillValid(ctx, id, user, proto)
+			if !errors.Is(err, want) || !errors.Is(err, auth.ErrInvalidCredentials) {
+				t.Errorf("%s: %v, want %v", what, err, want)
+			}
+		}
+		refused("out of scope", rec.ID, "alice@example.test", apppass.SMTP, apppass.ErrProtocol)
+		refused("another user", rec.ID, "bob@example.test", apppass.IMAP, apppass.ErrInvalid)
+		refused("unknown id", "aaaaaaaaaaaaaaaa", "alice@example.test", apppass.IMAP, apppass.ErrInvalid)
+		refused("malformed id", "x", "alice@example.test", apppass.IMAP, apppass.ErrInvalid)
+		if err := s.SetRefreshToken(ctx, "alice@example.test", "rt"); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Suspend(ctx, "alice@example.test", "invalid_grant"); err != nil {
+			t.Fatal(err)
+		}
+		refused("suspended", other.ID, "alice@example.test", apppass.IMAP, apppass.ErrSuspended)
+		if err := s.SetRefreshToken(ctx, "alice@example.test", "rt2"); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.StillValid(ctx, other.ID, "alice@example.test", apppass.SMTP); err != nil {
+			t.Errorf("after signing in again: %v", err)
+		}
+		if err := s.Revoke(ctx, "alice@example.test", other.ID); err != nil {
+			t.Fatal(err)
+		}
+		refused("revoked", other.ID, "alice@example.test", apppass.IMAP, apppass.ErrInvalid)
+		clock.Add(time.Hour)
+		refused("expired", rec.ID, "alice@example.test", apppass.IMAP, apppass.ErrInvalid)
+	})
+}

@@ -66,11 +66,13 @@ func appPasswordOptions(cfg *config.Config, v apppass.Verifier, m *metrics) prox
 	}
 	a := cfg.AppPasswords
 	return proxy.AppPasswordOptions{
-		Verifier: appPasswordLogins{v: v, count: m.appPasswordLogins},
-		IMAP:     a.For(config.ProtoIMAP),
-		SMTP:     a.For(config.ProtoSMTP),
-		POP3:     a.For(config.ProtoPOP3),
-		Sieve:    a.For(config.ProtoSieve),
+		Verifier:     appPasswordLogins{v: v, count: m.appPasswordLogins},
+		IMAP:         a.For(config.ProtoIMAP),
+		SMTP:         a.For(config.ProtoSMTP),
+		POP3:         a.For(config.ProtoPOP3),
+		Sieve:        a.For(config.ProtoSieve),
+		Checker:      appPasswordLogins{v: v},
+		RecheckEvery: a.RecheckInterval,
 	}
 }
 
@@ -90,7 +92,19 @@ type appPasswordLogins struct {
 	count *prometheus.CounterVec
 }
 
-var _ auth.AppPasswords = appPasswordLogins{}
+var (
+	_ auth.AppPasswords        = appPasswordLogins{}
+	_ proxy.AppPasswordChecker = appPasswordLogins{}
+)
+
+// StillValid checks an open session's app password again (no hash).
+func (l appPasswordLogins) StillValid(ctx context.Context, id, user, proto string) error {
+	p, err := apppass.ParseProtocol(proto)
+	if err != nil {
+		return fmt.Errorf("apppass: session over %w", err)
+	}
+	return l.v.StillValid(ctx, id, user, p)
+}
 
 func (l appPasswordLogins) VerifyAppPassword(ctx context.Context, user, password, proto, clientIP string) (auth.AppPassword, error) {
 	p, err := apppass.ParseProtocol(proto)

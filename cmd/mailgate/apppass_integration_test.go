@@ -46,6 +46,7 @@ func newAppPassRig(t *testing.T, passthrough bool) *appPassRig {
 	cfg, _ := realBackends(t, dc, testenv.SharedPostfix(t))
 	cfg.AppPasswords.Enabled = true
 	cfg.AppPasswords.Database = "sqlite://" + filepath.Join(t.TempDir(), "app-passwords.db")
+	cfg.AppPasswords.RecheckInterval = 300 * time.Millisecond
 	if passthrough {
 		cfg.Auth.PasswordPassthrough, cfg.Auth.PasswordPassthroughProtocols = true, []string{config.ProtoIMAP}
 	}
@@ -347,5 +348,77 @@ func TestIntegrationAppPasswordsCommand(t *testing.T) {
 	var help bytes.Buffer
 	if code := run([]string{"help", "app-passwords"}, &help, io.Discard); code != 0 || !strings.Contains(help.String(), "app-passwords list") {
 		t.Errorf("mailgate help app-passwords: exit %d\n%s", code, help.String())
+	}
+}
+
+// TestIntegrationAppPasswordSessionsEnd: sessions opened with an app
+// password end once it is revoked, within app_passwords.recheck_interval:
+// IMAP in IDLE gets "* BYE [AUTHENTICATIONFAILED]" and is closed, SMTP
+// gets 421 at its next command, POP3 is closed; a session of another app
+// password goes on.
+func TestIntegrationAppPasswordSessionsEnd(t *testing.T) {
+	r := newAppPassRig(t, false)
+	pw, rec := r.create(t, "lost phone")
+	keep, _ := r.create(t, "laptop")
+
+	imapIdle := func(pass string) *lines {
+		l := dialTLSLines(t, r.a.addr("imap.listen_tls"), r.tls)
+		l.expect(t, "* OK")
+		l.send(t, "a1 LOGIN "+apAlice+" "+pass)
+		l.until(t, "a1 OK")
+		l.send(t, "a2 SELECT INBOX")
+		l.until(t, "a2 OK")
+		l.send(t, "a3 IDLE")
+		l.expect(t, "+ ")
+		return l
+	}
+	lost, kept := imapIdle(pw), imapIdle(keep)
+	sc, err := r.smtpAuth(t, apAlice, pw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pop := dialTLSLines(t, r.a.addr("pop3.listen_tls"), r.tls)
+	pop.expect(t, "+OK")
+	pop.send(t, "USER "+apAlice)
+	pop.expect(t, "+OK")
+	pop.send(t, "PASS "+pw)
+	pop.expect(t, "+OK")
+
+	if err := r.a.appPass.Revoke(context.Background(), apAlice, rec.ID); err != nil {
+		t.Fatal(err)
+	}
+	lost.expect(t, "* BYE [AUTHENTICATIONFAILED] App password no longer valid.")
+	lost.c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if _, err := lost.br.ReadString('\n'); err == nil {
+		t.Error("the IMAP session goes on after its BYE")
+	}
+	pop.c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if line, err := pop.br.ReadString('\n'); err == nil {
+		t.Errorf("the POP3 session goes on: %q", line)
+	}
+	// SMTP: the next command after the recheck (the third session ended).
+	waitLog(t, r, "session ends: app password no longer valid", 3)
+	if err := sc.Noop(); err == nil || !strings.Contains(err.Error(), "421") || !strings.Contains(err.Error(), "App password no longer valid") {
+		t.Errorf("SMTP after revocation: %v; want 421 4.7.0 App password no longer valid", err)
+	}
+	// The other app password's session is still there.
+	kept.send(t, "DONE")
+	kept.until(t, "a3 OK")
+	if !strings.Contains(r.log(), "apppass: invalid app password (id "+rec.ID+"): revoked") {
+		t.Errorf("the log does not say why the sessions ended:\n%s", r.log())
+	}
+}
+
+// waitLog waits until the rig's log has n lines containing s.
+func waitLog(t *testing.T, r *appPassRig, s string, n int) {
+	t.Helper()
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	deadline := time.Now().Add(10 * time.Second)
+	for strings.Count(r.log(), s) < n {
+		if time.Now().After(deadline) {
+			t.Fatalf("the log has fewer than %d lines with %q:\n%s", n, s, r.log())
+		}
+		<-tick.C
 	}
 }

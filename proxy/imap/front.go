@@ -102,6 +102,8 @@ func byeFor(why string) []byte {
 		return []byte("* BYE [EXPIRED] Access token expired, log in again.\r\n")
 	case proxy.EndRevoked:
 		return []byte("* BYE [EXPIRED] Access token no longer valid, log in again.\r\n")
+	case proxy.EndAppPassword:
+		return []byte("* BYE [AUTHENTICATIONFAILED] App password no longer valid.\r\n")
 	}
 	return []byte("* BYE [UNAVAILABLE] Server shutting down.\r\n")
 }

@@ -87,6 +87,8 @@ func (t *responseTracker) goodbye(why string) []byte {
 		return []byte(`BYE "Access token expired, log in again."` + "\r\n")
 	case proxy.EndRevoked:
 		return []byte(`BYE "Access token no longer valid, log in again."` + "\r\n")
+	case proxy.EndAppPassword:
+		return []byte(`BYE "App password no longer valid."` + "\r\n")
 	}
 	return []byte(replyShutdown)
 }

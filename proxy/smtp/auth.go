@@ -120,8 +120,11 @@ func (sc *conn) loggedIn(sess *proxy.Session, be *backendSession) {
 	sc.sess = &session{sc: sc, f: sc.f, ps: sess, log: sess.Log, be: be, started: time.Now()}
 	sc.sess.stopWatch = sc.c.Watch(sess, func(why string) {
 		end := int32(endExpired)
-		if why == proxy.EndRevoked {
+		switch why {
+		case proxy.EndRevoked:
 			end = endRevoked
+		case proxy.EndAppPassword:
+			end = endAppPassword
 		}
 		sc.ended.CompareAndSwap(0, end)
 	})

@@ -59,8 +59,9 @@ const (
 
 // Values of conn.ended.
 const (
-	endExpired = 1 // proxy.EndExpired
-	endRevoked = 2 // proxy.EndRevoked
+	endExpired     = 1 // proxy.EndExpired
+	endRevoked     = 2 // proxy.EndRevoked
+	endAppPassword = 3 // proxy.EndAppPassword
 )
 
 // sessionIdleTimeout bounds the wait for a command once logged in (RFC
@@ -262,8 +263,11 @@ func (sc *conn) goodbye() error {
 // the conversation.
 func (sc *conn) endSession(why int32) error {
 	line, end := replyExpired, proxy.EndExpired
-	if why == endRevoked {
+	switch why {
+	case endRevoked:
 		line, end = replyRevoked, proxy.EndRevoked
+	case endAppPassword:
+		line, end = replyAppPassword, proxy.EndAppPassword
 	}
 	sc.reply(line)
 	sc.sess.log.Info("closing: session lifetime over", "end", end)

@@ -37,6 +37,7 @@ const (
 	replyTooManyAuth   = "421 4.7.0 Too many authentication failures, closing connection\r\n"
 	replyExpired       = "421 4.7.0 Access token expired, log in again\r\n"
 	replyRevoked       = "421 4.7.0 Access token no longer valid, log in again\r\n"
+	replyAppPassword   = "421 4.7.0 App password no longer valid\r\n"
 )
 
 // Replies of the session that are mailgate's (session.go, data.go).

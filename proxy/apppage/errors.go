@@ -18,6 +18,7 @@ var (
 	errNoRefreshToken = errors.New("apppage: the provider issued no refresh token (client needs offline_access and the refresh_token grant)")
 	errNotVouched     = errors.New("apppage: the provider's token names no mailbox here")
 	errBadForm        = errors.New("apppage: malformed form")
+	errBusy           = errors.New("apppage: too many sign-ins under way")
 )
 
 // reply is what a failure shows: a status and a sentence for the user,
@@ -46,6 +47,7 @@ var replies = []struct {
 	{apppass.ErrNotAllowed, reply{http.StatusBadRequest, "That protocol or lifetime is not allowed here.", false}},
 	{apppass.ErrTooMany, reply{http.StatusConflict, "You have the most app passwords allowed. Revoke one first.", false}},
 	{apppass.ErrNotFound, reply{http.StatusNotFound, "There is no such app password; it may have been revoked already.", false}},
+	{errBusy, reply{http.StatusTooManyRequests, "Too many sign-ins right now. Try again in a minute.", false}},
 	{auth.ErrUnavailable, reply{http.StatusServiceUnavailable, "The service is unavailable. Try again in a minute.", false}},
 }
 

@@ -20,6 +20,8 @@ type Handler struct {
 	csrf   *http.CrossOriginProtection
 	tmpl   *template.Template
 	log    *slog.Logger
+	// signIns bounds the sign-ins started (see signInRate).
+	signIns *bucket
 }
 
 // New returns the page's handler.
@@ -49,6 +51,8 @@ func New(opts Options) (*Handler, error) {
 		csrf:   http.NewCrossOriginProtection(),
 		tmpl:   pageTemplates,
 		log:    opts.Logger,
+
+		signIns: newBucket(signInRate, signInBurst),
 	}
 	h.csrf.SetDenyHandler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, errForged)

@@ -493,3 +493,34 @@ func TestLinksAndAddon(t *testing.T) {
 		t.Errorf("thunderbird.xpi: %s %q %q", resp.Status, resp.Header.Get("Content-Type"), xpi)
 	}
 }
+
+// Sign-ins are rows until they complete: a flood of GET signin is cut off
+// at the bucket, and its rows stay bounded.
+func TestSignInFloodBounded(t *testing.T) {
+	r := newRig(t)
+	now := time.Now()
+	r.h.opts.Now = func() time.Time { return now }
+	ok, refused := 0, 0
+	for range signInBurst + 20 {
+		switch resp, _ := r.get(r.client, "signin"); resp.StatusCode {
+		case http.StatusSeeOther:
+			ok++
+		case http.StatusTooManyRequests:
+			refused++
+		default:
+			t.Fatalf("signin: %s", resp.Status)
+		}
+	}
+	if ok != signInBurst || refused != 20 {
+		t.Errorf("%d started, %d refused; want %d and 20", ok, refused, signInBurst)
+	}
+	now = now.Add(time.Second) // refills signInRate
+	for range signInRate {
+		if resp, _ := r.get(r.client, "signin"); resp.StatusCode != http.StatusSeeOther {
+			t.Fatalf("after a second: %s", resp.Status)
+		}
+	}
+	if resp, _ := r.get(r.client, "signin"); resp.StatusCode != http.StatusTooManyRequests {
+		t.Errorf("beyond the rate: %s", resp.Status)
+	}
+}

@@ -11,6 +11,10 @@ import (
 // signIn starts an authorization request: state and PKCE verifier in the
 // store, the state in a cookie of this browser.
 func (h *Handler) signIn(w http.ResponseWriter, r *http.Request) {
+	if !h.signIns.take(h.opts.Now()) {
+		h.fail(w, r, errBusy)
+		return
+	}
 	ctx, cancel := context.WithTimeout(r.Context(), opTimeout)
 	defer cancel()
 	si, err := h.opts.Store.BeginSignIn(ctx, signInLifetime)

@@ -270,3 +270,25 @@ func TestWarnings(t *testing.T) {
 		})
 	}
 }
+
+// wantProblems checks the error of Validate: none when want is empty,
+// else one naming every "key: substring" of want. It returns whether
+// there is an error to check further.
+func wantProblems(t *testing.T, err error, want []string) bool {
+	t.Helper()
+	if len(want) == 0 {
+		if err != nil {
+			t.Fatalf("Validate: %v", err)
+		}
+		return false
+	}
+	if err == nil {
+		t.Fatalf("Validate passed, want %q", want)
+	}
+	for _, w := range want {
+		if !strings.Contains(err.Error(), w) {
+			t.Errorf("problems lack %q:\n%v", w, err)
+		}
+	}
+	return true
+}

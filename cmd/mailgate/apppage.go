@@ -4,12 +4,10 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
-	"time"
 
 	"github.com/mailgate/mailgate/auth"
 	"github.com/mailgate/mailgate/auth/apppass"
@@ -79,15 +77,7 @@ func pageRoot(u string) string {
 func (p *pageServer) run(ctx context.Context) {
 	go p.reval.Run(ctx)
 	p.log.Info("app passwords page listening", "addr", p.ln.Addr().String())
-	go func() {
-		<-ctx.Done()
-		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		defer cancel()
-		p.srv.Shutdown(sctx)
-	}()
-	if err := p.srv.Serve(p.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-		p.log.Error("app passwords page listener failed", "err", err)
-	}
+	serveUntil(ctx, p.srv, p.ln, p.log, "app passwords page listener")
 }
 
 // pageAuthenticator checks a page sign-in's access token with the running

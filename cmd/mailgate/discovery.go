@@ -106,14 +106,20 @@ func (d *discoveryServer) reload(cfg *config.Config) error {
 func (d *discoveryServer) run(ctx context.Context) {
 	go d.refreshMetadata(ctx)
 	d.log.Info("discovery listening", "addr", d.ln.Addr().String(), "tls", d.cfg.Load().Discovery.TLS)
+	serveUntil(ctx, d.srv, d.ln, d.log, "discovery listener")
+}
+
+// serveUntil serves srv on ln until ctx is done, then gives the requests
+// under way 2 s; what names the listener in the log.
+func serveUntil(ctx context.Context, srv *http.Server, ln net.Listener, log *slog.Logger, what string) {
 	go func() {
 		<-ctx.Done()
 		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
-		d.srv.Shutdown(sctx)
+		srv.Shutdown(sctx)
 	}()
-	if err := d.srv.Serve(d.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-		d.log.Error("discovery listener failed", "err", err)
+	if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		log.Error(what+" failed", "err", err)
 	}
 }
 

@@ -69,5 +69,5 @@ func (h *Handler) fail(w http.ResponseWriter, r *http.Request, err error) {
 	if rp.status == http.StatusUnauthorized {
 		h.setCookie(w, sessionCookie, "", -1)
 	}
-	h.render(w, rp.status, "message", h.page(r, messagePage{Message: rp.msg, SignIn: rp.signIn}))
+	h.render(w, rp.status, "message", h.page(messagePage{Message: rp.msg, SignIn: rp.signIn}))
 }

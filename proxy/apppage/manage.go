@@ -25,7 +25,7 @@ func (h *Handler) index(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Query().Has("signed-out") {
 			msg = "You are signed out."
 		}
-		h.render(w, http.StatusOK, "signin", h.page(r, messagePage{Message: msg, SignIn: true}))
+		h.render(w, http.StatusOK, "signin", h.page(messagePage{Message: msg, SignIn: true}))
 		return
 	}
 	recs, err := h.opts.Store.List(ctx, s.User)
@@ -38,7 +38,7 @@ func (h *Handler) index(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, err)
 		return
 	}
-	v := h.listPage(r, s, recs, notice(r))
+	v := h.listPage(s, recs, notice(r))
 	if !link.Suspended.IsZero() {
 		v.Suspended = stamp(link.Suspended)
 	}
@@ -80,7 +80,7 @@ func (h *Handler) create(w http.ResponseWriter, r *http.Request, s signedIn) {
 		return
 	}
 	h.log.Info("app passwords page: created", "user", s.User, "id", rec.ID, "protocols", rec.Protocols, "remote", r.RemoteAddr)
-	h.render(w, http.StatusOK, "created", h.createdPage(r, s, rec, pw))
+	h.render(w, http.StatusOK, "created", h.createdPage(s, rec, pw))
 }
 
 // parseExpiry reads the form's lifetime in days ("" or "0": the default).

@@ -66,7 +66,7 @@ type messagePage struct {
 	SignIn  bool
 }
 
-func (h *Handler) page(_ *http.Request, m messagePage) view {
+func (h *Handler) page(m messagePage) view {
 	return view{Message: m.Message, SignIn: m.SignIn}
 }
 
@@ -78,7 +78,7 @@ func (h *Handler) signedInView(s signedIn) view {
 	return v
 }
 
-func (h *Handler) listPage(_ *http.Request, s signedIn, recs []apppass.Record, notice string) view {
+func (h *Handler) listPage(s signedIn, recs []apppass.Record, notice string) view {
 	v := h.signedInView(s)
 	v.Notice = notice
 	now := h.opts.Now()
@@ -93,7 +93,7 @@ func (h *Handler) listPage(_ *http.Request, s signedIn, recs []apppass.Record, n
 	return v
 }
 
-func (h *Handler) createdPage(_ *http.Request, s signedIn, rec apppass.Record, pw string) view {
+func (h *Handler) createdPage(s signedIn, rec apppass.Record, pw string) view {
 	v := h.signedInView(s)
 	rv := recordOf(rec, h.opts.Now())
 	v.Created, v.Password = &rv, pw

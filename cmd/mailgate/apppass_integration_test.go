@@ -422,3 +422,44 @@ func waitLog(t *testing.T, r *appPassRig, s string, n int) {
 		<-tick.C
 	}
 }
+
+// TestIntegrationAppPasswordConcurrentLogins: logins arriving together
+// with one app password all succeed at the real Dovecot (no "database is
+// locked", no lost last-use write failing a login), each counted once.
+func TestIntegrationAppPasswordConcurrentLogins(t *testing.T) {
+	r := newAppPassRig(t, false)
+	pw, _ := r.create(t, "shared by many workers")
+	const n = 8 // under Dovecot's mail_max_userip_connections (10)
+	errs := make(chan error, n)
+	var wg sync.WaitGroup
+	for range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ic, err := imapclient.DialTLS(r.a.addr("imap.listen_tls"), &imapclient.Options{TLSConfig: r.tls})
+			if err != nil {
+				errs <- err
+				return
+			}
+			defer ic.Close()
+			if err := ic.Login(apAlice, pw).Wait(); err != nil {
+				errs <- fmt.Errorf("login: %w", err)
+				return
+			}
+			errs <- ic.Logout().Wait()
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Errorf("concurrent login: %v", err)
+		}
+	}
+	if got := r.count("imap", "ok"); got != n {
+		t.Errorf("mailgate_app_password_logins_total{proto=imap,result=ok} = %v, want %d", got, n)
+	}
+	if l := r.log(); strings.Contains(l, "locked") || strings.Contains(l, "cannot record the last use") {
+		t.Errorf("the store struggled:\n%s", l)
+	}
+}

@@ -2,6 +2,7 @@ package apppage
 
 import (
 	"errors"
+	"fmt"
 	"html/template"
 	"log/slog"
 	"net/http"
@@ -53,6 +54,11 @@ func New(opts Options) (*Handler, error) {
 		log:    opts.Logger,
 
 		signIns: newBucket(signInRate, signInBurst),
+	}
+	// The page's own origin is trusted even when a reverse proxy in front
+	// passes another Host (browsers without Sec-Fetch-Site send Origin).
+	if err := h.csrf.AddTrustedOrigin(h.origin); err != nil {
+		return nil, fmt.Errorf("apppage: URL: %w", err)
 	}
 	h.csrf.SetDenyHandler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, errForged)

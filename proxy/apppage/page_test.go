@@ -286,7 +286,7 @@ func TestCSRF(t *testing.T) {
 	}{
 		{"no token", url.Values{"name": {"x"}, "protocol": {"imap"}}, nil},
 		{"wrong token", url.Values{"csrf": {csrf + "x"}, "name": {"x"}, "protocol": {"imap"}}, nil},
-		{"cross-site fetch", good, []string{"Sec-Fetch-Site", "cross-site"}},
+		{"cross-site fetch", good, []string{"Sec-Fetch-Site", "cross-site", "Origin", "https://evil.example"}},
 		{"other origin", good, []string{"Sec-Fetch-Site", "", "Origin", "https://evil.example"}},
 	} {
 		if got := create(tt.form, tt.hdr...); got != http.StatusForbidden {

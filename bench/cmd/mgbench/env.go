@@ -3,12 +3,15 @@ package main
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"log"
 	"net/url"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/mailgate/mailgate/bench/internal/imapc"
@@ -59,6 +62,14 @@ type env struct {
 	tlsConf     *tls.Config
 	userinfo    string // the counting proxy's userinfo URL
 	cacheActive bool
+
+	// App passwords (the "mailgate, app password" column), on the cached
+	// mailgate (e.mg) when the binary has them: the store, and one
+	// password per load user (address -> mgp_...; nil: no column).
+	appPassDB string
+	appPass   map[string]string
+	// appPassWhy says why there is no app-password column ("" when there is).
+	appPassWhy string
 
 	stops []func()
 }
@@ -124,6 +135,12 @@ func newEnv(ctx context.Context, o options) (*env, error) {
 		return e, err
 	}
 
+	if rig.SupportsAppPasswords(o.mailgate) {
+		e.appPassDB = "sqlite://" + filepath.Join(e.dir, "app-passwords.db")
+	} else {
+		e.appPassWhy = "this mailgate binary has no app passwords (no `app-passwords` command)"
+		log.Printf("no app-password column: %s", e.appPassWhy)
+	}
 	log.Printf("starting mailgate (cache on and off), auth_http and nginx")
 	if e.mg, err = e.startMailgate(ctx, "mailgate", cacheTTL); err != nil {
 		return e, err
@@ -160,20 +177,67 @@ func newEnv(ctx context.Context, o options) (*env, error) {
 	}
 	e.cacheActive = e.counter.Count() == n0
 	log.Printf("mailgate validation cache active: %v", e.cacheActive)
+	if e.appPass != nil {
+		if err := e.loginAppPass(e.mg, e.names[0]); err != nil {
+			return e, fmt.Errorf("first app-password login through mailgate: %w", err)
+		}
+	}
 	return e, nil
 }
 
-// startMailgate starts a mailgate in front of e.dc and e.pf.
+// startMailgate starts a mailgate in front of e.dc and e.pf. The cached
+// one (ttl cacheTTL) also takes app passwords when the binary has them;
+// the first time, one is made per load user before it starts.
 func (e *env) startMailgate(ctx context.Context, name string, ttl time.Duration) (*rig.Mailgate, error) {
-	m, err := rig.StartMailgate(ctx, rig.MailgateOptions{
+	o := rig.MailgateOptions{
 		Binary: e.o.mailgate, Dir: e.dir, Name: name,
 		Dovecot: e.dc, Postfix: e.pf, UserinfoURL: e.userinfo, CacheTTL: ttl,
-	})
+	}
+	if ttl == cacheTTL && e.appPassDB != "" {
+		o.AppPasswordDB = e.appPassDB
+		o.Prepare = func(conf string) error { return e.makeAppPasswords(ctx, conf) }
+	}
+	m, err := rig.StartMailgate(ctx, o)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", name, err)
 	}
 	e.stops = append(e.stops, m.Stop)
 	return m, nil
+}
+
+// makeAppPasswords makes one app password per load user with `mailgate
+// app-passwords create` on the configuration conf, unless made before.
+func (e *env) makeAppPasswords(ctx context.Context, conf string) error {
+	if e.appPass != nil {
+		return nil
+	}
+	t0 := time.Now()
+	made := make([]string, len(e.names))
+	errs := make([]error, len(e.names))
+	// One command per password (each ~0.4 s of CPU on the 2-core VM, over
+	// half of it system time), as many at once as there are CPUs; SQLite
+	// serializes the writes.
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, runtime.NumCPU())
+	for i, u := range e.names {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			made[i], errs[i] = rig.CreateAppPassword(ctx, e.o.mailgate, conf, u, "bench")
+		}()
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	e.appPass = make(map[string]string, len(e.names))
+	for i, u := range e.names {
+		e.appPass[u] = made[i]
+	}
+	log.Printf("made %d app passwords in %s", len(made), time.Since(t0).Round(time.Millisecond))
+	return nil
 }
 
 // printLogs prints the tail of every proxy log in the work directory.
@@ -251,6 +315,19 @@ func (e *env) loginXOAUTH2(addr, user, token string) error {
 
 func (e *env) loginMailgate(m *rig.Mailgate, user, token string) error {
 	return e.loginXOAUTH2(m.IMAPSAddr, user, token)
+}
+
+// loginAppPass logs in to m with user's app password (IMAP LOGIN).
+func (e *env) loginAppPass(m *rig.Mailgate, user string) error {
+	c, err := imapc.Dial(m.IMAPSAddr, imapc.Options{TLS: e.tlsConf})
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	if err := c.Login(user, e.appPass[user]); err != nil {
+		return err
+	}
+	return c.Logout()
 }
 
 func (e *env) loginNginx(addr, user string) error {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log"
 	"slices"
+	"strings"
 	"sync/atomic"
 
 	"github.com/mailgate/mailgate/bench/internal/imapc"
@@ -23,15 +24,21 @@ type loginSetup struct {
 
 func (e *env) loginSetups() []loginSetup {
 	user := func(w int) string { return e.names[w%len(e.names)] }
-	return []loginSetup{
+	all := []loginSetup{
 		{colDirect, func(w, _ int) error { return e.loginDirect(e.dc.IMAPSAddr, e.tlsConf, user(w)) }, nil},
 		{colMailgate, func(w, _ int) error { u := user(w); return e.loginMailgate(e.mg, u, e.tokens[u]) },
 			func() []int { return []int{e.mg.PID()} }},
 		{colCold, func(w, _ int) error { u := user(w); return e.loginMailgate(e.mgCold, u, e.tokens[u]) },
 			func() []int { return []int{e.mgCold.PID()} }},
+		{colAppPass, func(w, _ int) error { return e.loginAppPass(e.mg, user(w)) },
+			func() []int { return []int{e.mg.PID()} }},
 		{colNginx, func(w, _ int) error { return e.loginNginx(e.ngx.IMAPSAddr, user(w)) }, e.ngx.PIDs},
 		{colDMS, func(w, _ int) error { u := user(w); return e.loginXOAUTH2(e.dc.IMAPSAddr, u, e.tokens[u]) }, nil},
 	}
+	if e.appPass == nil {
+		all = slices.DeleteFunc(all, func(s loginSetup) bool { return s.col == colAppPass })
+	}
+	return all
 }
 
 // logins measures login latency and rate at each concurrency for every
@@ -45,6 +52,16 @@ func (e *env) logins(ctx context.Context, res *report.Results) error {
 			return fmt.Errorf("warm-up login %s: %w", u, err)
 		}
 	}
+	// One app-password login per password too: its first use is recorded
+	// in the store (then at most once a minute), not measured here.
+	if e.appPass != nil {
+		for _, u := range e.names {
+			if err := e.loginAppPass(e.mg, u); err != nil {
+				return fmt.Errorf("warm-up app-password login %s: %w", u, err)
+			}
+		}
+	}
+	appPassMiss := 0 // app-password runs whose successful logins the metric did not count as such
 	setups := e.loginSetups()
 	for _, conc := range e.o.concs {
 		clients := fmt.Sprintf("%d clients", conc)
@@ -72,6 +89,7 @@ func (e *env) logins(ctx context.Context, res *report.Results) error {
 				if s.proxy != nil {
 					proxyCPU0 = proc.SumCPU(s.proxy(), 0)
 				}
+				okApp0, appMetric := e.appPassOK(s.col)
 				dov0, prov0 := dovecotCPU(e.dc), e.counter.Count()
 				r := load.RunLogins(ctx, conc, e.o.loginDur, 0, s.login)
 				if r.Errors == r.Logins {
@@ -88,8 +106,14 @@ func (e *env) logins(ctx context.Context, res *report.Results) error {
 					pcpu.Add(s.col, (proc.SumCPU(s.proxy(), 0)-proxyCPU0)*1000/ok)
 				}
 				dcpu.Add(s.col, (dovecotCPU(e.dc)-dov0)*1000/ok)
-				if s.col == colMailgate || s.col == colCold || s.col == colDMS {
+				if s.col == colMailgate || s.col == colCold || s.col == colAppPass || s.col == colDMS {
 					prov.Add(s.col, float64(e.counter.Count()-prov0)/ok)
+				}
+				// Every successful login of the column must have been an
+				// app-password login (mailgate_app_password_logins_total).
+				if okApp1, _ := e.appPassOK(s.col); appMetric && okApp1-okApp0 != ok {
+					appPassMiss++
+					res.Note("app password, %d clients, run %d: mailgate counted %.0f successful app-password logins for %.0f successful logins.", conc, rep+1, okApp1-okApp0, ok)
 				}
 				log.Printf("login c=%d rep %d %-8s p50 %6.1f ms  p99 %6.1f ms  %5.0f/s", conc, rep+1, s.col, r.P(50), r.P(99), r.PerSecond())
 			}
@@ -106,10 +130,54 @@ func (e *env) logins(ctx context.Context, res *report.Results) error {
 			rr.finish(e.o.reps)
 		}
 	}
+	if e.appPass != nil {
+		e.appPassNote(res, appPassMiss)
+	} else if e.appPassWhy != "" {
+		res.Note("no \"mailgate, app password\" column: %s.", e.appPassWhy)
+	}
 	if len(e.o.resumeConcs) > 0 {
 		res.Note("resumed rows: every client has a TLS session cache of its own (tls.ClientSessionCache) and makes one login before the measured run (its full handshake, not measured), so that every measured login offers the session ticket of its previous login; a run counts as resumed when at least %d%% of its logins resumed (tls.ConnectionState.DidResume), else its values are left out of the cell (kept in the JSON under \"excluded\") and the cell says so. The ratio in these rows is against the full-handshake login of the same setup (the row above), not against direct TLS, which does not resume here: the DMS-like Dovecot starts a new imap-login process per connection, so no TLS session outlives its connection (the idle notes say how Dovecot in high-performance mode does). Behind mailgate and nginx the backend leg is plain IMAP here: only the client leg resumes.", resumeThreshold)
 	}
 	return nil
+}
+
+// appPassOK reads mailgate's count of successful IMAP app-password logins
+// (mailgate_app_password_logins_total{proto="imap",result="ok"}) when col
+// is the app-password column; ok is false otherwise or when it cannot be
+// read.
+func (e *env) appPassOK(col string) (n float64, ok bool) {
+	if col != colAppPass {
+		return 0, false
+	}
+	fam, err := e.mg.MetricFamily("mailgate_app_password_logins_total")
+	if err != nil {
+		return 0, false
+	}
+	v, ok := fam[`proto="imap",result="ok"`]
+	return v, ok
+}
+
+// appPassNote explains the app-password column under the table, with
+// what an app-password login costs mailgate beyond a cached-token login.
+func (e *env) appPassNote(res *report.Results, miss int) {
+	procs := "GOMAXPROCS: as many as the CPUs mailgate may use"
+	if v, err := e.mg.Metric("go_sched_gomaxprocs_threads"); err == nil {
+		procs = fmt.Sprintf("GOMAXPROCS: %.0f here, from mailgate's go_sched_gomaxprocs_threads", v)
+	}
+	var extra []string
+	for _, c := range e.o.concs {
+		key := fmt.Sprintf("login.c%d.proxycpu", c)
+		a, m := res.Median(key, colAppPass), res.Median(key, colMailgate)
+		if a == a && m == m {
+			extra = append(extra, fmt.Sprintf("%.1f ms with %d", a-m, c))
+		}
+	}
+	counted := "mailgate_app_password_logins_total{proto=\"imap\",result=\"ok\"} grew by exactly the successful logins of every run"
+	if miss > 0 {
+		counted = fmt.Sprintf("in %d runs mailgate_app_password_logins_total{proto=\"imap\",result=\"ok\"} did not grow by the successful logins (notes above)", miss)
+	}
+	res.Note("mailgate, app password: the same mailgate process as the \"mailgate\" column, which runs with app_passwords on (SQLite store in the work directory, IMAP only, no page); one app password per load user (%d), made with `mailgate app-passwords create` before mailgate started; every login is IMAP `LOGIN user mgp_…` over IMAPS, and mailgate opens the Dovecot session as the master user, as for a token; no provider request. Client i logs in as load user i (as in every column), so mailgate's per-user serialization of password attempts never makes a login wait. Each login costs exactly one argon2id hash (t=2, m=19 MiB, p=1; `go test ./auth/apppass -bench Verify` puts it at 26-34 ms p50 on one core of the quiet reference machine), and at most GOMAXPROCS hashes run at once (%s; 19 MiB each), so with 8 and 64 clients logins queue for the 2 cores behind mailgate's hash semaphore and Dovecot's own per-login work: the latency there is mostly that queue. Proxy CPU per login includes the hash: beyond the \"mailgate\" column's (cached token) it is %s client(s) (medians; the hash, the store lookup and LOGIN's parsing); Dovecot CPU per login is that of the other mailgate columns (no TLS, master password check). The store writes a password's last use at most once a minute (the first use at warm-up, not measured), so a few logins per run also write to SQLite. Checked: %s.",
+		len(e.appPass), procs, strings.Join(extra, ", "), counted)
 }
 
 // resumeThreshold is the share of logins (percent) that must have resumed

@@ -35,6 +35,7 @@ const (
 	colPlain    = "plain"
 	colMailgate = "mailgate"
 	colCold     = "cold"
+	colAppPass  = "apppass"
 	colNginx    = "nginx"
 	colNginx64k = "nginx64k"
 	colDMS      = "dms"
@@ -45,6 +46,7 @@ var columns = []report.Column{
 	{Key: colPlain, Title: "direct plain (ceiling)"},
 	{Key: colMailgate, Title: "mailgate"},
 	{Key: colCold, Title: "mailgate, no cache"},
+	{Key: colAppPass, Title: "mailgate, app password"},
 	{Key: colNginx, Title: "nginx"},
 	{Key: colNginx64k, Title: "nginx, proxy_buffer 64k"},
 	{Key: colDMS, Title: "Dovecot oauth2 (DMS)"},

@@ -114,7 +114,7 @@ func (res *Results) Chart(gnuplot, png string, panels []Panel) error {
 
 // palette colours the columns in the order of Results.Columns, so that a
 // setup has the same colour in every panel.
-var palette = []string{"#5e35b1", "#9e9e9e", "#1e88e5", "#90caf9", "#fb8c00", "#ffcc80", "#43a047", "#e53935"}
+var palette = []string{"#5e35b1", "#9e9e9e", "#1e88e5", "#90caf9", "#d81b60", "#fb8c00", "#ffcc80", "#43a047", "#e53935"}
 
 func (res *Results) color(key string) string {
 	for i, c := range res.Columns {

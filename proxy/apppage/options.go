@@ -36,6 +36,7 @@ type Store interface {
 	CreateSession(ctx context.Context, user string, ttl time.Duration) (string, apppass.Session, error)
 	Session(ctx context.Context, id string) (apppass.Session, error)
 	EndSession(ctx context.Context, id string) error
+	EndSessions(ctx context.Context, user string) (int, error)
 }
 
 // Options configure New. Store, Provider, Authenticator and URL are

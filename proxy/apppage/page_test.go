@@ -524,3 +524,24 @@ func TestSignInFloodBounded(t *testing.T) {
 		t.Errorf("beyond the rate: %s", resp.Status)
 	}
 }
+
+func TestSignOutEverywhere(t *testing.T) {
+	r := newRig(t)
+	laptop, phone, bob := r.browser(), r.browser(), r.browser()
+	for _, c := range []*http.Client{laptop, phone} {
+		r.signIn(c, "alice@example.org")
+	}
+	r.signIn(bob, "bob@example.org")
+	resp, _ := r.post(laptop, "signout", url.Values{"csrf": {r.csrf(laptop)}, "everywhere": {"1"}})
+	if resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("sign out everywhere: %s", resp.Status)
+	}
+	for name, c := range map[string]*http.Client{"laptop": laptop, "phone": phone} {
+		if _, body := r.get(c, ""); !strings.Contains(body, `id="signin"`) || strings.Contains(body, `id="user"`) {
+			t.Errorf("%s still signed in", name)
+		}
+	}
+	if _, body := r.get(bob, ""); !strings.Contains(body, `id="user">bob@example.org<`) {
+		t.Error("another user was signed out")
+	}
+}

@@ -109,13 +109,20 @@ func (h *Handler) startSession(w http.ResponseWriter, r *http.Request, user stri
 	http.Redirect(w, r, h.root, http.StatusSeeOther)
 }
 
-// signOut ends the session.
+// signOut ends the session, or with "everywhere" all of the user's.
 func (h *Handler) signOut(w http.ResponseWriter, r *http.Request, s signedIn) {
-	if err := h.opts.Store.EndSession(r.Context(), s.id); err != nil {
+	everywhere := r.PostFormValue("everywhere") != ""
+	var err error
+	if everywhere {
+		_, err = h.opts.Store.EndSessions(r.Context(), s.User)
+	} else {
+		err = h.opts.Store.EndSession(r.Context(), s.id)
+	}
+	if err != nil {
 		h.fail(w, r, err)
 		return
 	}
 	h.setCookie(w, sessionCookie, "", -1)
-	h.log.Info("app passwords page: signed out", "user", s.User, "remote", r.RemoteAddr)
+	h.log.Info("app passwords page: signed out", "user", s.User, "everywhere", everywhere, "remote", r.RemoteAddr)
 	http.Redirect(w, r, h.root+"?signed-out", http.StatusSeeOther)
 }

@@ -35,6 +35,23 @@ type Claim struct {
 // without its Token, so that the caller may Refused it (the user must
 // sign in again).
 func (s *Store) ClaimRevalidation(ctx context.Context, user string, before time.Time) (Claim, error) {
+	return s.claim(ctx, user, before, 0)
+}
+
+// ClaimRevalidationRetry is ClaimRevalidation whose claim, if never
+// reported (the provider could not be reached, the replica died), lapses
+// after retry rather than after a whole interval: it stores before+retry
+// (at most now) as the revalidation time, so the user is due again once
+// the caller's before has moved retry further. retry must be at least 1µs.
+func (s *Store) ClaimRevalidationRetry(ctx context.Context, user string, before time.Time, retry time.Duration) (Claim, error) {
+	if retry < time.Microsecond { // the store's resolution: a shorter one would let a second caller win
+		return Claim{}, errors.New("apppass: retry must be at least 1µs")
+	}
+	return s.claim(ctx, user, before, retry)
+}
+
+// claim is ClaimRevalidation(Retry); retry 0: the claim stores now.
+func (s *Store) claim(ctx context.Context, user string, before time.Time, retry time.Duration) (Claim, error) {
 	if s.keys == nil {
 		return Claim{}, ErrNoKey
 	}
@@ -46,6 +63,10 @@ func (s *Store) ClaimRevalidation(ctx context.Context, user string, before time.
 	if before.After(now) { // else the winner's new time would still be due, and a second caller would win too
 		before = now
 	}
+	stored := now
+	if retry > 0 && before.Add(retry).Before(now) {
+		stored = before.Add(retry) // after before: a second caller still loses
+	}
 	ctx, cancel := s.opContext(ctx)
 	defer cancel()
 	var keyID string
@@ -53,7 +74,7 @@ func (s *Store) ClaimRevalidation(ctx context.Context, user string, before time.
 	var linked int64
 	err = s.db.QueryRowContext(ctx, `UPDATE provider_links SET revalidated_at = $1
 		WHERE username = $2 AND suspended_at IS NULL AND revalidated_at < $3
-		RETURNING key_id, refresh_token, linked_at`, micros(now), mailbox, micros(before)).Scan(&keyID, &sealed, &linked)
+		RETURNING key_id, refresh_token, linked_at`, micros(stored), mailbox, micros(before)).Scan(&keyID, &sealed, &linked)
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
 		return Claim{}, s.notClaimed(ctx, mailbox)

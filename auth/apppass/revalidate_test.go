@@ -184,3 +184,47 @@ func TestClaimOutcomes(t *testing.T) {
 		}
 	})
 }
+
+// A claim taken with a retry that is never reported lapses after the
+// retry, not after a whole interval; one without lapses after the interval.
+func TestClaimRetry(t *testing.T) {
+	eachBackend(t, func(t *testing.T, b backend) {
+		clk := newClock()
+		s := openStore(t, b.newURL(t), apppass.Options{Now: clk.Now, Keys: testKeyring(t)})
+		const user, interval, retry = "alice@example.test", time.Hour, 10 * time.Minute
+		if err := s.SetRefreshToken(tctx(t), user, "rt"); err != nil {
+			t.Fatal(err)
+		}
+		claim := func(withRetry bool) error {
+			before := clk.Now().Add(-interval)
+			if withRetry {
+				_, err := s.ClaimRevalidationRetry(tctx(t), user, before, retry)
+				return err
+			}
+			_, err := s.ClaimRevalidation(tctx(t), user, before)
+			return err
+		}
+		clk.Add(2 * interval)
+		if err := claim(true); err != nil {
+			t.Fatalf("first claim: %v", err)
+		}
+		if err := claim(true); !errors.Is(err, apppass.ErrNotDue) {
+			t.Fatalf("second claim at once: %v, want ErrNotDue", err)
+		}
+		clk.Add(retry / 2)
+		if err := claim(true); !errors.Is(err, apppass.ErrNotDue) {
+			t.Fatalf("claim within the retry: %v, want ErrNotDue", err)
+		}
+		clk.Add(retry/2 + time.Second)
+		if err := claim(false); err != nil {
+			t.Fatalf("claim after the retry: %v", err)
+		}
+		clk.Add(interval - time.Second)
+		if err := claim(true); !errors.Is(err, apppass.ErrNotDue) {
+			t.Fatalf("claim within the interval of a plain claim: %v, want ErrNotDue", err)
+		}
+		if _, err := s.ClaimRevalidationRetry(tctx(t), user, clk.Now(), 0); err == nil {
+			t.Error("a zero retry was accepted")
+		}
+	})
+}

@@ -26,7 +26,7 @@ type Manager interface {
 // Revalidator is what the provider revalidation loop needs.
 type Revalidator interface {
 	DueForRevalidation(ctx context.Context, before time.Time, limit int) ([]string, error)
-	ClaimRevalidation(ctx context.Context, user string, before time.Time) (Claim, error)
+	ClaimRevalidationRetry(ctx context.Context, user string, before time.Time, retry time.Duration) (Claim, error)
 	Revalidated(ctx context.Context, c Claim, newToken string) error
 	Refused(ctx context.Context, c Claim, reason string) error
 }

@@ -78,7 +78,9 @@ var stubAuthenticator = auth.AuthenticatorFunc(func(_ context.Context, c auth.Cr
 })
 
 type rig struct {
-	t      *testing.T
+	t *testing.T
+	// now, if set, is the store's clock (nil: the real one).
+	now    func() time.Time
 	store  *apppass.Store
 	prov   *stubProvider
 	srv    *httptest.Server
@@ -96,12 +98,19 @@ func newRig(t *testing.T) *rig {
 	if err != nil {
 		t.Fatal(err)
 	}
-	st, err := apppass.Open(context.Background(), "sqlite::memory:", apppass.Options{Keys: kr})
+	r := &rig{t: t, prov: &stubProvider{challenges: map[string]string{}}}
+	clock := func() time.Time {
+		if r.now != nil {
+			return r.now()
+		}
+		return time.Now()
+	}
+	st, err := apppass.Open(context.Background(), "sqlite::memory:", apppass.Options{Keys: kr, Now: clock})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
-	r := &rig{t: t, store: st, prov: &stubProvider{challenges: map[string]string{}}}
+	r.store = st
 	var h http.Handler = http.NotFoundHandler()
 	r.srv = httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) { h.ServeHTTP(w, req) }))
 	t.Cleanup(r.srv.Close)

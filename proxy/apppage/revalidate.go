@@ -15,7 +15,7 @@ import (
 // (*apppass.Store).
 type RevalidationStore interface {
 	DueForRevalidation(ctx context.Context, before time.Time, limit int) ([]string, error)
-	ClaimRevalidation(ctx context.Context, user string, before time.Time) (apppass.Claim, error)
+	ClaimRevalidationRetry(ctx context.Context, user string, before time.Time, retry time.Duration) (apppass.Claim, error)
 	Revalidated(ctx context.Context, c apppass.Claim, newToken string) error
 	Refused(ctx context.Context, c apppass.Claim, reason string) error
 }
@@ -24,7 +24,7 @@ type RevalidationStore interface {
 const (
 	RevalidationOK      = "ok"      // the provider still vouches for the user
 	RevalidationRefused = "refused" // suspended: the provider refused
-	RevalidationError   = "error"   // not decided (provider or store down): tried again after the interval
+	RevalidationError   = "error"   // not decided (provider or store down): tried again at the next pass
 )
 
 // Revalidator asks the provider, every Interval per user, whether the
@@ -33,8 +33,9 @@ const (
 // (invalid_grant, or a token that no longer names the mailbox) suspends
 // the user's app passwords until the user signs in on the page again.
 // A provider that cannot be reached suspends nobody: the user is tried
-// again after Interval. Several replicas may run one each: a user's
-// refresh is claimed by one (apppass.Store.ClaimRevalidation).
+// again at the next pass (a quarter of Interval, 1 s to 5 min later).
+// Several replicas may run one each: a user's refresh is claimed by one
+// (apppass.Store.ClaimRevalidationRetry).
 type Revalidator struct {
 	Store         RevalidationStore
 	Provider      Provider
@@ -50,10 +51,9 @@ type Revalidator struct {
 // batch is how many due users one pass reads at a time.
 const batch = 100
 
-// Run revalidates until ctx ends, looking for due users every quarter
-// Interval (between 1 s and 5 min).
+// Run revalidates until ctx ends, looking for due users every pass().
 func (v *Revalidator) Run(ctx context.Context) {
-	t := time.NewTicker(min(max(v.Interval/4, time.Second), 5*time.Minute))
+	t := time.NewTicker(v.pass())
 	defer t.Stop()
 	for {
 		v.RunOnce(ctx)
@@ -89,7 +89,7 @@ func (v *Revalidator) RunOnce(ctx context.Context) int {
 
 // one revalidates user unless another replica has; true if it decided.
 func (v *Revalidator) one(ctx context.Context, user string, before time.Time) bool {
-	c, err := v.Store.ClaimRevalidation(ctx, user, before)
+	c, err := v.Store.ClaimRevalidationRetry(ctx, user, before, v.pass())
 	if errors.Is(err, apppass.ErrNotDue) {
 		return false
 	}
@@ -147,6 +147,13 @@ func (v *Revalidator) result(user, result string, err error) {
 	default:
 		v.log().Debug("app passwords: user revalidated", "user", user)
 	}
+}
+
+// pass is the time between two looks for due users, and the retry of a
+// user the provider could not be asked about: a quarter of Interval,
+// between 1 s and 5 min.
+func (v *Revalidator) pass() time.Duration {
+	return min(max(v.Interval/4, time.Second), 5*time.Minute)
 }
 
 func (v *Revalidator) now() time.Time {

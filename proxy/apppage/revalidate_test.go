@@ -19,6 +19,8 @@ import (
 
 func TestRevalidator(t *testing.T) {
 	r := newRig(t)
+	now := time.Now()
+	r.now = func() time.Time { return now }
 	ctx := context.Background()
 	for _, u := range []string{"ok@example.org", "gone@example.org", "down@example.org", "moved@example.org"} {
 		if err := r.store.SetRefreshToken(ctx, u, "rt-"+u); err != nil {
@@ -47,7 +49,7 @@ func TestRevalidator(t *testing.T) {
 	}
 	var mu sync.Mutex
 	counts := map[string]int{}
-	now := time.Now().Add(2 * time.Hour) // everyone is due
+	now = now.Add(2 * time.Hour) // everyone is due
 	v := &Revalidator{Store: r.store, Provider: r.prov, Authenticator: stubAuthenticator, Interval: time.Hour,
 		Now: func() time.Time { return now }, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
 		Count: func(res string) { mu.Lock(); counts[res]++; mu.Unlock() }}
@@ -72,9 +74,14 @@ func TestRevalidator(t *testing.T) {
 			t.Errorf("%s: link %+v, %v; want suspended %v", u, l, err, suspended)
 		}
 	}
-	// Nothing is due again before the interval has passed.
-	if n := v.RunOnce(ctx); n != 0 {
-		t.Errorf("second pass decided %d users", n)
+	// Nothing is due again before the interval has passed, but the user
+	// the provider could not be asked about is tried again a pass later.
+	if n := v.RunOnce(ctx); n != 0 || counts[RevalidationError] != 1 {
+		t.Errorf("second pass at once decided %d users, counts %v", n, counts)
+	}
+	now = now.Add(v.pass() + time.Second)
+	if n := v.RunOnce(ctx); n != 0 || counts[RevalidationError] != 2 || counts[RevalidationOK] != 1 {
+		t.Errorf("a pass later: decided %d users, counts %v; want down@ tried again only", n, counts)
 	}
 	// Signing in again lifts the suspension.
 	if err := r.store.SetRefreshToken(ctx, "gone@example.org", "rt-new"); err != nil {

@@ -123,7 +123,8 @@
 // NewKeyring(newKey, oldKey) opens both, Rekey re-seals old rows, then the
 // old key can go. The additional data binds a sealed token to its user.
 // The revalidation loop takes DueForRevalidation users and, for each,
-// claims its refresh (ClaimRevalidation), refreshes the claimed token at
+// claims its refresh (ClaimRevalidation, or ClaimRevalidationRetry, whose
+// unreported claim lapses after a shorter retry), refreshes the claimed token at
 // the provider, and reports with Revalidated (storing a rotated token) or,
 // when the provider refuses, Refused: the user's app passwords then fail
 // with ErrSuspended until the user signs in again (SetRefreshToken).

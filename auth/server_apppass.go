@@ -31,19 +31,15 @@ type AppPassword struct {
 // of scope); one wrapping ErrUnavailable (the store failed). A refusal
 // returns the password's ID when it is known. A well-formed password costs
 // one slow hash: callers throttle before calling.
+//
+// IsAppPassword reports, without any lookup or hash, whether password has
+// the form of an app password, so that the caller can throttle it before
+// checking: such a password cannot be guessed, so a wrong one is charged
+// to the client's address, never to the user it names.
 type AppPasswords interface {
 	VerifyAppPassword(ctx context.Context, user, password, proto, clientIP string) (AppPassword, error)
+	IsAppPassword(password string) bool
 }
-
-// AppPasswordsFunc adapts a function to AppPasswords.
-type AppPasswordsFunc func(ctx context.Context, user, password, proto, clientIP string) (AppPassword, error)
-
-// VerifyAppPassword calls f.
-func (f AppPasswordsFunc) VerifyAppPassword(ctx context.Context, user, password, proto, clientIP string) (AppPassword, error) {
-	return f(ctx, user, password, proto, clientIP)
-}
-
-var _ AppPasswords = AppPasswordsFunc(nil)
 
 // AppPasswordOutcome is what an app-password check came to, for the
 // throttle: a refusal is a failure, an outage proves nothing.

@@ -98,7 +98,8 @@ type ThrottleOptions struct {
 // client address only: nobody can slow a chosen user down by sending junk
 // tokens in their name. A password can be guessed, so password attempts
 // (Begin) are charged to the address and to the user, and the attempts for
-// one user run one at a time.
+// one user run one at a time; the caller passes no user for a value that
+// cannot be guessed either (an app password).
 //
 // Success forgets the scores (as Dovecot does), except an active block.
 // With ThrottleOptions.Shared, scores and blocks are those of all the

@@ -114,7 +114,7 @@ type Session struct {
 	*BackendSession
 	Identity    auth.Identity
 	Password    bool         // logged in with the user's own password: no lifetime watch
-	AppPassword string       // the app password's id when logged in with one: no lifetime watch
+	AppPassword string       // the app password's id when logged in with one: rechecked (AppPasswordOptions.Checker)
 	Log         *slog.Logger // c.Log with user and mech
 	token       string       // kept for revalidation only, never logged
 }
@@ -201,6 +201,18 @@ func (c *Conn) passwordExchange(ctx context.Context, mech string, req LoginReque
 	return c.passwordLogin(ctx, mech, user, pass, req)
 }
 
+// throttledUser is the user a password attempt is charged to besides the
+// client's address: none when the password is not one the backend could
+// check (an app password, which cannot be guessed, or anything while
+// passthrough is off), so that nobody can slow a chosen user down by
+// sending junk in their name.
+func (c *Conn) throttledUser(user, pass string) string {
+	if c.appPasswords() && (!c.passthrough() || c.s.opts.AppPasswords.Verifier.IsAppPassword(pass)) {
+		return ""
+	}
+	return user
+}
+
 // passwordLogin logs in with a user name and password after the throttle
 // let the attempt through: with an app password (appPasswordLogin) when
 // they are on and it is one, else with the user's own credentials at the
@@ -215,7 +227,7 @@ func (c *Conn) passwordLogin(ctx context.Context, mech, user, pass string, req L
 	}
 	authCtx, cancel := context.WithDeadline(ctx, c.Deadline) // the throttle's wait and the app-password check
 	defer cancel()
-	done, err := t.Begin(authCtx, ip, user)
+	done, err := t.Begin(authCtx, ip, c.throttledUser(user, pass))
 	if err != nil {
 		return nil, err
 	}

@@ -65,6 +65,14 @@ func parsePassword(s string) (p password, ok bool) {
 	return password{id: id, value: s}, true
 }
 
+// IsPassword reports whether s has the form of an app password (any
+// case), without touching a store: what Verify answers ErrNotAppPassword
+// for is exactly what this refuses.
+func IsPassword(s string) bool {
+	_, ok := parsePassword(s)
+	return ok
+}
+
 // validID reports whether s has the form of a lookup id.
 func validID(s string) bool { return len(s) == idLen && inAlphabet(s) }
 

@@ -97,6 +97,9 @@ var (
 	_ proxy.AppPasswordChecker = appPasswordLogins{}
 )
 
+// IsAppPassword implements auth.AppPasswords.
+func (appPasswordLogins) IsAppPassword(password string) bool { return apppass.IsPassword(password) }
+
 // StillValid checks an open session's app password again (no hash).
 func (l appPasswordLogins) StillValid(ctx context.Context, id, user, proto string) error {
 	p, err := apppass.ParseProtocol(proto)

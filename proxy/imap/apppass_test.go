@@ -22,7 +22,13 @@ const (
 // fakeAppPasswords accepts testAppPassword for FakeUser, refuses other
 // values that start with "mgp_" (testAppOutage: the store is down), and
 // says any other value is not an app password.
-var fakeAppPasswords = auth.AppPasswordsFunc(func(ctx context.Context, user, password, proto, ip string) (auth.AppPassword, error) {
+var fakeAppPasswords fakeStore
+
+type fakeStore struct{}
+
+func (fakeStore) IsAppPassword(password string) bool { return strings.HasPrefix(password, "mgp_") }
+
+func (fakeStore) VerifyAppPassword(ctx context.Context, user, password, proto, ip string) (auth.AppPassword, error) {
 	switch {
 	case proto != "imap":
 		return auth.AppPassword{}, fmt.Errorf("proto %q", proto)
@@ -34,7 +40,7 @@ var fakeAppPasswords = auth.AppPasswordsFunc(func(ctx context.Context, user, pas
 		return auth.AppPassword{ID: "testid"}, fmt.Errorf("%w: wrong secret", auth.ErrInvalidCredentials)
 	}
 	return auth.AppPassword{}, fmt.Errorf("%w: test", auth.ErrNotAppPassword)
-})
+}
 
 // newIMAPAppPasswordTest is newIMAPPasswordTest with app passwords on
 // and passthrough as given, throttled by th.
@@ -56,7 +62,9 @@ func newIMAPAppPasswordTest(t *testing.T, passthrough bool, th proxy.Throttle) (
 // after TLS; an app password logs in as the master user on behalf of the
 // user (not with the password), a refusal and an outage get the protocol's
 // replies without reaching the backend, and a value that is not an app
-// password is refused; each is one throttled attempt.
+// password is refused; each is one throttled attempt, charged to the
+// address only unless the backend could check it (passthrough, and not
+// shaped like an app password).
 func TestIMAPAppPassword(t *testing.T) {
 	master := proxytest.FakeUser + "\x00" + proxytest.MasterUser + "\x00" + proxytest.MasterPassword
 	for _, tt := range []struct {
@@ -68,15 +76,17 @@ func TestIMAPAppPassword(t *testing.T) {
 		logged      string
 	}{
 		{"valid, LOGIN", fmt.Sprintf("a1 LOGIN %s %s", proxytest.FakeUser, testAppPassword), false,
-			"a1 OK [CAPABILITY", []string{master}, []string{"check " + proxytest.FakeUser, "success " + proxytest.FakeUser}, "apppass=testid"},
+			"a1 OK [CAPABILITY", []string{master}, []string{"check ", "success "}, "apppass=testid"},
 		{"valid, AUTHENTICATE PLAIN", "a1 AUTHENTICATE PLAIN " + proxytest.PlainIR(proxytest.FakeUser, testAppPassword), false,
-			"a1 OK [CAPABILITY", []string{master}, []string{"check " + proxytest.FakeUser, "success " + proxytest.FakeUser}, "mech=PLAIN apppass=testid"},
+			"a1 OK [CAPABILITY", []string{master}, []string{"check ", "success "}, "mech=PLAIN apppass=testid"},
 		{"refused", fmt.Sprintf("a1 LOGIN %s %s", proxytest.FakeUser, testAppRefused), false,
-			"a1 NO [AUTHENTICATIONFAILED] Authentication failed.", nil, []string{"check " + proxytest.FakeUser, "failure " + proxytest.FakeUser}, "apppass=testid"},
+			"a1 NO [AUTHENTICATIONFAILED] Authentication failed.", nil, []string{"check ", "failure "}, "apppass=testid"},
 		{"outage", fmt.Sprintf("a1 LOGIN %s %s", proxytest.FakeUser, testAppOutage), false,
-			"a1 NO [UNAVAILABLE]", nil, []string{"check " + proxytest.FakeUser, "undecided " + proxytest.FakeUser}, "result=unavailable"},
+			"a1 NO [UNAVAILABLE]", nil, []string{"check ", "undecided "}, "result=unavailable"},
 		{"not an app password, passthrough off", fmt.Sprintf("a1 LOGIN %s %s", proxytest.FakeUser, proxytest.FakeUserPassword), false,
-			"a1 NO [AUTHENTICATIONFAILED] Authentication failed.", nil, []string{"check " + proxytest.FakeUser, "failure " + proxytest.FakeUser}, "result=invalid"},
+			"a1 NO [AUTHENTICATIONFAILED] Authentication failed.", nil, []string{"check ", "failure "}, "result=invalid"},
+		{"refused, passthrough on", fmt.Sprintf("a1 LOGIN %s %s", proxytest.FakeUser, testAppRefused), true,
+			"a1 NO [AUTHENTICATIONFAILED] Authentication failed.", nil, []string{"check ", "failure "}, "apppass=testid"},
 		{"not an app password, passthrough on", fmt.Sprintf("a1 LOGIN %s %s", proxytest.FakeUser, proxytest.FakeUserPassword), true,
 			"a1 OK [CAPABILITY", []string{"\x00" + proxytest.FakeUser + "\x00" + proxytest.FakeUserPassword},
 			[]string{"check " + proxytest.FakeUser, "success " + proxytest.FakeUser}, "source=password"},

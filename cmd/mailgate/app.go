@@ -248,10 +248,13 @@ func (a *app) run(ctx context.Context, drain time.Duration) error {
 		defer cancel() // after the sessions drained: documents stay served meanwhile
 		go a.disco.run(dctx)
 	}
+	stopPage := func() {}
 	if a.page != nil {
 		pctx, cancel := context.WithCancel(context.Background())
-		defer cancel() // like the discovery listener's
-		go a.page.run(pctx)
+		done := make(chan struct{})
+		go func() { defer close(done); a.page.run(pctx) }()
+		stopPage = func() { cancel(); <-done } // before the store closes: a rotated refresh token is stored
+		defer stopPage()
 	}
 	a.serving.Store(true)
 	defer a.serving.Store(false)
@@ -288,6 +291,7 @@ func (a *app) run(ctx context.Context, drain time.Duration) error {
 	defer cancel()
 	a.srv.Shutdown(sctx)
 	wg.Wait()
+	stopPage()
 	a.closeShared()
 	return runErr
 }

@@ -44,7 +44,7 @@ func newPageServer(a *app, tlsConf *tls.Config) (*pageServer, error) {
 	authn := pageAuthenticator{a}
 	h, err := apppage.New(apppage.Options{
 		Store: a.appPass, Provider: provider, Authenticator: authn, URL: cfg.AppPasswords.PageURL,
-		Protocols: storeProtocols(cfg), MaxExpiry: cfg.AppPasswords.MaxExpiry, Title: cfg.Discovery.DisplayName,
+		Protocols: storeProtocols(cfg), DefaultExpiry: cfg.AppPasswords.DefaultExpiry, MaxExpiry: cfg.AppPasswords.MaxExpiry, Title: cfg.Discovery.DisplayName,
 		Links: a.pageLinks, Addon: a.pageAddon, Logger: log,
 	})
 	if err != nil {
@@ -73,11 +73,14 @@ func pageRoot(u string) string {
 	return u + "/"
 }
 
-// run serves and revalidates until ctx is done.
+// run serves and revalidates until ctx is done, and returns once both
+// have stopped.
 func (p *pageServer) run(ctx context.Context) {
-	go p.reval.Run(ctx)
+	revalidated := make(chan struct{})
+	go func() { defer close(revalidated); p.reval.Run(ctx) }()
 	p.log.Info("app passwords page listening", "addr", p.ln.Addr().String())
 	serveUntil(ctx, p.srv, p.ln, p.log, "app passwords page listener")
+	<-revalidated
 }
 
 // pageAuthenticator checks a page sign-in's access token with the running

@@ -53,8 +53,10 @@ type Options struct {
 	// Protocols are those an app password may be made for, in the form's
 	// order. Empty: all.
 	Protocols []apppass.Protocol
-	// MaxExpiry bounds the lifetimes offered. Zero: none.
-	MaxExpiry time.Duration
+	// DefaultExpiry and MaxExpiry are the store's policy (apppass.Policy):
+	// the lifetime of a password made without one (zero: MaxExpiry), and
+	// the bound of the lifetimes offered (zero: none).
+	DefaultExpiry, MaxExpiry time.Duration
 	// Title names the service in the page ("Example Mail"). Empty: the
 	// page's host.
 	Title string

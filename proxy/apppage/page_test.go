@@ -68,11 +68,18 @@ func (p *stubProvider) Exchange(_ context.Context, code, verifier string) (Token
 
 func (p *stubProvider) Refresh(_ context.Context, rt string) (Tokens, error) { return p.refresh(rt) }
 
-// stubAuthenticator vouches for at-<mailbox> tokens of example.org.
+// stubAuthenticator vouches for at-<mailbox> tokens of example.org, and,
+// like auth.TokenAuthenticator, refuses one for another mailbox than the
+// claimed user; at-down is a provider that cannot be reached.
 var stubAuthenticator = auth.AuthenticatorFunc(func(_ context.Context, c auth.Credentials) (auth.Identity, error) {
 	user, ok := strings.CutPrefix(c.Token, "at-")
-	if !ok || !strings.HasSuffix(user, "@example.org") {
+	switch {
+	case user == "down":
+		return auth.Identity{}, fmt.Errorf("%w: provider down", auth.ErrUnavailable)
+	case !ok || !strings.HasSuffix(user, "@example.org"):
 		return auth.Identity{}, fmt.Errorf("%w: unknown token", auth.ErrInvalidCredentials)
+	case c.User != "" && c.User != user:
+		return auth.Identity{}, fmt.Errorf("%w: token for another user", auth.ErrInvalidCredentials)
 	}
 	return auth.Identity{User: user}, nil
 })
@@ -552,5 +559,35 @@ func TestSignOutEverywhere(t *testing.T) {
 	}
 	if _, body := r.get(bob, ""); !strings.Contains(body, `id="user">bob@example.org<`) {
 		t.Error("another user was signed out")
+	}
+}
+
+// A sign-in whose token cannot be checked (the provider's validation is
+// down) is a temporary failure, not a refusal.
+func TestSignInValidatorDown(t *testing.T) {
+	r := newRig(t)
+	resp, _ := r.get(r.client, "signin")
+	to, _ := url.Parse(resp.Header.Get("Location"))
+	resp, body := r.get(r.client, "callback?"+url.Values{"state": {to.Query().Get("state")}, "code": {"code-down"}}.Encode())
+	if resp.StatusCode != http.StatusServiceUnavailable || !strings.Contains(body, "unavailable") {
+		t.Errorf("callback with the validator down: %s\n%s", resp.Status, body)
+	}
+}
+
+// The form's first lifetime says what the store makes of "none given".
+func TestExpiryChoices(t *testing.T) {
+	r := newRig(t)
+	for _, tt := range []struct {
+		def, max time.Duration
+		want     string
+	}{
+		{0, 0, "Never expires"},
+		{0, 90 * 24 * time.Hour, "The longest allowed (90 days)"},
+		{30 * 24 * time.Hour, 365 * 24 * time.Hour, "In 30 days (the default)"},
+	} {
+		r.h.opts.DefaultExpiry, r.h.opts.MaxExpiry = tt.def, tt.max
+		if got := r.h.expiries()[0].Label; got != tt.want {
+			t.Errorf("default %v, max %v: first choice %q, want %q", tt.def, tt.max, got, tt.want)
+		}
 	}
 }

@@ -103,7 +103,10 @@ func (h *Handler) createdPage(s signedIn, rec apppass.Record, pw string) view {
 // expiries are the lifetimes offered, within MaxExpiry.
 func (h *Handler) expiries() []expiryOption {
 	first := expiryOption{0, "Never expires"}
-	if h.opts.MaxExpiry > 0 {
+	switch def := h.opts.DefaultExpiry; {
+	case def > 0:
+		first.Label = "In " + days(def) + " (the default)"
+	case h.opts.MaxExpiry > 0:
 		first.Label = "The longest allowed (" + days(h.opts.MaxExpiry) + ")"
 	}
 	out := []expiryOption{first}

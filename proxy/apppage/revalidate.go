@@ -3,7 +3,6 @@ package apppage
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 	"time"
 
@@ -48,9 +47,6 @@ type Revalidator struct {
 	Count func(result string)
 }
 
-// batch is how many due users one pass reads at a time.
-const batch = 100
-
 // Run revalidates until ctx ends, looking for due users every pass().
 func (v *Revalidator) Run(ctx context.Context) {
 	t := time.NewTicker(v.pass())
@@ -66,54 +62,79 @@ func (v *Revalidator) Run(ctx context.Context) {
 }
 
 // RunOnce revalidates every user due now and returns how many it decided.
+// A pass ends early when the store fails or a whole batch decides
+// nobody (so that a store that reads but cannot write is not asked again
+// and again); the rest wait for the next pass.
 func (v *Revalidator) RunOnce(ctx context.Context) int {
 	before := v.now().Add(-v.Interval)
 	n := 0
 	for ctx.Err() == nil {
-		users, err := v.Store.DueForRevalidation(ctx, before, batch)
+		users, err := v.Store.DueForRevalidation(ctx, before, apppass.DefaultDueLimit)
 		if err != nil {
 			v.log().Warn("app passwords: cannot list users due for revalidation", "err", err.Error())
 			return n
 		}
+		decided := 0
 		for _, u := range users {
-			if v.one(ctx, u, before) {
-				n++
+			ok, err := v.one(ctx, u, before)
+			if err != nil {
+				return n + decided
+			}
+			if ok {
+				decided++
 			}
 		}
-		if len(users) < batch {
+		n += decided
+		if len(users) < apppass.DefaultDueLimit || decided == 0 {
 			return n
 		}
 	}
 	return n
 }
 
-// one revalidates user unless another replica has; true if it decided.
-func (v *Revalidator) one(ctx context.Context, user string, before time.Time) bool {
+// one revalidates user unless another replica has; decided reports an
+// outcome stored, err a store that could not be used (the pass ends).
+func (v *Revalidator) one(ctx context.Context, user string, before time.Time) (decided bool, err error) {
 	c, err := v.Store.ClaimRevalidationRetry(ctx, user, before, v.pass())
-	if errors.Is(err, apppass.ErrNotDue) {
-		return false
-	}
-	if err != nil {
+	switch {
+	case errors.Is(err, apppass.ErrNotDue):
+		return false, nil
+	case errors.Is(err, apppass.ErrKey): // e.g. key_file replaced: the token is lost, the user must sign in again
+		return v.report(user, v.Store.Refused(context.WithoutCancel(ctx), c, "the stored refresh token cannot be decrypted"), RevalidationRefused), nil
+	case err != nil:
 		v.result(user, RevalidationError, err)
-		return false
+		return false, err
 	}
 	newToken, err := v.refresh(ctx, c)
+	// Once the provider has answered, its verdict is stored even if ctx
+	// ends now: a rotated refresh token that is not stored is lost.
+	stored := context.WithoutCancel(ctx)
 	switch {
-	case errors.Is(err, ErrRefused), errors.Is(err, auth.ErrInvalidCredentials):
-		err = v.Store.Refused(ctx, c, err.Error())
-		if err == nil {
-			v.result(user, RevalidationRefused, nil)
-			return true
-		}
+	case refused(err):
+		return v.report(user, v.Store.Refused(stored, c, err.Error()), RevalidationRefused), nil
 	case err == nil:
-		err = v.Store.Revalidated(ctx, c, newToken)
-		if err == nil {
-			v.result(user, RevalidationOK, nil)
-			return true
-		}
+		return v.report(user, v.Store.Revalidated(stored, c, newToken), RevalidationOK), nil
 	}
-	if !errors.Is(err, apppass.ErrNotDue) { // ErrNotDue: the user signed in meanwhile
-		v.result(user, RevalidationError, err)
+	v.result(user, RevalidationError, err)
+	return false, nil
+}
+
+// refused reports whether err is the provider's refusal of the user, not
+// a failure to ask it.
+func refused(err error) bool {
+	return errors.Is(err, ErrRefused) || errors.Is(err, auth.ErrInvalidCredentials) && !errors.Is(err, auth.ErrUnavailable)
+}
+
+// report counts and logs the outcome of storing a verdict (storeErr nil)
+// and reports whether it was stored; ErrNotDue means the user signed in
+// meanwhile, and that sign-in wins.
+func (v *Revalidator) report(user string, storeErr error, result string) bool {
+	switch {
+	case storeErr == nil:
+		v.result(user, result, nil)
+		return true
+	case !errors.Is(storeErr, apppass.ErrNotDue):
+		v.result(user, RevalidationError, storeErr)
 	}
 	return false
 }
@@ -125,12 +146,9 @@ func (v *Revalidator) refresh(ctx context.Context, c apppass.Claim) (string, err
 	if err != nil {
 		return "", err
 	}
-	id, err := v.Authenticator.Authenticate(ctx, auth.Credentials{Mechanism: "REVALIDATE", User: c.User, Token: t.Access})
-	if err != nil {
+	// User is the claim's: a token that now names another mailbox is refused.
+	if _, err := v.Authenticator.Authenticate(ctx, auth.Credentials{Mechanism: "REVALIDATE", User: c.User, Token: t.Access}); err != nil {
 		return "", err
-	}
-	if id.User != c.User {
-		return "", fmt.Errorf("%w: the provider's token now names another mailbox", auth.ErrInvalidCredentials)
 	}
 	return t.Refresh, nil
 }

@@ -170,3 +170,74 @@ func TestProviderDownAtSignIn(t *testing.T) {
 		t.Errorf("AuthCodeURL with the provider down: %v, want ErrUnavailable", err)
 	}
 }
+
+// fakeRevalStore is a store whose claims fail as claimErr says, for the
+// failure modes a real store cannot be made to show on demand.
+type fakeRevalStore struct {
+	due      int
+	claimErr error
+	claims   int
+	refused  []string
+}
+
+func (f *fakeRevalStore) DueForRevalidation(_ context.Context, _ time.Time, limit int) ([]string, error) {
+	users := make([]string, min(f.due, limit))
+	for i := range users {
+		users[i] = fmt.Sprintf("u%d@example.org", i)
+	}
+	return users, nil
+}
+
+func (f *fakeRevalStore) ClaimRevalidationRetry(_ context.Context, user string, _ time.Time, _ time.Duration) (apppass.Claim, error) {
+	f.claims++
+	return apppass.Claim{User: user, Linked: time.Unix(1, 0)}, f.claimErr
+}
+
+func (f *fakeRevalStore) Revalidated(context.Context, apppass.Claim, string) error { return nil }
+
+func (f *fakeRevalStore) Refused(_ context.Context, c apppass.Claim, reason string) error {
+	f.refused = append(f.refused, c.User+": "+reason)
+	return nil
+}
+
+func TestRevalidatorStoreFailures(t *testing.T) {
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	prov := &stubProvider{refresh: func(string) (Tokens, error) { t.Fatal("the provider was asked"); return Tokens{}, nil }}
+	// A store that lists users but cannot claim them: the pass ends at the
+	// first failure instead of listing the same batch again and again.
+	broken := &fakeRevalStore{due: 500, claimErr: fmt.Errorf("%w: read-only database", auth.ErrUnavailable)}
+	v := &Revalidator{Store: broken, Provider: prov, Authenticator: stubAuthenticator, Interval: time.Hour, Logger: quiet}
+	if n := v.RunOnce(context.Background()); n != 0 || broken.claims != 1 {
+		t.Errorf("RunOnce decided %d after %d claims, want 0 after 1", n, broken.claims)
+	}
+	// A token that no longer decrypts (key_file replaced) is refused: the
+	// user must sign in again, rather than keep working unchecked.
+	lost := &fakeRevalStore{due: 2, claimErr: fmt.Errorf("%w: unknown key", apppass.ErrKey)}
+	v.Store = lost
+	if n := v.RunOnce(context.Background()); n != 2 || len(lost.refused) != 2 || !strings.Contains(lost.refused[0], "cannot be decrypted") {
+		t.Errorf("RunOnce decided %d, refused %q; want both refused", n, lost.refused)
+	}
+}
+
+// A provider whose token validation cannot be reached at revalidation
+// (the refresh worked, the check of the new token could not be made)
+// suspends nobody.
+func TestRevalidatorValidatorDown(t *testing.T) {
+	r := newRig(t)
+	now := time.Now()
+	r.now = func() time.Time { return now }
+	ctx := context.Background()
+	if err := r.store.SetRefreshToken(ctx, "alice@example.org", "rt"); err != nil {
+		t.Fatal(err)
+	}
+	r.prov.refresh = func(string) (Tokens, error) { return Tokens{Access: "at-down"}, nil }
+	now = now.Add(2 * time.Hour)
+	v := &Revalidator{Store: r.store, Provider: r.prov, Authenticator: stubAuthenticator, Interval: time.Hour,
+		Now: func() time.Time { return now }, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	if n := v.RunOnce(ctx); n != 0 {
+		t.Errorf("RunOnce decided %d users", n)
+	}
+	if l, err := r.store.LinkStatus(ctx, "alice@example.org"); err != nil || !l.Suspended.IsZero() {
+		t.Errorf("link %+v, %v: suspended while the validator was down", l, err)
+	}
+}

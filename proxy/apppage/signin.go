@@ -83,8 +83,11 @@ func (h *Handler) identify(ctx context.Context, r *http.Request, code, verifier 
 		return auth.Identity{}, "", errNoRefreshToken
 	}
 	id, err := h.opts.Authenticator.Authenticate(ctx, auth.Credentials{Mechanism: "PAGE", Token: t.Access, RemoteAddr: r.RemoteAddr})
-	if err != nil {
+	if refused(err) {
 		return auth.Identity{}, "", fmt.Errorf("%w: %w", errNotVouched, err)
+	}
+	if err != nil { // the validator could not ask the provider: temporary
+		return auth.Identity{}, "", err
 	}
 	return id, t.Refresh, nil
 }

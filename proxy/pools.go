@@ -6,6 +6,8 @@ import (
 	"net/netip"
 	"sync"
 	"time"
+
+	"github.com/mailgate/mailgate/internal/ratelimit"
 )
 
 // Connection admission. Every client connection holds a seat in one of two
@@ -59,7 +61,7 @@ type seat struct {
 // pools holds the seats of all client connections of one Server.
 type pools struct {
 	lim  Limits
-	rate *rateTable
+	rate *ratelimit.Table
 
 	mu       sync.Mutex
 	pre      map[netip.Prefix][]*seat // pre-login seats per network, oldest first
@@ -72,14 +74,14 @@ type pools struct {
 func newPools(lim Limits) *pools {
 	p := &pools{lim: lim, pre: map[netip.Prefix][]*seat{}, in: map[netip.Prefix]int{}}
 	if lim.ConnRate > 0 {
-		p.rate = newRateTable(lim.ConnRate, lim.ConnBurst, time.Now)
+		p.rate = ratelimit.New(lim.ConnRate, lim.ConnBurst, time.Now)
 	}
 	return p
 }
 
 // key returns the network a client address counts in, and whether it is exempt.
 func (p *pools) key(a net.Addr) (netip.Prefix, bool) {
-	ip := addrIP(a)
+	ip := ratelimit.AddrIP(a)
 	if !ip.IsValid() {
 		return netip.Prefix{}, false
 	}
@@ -88,26 +90,7 @@ func (p *pools) key(a net.Addr) (netip.Prefix, bool) {
 			return netip.PrefixFrom(ip, ip.BitLen()), true
 		}
 	}
-	bits := p.lim.IPv4Prefix
-	if ip.Is6() {
-		bits = p.lim.IPv6Prefix
-	}
-	k, _ := ip.Prefix(bits)
-	return k, false
-}
-
-// addrIP returns the IP address of a, unmapped and without zone.
-func addrIP(a net.Addr) netip.Addr {
-	var ip netip.Addr
-	switch a := a.(type) {
-	case *net.TCPAddr:
-		ip, _ = netip.AddrFromSlice(a.IP)
-	default:
-		if ap, err := netip.ParseAddrPort(a.String()); err == nil {
-			ip = ap.Addr()
-		}
-	}
-	return ip.Unmap().WithZone("")
+	return ratelimit.Network(ip, p.lim.IPv4Prefix, p.lim.IPv6Prefix), false
 }
 
 // admit gives c a pre-login seat, or returns the reason it is refused. When
@@ -115,7 +98,7 @@ func addrIP(a net.Addr) netip.Addr {
 // to close outside the lock.
 func (p *pools) admit(c net.Conn) (st *seat, evicted net.Conn, reason string) {
 	key, exempt := p.key(c.RemoteAddr())
-	if !exempt && key.IsValid() && p.rate != nil && !p.rate.allow(key) {
+	if !exempt && key.IsValid() && p.rate != nil && !p.rate.Allow(key) {
 		return nil, nil, refusedRate
 	}
 	p.mu.Lock()

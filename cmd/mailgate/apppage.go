@@ -45,18 +45,14 @@ func newPageServer(a *app, tlsConf *tls.Config) (*pageServer, error) {
 	h, err := apppage.New(apppage.Options{
 		Store: a.appPass, Provider: provider, Authenticator: authn, URL: cfg.AppPasswords.PageURL,
 		Protocols: storeProtocols(cfg), DefaultExpiry: cfg.AppPasswords.DefaultExpiry, MaxExpiry: cfg.AppPasswords.MaxExpiry, Title: cfg.Discovery.DisplayName,
-		Links: a.pageLinks, Addon: a.pageAddon, Logger: log,
+		Links: a.pageLinks, Addon: a.pageAddon, ProxiedClients: !cfg.AppPasswords.TLS, Logger: log,
 	})
 	if err != nil {
 		return nil, err
 	}
-	ln, err := net.Listen("tcp", cfg.AppPasswords.Listen)
+	ln, err := publicListener("app_passwords.listen", cfg.AppPasswords.Listen, cfg.AppPasswords.TLS, tlsConf)
 	if err != nil {
-		return nil, fmt.Errorf("app_passwords.listen: %w", err)
-	}
-	ln = discovery.LimitListener(ln, discoveryMaxConns, discovery.DefaultMaxConnectionsPerIP)
-	if cfg.AppPasswords.TLS {
-		ln = tls.NewListener(ln, tlsConf)
+		return nil, err
 	}
 	reval := &apppage.Revalidator{
 		Store: a.appPass, Provider: provider, Authenticator: authn, Interval: cfg.AppPasswords.RevalidateInterval,

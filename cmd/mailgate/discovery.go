@@ -53,15 +53,9 @@ type discoveryServer struct {
 // discovery.tls is false). addrOf gives the client listeners' bound
 // addresses.
 func newDiscoveryServer(cfg *config.Config, tlsConf *tls.Config, addrOf func(string) string, log *slog.Logger) (*discoveryServer, error) {
-	ln, err := net.Listen("tcp", cfg.Discovery.Listen)
+	ln, err := publicListener("discovery.listen", cfg.Discovery.Listen, cfg.Discovery.TLS, tlsConf)
 	if err != nil {
-		return nil, fmt.Errorf("discovery.listen: %w", err)
-	}
-	// The mail listeners' caps leave fdHeadroom descriptors for everything
-	// else; this public listener takes a bounded share of them.
-	ln = discovery.LimitListener(ln, discoveryMaxConns, discovery.DefaultMaxConnectionsPerIP)
-	if cfg.Discovery.TLS {
-		ln = tls.NewListener(ln, tlsConf)
+		return nil, err
 	}
 	d := &discoveryServer{ln: ln, log: log, addrOf: addrOf, reread: make(chan struct{}, 1)}
 	snapshot := *cfg // reloads change the app's; this one is read from other goroutines
@@ -107,6 +101,27 @@ func (d *discoveryServer) run(ctx context.Context) {
 	go d.refreshMetadata(ctx)
 	d.log.Info("discovery listening", "addr", d.ln.Addr().String(), "tls", d.cfg.Load().Discovery.TLS)
 	serveUntil(ctx, d.srv, d.ln, d.log, "discovery listener")
+}
+
+// publicListener opens a listener meant for the internet (key names it
+// in errors), with TLS from tlsConf when on. The mail listeners' caps
+// leave fdHeadroom descriptors for everything else; it takes a bounded
+// share of them, and a bounded share per client address, except without
+// TLS: then a reverse proxy in front is every connection's address.
+func publicListener(key, addr string, withTLS bool, tlsConf *tls.Config) (net.Listener, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", key, err)
+	}
+	perIP := discovery.DefaultMaxConnectionsPerIP
+	if !withTLS {
+		perIP = discoveryMaxConns
+	}
+	ln = discovery.LimitListener(ln, discoveryMaxConns, perIP)
+	if withTLS {
+		ln = tls.NewListener(ln, tlsConf)
+	}
+	return ln, nil
 }
 
 // serveUntil serves srv on ln until ctx is done, then gives the requests

@@ -13,9 +13,10 @@
 // accepts it once: the state of the URL must be the cookie's and the
 // store's (so a sign-in started in another browser, or replayed, fails),
 // iss must be the issuer when the provider sends it (RFC 9207), and the
-// code is exchanged with the verifier. Anyone may start a sign-in, so at
-// most signInRate start per second (429 beyond): pending sign-ins stay
-// bounded. The access token then goes through
+// code is exchanged with the verifier. Anyone may start a sign-in, so
+// sign-ins are limited in all and per client network (429 beyond; see
+// limit.go): pending sign-ins stay bounded and one client cannot take
+// them all. The access token then goes through
 // the same Authenticator as an OAuth mail login (issuer, audience,
 // username claim, allowed domains, required scopes): the page never trusts
 // a claim the mail path would not. The provider must return a refresh

@@ -22,7 +22,7 @@ type Handler struct {
 	tmpl   *template.Template
 	log    *slog.Logger
 	// signIns bounds the sign-ins started (see signInRate).
-	signIns *bucket
+	signIns signInLimits
 }
 
 // New returns the page's handler.
@@ -52,14 +52,13 @@ func New(opts Options) (*Handler, error) {
 		csrf:   http.NewCrossOriginProtection(),
 		tmpl:   pageTemplates,
 		log:    opts.Logger,
-
-		signIns: newBucket(signInRate, signInBurst),
 	}
 	// The page's own origin is trusted even when a reverse proxy in front
 	// passes another Host (browsers without Sec-Fetch-Site send Origin).
 	if err := h.csrf.AddTrustedOrigin(h.origin); err != nil {
 		return nil, fmt.Errorf("apppage: URL: %w", err)
 	}
+	h.signIns = newSignInLimits(opts.ProxiedClients, func() time.Time { return h.opts.Now() })
 	h.csrf.SetDenyHandler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, errForged)
 	}))

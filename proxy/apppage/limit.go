@@ -1,41 +1,49 @@
 package apppage
 
 import (
-	"sync"
+	"net/netip"
 	"time"
+
+	"github.com/mailgate/mailgate/internal/ratelimit"
 )
 
 // Sign-ins under way are rows in the store until they complete or expire
 // (signInLifetime), and anyone may start one: the page starts at most
-// signInRate per second (bursts of signInBurst), so that at most about
-// signInRate*signInLifetime + signInBurst (6,100) are ever pending.
+// signInRate per second in all (bursts of signInBurst), so that at most
+// about signInRate*signInLifetime + signInBurst (6,100) are ever pending,
+// and, unless the clients come through a reverse proxy, one client
+// network (an IPv4 address, an IPv6 /64) at most one every
+// signInEveryPerClient (bursts of signInBurstPerClient), so that it cannot
+// take the whole rate from everyone else.
 const (
-	signInRate  = 10
-	signInBurst = 100
+	signInRate           = 10
+	signInBurst          = 100
+	signInEveryPerClient = 6 * time.Second
+	signInBurstPerClient = 10
+	clientV4, clientV6   = 32, 64
+	signInRatePerClient  = float64(time.Second) / float64(signInEveryPerClient)
 )
 
-// bucket is a token bucket.
-type bucket struct {
-	rate, burst float64
-
-	mu     sync.Mutex
-	tokens float64
-	at     time.Time
+// signInLimits are the page's two sign-in buckets.
+type signInLimits struct {
+	all, perClient *ratelimit.Table // perClient nil: clients come through a proxy
 }
 
-func newBucket(rate, burst float64) *bucket { return &bucket{rate: rate, burst: burst, tokens: burst} }
+func newSignInLimits(proxied bool, now func() time.Time) signInLimits {
+	l := signInLimits{all: ratelimit.New(signInRate, signInBurst, now)}
+	if !proxied {
+		l.perClient = ratelimit.New(signInRatePerClient, signInBurstPerClient, now)
+	}
+	return l
+}
 
-// take takes a token at now, reporting false when there is none.
-func (b *bucket) take(now time.Time) bool {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if el := now.Sub(b.at).Seconds(); el > 0 {
-		b.tokens = min(b.burst, b.tokens+el*b.rate)
+// allow takes a sign-in from the client at remote ("ip:port").
+func (l signInLimits) allow(remote string) bool {
+	if l.perClient != nil {
+		ap, _ := netip.ParseAddrPort(remote)
+		if !l.perClient.Allow(ratelimit.Network(ap.Addr().Unmap(), clientV4, clientV6)) {
+			return false
+		}
 	}
-	b.at = now
-	if b.tokens < 1 {
-		return false
-	}
-	b.tokens--
-	return true
+	return l.all.Allow(netip.Prefix{})
 }

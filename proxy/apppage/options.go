@@ -67,6 +67,10 @@ type Options struct {
 	// Addon is the Thunderbird add-on served at "thunderbird.xpi" under
 	// the root. Nil: none.
 	Addon func() []byte
+	// ProxiedClients says that requests come through a reverse proxy, so
+	// that their address is the proxy's: sign-ins are then limited in all
+	// only, not per client address.
+	ProxiedClients bool
 	// Logger receives one line per sign-in, creation, revocation and
 	// failure; never a token, password or code. Nil: slog.Default().
 	Logger *slog.Logger

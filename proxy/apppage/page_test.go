@@ -510,34 +510,49 @@ func TestLinksAndAddon(t *testing.T) {
 	}
 }
 
-// Sign-ins are rows until they complete: a flood of GET signin is cut off
-// at the bucket, and its rows stay bounded.
+// Sign-ins are rows until they complete: a flood of GET signin is cut off,
+// per client network (unless behind a proxy) and in all.
 func TestSignInFloodBounded(t *testing.T) {
 	r := newRig(t)
 	now := time.Now()
 	r.h.opts.Now = func() time.Time { return now }
-	ok, refused := 0, 0
-	for range signInBurst + 20 {
-		switch resp, _ := r.get(r.client, "signin"); resp.StatusCode {
-		case http.StatusSeeOther:
-			ok++
-		case http.StatusTooManyRequests:
-			refused++
-		default:
-			t.Fatalf("signin: %s", resp.Status)
+	flood := func(n int) (ok, refused int) {
+		for range n {
+			switch resp, _ := r.get(r.client, "signin"); resp.StatusCode {
+			case http.StatusSeeOther:
+				ok++
+			case http.StatusTooManyRequests:
+				refused++
+			default:
+				t.Fatalf("signin: %s", resp.Status)
+			}
 		}
+		return ok, refused
 	}
-	if ok != signInBurst || refused != 20 {
-		t.Errorf("%d started, %d refused; want %d and 20", ok, refused, signInBurst)
+	if ok, refused := flood(signInBurstPerClient + 5); ok != signInBurstPerClient || refused != 5 {
+		t.Errorf("one client: %d started, %d refused; want %d and 5", ok, refused, signInBurstPerClient)
+	}
+	now = now.Add(signInEveryPerClient)
+	if ok, _ := flood(2); ok != 1 {
+		t.Errorf("one client, %v later: %d started, want 1", signInEveryPerClient, ok)
+	}
+	// Behind a proxy every request has the proxy's address: the bound in
+	// all still holds.
+	r.h.signIns = newSignInLimits(true, func() time.Time { return now })
+	if ok, refused := flood(signInBurst + 20); ok != signInBurst || refused != 20 {
+		t.Errorf("proxied: %d started, %d refused; want %d and 20", ok, refused, signInBurst)
 	}
 	now = now.Add(time.Second) // refills signInRate
-	for range signInRate {
-		if resp, _ := r.get(r.client, "signin"); resp.StatusCode != http.StatusSeeOther {
-			t.Fatalf("after a second: %s", resp.Status)
-		}
+	if ok, _ := flood(signInRate + 1); ok != signInRate {
+		t.Errorf("a second later: %d started, want %d", ok, signInRate)
 	}
-	if resp, _ := r.get(r.client, "signin"); resp.StatusCode != http.StatusTooManyRequests {
-		t.Errorf("beyond the rate: %s", resp.Status)
+	// Other networks are not held back by one client's flood.
+	l := newSignInLimits(false, func() time.Time { return now })
+	for range signInBurstPerClient {
+		l.allow("192.0.2.1:1000")
+	}
+	if l.allow("192.0.2.1:1001") || !l.allow("192.0.2.2:1000") || !l.allow("[2001:db8:1::1]:1") {
+		t.Error("the per-client bucket is not per client network")
 	}
 }
 

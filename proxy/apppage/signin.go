@@ -11,7 +11,7 @@ import (
 // signIn starts an authorization request: state and PKCE verifier in the
 // store, the state in a cookie of this browser.
 func (h *Handler) signIn(w http.ResponseWriter, r *http.Request) {
-	if !h.signIns.take(h.opts.Now()) {
+	if !h.signIns.allow(r.RemoteAddr) {
 		h.fail(w, r, errBusy)
 		return
 	}

@@ -4,6 +4,8 @@ import (
 	"net"
 	"net/netip"
 	"sync"
+
+	"github.com/mailgate/mailgate/internal/ratelimit"
 )
 
 // Connection caps of the public listener: it shares the process's
@@ -73,19 +75,7 @@ func (l *limitListener) release(key netip.Prefix) {
 }
 
 // clientKey groups an address: IPv4 by itself, IPv6 by its /64.
-func clientKey(a net.Addr) netip.Prefix {
-	ap, err := netip.ParseAddrPort(a.String())
-	if err != nil {
-		return netip.Prefix{}
-	}
-	ip := ap.Addr().Unmap()
-	bits := 32
-	if ip.Is6() {
-		bits = 64
-	}
-	p, _ := ip.Prefix(bits)
-	return p
-}
+func clientKey(a net.Addr) netip.Prefix { return ratelimit.Network(ratelimit.AddrIP(a), 32, 64) }
 
 type limitConn struct {
 	net.Conn

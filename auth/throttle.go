@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -117,6 +118,10 @@ type Throttle struct {
 	now        func() time.Time
 	shared     SharedThrottle // nil: local only
 	failClosed bool           // refuse while shared fails
+	// writesLost: the shared store's last failure update failed (it may
+	// still answer reads: full, evicting); until one succeeds the local
+	// table's stricter verdict stands too.
+	writesLost atomic.Bool
 
 	mu      sync.Mutex
 	entries map[string]*penalty

@@ -15,25 +15,33 @@ type blockStart struct {
 }
 
 // earned returns the delay that ip and user have earned, or the end of ip's
-// block: from the shared store when there is one and it answers, else from
-// the local table. When the store fails and the throttle fails closed, err
-// wraps ErrUnavailable (d and until are then the local table's).
+// block: from the shared store when there is one and it answers, else
+// from the local table (always charged). While the store drops failure
+// updates but still answers reads (full, evicting), the stricter of the
+// two, so that filling the store cannot switch throttling off. When the
+// store fails and the throttle fails closed, err wraps ErrUnavailable (d
+// and until are then the local table's).
 func (t *Throttle) earned(ctx context.Context, ip, user string) (d time.Duration, until time.Time, err error) {
 	if t == nil {
 		return 0, time.Time{}, nil
 	}
 	ipKey, userKey := t.ipGroup(ip), userKeyOf(user)
-	if t.shared != nil {
-		d, until, err := t.sharedEarned(ctx, ipKey, userKey)
-		if err == nil {
-			return d, until, nil
-		}
-		if t.failClosed {
-			d, until := t.localEarned(ipKey, userKey)
-			return d, until, fmt.Errorf("%w: shared throttle state unavailable: %w", ErrUnavailable, err)
-		}
-	}
 	d, until = t.localEarned(ipKey, userKey)
+	if t.shared == nil {
+		return d, until, nil
+	}
+	sd, suntil, err := t.sharedEarned(ctx, ipKey, userKey)
+	switch {
+	case err == nil && !t.writesLost.Load():
+		return sd, suntil, nil
+	case err == nil:
+		if suntil.After(until) {
+			until = suntil
+		}
+		return max(d, sd), until, nil
+	case t.failClosed:
+		return d, until, fmt.Errorf("%w: shared throttle state unavailable: %w", ErrUnavailable, err)
+	}
 	return d, until, nil
 }
 
@@ -68,7 +76,9 @@ func (t *Throttle) failure(ctx context.Context, ip, user string) {
 	ipKey, userKey := t.ipGroup(ip), userKeyOf(user)
 	b := t.localFailure(ipKey, userKey)
 	if t.shared != nil {
-		if sb, err := t.sharedFailure(ctx, ipKey, userKey); err == nil {
+		sb, err := t.sharedFailure(ctx, ipKey, userKey)
+		t.writesLost.Store(err != nil)
+		if err == nil {
 			b = sb
 		}
 	}

@@ -230,3 +230,31 @@ func BenchmarkThrottleShared(b *testing.B) {
 		})
 	}
 }
+
+// A Redis that answers reads but refuses writes (maxmemory reached with
+// noeviction: "OOM") cannot switch throttling off: the replica's own
+// count of the failures it saw stands.
+func TestThrottleSharedWritesRefused(t *testing.T) {
+	r := testenv.StartRedis(t, testenv.RedisOptions{})
+	st := newStore(t, r, redisstore.Options{CallerClock: true})
+	c := rawClient(t, r)
+	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+	defer cancel()
+	if err := c.ConfigSet(ctx, "maxmemory-policy", "noeviction").Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.ConfigSet(ctx, "maxmemory", "1").Err(); err != nil { // below what Redis already uses
+		t.Fatal(err)
+	}
+	if err := c.Set(ctx, "probe", "x", 0).Err(); err == nil || !strings.Contains(err.Error(), "OOM") {
+		t.Fatalf("a write with maxmemory reached: %v, want OOM", err)
+	}
+	clock := newFakeClock(time.Now())
+	th := auth.NewThrottle(auth.ThrottleOptions{Failures: 2, Now: clock.Now, Shared: st, SharedFailClosed: true, Logger: discardLogger()})
+	for range 5 {
+		th.Failure("192.0.2.1", "")
+	}
+	if d, until := th.Delay("192.0.2.1", ""); d == 0 && until.IsZero() {
+		t.Error("no delay or block after 5 failures while Redis refused writes")
+	}
+}

@@ -5,8 +5,9 @@ import (
 	"time"
 )
 
-// The three roles of a Store, one per consumer, so that each can depend
-// on (and fake) only what it uses. *Store implements all three.
+// The roles of a Store, one per consumer, so that each can depend
+// on (and fake) only what it uses. *Store implements both (the page and
+// its revalidator name theirs in package apppage).
 
 // Verifier is what a login path needs: the login, and the recheck of the
 // sessions it opened.
@@ -23,16 +24,7 @@ type Manager interface {
 	RevokeAll(ctx context.Context, user string) (int, error)
 }
 
-// Revalidator is what the provider revalidation loop needs.
-type Revalidator interface {
-	DueForRevalidation(ctx context.Context, before time.Time, limit int) ([]string, error)
-	ClaimRevalidationRetry(ctx context.Context, user string, before time.Time, retry time.Duration) (Claim, error)
-	Revalidated(ctx context.Context, c Claim, newToken string) error
-	Refused(ctx context.Context, c Claim, reason string) error
-}
-
 var (
-	_ Verifier    = (*Store)(nil)
-	_ Manager     = (*Store)(nil)
-	_ Revalidator = (*Store)(nil)
+	_ Verifier = (*Store)(nil)
+	_ Manager  = (*Store)(nil)
 )

@@ -10,8 +10,6 @@ import (
 	"net/http"
 
 	"github.com/mailgate/mailgate/auth"
-	"github.com/mailgate/mailgate/auth/apppass"
-	"github.com/mailgate/mailgate/config"
 	"github.com/mailgate/mailgate/proxy/apppage"
 	"github.com/mailgate/mailgate/proxy/discovery"
 	"github.com/mailgate/mailgate/proxy/discovery/tbaddon"
@@ -39,12 +37,16 @@ func newPageServer(a *app, tlsConf *tls.Config) (*pageServer, error) {
 	client.Timeout = cfg.OAuth2.Timeout
 	provider := apppage.NewOIDC(apppage.OIDCOptions{
 		Issuer: cfg.OAuth2.Issuer, ClientID: cfg.AppPasswords.OIDCClientID, ClientSecret: cfg.AppPasswords.OIDCClientSecret,
-		RedirectURL: pageRoot(cfg.AppPasswords.PageURL) + "callback", Scopes: cfg.OAuth2.RequiredScopes, Client: client,
+		RedirectURL: apppage.RedirectURL(cfg.AppPasswords.PageURL), Scopes: cfg.OAuth2.RequiredScopes, Client: client,
 	})
 	authn := pageAuthenticator{a}
+	protocols, err := storeProtocols(cfg)
+	if err != nil {
+		return nil, err
+	}
 	h, err := apppage.New(apppage.Options{
 		Store: a.appPass, Provider: provider, Authenticator: authn, URL: cfg.AppPasswords.PageURL,
-		Protocols: storeProtocols(cfg), DefaultExpiry: cfg.AppPasswords.DefaultExpiry, MaxExpiry: cfg.AppPasswords.MaxExpiry, Title: cfg.Discovery.DisplayName,
+		Protocols: protocols, DefaultExpiry: cfg.AppPasswords.DefaultExpiry, MaxExpiry: cfg.AppPasswords.MaxExpiry, Title: cfg.Discovery.DisplayName,
 		Links: a.pageLinks, Addon: a.pageAddon, ProxiedClients: !cfg.AppPasswords.TLS, Logger: log,
 	})
 	if err != nil {
@@ -59,14 +61,6 @@ func newPageServer(a *app, tlsConf *tls.Config) (*pageServer, error) {
 		Logger: log, Count: func(r string) { a.metrics.appPasswordRevalidations.WithLabelValues(r).Inc() },
 	}
 	return &pageServer{srv: discovery.NewServer(h, log), ln: ln, reval: reval, log: log}, nil
-}
-
-// pageRoot is the page URL with a trailing slash.
-func pageRoot(u string) string {
-	if len(u) > 0 && u[len(u)-1] == '/' {
-		return u
-	}
-	return u + "/"
 }
 
 // run serves and revalidates until ctx is done, and returns once both
@@ -116,15 +110,4 @@ func (a *app) pageAddon() []byte {
 		return nil
 	}
 	return b.Bytes()
-}
-
-// storeProtocols are app_passwords.protocols as the store names them.
-func storeProtocols(cfg *config.Config) []apppass.Protocol {
-	var out []apppass.Protocol
-	for _, p := range cfg.AppPasswords.Protocols {
-		if proto, err := apppass.ParseProtocol(p); err == nil {
-			out = append(out, proto)
-		}
-	}
-	return out
 }

@@ -29,14 +29,11 @@ func openAppPasswords(cfg *config.Config, log *slog.Logger) (*apppass.Store, err
 // make them before). ctx bounds the opening and the migrations.
 func openAppPassStore(ctx context.Context, cfg *config.Config, log *slog.Logger) (*apppass.Store, error) {
 	a := cfg.AppPasswords
-	policy := apppass.Policy{MaxPerUser: orNoLimit(a.MaxPerUser), DefaultExpiry: a.DefaultExpiry, MaxExpiry: a.MaxExpiry}
-	for _, p := range a.Protocols {
-		proto, err := apppass.ParseProtocol(p)
-		if err != nil {
-			return nil, fmt.Errorf("app_passwords.protocols: %w", err)
-		}
-		policy.Protocols = append(policy.Protocols, proto)
+	protocols, err := storeProtocols(cfg)
+	if err != nil {
+		return nil, err
 	}
+	policy := apppass.Policy{MaxPerUser: orNoLimit(a.MaxPerUser), DefaultExpiry: a.DefaultExpiry, MaxExpiry: a.MaxExpiry, Protocols: protocols}
 	opts := apppass.Options{Policy: policy, Logger: log}
 	if a.KeyFile != "" {
 		b, err := os.ReadFile(a.KeyFile)
@@ -56,6 +53,19 @@ func openAppPassStore(ctx context.Context, cfg *config.Config, log *slog.Logger)
 		return nil, fmt.Errorf("app_passwords.database: %w", err) // Open's errors never show a password
 	}
 	return st, nil
+}
+
+// storeProtocols are app_passwords.protocols as the store names them.
+func storeProtocols(cfg *config.Config) ([]apppass.Protocol, error) {
+	var out []apppass.Protocol
+	for _, p := range cfg.AppPasswords.Protocols {
+		proto, err := apppass.ParseProtocol(p)
+		if err != nil {
+			return nil, fmt.Errorf("app_passwords.protocols: %w", err)
+		}
+		out = append(out, proto)
+	}
+	return out, nil
 }
 
 // appPasswordOptions maps app_passwords to proxy's options: logins check

@@ -66,8 +66,9 @@ func New(opts Options) (*Handler, error) {
 	return h, nil
 }
 
-// RedirectURL is the callback URL to register at the provider.
-func (h *Handler) RedirectURL() string { return h.origin + h.root + "callback" }
+// RedirectURL is the callback URL of the page at pageURL (Options.URL), to
+// register at the provider and give OIDCOptions.RedirectURL.
+func RedirectURL(pageURL string) string { return strings.TrimSuffix(pageURL, "/") + "/callback" }
 
 func (h *Handler) routes() {
 	get := func(p string, f http.HandlerFunc) { h.mux.HandleFunc("GET "+h.root+p, f) }

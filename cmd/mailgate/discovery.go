@@ -149,7 +149,11 @@ func (d *discoveryServer) refreshMetadata(ctx context.Context) {
 		switch {
 		case err != nil:
 			wait = metadataRetry
-			if !failing {
+			switch {
+			case failing:
+			case d.meta.Load() != nil: // the last one read stays published
+				d.log.Error("discovery: cannot read the provider's OpenID configuration again; the documents keep the endpoints read before", "err", err)
+			default:
 				d.log.Error("discovery: cannot read the provider's OpenID configuration; the documents offer no OAuth until it can", "err", err)
 			}
 			failing = true

@@ -248,14 +248,8 @@ func (a *app) run(ctx context.Context, drain time.Duration) error {
 		defer cancel() // after the sessions drained: documents stay served meanwhile
 		go a.disco.run(dctx)
 	}
-	stopPage := func() {}
-	if a.page != nil {
-		pctx, cancel := context.WithCancel(context.Background())
-		done := make(chan struct{})
-		go func() { defer close(done); a.page.run(pctx) }()
-		stopPage = func() { cancel(); <-done } // before the store closes: a rotated refresh token is stored
-		defer stopPage()
-	}
+	stopStoreJobs := a.startStoreJobs()
+	defer stopStoreJobs()
 	a.serving.Store(true)
 	defer a.serving.Store(false)
 	// The listeners outlive ctx by the drain delay (leaveBalancer), and the
@@ -291,7 +285,7 @@ func (a *app) run(ctx context.Context, drain time.Duration) error {
 	defer cancel()
 	a.srv.Shutdown(sctx)
 	wg.Wait()
-	stopPage()
+	stopStoreJobs() // before the store closes: a rotated refresh token is stored
 	a.closeShared()
 	return runErr
 }

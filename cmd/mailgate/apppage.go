@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"crypto/tls"
 	"fmt"
@@ -12,7 +11,6 @@ import (
 	"github.com/mailgate/mailgate/auth"
 	"github.com/mailgate/mailgate/proxy/apppage"
 	"github.com/mailgate/mailgate/proxy/discovery"
-	"github.com/mailgate/mailgate/proxy/discovery/tbaddon"
 )
 
 // The app-password page (app_passwords.listen) and the revalidation of
@@ -96,18 +94,13 @@ func (a *app) pageLinks(user string) []apppage.Link {
 }
 
 // pageAddon is the Thunderbird add-on of the discovery site, when it
-// publishes an OAuth client.
+// publishes an OAuth client (built with the site, not per request).
 func (a *app) pageAddon() []byte {
 	if a.disco == nil {
 		return nil
 	}
-	site := a.disco.currentSite()
-	if site.OAuth == nil {
-		return nil
+	if xpi := a.disco.addon.Load(); xpi != nil {
+		return *xpi
 	}
-	var b bytes.Buffer
-	if err := tbaddon.Build(&b, site, tbaddon.Options{}); err != nil {
-		return nil
-	}
-	return b.Bytes()
+	return nil
 }

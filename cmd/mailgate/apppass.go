@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"sync"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -83,6 +85,52 @@ func appPasswordOptions(cfg *config.Config, v apppass.Verifier, m *metrics) prox
 		Sieve:        a.For(config.ProtoSieve),
 		Checker:      appPasswordLogins{v: v},
 		RecheckEvery: a.RecheckInterval,
+	}
+}
+
+// purgeAfter is how long revoked and expired app passwords stay in the
+// store (so that a login with one is logged as such) before purgeEvery's
+// pass deletes them, with expired page sessions and sign-ins.
+const (
+	purgeAfter = 90 * 24 * time.Hour
+	purgeEvery = time.Hour
+)
+
+// startStoreJobs starts what uses the app-password store in the
+// background (the page with its revalidation, the purge) and returns the
+// function that stops them and waits, to be called before the store
+// closes.
+func (a *app) startStoreJobs() (stop func()) {
+	if a.appPass == nil {
+		return func() {}
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	if a.page != nil {
+		wg.Go(func() { a.page.run(ctx) })
+	}
+	wg.Go(func() { a.purgeAppPasswords(ctx) })
+	return sync.OnceFunc(func() { cancel(); wg.Wait() })
+}
+
+// purgeAppPasswords deletes old revoked and expired rows now and every
+// purgeEvery until ctx ends.
+func (a *app) purgeAppPasswords(ctx context.Context) {
+	t := time.NewTicker(purgeEvery)
+	defer t.Stop()
+	for {
+		n, err := a.appPass.Purge(ctx, time.Now().Add(-purgeAfter))
+		switch {
+		case err != nil && ctx.Err() == nil:
+			a.log.Warn("app passwords: purge failed", "err", err)
+		case n > 0:
+			a.log.Info("app passwords: purged revoked and expired passwords", "count", n, "older_than", purgeAfter)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
 	}
 }
 

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -15,6 +16,7 @@ import (
 	"github.com/mailgate/mailgate/auth"
 	"github.com/mailgate/mailgate/config"
 	"github.com/mailgate/mailgate/proxy/discovery"
+	"github.com/mailgate/mailgate/proxy/discovery/tbaddon"
 )
 
 // The public discovery listener (discovery.listen): the onboarding documents
@@ -37,6 +39,9 @@ type discoveryServer struct {
 	ln   net.Listener
 	log  *slog.Logger
 	site atomic.Pointer[discovery.Site]
+	// addon is the Thunderbird add-on of site (nil: none, no OAuth yet),
+	// built with it, for the app-password page to offer.
+	addon atomic.Pointer[[]byte]
 
 	// cfg and meta build the site; both are replaced, never changed, and
 	// rebuildMu makes each site from one pair.
@@ -79,7 +84,23 @@ func (d *discoveryServer) rebuild() error {
 		return err
 	}
 	d.site.Store(&site)
+	d.addon.Store(d.buildAddon(site))
 	return nil
+}
+
+// buildAddon is site's Thunderbird add-on, or nil when site publishes no
+// OAuth client (yet) or it cannot be built (logged).
+func (d *discoveryServer) buildAddon(site discovery.Site) *[]byte {
+	if site.OAuth == nil {
+		return nil
+	}
+	var b bytes.Buffer
+	if err := tbaddon.Build(&b, site, tbaddon.Options{}); err != nil {
+		d.log.Warn("discovery: no Thunderbird add-on for the app-password page", "err", err)
+		return nil
+	}
+	xpi := b.Bytes()
+	return &xpi
 }
 
 // reload takes a new configuration's documents (the listener stays).

@@ -32,7 +32,7 @@ func ParseMailbox(s string) (string, error) {
 	if why := mailboxProblem(s); why != "" {
 		return "", fmt.Errorf("%w: %s", ErrInvalidCredentials, why)
 	}
-	return asciiLower(s), nil
+	return ASCIILower(s), nil
 }
 
 // mailboxProblem returns why s is not a mailbox address taken strictly, or "".
@@ -102,9 +102,9 @@ func forbiddenRune(r rune) string {
 	return ""
 }
 
-// asciiLower lower-cases the ASCII letters A-Z of s and nothing else
+// ASCIILower lower-cases the ASCII letters A-Z of s and nothing else
 // (strings.ToLower would also fold, say, "K" KELVIN SIGN into "k").
-func asciiLower(s string) string {
+func ASCIILower(s string) string {
 	i := strings.IndexFunc(s, func(r rune) bool { return 'A' <= r && r <= 'Z' })
 	if i < 0 {
 		return s
@@ -121,5 +121,5 @@ func asciiLower(s string) string {
 // sameMailbox reports whether a and b are one address: equal once ASCII
 // letters are folded, byte for byte otherwise.
 func sameMailbox(a, b string) bool {
-	return asciiLower(a) == asciiLower(b)
+	return ASCIILower(a) == ASCIILower(b)
 }

@@ -18,11 +18,7 @@ type Metadata struct {
 	Issuer                string `json:"issuer"`
 	AuthorizationEndpoint string `json:"authorization_endpoint"`
 	TokenEndpoint         string `json:"token_endpoint"`
-	UserinfoEndpoint      string `json:"userinfo_endpoint"`
 	JWKSURI               string `json:"jwks_uri"`
-	// AuthorizationResponseIssParameterSupported: the provider sends iss
-	// in the authorization response (RFC 9207).
-	AuthorizationResponseIssParameterSupported bool `json:"authorization_response_iss_parameter_supported"`
 }
 
 // FetchMetadata reads issuer's OpenID configuration at [DiscoveryURL]. The

@@ -49,7 +49,7 @@ func (p Policy) Mailbox(c Claims) (string, error) {
 		}
 		return "", refuse("claim %q %s", name, why)
 	}
-	mbox := asciiLower(s)
+	mbox := ASCIILower(s)
 	if p.RequireEmailVerified {
 		switch v := c["email_verified"].(type) {
 		case bool:

@@ -193,8 +193,8 @@ func TestASCIILower(t *testing.T) {
 		"": "", "alice@example.test": "alice@example.test", "Alice@EXAMPLE.Test": "alice@example.test",
 		"\u00c9LODIE@Example.test": "\u00c9lodie@example.test", "\u212a@x": "\u212a@x", "\u0130@x": "\u0130@x",
 	} {
-		if got := asciiLower(in); got != want {
-			t.Errorf("asciiLower(%q) = %q, want %q", in, got, want)
+		if got := ASCIILower(in); got != want {
+			t.Errorf("ASCIILower(%q) = %q, want %q", in, got, want)
 		}
 	}
 	if !sameMailbox("Alice@Example.test", "alice@example.TEST") || sameMailbox("\u212a@x", "k@x") || sameMailbox("a@x", "a@x ") {

@@ -327,9 +327,7 @@ func (c *Config) validateOAuth2(p *problems) {
 		p.add("oauth2.username_claim", "required (e.g. \"email\")")
 	}
 	for _, d := range o.AllowedDomains {
-		if d == "" || strings.Contains(d, "@") {
-			p.add("oauth2.allowed_domains", "%q: want a domain such as example.com", d)
-		}
+		p.domain("oauth2.allowed_domains", d)
 	}
 	if o.CacheTTL < 0 {
 		p.add("oauth2.cache_ttl", "must be >= 0 (0 = no cache)")

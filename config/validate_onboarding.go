@@ -37,15 +37,20 @@ func (c *Config) validateClients(p *problems) {
 	}
 }
 
+// domain checks a mail domain (not an address, URL or host:port).
+func (p *problems) domain(key, d string) {
+	if d == "" || strings.ContainsAny(d, "@/: ") {
+		p.add(key, "%q: want a domain such as example.com", d)
+	}
+}
+
 // validateDiscovery checks the discovery listener: what it publishes must be
 // known (domains, the published client).
 func (c *Config) validateDiscovery(p *problems) {
 	d := &c.Discovery
 	p.listen("discovery.listen", d.Listen)
 	for _, dom := range d.Domains {
-		if dom == "" || strings.ContainsAny(dom, "@/: ") {
-			p.add("discovery.domains", "%q: want a domain such as example.com", dom)
-		}
+		p.domain("discovery.domains", dom)
 	}
 	if strings.ContainsAny(d.Hostname, "/:@ ") {
 		p.add("discovery.hostname", "%q: want a host name such as mail.example.com", d.Hostname)

@@ -4,6 +4,8 @@ import (
 	"crypto/rand"
 	"encoding/base32"
 	"strings"
+
+	"github.com/mailgate/mailgate/auth"
 )
 
 // The password format (see the package doc):
@@ -56,7 +58,7 @@ func parsePassword(s string) (p password, ok bool) {
 	if len(s) != passwordLen {
 		return password{}, false
 	}
-	s = asciiLower(s)
+	s = auth.ASCIILower(s)
 	id, secret, found := strings.Cut(strings.TrimPrefix(s, Prefix), "_")
 	if !strings.HasPrefix(s, Prefix) || !found || len(id) != idLen || len(secret) != secretLen ||
 		!inAlphabet(id) || !inAlphabet(secret) {
@@ -86,16 +88,4 @@ func inAlphabet(s string) bool {
 		}
 	}
 	return true
-}
-
-// asciiLower lower-cases the bytes A-Z only (other bytes, valid UTF-8 or
-// not, are kept), so that the length never changes.
-func asciiLower(s string) string {
-	b := []byte(s)
-	for i, c := range b {
-		if 'A' <= c && c <= 'Z' {
-			b[i] = c + 'a' - 'A'
-		}
-	}
-	return string(b)
 }

@@ -46,7 +46,7 @@ func (s *Store) Revoke(ctx context.Context, user, id string) error {
 	if err != nil {
 		return fmt.Errorf("%w: %v", ErrBadUser, err)
 	}
-	id = asciiLower(id)
+	id = auth.ASCIILower(id)
 	if !validID(id) {
 		return fmt.Errorf("%w: malformed id", ErrNotFound)
 	}

@@ -7,6 +7,8 @@ import (
 	"time"
 	"unicode"
 	"unicode/utf8"
+
+	"github.com/mailgate/mailgate/auth"
 )
 
 // Protocol is a protocol an app password may be used with.
@@ -29,7 +31,7 @@ func AllProtocols() []Protocol { return slices.Clone(allProtocols) }
 // ParseProtocol returns the Protocol named s ("imap", "smtp", "pop3",
 // "sieve"; any case).
 func ParseProtocol(s string) (Protocol, error) {
-	p := Protocol(asciiLower(s))
+	p := Protocol(auth.ASCIILower(s))
 	if !slices.Contains(allProtocols, p) {
 		return "", fmt.Errorf("apppass: unknown protocol %q (want imap, smtp, pop3 or sieve)", s)
 	}

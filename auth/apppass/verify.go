@@ -165,7 +165,7 @@ func (s *Store) touch(ctx context.Context, rec *Record, clientIP string) {
 // failed (the session goes on). No hash: the session proved the secret at
 // its login. One read, no write.
 func (s *Store) StillValid(ctx context.Context, id, user string, proto Protocol) error {
-	id = asciiLower(id)
+	id = auth.ASCIILower(id)
 	mailbox, userErr := auth.ParseMailbox(user)
 	ctx, cancel := s.opContext(ctx)
 	defer cancel()

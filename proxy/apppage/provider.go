@@ -57,14 +57,16 @@ type OIDCOptions struct {
 }
 
 // OIDC is a Provider that reads the endpoints from the issuer's OpenID
-// configuration on first use (and again after a failure, at most every
-// Retry) and authenticates with the client secret (HTTP Basic).
+// configuration on first use and again every metadataMaxAge (after a
+// failure at most every Retry, using the last ones read meanwhile), and
+// authenticates with the client secret (HTTP Basic).
 type OIDC struct {
 	opts OIDCOptions
 
 	mu      sync.Mutex
 	conf    *oauth2.Config
-	failed  time.Time
+	fetched time.Time // when conf was read
+	failed  time.Time // the last failed read (zero: the last read worked)
 	lastErr error
 }
 
@@ -82,23 +84,27 @@ func NewOIDC(opts OIDCOptions) *OIDC {
 // Issuer implements Provider.
 func (o *OIDC) Issuer() string { return o.opts.Issuer }
 
-// config returns the oauth2 configuration, discovering it if needed.
+// metadataMaxAge is how long the endpoints read from the provider's
+// OpenID configuration are used before they are read again.
+const metadataMaxAge = time.Hour
+
+// config returns the oauth2 configuration, reading the provider's OpenID
+// configuration when there is none or it is over metadataMaxAge old; a
+// failed read keeps the last one read, and is not retried for Retry.
 func (o *OIDC) config(ctx context.Context) (*oauth2.Config, error) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	if o.conf != nil {
-		return o.conf, nil
-	}
-	if !o.failed.IsZero() && time.Since(o.failed) < o.opts.Retry {
-		return nil, o.lastErr
+	now := time.Now()
+	if o.conf != nil && now.Sub(o.fetched) < metadataMaxAge || !o.failed.IsZero() && now.Sub(o.failed) < o.opts.Retry {
+		return o.current()
 	}
 	m, err := auth.FetchMetadata(ctx, o.opts.Client, o.opts.Issuer)
 	if err == nil && (m.AuthorizationEndpoint == "" || m.TokenEndpoint == "") {
 		err = fmt.Errorf("%w: the OpenID configuration of %s names no authorization or token endpoint", auth.ErrUnavailable, o.opts.Issuer)
 	}
 	if err != nil {
-		o.failed, o.lastErr = time.Now(), err
-		return nil, err
+		o.failed, o.lastErr = now, err
+		return o.current()
 	}
 	o.conf = &oauth2.Config{
 		ClientID:     o.opts.ClientID,
@@ -107,7 +113,17 @@ func (o *OIDC) config(ctx context.Context) (*oauth2.Config, error) {
 		RedirectURL:  o.opts.RedirectURL,
 		Scopes:       scopes(o.opts.Scopes),
 	}
+	o.fetched, o.failed = now, time.Time{}
 	return o.conf, nil
+}
+
+// current is the last configuration read, or the last read's error when
+// none was. o.mu is held.
+func (o *OIDC) current() (*oauth2.Config, error) {
+	if o.conf != nil {
+		return o.conf, nil
+	}
+	return nil, o.lastErr
 }
 
 // scopes is openid, offline_access and extra, once each.

@@ -13,23 +13,16 @@ import (
 type WebEndpoint struct {
 	// Host is the public host name (mail.example.com).
 	Host string
-	// Port is the public port. Zero: 443, or 80 with PlainHTTP.
+	// Port is the public HTTPS port (clients fetch Autodiscover by SRV and
+	// PACC over HTTPS only). Zero: 443.
 	Port int
-	// PlainHTTP: clients reach the listener without TLS. The Autodiscover
-	// SRV record and the PACC records are then left out: Outlook follows the
-	// SRV record only to HTTPS, and PACC is fetched over HTTPS or not at all.
-	PlainHTTP bool
 }
 
 func (w WebEndpoint) port() int {
-	switch {
-	case w.Port != 0:
+	if w.Port != 0 {
 		return w.Port
-	case w.PlainHTTP:
-		return 80
-	default:
-		return 443
 	}
+	return 443
 }
 
 // Record is one DNS record an operator publishes.
@@ -70,7 +63,7 @@ const (
 func DNSRecords(site Site, web WebEndpoint) []Record {
 	var out []Record
 	digest := ""
-	if body, err := paccDocument(site); err == nil && !web.PlainHTTP {
+	if body, err := paccDocument(site); err == nil {
 		digest = paccDigestRecord(body)
 	}
 	for _, d := range site.Domains {
@@ -128,9 +121,6 @@ func webRecords(domain string, web WebEndpoint, paccDigest string) []Record {
 	}
 	cname("autoconfig.", "Thunderbird autoconfig ("+autoconfigPath+"); the certificate must name it")
 	cname("autodiscover.", "Outlook Autodiscover ("+autodiscoverPath+"); the certificate must name it")
-	if web.PlainHTTP {
-		return out
-	}
 	out = append(out, Record{
 		Name: "_autodiscover._tcp." + fqdn(domain), Type: "SRV",
 		Value:   "0 0 " + strconv.Itoa(web.port()) + " " + target,

@@ -48,15 +48,6 @@ func TestDNSRecordsEndpoint(t *testing.T) {
 	if !hasRecord(recs, Record{Name: "_autodiscover._tcp.example.org.", Type: "SRV", Value: "0 0 8443 web.example.net."}) {
 		t.Error("the Autodiscover SRV record does not name port 8443")
 	}
-	plain := DNSRecords(site, WebEndpoint{Host: "web.example.net", PlainHTTP: true})
-	for _, r := range plain {
-		if strings.HasPrefix(r.Name, "_autodiscover.") || strings.Contains(r.Name, "ua-auto-config.") {
-			t.Errorf("plain HTTP endpoint publishes %s %s", r.Name, r.Type)
-		}
-	}
-	if !hasRecord(plain, Record{Name: "autoconfig.example.com.", Type: "CNAME", Value: "web.example.net."}) {
-		t.Error("plain HTTP endpoint lost the autoconfig name")
-	}
 	// The discovery host is itself autoconfig.<domain>: no CNAME to itself.
 	self := DNSRecords(site, WebEndpoint{Host: "autoconfig.example.com"})
 	for _, r := range self {

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/mailgate/mailgate/auth"
 	"github.com/mailgate/mailgate/auth/redisstore"
 	"github.com/mailgate/mailgate/config"
@@ -41,11 +43,28 @@ func newSharedStore(cfg *config.Config, log *slog.Logger, m *metrics) (*redissto
 	if err != nil {
 		return nil, fmt.Errorf("cluster.redis: %w", err)
 	}
-	m.reg.MustRegister(m.sharedUp) // only with cluster.redis
+	m.reg.MustRegister(m.sharedUp, sharedOps{s}) // only with cluster.redis
 	if !s.Degraded() {
 		m.sharedUp.Set(1)
 	}
 	return s, nil
+}
+
+// sharedOps exports the store's operation counters: failures that do not
+// take it down (a full Redis answering OOM, NOPERM) show only here.
+type sharedOps struct{ s *redisstore.Store }
+
+var sharedOpsDesc = prometheus.NewDesc("mailgate_shared_state_operations_total",
+	"Operations on cluster.redis by result: sent, failed (an error answer or none; a miss is not one), skipped (not tried while it is down).",
+	[]string{"result"}, nil)
+
+func (sharedOps) Describe(ch chan<- *prometheus.Desc) { ch <- sharedOpsDesc }
+
+func (o sharedOps) Collect(ch chan<- prometheus.Metric) {
+	st := o.s.Stats()
+	ch <- prometheus.MustNewConstMetric(sharedOpsDesc, prometheus.CounterValue, float64(st.Ops), "sent")
+	ch <- prometheus.MustNewConstMetric(sharedOpsDesc, prometheus.CounterValue, float64(st.Errors), "failed")
+	ch <- prometheus.MustNewConstMetric(sharedOpsDesc, prometheus.CounterValue, float64(st.Skipped), "skipped")
 }
 
 func sharedStateChanged(log *slog.Logger, m *metrics, whenDown string, up bool, err error) {

@@ -53,8 +53,9 @@ func TestIntegrationSharedStateWired(t *testing.T) {
 	if body := waitHTTP(t, deps, http.StatusServiceUnavailable); !strings.Contains(body, "redis unreachable") {
 		t.Fatalf("/dependencies = %q, want redis unreachable", body)
 	}
-	if body := waitHTTP(t, "http://"+b.a.ops.ln.Addr().String()+"/metrics", http.StatusOK); !strings.Contains(body, "mailgate_shared_state_up 0") {
-		t.Error("mailgate_shared_state_up is not 0 while redis is down")
+	if body := waitHTTP(t, "http://"+b.a.ops.ln.Addr().String()+"/metrics", http.StatusOK); !strings.Contains(body, "mailgate_shared_state_up 0") ||
+		!strings.Contains(body, `mailgate_shared_state_operations_total{result="failed"}`) {
+		t.Errorf("mailgate_shared_state_up is not 0, or the operations are not counted, while redis is down:\n%s", body)
 	}
 	login(b, h.MintToken(t, b.d.User, testenv.TokenOptions{})) // local state carries on
 	if code := httpStatus(t, "http://"+b.a.ops.ln.Addr().String()+"/readyz"); code != http.StatusOK {

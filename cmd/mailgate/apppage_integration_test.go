@@ -51,7 +51,7 @@ func newPageRig(t *testing.T, idp *testenv.Hydra, database string) *pageRig {
 	t.Helper()
 	dc, pf := testenv.SharedDovecot(t), testenv.SharedPostfix(t)
 	cfg, _ := realBackends(t, dc, pf)
-	listen := freeAddr(t)
+	listen := testenv.FreeAddr(t)
 	r := &pageRig{idp: idp, pageURL: "https://" + listen + "/app-passwords/"}
 	var secret string
 	r.clientID, secret = idp.ConfidentialClient(t, testenv.ConfidentialClientOptions{RedirectURIs: []string{r.pageURL + "callback"}})

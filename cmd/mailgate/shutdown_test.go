@@ -25,17 +25,8 @@ import (
 
 	"github.com/mailgate/mailgate/certs"
 	"github.com/mailgate/mailgate/internal/demo"
+	"github.com/mailgate/mailgate/internal/testenv"
 )
-
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
 
 // serveRig is "mailgate serve" run as a process in front of the demo's
 // in-process backends, configured by a file.
@@ -72,7 +63,7 @@ func newServeRig(t *testing.T) *serveRig {
 		t.Fatal(err)
 	}
 	r.cfgFile = filepath.Join(dir, "mailgate.yaml")
-	r.imaps, r.smtps, r.httpAddr = freeAddr(t), freeAddr(t), freeAddr(t)
+	r.imaps, r.smtps, r.httpAddr = testenv.FreeAddr(t), testenv.FreeAddr(t), testenv.FreeAddr(t)
 	r.writeConfig("")
 	return r
 }

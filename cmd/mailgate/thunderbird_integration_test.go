@@ -215,7 +215,7 @@ func startMailgateForThunderbird(t *testing.T, dc *testenv.Dovecot, pf *testenv.
 	}
 	m := &mailgateProc{
 		bin: buildMailgate(t), cfgFile: filepath.Join(dir, "mailgate.yaml"), ca: ca,
-		addrs: map[string]string{"imaps": freeAddr(t), "smtps": freeAddr(t), "http": freeAddr(t)},
+		addrs: map[string]string{"imaps": testenv.FreeAddr(t), "smtps": testenv.FreeAddr(t), "http": testenv.FreeAddr(t)},
 		log:   testenv.Log{Path: filepath.Join(dir, "mailgate.log")},
 	}
 	pw := filepath.Join(dir, "master-password")

@@ -160,7 +160,7 @@ func newCluster(t *testing.T, opts clusterOptions) *cluster {
 	}
 	for i := range opts.replicas {
 		r := &replica{c: c, name: fmt.Sprintf("r%d", i+1)}
-		r.imaps, r.smtps, r.http = freeAddr(t), freeAddr(t), freeAddr(t)
+		r.imaps, r.smtps, r.http = testenv.FreeAddr(t), testenv.FreeAddr(t), testenv.FreeAddr(t)
 		r.cfgFile = filepath.Join(c.dir, r.name+".yaml")
 		r.log = testenv.Log{Path: filepath.Join(c.dir, r.name+".log")}
 		if err := os.WriteFile(r.cfgFile, []byte(c.config(r, certFile, keyFile, pwFile)), 0o600); err != nil {
@@ -437,17 +437,6 @@ func (c *cluster) providerCalls() float64 {
 		}
 	}
 	return n
-}
-
-// freeAddr returns a free 127.0.0.1:port.
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
 }
 
 // trustFile returns a client TLS configuration trusting only the

@@ -45,3 +45,18 @@ func hostPort(host string, port int) string { return net.JoinHostPort(host, strc
 func portConflict(output string) bool {
 	return strings.Contains(output, "Address already in use") || strings.Contains(output, "address already in use")
 }
+
+// FreeAddr returns a 127.0.0.1:port that was free a moment ago, for a
+// listener the test configures before it starts (as mailgate's listen
+// keys are); it fails tb if none can be bound.
+func FreeAddr(tb interface {
+	Helper()
+	Fatal(...any)
+}) string {
+	tb.Helper()
+	ports, err := freePorts("127.0.0.1", 1)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return loopback(ports[0])
+}
